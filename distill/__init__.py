@@ -1,0 +1,1 @@
+"""Distillation: candidate mining, teacher labelling, student training."""

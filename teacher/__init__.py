@@ -1,0 +1,1 @@
+"""Teacher: LoRA LLM cross-encoder trained on soft ESCI labels; scoring and reranking."""

@@ -1,0 +1,46 @@
+"""Shared fixtures: the real ESCI sample from ../shared, a CLI runner, tiny data tables."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+ESCI_SAMPLE = REPO.parent / "shared" / "data" / "esci-sample"
+
+
+@pytest.fixture(scope="session")
+def esci_dir() -> Path:
+    if not ESCI_SAMPLE.is_dir():
+        pytest.fail(f"the ESCI sample is missing at {ESCI_SAMPLE}: clone the repo with ../shared beside it")
+    return ESCI_SAMPLE
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `reldistill ARGS` in a subprocess, as a user would; returns the completed process."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "reldistill.cli", *map(str, args)], cwd=cwd or REPO,
+                          capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+def assert_user_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    """Non-zero exit, one clear line on stderr naming ``needles``, no traceback."""
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    err = proc.stderr
+    assert "Traceback" not in err, err
+    assert "error:" in err, err
+    flat = " ".join(err.split())
+    for n in needles:
+        assert n in flat, f"{n!r} not in {flat!r}"
+
+
+@pytest.fixture
+def cli():
+    return run_cli
