@@ -1,0 +1,55 @@
+"""Load a sentence-transformers student and encode queries / product texts with its prompts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from reldistill.models import resolve_model
+
+# Prompts for model families that need them (E5-style); models with their own `prompts` keep them.
+FAMILY_PROMPTS = {
+    "e5": {"query": "query: ", "document": "passage: "},
+    "bge": {"query": "Represent this sentence for searching relevant passages: ", "document": ""},
+}
+
+
+def family_prompts(name: str) -> dict[str, str] | None:
+    low = name.lower()
+    if "e5" in low:
+        return FAMILY_PROMPTS["e5"]
+    if "bge" in low and "m3" not in low:
+        return FAMILY_PROMPTS["bge"]
+    return None
+
+
+def load_student(name_or_path: str, device: str | None = None, **kwargs: Any):
+    """SentenceTransformer from a short name, hub id or folder; adds E5/BGE prompts when the model has none."""
+    from sentence_transformers import SentenceTransformer
+
+    r = resolve_model(name_or_path)
+    model = SentenceTransformer(r.path, device=device or "cpu", trust_remote_code=False, **kwargs)
+    if not getattr(model, "prompts", None) or not any(model.prompts.values()):
+        prompts = family_prompts(r.hub_id or r.name)
+        if prompts:
+            model.prompts = dict(prompts)
+    return model
+
+
+def _encode(model, texts: list[str], kind: str, batch_size: int, show_progress: bool) -> np.ndarray:
+    prompt = (getattr(model, "prompts", None) or {}).get(kind) or None
+    emb = model.encode(list(texts), prompt=prompt, batch_size=batch_size, convert_to_numpy=True,
+                       normalize_embeddings=True, show_progress_bar=show_progress)
+    return np.ascontiguousarray(emb, dtype=np.float32)
+
+
+def encode_queries(model, texts: list[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
+    """L2-normalised float32 query embeddings (query prompt applied if the model has one)."""
+    return _encode(model, texts, "query", batch_size, show_progress)
+
+
+def encode_documents(model, texts: list[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
+    """L2-normalised float32 document embeddings (document prompt applied if the model has one)."""
+    return _encode(model, texts, "document", batch_size, show_progress)
+
