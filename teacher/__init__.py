@@ -1,1 +1,25 @@
-"""Teacher: LoRA LLM cross-encoder trained on soft ESCI labels; scoring and reranking."""
+"""Teacher: LoRA LLM cross-encoder trained on soft ESCI labels; scoring and reranking.
+
+Public API: ``Teacher`` (load + score_pairs), ``reldistill.teacher.rerank.TeacherReranker``,
+``reldistill.teacher.score.score_file``, ``reldistill.teacher.train.train_teacher``,
+``reldistill.teacher.tiny.build_tiny_teacher``, ``reldistill.teacher.plan.plan_teacher``.
+Heavy libraries are imported lazily.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["Teacher", "TeacherConfig"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Teacher":
+        from reldistill.teacher.teacher import Teacher
+
+        return Teacher
+    if name == "TeacherConfig":
+        from reldistill.teacher.config import TeacherConfig
+
+        return TeacherConfig
+    raise AttributeError(name)

@@ -1,0 +1,100 @@
+"""The teacher artifact on disk: PEFT adapter + score head + tokenizer + recipe + manifest.
+
+```
+teacher/
+  adapter/            PEFT LoRA adapter (adapter_config.json, adapter_model.safetensors)
+  head.safetensors    score-head weights
+  tokenizer/          tokenizer with its (non-EOS) pad token
+  teacher.json        the `teacher:` recipe section
+  base/               only for self-contained artifacts (tiny test teacher): the base model itself
+  manifest.json       kind "teacher", base model, metrics, data fingerprint... (written last)
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from reldistill.artifacts import atomic_path, read_manifest, write_manifest
+from reldistill.config import from_dict
+from reldistill.errors import UserError
+from reldistill.teacher.config import TeacherConfig
+
+KIND = "teacher"
+ADAPTER_DIR = "adapter"
+HEAD_FILE = "head.safetensors"
+TOKENIZER_DIR = "tokenizer"
+RECIPE_FILE = "teacher.json"
+BASE_DIR = "base"
+
+
+def save_trainables(out_dir: Path, model, tokenizer, cfg: TeacherConfig) -> None:
+    """Write adapter, head, tokenizer and recipe into ``out_dir`` (no manifest)."""
+    from safetensors.torch import save_file
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    backbone = model.backbone
+    if hasattr(backbone, "peft_config"):
+        backbone.save_pretrained(str(out_dir / ADAPTER_DIR))
+    head = {k: v.detach().float().cpu().contiguous() for k, v in model.head.state_dict().items()}
+    save_file(head, str(out_dir / HEAD_FILE))
+    tokenizer.save_pretrained(str(out_dir / TOKENIZER_DIR))
+    (out_dir / RECIPE_FILE).write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n", encoding="utf-8")
+
+
+def save_teacher(final_dir: str | Path, model, tokenizer, cfg: TeacherConfig, base_model: str,
+                 base_dir: Path | None = None, **manifest: Any) -> Path:
+    """Atomically write a complete teacher artifact; ``base_dir`` (optional) is copied in as ``base/``."""
+    import shutil
+
+    final_dir = Path(final_dir)
+    with atomic_path(final_dir) as tmp:
+        save_trainables(tmp, model, tokenizer, cfg)
+        if base_dir is not None:
+            shutil.copytree(base_dir, tmp / BASE_DIR)
+        write_manifest(tmp, KIND, base_model=BASE_DIR if base_dir is not None else base_model,
+                       base_inside=base_dir is not None, teacher=dataclasses.asdict(cfg), **manifest)
+    return final_dir
+
+
+@dataclasses.dataclass
+class ArtifactFiles:
+    root: Path
+    manifest: dict[str, Any]
+    cfg: TeacherConfig
+    base: str  # model name for resolve_model, or a folder
+
+
+def open_artifact(directory: str | Path) -> ArtifactFiles:
+    """Check a teacher directory is complete; each missing or broken part is a UserError."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise UserError(f"teacher directory {d} does not exist — train one with `reldistill teacher train` or pass --teacher.")
+    m = read_manifest(d, KIND)
+    for rel in (HEAD_FILE, RECIPE_FILE, TOKENIZER_DIR):
+        if not (d / rel).exists():
+            raise UserError(f"teacher {d} is missing {rel} — the artifact is incomplete; retrain or copy it again.")
+    if m.get("teacher", {}).get("lora_r", 0) and not (d / ADAPTER_DIR / "adapter_model.safetensors").is_file():
+        raise UserError(f"teacher {d} is missing {ADAPTER_DIR}/adapter_model.safetensors — the LoRA adapter is gone; retrain or copy it again.")
+    try:
+        raw = json.loads((d / RECIPE_FILE).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UserError(f"{d / RECIPE_FILE} is not valid JSON — the artifact is corrupted; retrain.") from None
+    cfg = from_dict(TeacherConfig, raw, str(d / RECIPE_FILE))
+    base = str(d / m["base_model"]) if m.get("base_inside") else str(m.get("base_model") or cfg.model)
+    return ArtifactFiles(d, m, cfg, base)
+
+
+def load_head_state(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UserError(f"{path} cannot be read ({str(e)[:100]}) — the file is truncated or corrupted; retrain or copy it again.") from None

@@ -1,0 +1,70 @@
+"""Load the backbone (full precision, bf16 or 4-bit NF4) and its tokenizer through reldistill.models."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from reldistill.errors import UserError
+from reldistill.models import ResolvedModel, resolve_model
+
+log = logging.getLogger(__name__)
+
+
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """True when this CPU has native bf16 (AVX512-BF16 or AMX)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_dtype(dtype: str) -> torch.dtype:
+    """'auto' → bf16 where the hardware has it (CUDA with bf16, or a CPU with AVX512-BF16/AMX), else fp32."""
+    if dtype == "float32":
+        return torch.float32
+    if dtype == "bfloat16":
+        return torch.bfloat16
+    if torch.cuda.is_available():
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    return torch.bfloat16 if cpu_has_bf16() else torch.float32
+
+
+def resolve_base(name_or_path: str | os.PathLike) -> ResolvedModel:
+    return resolve_model(str(name_or_path))
+
+
+def load_tokenizer(source: ResolvedModel | str | os.PathLike):
+    from transformers import AutoTokenizer
+
+    r = source if isinstance(source, ResolvedModel) else resolve_model(str(source))
+    try:
+        return AutoTokenizer.from_pretrained(**r.from_pretrained_kwargs(), trust_remote_code=False)
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot load the tokenizer of {r.name!r} from {r.path} ({str(e).splitlines()[0][:120]}) — check teacher.model.") from None
+
+
+def load_backbone(source: ResolvedModel, dtype: torch.dtype = torch.float32, load_in_4bit: bool = False):
+    """The bare base model (``AutoModel``: no LM head) in ``dtype``, or NF4-quantised for QLoRA."""
+    from transformers import AutoModel
+
+    kw = source.from_pretrained_kwargs()
+    if load_in_4bit:
+        from transformers import BitsAndBytesConfig
+
+        kw["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype if dtype != torch.float32 else torch.float32)
+        if not torch.cuda.is_available():
+            kw["device_map"] = {"": "cpu"}
+    try:
+        return AutoModel.from_pretrained(**kw, dtype=dtype, trust_remote_code=False)
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot load the teacher backbone {source.name!r} from {source.path} "
+                        f"({str(e).splitlines()[0][:160]}) — check teacher.model or reinstall the model.") from None

@@ -1,0 +1,139 @@
+"""Teacher recipe sections: ``teacher:`` (model), ``train:`` (optimisation) and ``score:`` (inference)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from reldistill.config import DataConfig, from_dict, load_yaml
+from reldistill.errors import UserError
+
+DEFAULT_TEMPLATE = "Query: {query}\nProduct: {text}\nRelevant:"
+DTYPES = ("auto", "float32", "bfloat16")
+_DTYPE_ALIASES = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16", "auto": "auto"}
+
+
+def normalise_dtype(value: str, where: str = "dtype") -> str:
+    """'fp32'|'bf16'|'auto' (or long names) → 'float32'|'bfloat16'|'auto'."""
+    d = _DTYPE_ALIASES.get(str(value).lower())
+    if d is None:
+        raise UserError(f"{where} must be one of fp32, bf16, auto — got {value!r}.")
+    return d
+
+
+@dataclasses.dataclass
+class TeacherConfig:
+    """The cross-encoder: backbone + last-token pooling + score head, with LoRA (optionally 4-bit QLoRA)."""
+
+    model: str = "smollm2-135m"  # short name, hub id or local folder (resolved by reldistill.models)
+    model_config: str | None = None  # architecture config.json for `teacher plan` without weights
+    head: str = "mlp"  # "mlp" (seed) or "linear"
+    head_hidden: int = 1024  # MLP head hidden width
+    head_dropout: float = 0.1
+    lora_r: int = 128
+    lora_alpha: int = 256
+    lora_dropout: float = 0.05
+    target_modules: list[str] = dataclasses.field(default_factory=lambda: ["q_proj", "v_proj"])
+    load_in_4bit: bool = False  # QLoRA: NF4 base weights via bitsandbytes
+    template: str = DEFAULT_TEMPLATE  # must contain {query} and {text}
+    max_length: int = 128  # tokens; longer pairs are truncated (product text first)
+    padding_side: str = "left"
+
+    def __post_init__(self) -> None:
+        if self.head not in ("mlp", "linear"):
+            raise UserError(f"teacher.head must be 'mlp' or 'linear', got {self.head!r}.")
+        if "{query}" not in self.template or "{text}" not in self.template:
+            raise UserError("teacher.template must contain both {query} and {text}.")
+        if self.lora_r < 0:
+            raise UserError(f"teacher.lora_r must be >= 0 (0 disables LoRA), got {self.lora_r}.")
+        if not 0.0 <= self.lora_dropout < 1.0 or not 0.0 <= self.head_dropout < 1.0:
+            raise UserError("teacher.lora_dropout and teacher.head_dropout must be in [0, 1).")
+        if self.max_length < 8:
+            raise UserError(f"teacher.max_length must be at least 8 tokens, got {self.max_length}.")
+        if self.padding_side not in ("left", "right"):
+            raise UserError(f"teacher.padding_side must be 'left' or 'right', got {self.padding_side!r}.")
+        if self.head_hidden < 1:
+            raise UserError(f"teacher.head_hidden must be positive, got {self.head_hidden}.")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Optimisation: BCEWithLogits on soft labels, AdamW, checkpoints every ``checkpoint_fraction`` of an epoch."""
+
+    lr: float = 1e-5
+    head_lr: float | None = None  # defaults to lr
+    weight_decay: float = 0.0
+    epochs: float = 7.0
+    batch_size: int = 16  # per process
+    grad_accum: int = 1
+    warmup_ratio: float = 0.0
+    max_grad_norm: float = 1.0
+    precision: str = "auto"  # fp32 | bf16 | auto (bf16 where the hardware has it)
+    gradient_checkpointing: bool = False
+    checkpoint_fraction: float = 0.2  # checkpoint + dev eval every 20% of an epoch
+    keep_checkpoints: int = 2
+    include_sparse: bool = True  # also train on queries with a single judged pair
+    eval_split: str = "dev"  # held-out split for model selection
+    eval_max_pairs: int | None = None  # cap dev pairs per eval (CPU budgets)
+    eval_batch_size: int = 32
+    max_steps: int | None = None  # optimizer steps cap (overrides epochs when smaller)
+    max_minutes: float | None = None  # wall-clock budget; stops after a checkpoint
+    seed: int = 0
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.epochs <= 0 or self.batch_size < 1 or self.grad_accum < 1:
+            raise UserError("train.lr and train.epochs must be positive and train.batch_size/grad_accum >= 1.")
+        if not 0.0 < self.checkpoint_fraction <= 1.0:
+            raise UserError(f"train.checkpoint_fraction must be in (0, 1], got {self.checkpoint_fraction}.")
+        self.precision = normalise_dtype(self.precision, "train.precision")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise UserError(f"train.max_steps must be >= 1, got {self.max_steps}.")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise UserError(f"train.max_minutes must be positive, got {self.max_minutes}.")
+
+
+@dataclasses.dataclass
+class ScoreConfig:
+    """Inference: batch size, dtype, shard size for resumable output."""
+
+    batch_size: int = 32
+    dtype: str = "auto"
+    shard_size: int = 512
+    merge_lora: bool = True
+
+    def __post_init__(self) -> None:
+        self.dtype = normalise_dtype(self.dtype, "score.dtype")
+        if self.batch_size < 1 or self.shard_size < 1:
+            raise UserError("score.batch_size and score.shard_size must be >= 1.")
+
+
+@dataclasses.dataclass
+class Recipe:
+    """The sections of a recipe file the teacher reads."""
+
+    data: DataConfig
+    teacher: TeacherConfig
+    train: TrainConfig
+    score: ScoreConfig
+    path: Path | None = None
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read ``data``/``teacher``/``train``/``score`` from a YAML recipe; other sections are ignored."""
+    raw: dict[str, Any] = load_yaml(path)
+    p = Path(path)
+    teacher = from_dict(TeacherConfig, raw.get("teacher"), f"{p}: teacher")
+    if teacher.model_config and not Path(teacher.model_config).is_absolute():
+        # relative to the repo root (cwd) first, then to the recipe file
+        cand = Path(teacher.model_config)
+        if not cand.exists() and (p.parent / cand).exists():
+            teacher.model_config = str(p.parent / cand)
+    return Recipe(
+        data=from_dict(DataConfig, raw.get("data"), f"{p}: data"),
+        teacher=teacher,
+        train=from_dict(TrainConfig, raw.get("train"), f"{p}: train"),
+        score=from_dict(ScoreConfig, raw.get("score"), f"{p}: score"),
+        path=p,
+    )

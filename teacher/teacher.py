@@ -1,0 +1,134 @@
+"""`Teacher`: a trained cross-encoder restored in one call, scoring (query, text) pairs in length buckets."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from reldistill.errors import UserError
+from reldistill.teacher.artifact import ADAPTER_DIR, HEAD_FILE, TOKENIZER_DIR, load_head_state, open_artifact
+from reldistill.teacher.backbone import load_backbone, load_tokenizer, resolve_base, resolve_dtype
+from reldistill.teacher.config import TeacherConfig, normalise_dtype
+from reldistill.teacher.inputs import PairEncoder, length_buckets
+from reldistill.teacher.model import CrossEncoder, build_head, lora_config
+
+log = logging.getLogger(__name__)
+
+
+def build_cross_encoder(cfg: TeacherConfig, dtype: torch.dtype = torch.float32, base: str | None = None):
+    """A fresh trainable cross-encoder: backbone (+LoRA, +4-bit) and a randomly initialised head.
+
+    Returns ``(model, tokenizer, resolved_base)``.
+    """
+    resolved = resolve_base(base or cfg.model)
+    tokenizer = load_tokenizer(resolved)
+    backbone = load_backbone(resolved, dtype, cfg.load_in_4bit)
+    if cfg.load_in_4bit:
+        from peft import prepare_model_for_kbit_training
+
+        backbone = prepare_model_for_kbit_training(backbone, use_gradient_checkpointing=False)
+    if cfg.lora_r > 0:
+        from peft import get_peft_model
+
+        backbone = get_peft_model(backbone, lora_config(cfg))
+    else:
+        for p in backbone.parameters():
+            p.requires_grad_(False)
+    head = build_head(backbone.config, cfg)
+    return CrossEncoder(backbone, head), tokenizer, resolved
+
+
+class Teacher:
+    """A loaded teacher: ``score_pairs(queries, texts) -> probabilities`` (sigmoid of the relevance logit)."""
+
+    def __init__(self, model: CrossEncoder, tokenizer, cfg: TeacherConfig, manifest: dict | None = None,
+                 path: Path | None = None, batch_size: int = 32):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.cfg = cfg
+        self.manifest = manifest or {}
+        self.path = path
+        self.batch_size = batch_size
+        self.encoder = PairEncoder(tokenizer, cfg.template, cfg.max_length, cfg.padding_side)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.head.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.backbone.parameters()).dtype
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, dtype: str = "auto", merge_lora: bool = True,
+             device: str | None = None) -> Teacher:
+        """Restore a teacher artifact: base model (via reldistill.models) + adapter (merged) + head + tokenizer."""
+        from transformers import AutoTokenizer
+
+        art = open_artifact(directory)
+        tdtype = resolve_dtype(normalise_dtype(dtype))
+        resolved = resolve_base(art.base)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(art.root / TOKENIZER_DIR), trust_remote_code=False)
+        except (OSError, ValueError) as e:
+            raise UserError(f"{art.root / TOKENIZER_DIR} cannot be loaded ({str(e).splitlines()[0][:100]}) — the artifact is corrupted; retrain.") from None
+        backbone = load_backbone(resolved, tdtype)
+        if art.cfg.lora_r > 0:
+            from peft import PeftModel
+
+            try:
+                backbone = PeftModel.from_pretrained(backbone, str(art.root / ADAPTER_DIR), is_trainable=False)
+            except Exception as e:  # noqa: BLE001 - safetensors/peft raise many types for a broken file
+                raise UserError(f"{art.root / ADAPTER_DIR} cannot be loaded ({type(e).__name__}: {str(e).splitlines()[0][:100]}) "
+                                "— the adapter is truncated or from another model; retrain or copy it again.") from None
+            if merge_lora:
+                backbone = backbone.merge_and_unload()
+        head = build_head(backbone.config, art.cfg)
+        try:
+            head.load_state_dict(load_head_state(art.root / HEAD_FILE))
+        except RuntimeError as e:
+            raise UserError(f"{art.root / HEAD_FILE} does not match the recipe's head ({str(e).splitlines()[0][:100]}) — retrain.") from None
+        model = CrossEncoder(backbone, head)
+        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        model.to(dev)
+        return cls(model, tokenizer, art.cfg, art.manifest, art.root)
+
+    @torch.inference_mode()
+    def score_logits(self, queries: Sequence[str], texts: Sequence[str], batch_size: int | None = None,
+                     progress: bool = False) -> np.ndarray:
+        """Raw relevance logits, in input order (batches are length-bucketed internally)."""
+        if len(queries) != len(texts):
+            raise ValueError(f"{len(queries)} queries but {len(texts)} texts")
+        n = len(queries)
+        out = np.zeros(n, dtype=np.float32)
+        if n == 0:
+            return out
+        ids = self.encoder.encode([str(q) for q in queries], [str(t) for t in texts])
+        batches = length_buckets([len(r) for r in ids], batch_size or self.batch_size)
+        dev = self.device
+        if progress:
+            from reldistill.progress import progress_bar
+
+            ctx = progress_bar(n, "teacher scoring", "pairs")
+        else:
+            import contextlib
+
+            ctx = contextlib.nullcontext(lambda k=1: None)
+        with ctx as advance:
+            for b in batches:
+                enc = self.encoder.collate([ids[i] for i in b])
+                logits = self.model(enc["input_ids"].to(dev), enc["attention_mask"].to(dev))
+                out[b] = logits.float().cpu().numpy()
+                advance(len(b))
+        return out
+
+    def score_pairs(self, queries: Sequence[str], texts: Sequence[str], batch_size: int | None = None,
+                    progress: bool = False) -> np.ndarray:
+        """Relevance probabilities sigmoid(logit) in [0, 1], one per (query, text) pair, in input order."""
+        logits = self.score_logits(queries, texts, batch_size, progress)
+        return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
