@@ -1,0 +1,141 @@
+"""`index build`: encode the catalog with a student, then write FAISS + BM25 + products + manifest to <run>/index/.
+
+The whole index directory is assembled under a temporary name and renamed into place at the end,
+so a crash (even kill -9) leaves the previous index loadable. Product embeddings are checkpointed
+in shards under ``<run>/.index-cache/`` so a rerun after a crash only encodes what is left.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from reldistill.artifacts import atomic_path, data_fingerprint, file_fingerprint, read_manifest, write_manifest
+from reldistill.config import DataConfig, to_dict
+from reldistill.errors import UserError
+from reldistill.models import resolve_model
+from reldistill.progress import progress_bar
+from reldistill.retrieval.catalog import Catalog
+from reldistill.retrieval.config import IndexConfig
+from reldistill.retrieval.dense import DenseIndex
+from reldistill.retrieval.lexical import BM25Index
+
+log = logging.getLogger(__name__)
+
+INDEX_KIND = "index"
+CACHE_DIR = ".index-cache"
+SHARD = 2048
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def index_dir_of(path: str | Path) -> Path:
+    """``<run>/index`` for a run directory, or the path itself when it already is an index directory."""
+    p = Path(path)
+    return p if p.name == "index" or (p / "dense.json").is_file() else p / "index"
+
+
+def default_student(run_dir: Path) -> str:
+    student = run_dir / "student"
+    if (student / "manifest.json").is_file() or (student / "config.json").is_file():
+        return str(student)
+    raise UserError(f"{run_dir} has no finished student/ — distil one first or pass --student (e.g. minilm-l6).")
+
+
+def student_identity(name_or_path: str) -> str:
+    """``<name>@<weights sha256[:12]>``: the same weights give the same id wherever the folder lives."""
+    r = resolve_model(str(name_or_path))
+    folder = Path(r.path)
+    for wf in WEIGHT_FILES:
+        if (folder / wf).is_file():
+            return f"{r.hub_id or folder.name}@{file_fingerprint(folder / wf)[:12]}"
+    return str(r.hub_id or r.path)
+
+
+def encode_catalog(model, ids: list[str], texts: list[str], cache: Path | None = None,
+                   batch_size: int = 64) -> np.ndarray:
+    """Document embeddings of ``texts``; with ``cache`` each shard of 2,048 is saved and reused on rerun."""
+    from reldistill.student import encode_documents
+
+    shards = []
+    done = 0
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        while (cache / f"shard-{len(shards):05d}.npy").is_file() and done < len(texts):
+            arr = np.load(cache / f"shard-{len(shards):05d}.npy", allow_pickle=False)
+            shards.append(arr)
+            done += len(arr)
+    with progress_bar(len(texts), "encode products", "docs", initial=done) as advance:
+        for start in range(done, len(texts), SHARD):
+            chunk = texts[start:start + SHARD]
+            parts = []
+            for b in range(0, len(chunk), batch_size):
+                parts.append(encode_documents(model, chunk[b:b + batch_size], batch_size=batch_size))
+                advance(len(chunk[b:b + batch_size]))
+            arr = np.concatenate(parts)
+            if cache is not None:
+                with atomic_path(cache / f"shard-{len(shards):05d}.npy") as tmp:
+                    with open(tmp, "wb") as f:
+                        np.save(f, arr, allow_pickle=False)
+            shards.append(arr)
+    return np.concatenate(shards) if shards else np.zeros((0, model.get_embedding_dimension()), np.float32)
+
+
+def _catalog_digest(ids: list[str], texts: list[str]) -> str:
+    h = hashlib.sha256()
+    for i, t in zip(ids, texts):
+        h.update(i.encode() + b"\0" + t.encode() + b"\1")
+    return h.hexdigest()[:16]
+
+
+def build_index(run_dir_or_index_dir: str | Path, student_path: str | None = None, data_cfg: DataConfig | None = None,
+                kind: str = "flat", config: IndexConfig | None = None, products: pd.DataFrame | None = None,
+                examples: pd.DataFrame | None = None) -> Path:
+    """Encode the catalog with the student and write ``<run>/index/`` atomically; returns the index directory.
+
+    ``products``/``examples`` override the catalog and judged pairs loaded from ``data_cfg`` (tests, subsets).
+    """
+    from reldistill.data import load_esci
+    from reldistill.student import load_student
+
+    index_dir = index_dir_of(run_dir_or_index_dir)
+    run_dir = index_dir.parent
+    cfg = config or IndexConfig(kind=kind)
+    if config is not None and kind != cfg.kind:
+        cfg = IndexConfig(**{**to_dict(cfg), "kind": kind})
+    data_cfg = data_cfg or DataConfig()
+    student_path = student_path or default_student(run_dir)
+    student_id = student_identity(student_path)
+    if products is None:
+        data = load_esci(data_cfg)
+        products, examples = data.products, data.examples if examples is None else examples
+    catalog = Catalog.from_data(products, examples)  # refuses duplicate product ids
+    ids = products["product_id"].astype(str).tolist()
+    texts = products["text"].astype(str).tolist()
+    model = load_student(student_path)
+    dim = int(model.get_embedding_dimension())
+    cache = run_dir / CACHE_DIR / f"{student_id.replace('/', '_')}-{_catalog_digest(ids, texts)}"
+    emb = encode_catalog(model, ids, texts, cache=cache, batch_size=cfg.batch_size)
+    dense = DenseIndex.build(emb, ids, kind=cfg.kind, model=student_id, config=cfg)
+    bm25 = BM25Index.build(ids, texts)
+    fingerprint = data_fingerprint(data_cfg.path) if Path(data_cfg.path).exists() else {}
+    with atomic_path(index_dir) as tmp:
+        tmp.mkdir()
+        dense.save(tmp)
+        bm25.save(tmp)
+        catalog.save(tmp)
+        write_manifest(tmp, INDEX_KIND, student=student_id, student_path=str(Path(student_path).resolve())
+                       if Path(student_path).exists() else student_path, dim=dim, index_kind=cfg.kind, count=len(ids),
+                       normalized=True, metric="inner_product", index=to_dict(cfg),
+                       data={"path": str(data_cfg.path), "fingerprint": fingerprint})
+    shutil.rmtree(cache, ignore_errors=True)
+    log.info("wrote %s (%d products, dim %d, %s)", index_dir, len(ids), dim, cfg.kind)
+    return index_dir
+
+
+def read_index_manifest(index_dir: Path) -> dict:
+    return read_manifest(index_dir, INDEX_KIND)

@@ -1,0 +1,84 @@
+"""Config sections of the retrieval stage: ``index:``, ``search:`` and ``serve:`` (validated on creation)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from reldistill.errors import UserError
+
+INDEX_KINDS = ("flat", "hnsw", "ivfpq")
+MODES = ("bm25", "dense", "hybrid", "rerank")
+
+
+@dataclasses.dataclass
+class IndexConfig:
+    """How the dense index is built (FAISS kind and its knobs) and how products are encoded."""
+
+    kind: str = "flat"  # flat (exact inner product) | hnsw | ivfpq
+    hnsw_m: int = 32  # HNSW graph degree
+    hnsw_ef_construction: int = 80
+    hnsw_ef_search: int = 64
+    ivf_nlist: int = 0  # 0 → about 4*sqrt(n) lists
+    ivf_nprobe: int = 16
+    pq_m: int = 48  # PQ sub-quantizers (must divide the dimension)
+    pq_bits: int = 8
+    batch_size: int = 64  # product encoding batch size
+
+    def __post_init__(self) -> None:
+        if self.kind not in INDEX_KINDS:
+            raise UserError(f"index.kind must be one of {', '.join(INDEX_KINDS)}, got {self.kind!r}.")
+        for name in ("hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "ivf_nprobe", "pq_m", "batch_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"index.{name} must be at least 1, got {getattr(self, name)}.")
+        if self.ivf_nlist < 0:
+            raise UserError(f"index.ivf_nlist must be 0 (automatic) or positive, got {self.ivf_nlist}.")
+        if not 1 <= self.pq_bits <= 16:
+            raise UserError(f"index.pq_bits must be in [1, 16], got {self.pq_bits}.")
+
+
+@dataclasses.dataclass
+class SearchConfig:
+    """Candidate depths, RRF constants and rerank depth of the search pipeline."""
+
+    depth: int = 100  # candidates taken from each retriever before fusion
+    rrf_k: int = 60
+    weights: dict[str, float] = dataclasses.field(default_factory=lambda: {"bm25": 1.0, "dense": 1.0})
+    rerank_k: int = 20  # fused candidates the teacher reranks
+    max_k: int = 100  # largest k a caller may ask for
+
+    def __post_init__(self) -> None:
+        for name in ("depth", "rrf_k", "rerank_k", "max_k"):
+            if getattr(self, name) < 1:
+                raise UserError(f"search.{name} must be at least 1, got {getattr(self, name)}.")
+        unknown = set(self.weights) - {"bm25", "dense"}
+        if unknown:
+            raise UserError(f"search.weights has unknown retriever(s) {', '.join(sorted(unknown))}; use bm25 and dense.")
+        if any(w < 0 for w in self.weights.values()):
+            raise UserError("search.weights must be non-negative.")
+
+
+@dataclasses.dataclass
+class ServeConfig:
+    """HTTP service limits and exposure (loopback, no CORS and no key by default)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: str | None = None  # when set, every API call needs header X-API-Key
+    max_q_chars: int = 512
+    max_k: int = 100
+    max_body_bytes: int = 1 << 20
+    max_rerank_documents: int = 1000
+    max_document_chars: int = 4096
+    rerank_timeout_s: float = 30.0
+    cors_origins: list[str] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise UserError(f"serve.port must be in [0, 65535], got {self.port}.")
+        for name in ("max_q_chars", "max_k", "max_body_bytes", "max_rerank_documents", "max_document_chars"):
+            if getattr(self, name) < 1:
+                raise UserError(f"serve.{name} must be at least 1, got {getattr(self, name)}.")
+        if self.rerank_timeout_s <= 0:
+            raise UserError(f"serve.rerank_timeout_s must be positive, got {self.rerank_timeout_s}.")
+        if self.api_key is not None and len(self.api_key) < 8:
+            raise UserError("serve.api_key must be at least 8 characters long.")

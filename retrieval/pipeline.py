@@ -1,0 +1,274 @@
+"""SearchPipeline: bm25 | dense | hybrid (RRF) | rerank (hybrid + teacher rerank of the fused top-k).
+
+Every result carries its product id, title, brand, the final score, the rank it had at each stage
+(bm25, dense, fused, rerank) and, for judged queries, its ESCI label; every response carries the
+milliseconds spent in each stage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from reldistill.errors import UserError
+from reldistill.rerank import Reranker
+from reldistill.retrieval.build import default_student, index_dir_of, read_index_manifest, student_identity
+from reldistill.retrieval.catalog import Catalog
+from reldistill.retrieval.config import MODES, SearchConfig
+from reldistill.retrieval.dense import DenseIndex
+from reldistill.retrieval.fusion import rrf_fuse
+from reldistill.retrieval.lexical import BM25Index
+
+MAX_QUERY_CHARS = 2048
+
+
+@dataclasses.dataclass
+class SearchHit:
+    product_id: str
+    title: str
+    brand: str
+    score: float
+    rank: int
+    bm25_rank: int | None = None
+    dense_rank: int | None = None
+    fused_rank: int | None = None
+    rerank_rank: int | None = None
+    label: str | None = None  # E/S/C/I when the query and product were judged
+
+
+@dataclasses.dataclass
+class SearchResponse:
+    query: str
+    mode: str
+    k: int
+    results: list[SearchHit]
+    timings_ms: dict[str, float]
+    judged: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def check_query(query: str, max_chars: int = MAX_QUERY_CHARS) -> str:
+    if not isinstance(query, str) or not query.strip():
+        raise UserError("the query is empty — pass some words to search for.")
+    if len(query) > max_chars:
+        raise UserError(f"the query is {len(query):,} characters long; the limit is {max_chars:,} — shorten it.")
+    return query.strip()
+
+
+class SearchPipeline:
+    """Hybrid product search over one index (dense + BM25 + catalog), optionally reranked by the teacher."""
+
+    def __init__(self, dense: DenseIndex, bm25: BM25Index, catalog: Catalog, student, reranker: Reranker | None = None,
+                 config: SearchConfig | None = None, name: str = "pipeline", teacher_dir: Path | None = None,
+                 student_id: str | None = None):
+        self.dense, self.bm25, self.catalog, self.student = dense, bm25, catalog, student
+        self._reranker = reranker
+        self.config = config or SearchConfig()
+        self.name = name
+        self.teacher_dir = teacher_dir
+        self.student_id = student_id or dense.model
+        if student is not None:
+            dim = int(student.get_embedding_dimension())
+            if dim != dense.dim:
+                raise UserError(f"the student gives {dim}-dimensional vectors but the index holds {dense.dim} — "
+                                "use the student the index was built with, or rebuild the index.")
+
+    # ---- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_run(cls, run_dir: str | Path, student=None, reranker: Reranker | None = None,
+                 config: SearchConfig | None = None, name: str | None = None) -> SearchPipeline:
+        """Load ``<run>/index`` with its student (the one recorded in the manifest unless given) and teacher."""
+        from reldistill.student import load_student
+
+        index_dir = index_dir_of(run_dir)
+        if not index_dir.is_dir():
+            raise UserError(f"{index_dir} does not exist — build it with `reldistill index build --run {index_dir.parent}`.")
+        m = read_index_manifest(index_dir)
+        if student is None:
+            student = m.get("student_path") or default_student(index_dir.parent)
+            if not Path(str(student)).exists() and Path(str(student)).is_absolute():
+                student = default_student(index_dir.parent)
+        expect_model = None
+        if isinstance(student, (str, Path)):
+            expect_model = student_identity(str(student))
+        dense = DenseIndex.load(index_dir, expect_model=expect_model, expect_dim=None)
+        model = load_student(str(student)) if isinstance(student, (str, Path)) else student
+        dense_dim = int(model.get_embedding_dimension())
+        if dense_dim != dense.dim:
+            raise UserError(f"the index in {index_dir} holds {dense.dim}-dimensional vectors but the student gives "
+                            f"{dense_dim} — rebuild the index with this student or use the one it was built with.")
+        teacher_dir = index_dir.parent / "teacher"
+        return cls(dense, BM25Index.load(index_dir), Catalog.load(index_dir), model, reranker=reranker, config=config,
+                   name=name or index_dir.parent.name, teacher_dir=teacher_dir if teacher_dir.is_dir() else None,
+                   student_id=dense.model)
+
+    def with_student(self, student, name: str | None = None, kind: str = "flat") -> SearchPipeline:
+        """The same catalog, BM25 and reranker with another student's dense index (built in memory)."""
+        from reldistill.retrieval.build import encode_catalog
+        from reldistill.student import load_student
+
+        model = load_student(str(student)) if isinstance(student, (str, Path)) else student
+        ids = self.catalog.frame()["product_id"].astype(str).tolist()
+        emb = encode_catalog(model, ids, [self.catalog.text(p) for p in ids])
+        sid = student_identity(str(student)) if isinstance(student, (str, Path)) else None
+        dense = DenseIndex.build(emb, ids, kind=kind, model=sid)
+        return SearchPipeline(dense, self.bm25, self.catalog, model, reranker=self._reranker, config=self.config,
+                              name=name or str(student), teacher_dir=self.teacher_dir, student_id=sid)
+
+    # ---- reranker -----------------------------------------------------------------------------
+    @property
+    def reranker(self) -> Reranker:
+        """The reranker given, else the run's teacher (loaded on first use)."""
+        if self._reranker is None:
+            if self.teacher_dir is None:
+                raise UserError("mode 'rerank' needs a teacher: this run has no teacher/ — train one or pass a reranker.")
+            try:
+                from reldistill.teacher.rerank import TeacherReranker
+            except ImportError:
+                raise UserError("mode 'rerank' needs reldistill.teacher.rerank, which is not installed in this checkout.") from None
+            self._reranker = TeacherReranker.load(self.teacher_dir)
+        return self._reranker
+
+    @property
+    def has_reranker(self) -> bool:
+        return self._reranker is not None or self.teacher_dir is not None
+
+    # ---- search -------------------------------------------------------------------------------
+    def _check(self, mode: str, k: int) -> None:
+        if mode not in MODES:
+            raise UserError(f"mode must be one of {', '.join(MODES)}, got {mode!r}.")
+        if not isinstance(k, int) or not 1 <= k <= self.config.max_k:
+            raise UserError(f"k must be between 1 and {self.config.max_k}, got {k!r}.")
+
+    def _encode(self, queries: list[str]) -> np.ndarray:
+        from reldistill.student import encode_queries
+
+        return encode_queries(self.student, queries)
+
+    def search(self, query: str, mode: str = "hybrid", k: int = 10, rerank_k: int | None = None) -> SearchResponse:
+        """Search one query; see the module docstring for what each result carries."""
+        query = check_query(query)
+        self._check(mode, k)
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
+        depth = max(self.config.depth, k, rerank_k or 0)
+        bm25 = dense = None
+        if mode != "dense":
+            t = time.perf_counter()
+            ids, sc = self.bm25.search([query], depth)
+            bm25 = list(zip(ids[0], sc[0]))
+            timings["bm25_ms"] = _ms(t)
+        if mode != "bm25":
+            t = time.perf_counter()
+            qv = self._encode([query])
+            timings["encode_ms"] = _ms(t)
+            t = time.perf_counter()
+            ids, sc = self.dense.search(qv, depth)
+            dense = list(zip(ids[0], sc[0]))
+            timings["dense_ms"] = _ms(t)
+        ranked, ranks = self._combine(query, mode, bm25, dense, k, rerank_k, timings)
+        hits = []
+        for pos, (pid, score) in enumerate(ranked[:k], start=1):
+            meta = self.catalog.get(pid) or {"title": "", "brand": ""}
+            hits.append(SearchHit(pid, meta["title"], meta["brand"], float(score), pos,
+                                  **{f"{s}_rank": ranks[s].get(pid) for s in ("bm25", "dense", "fused", "rerank")},
+                                  label=self.catalog.label(query, pid)))
+        timings["total_ms"] = _ms(t0)
+        return SearchResponse(query, mode, k, hits, timings, judged=self.catalog.is_judged(query))
+
+    def _combine(self, query: str, mode: str, bm25, dense, k: int, rerank_k: int | None, timings: dict):
+        ranks: dict[str, dict[str, int]] = {s: {} for s in ("bm25", "dense", "fused", "rerank")}
+        if bm25 is not None:
+            ranks["bm25"] = {p: i for i, (p, _) in enumerate(bm25, start=1)}
+        if dense is not None:
+            ranks["dense"] = {p: i for i, (p, _) in enumerate(dense, start=1)}
+        if mode == "bm25":
+            return bm25, ranks
+        if mode == "dense":
+            return dense, ranks
+        t = time.perf_counter()
+        fused = rrf_fuse({"bm25": bm25, "dense": dense}, k=self.config.rrf_k, weights=self.config.weights,
+                         depth=self.config.depth)
+        ranks["fused"] = {p: i for i, (p, _) in enumerate(fused, start=1)}
+        timings["fuse_ms"] = _ms(t)
+        if mode == "hybrid":
+            return fused, ranks
+        t = time.perf_counter()
+        depth = max(rerank_k or self.config.rerank_k, k)
+        pool = [(p, self.catalog.text(p)) for p, _ in fused[:depth] if p in self.catalog]
+        reranked = self.reranker.rerank(query, pool, top_k=None)
+        ranked = [(r.id, r.score) for r in reranked]
+        ranks["rerank"] = {p: i for i, (p, _) in enumerate(ranked, start=1)}
+        timings["rerank_ms"] = _ms(t)
+        return ranked, ranks
+
+    def search_many(self, queries: Sequence[str], mode: str = "hybrid", k: int = 100,
+                    rerank_k: int | None = None) -> list[list[tuple[str, float]]]:
+        """Ranked (product_id, score) lists, one per query (batched BM25 and query encoding) — for evaluation."""
+        queries = [check_query(q) for q in queries]
+        if mode not in MODES:
+            raise UserError(f"mode must be one of {', '.join(MODES)}, got {mode!r}.")
+        if k < 1:
+            raise UserError(f"k must be at least 1, got {k}.")
+        if not queries:
+            return []
+        depth = max(self.config.depth, k, rerank_k or 0)
+        bm = self.bm25.search(queries, depth) if mode != "dense" else None
+        de = self.dense.search(self._encode(queries), depth) if mode != "bm25" else None
+        out = []
+        for i, q in enumerate(queries):
+            b = list(zip(bm[0][i], bm[1][i])) if bm else None
+            d = list(zip(de[0][i], de[1][i])) if de else None
+            ranked, _ = self._combine(q, mode, b, d, k, rerank_k, {})
+            out.append([(p, float(s)) for p, s in ranked[:k]])
+        return out
+
+    # ---- catalog updates ----------------------------------------------------------------------
+    def add_products(self, products: pd.DataFrame) -> None:
+        """Add or update products (product_id, text, optional title/brand/color): searchable at once, no rebuild."""
+        if "product_id" not in products.columns or "text" not in products.columns:
+            raise UserError("added products need 'product_id' and 'text' columns.")
+        from reldistill.student import encode_documents
+
+        ids = products["product_id"].astype(str).tolist()
+        texts = products["text"].astype(str).tolist()
+        self.dense.add(ids, encode_documents(self.student, texts))
+        self.bm25.add(ids, texts)
+        self.catalog.add(products)
+
+    def remove_products(self, product_ids: Sequence[str]) -> int:
+        n = self.dense.remove(product_ids)
+        self.bm25.remove(product_ids)
+        self.catalog.remove(product_ids)
+        return n
+
+    def similar(self, product_id: str, k: int = 10) -> list[SearchHit]:
+        """Item-to-item neighbours of a product through the dense index (the product itself excluded)."""
+        if product_id not in self.dense:
+            raise KeyError(product_id)
+        ids, sc = self.dense.search(self.dense.vector(product_id)[None, :], k + 1)
+        hits = []
+        for pid, s in zip(ids[0], sc[0]):
+            if pid == product_id or len(hits) == k:
+                continue
+            meta = self.catalog.get(pid) or {"title": "", "brand": ""}
+            hits.append(SearchHit(pid, meta["title"], meta["brand"], float(s), len(hits) + 1, dense_rank=len(hits) + 1))
+        return hits
+
+    def stats(self) -> dict[str, Any]:
+        return {"name": self.name, "products": len(self.catalog), "dense_vectors": len(self.dense),
+                "dense_kind": self.dense.kind, "dim": self.dense.dim, "student": self.student_id,
+                "bm25_documents": len(self.bm25), "judged_queries": len(self.catalog.labels),
+                "reranker": getattr(self._reranker, "name", None) or ("teacher (lazy)" if self.teacher_dir else None)}
+
+
+def _ms(t: float) -> float:
+    return round((time.perf_counter() - t) * 1000.0, 3)
