@@ -31,7 +31,7 @@ class BM25Index:
     def __init__(self, ids: list[str], texts: list[str], active: np.ndarray | None = None, retriever=None):
         self.ids = list(ids)
         self.texts = list(texts)
-        self.active = np.ones(len(ids), dtype=np.float32) if active is None else np.asarray(active, dtype=np.float32)
+        self.active = np.ones(len(ids), dtype=np.float32) if active is None else np.array(active, dtype=np.float32)
         self._pos = {p: i for i, p in enumerate(self.ids)}
         self.retriever = retriever if retriever is not None else self._index(self.texts)
 

@@ -6,7 +6,6 @@ echo inputs or internals (validation errors list field + message only; unexpecte
 "internal error").
 """
 
-from __future__ import annotations
 
 import asyncio
 import hmac

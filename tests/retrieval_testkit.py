@@ -1,0 +1,109 @@
+"""Shared helpers for the retrieval tests: a small real-MiniLM index over a slice of the ESCI sample."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from reldistill.data.esci import EXAMPLES_FILE, PRODUCTS_FILE
+from reldistill.rerank import RankedResult
+
+N_TEST_QUERIES = 3
+N_OTHER_PRODUCTS = 150
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """One torch thread: on a shared 2-core machine this is far faster for small batches."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def small_catalog(data, seed: int = 0):
+    """Products judged for a few test queries plus random others; returns (products, test query frame)."""
+    test = data.split("test")
+    qids = sorted(test["query_id"].unique())[:N_TEST_QUERIES]
+    tq = test[test["query_id"].isin(qids)]
+    judged = set(tq["product_id"])
+    rest = data.products[~data.products["product_id"].isin(judged)].sample(N_OTHER_PRODUCTS, random_state=seed)
+    products = pd.concat([data.products[data.products["product_id"].isin(judged)], rest]).reset_index(drop=True)
+    return products, tq
+
+
+def write_small_esci(src: Path, dst: Path, product_ids: set[str]) -> Path:
+    """An ESCI-layout directory restricted to ``product_ids`` (for CLI tests that load data themselves)."""
+    dst.mkdir(parents=True, exist_ok=True)
+    ex = pd.read_parquet(src / EXAMPLES_FILE)
+    pr = pd.read_parquet(src / PRODUCTS_FILE)
+    ex[ex["product_id"].isin(product_ids)].to_parquet(dst / EXAMPLES_FILE, index=False)
+    pr[pr["product_id"].isin(product_ids)].to_parquet(dst / PRODUCTS_FILE, index=False)
+    return dst
+
+
+class FakeReranker:
+    """Deterministic reranker for unit tests: score = word overlap with the query, then reversed input order."""
+
+    name = "fake-overlap"
+
+    def __init__(self, delay_s: float = 0.0):
+        self.delay_s = delay_s
+        self.calls = 0
+
+    def rerank(self, query, candidates, top_k=None):
+        self.calls += 1
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        q = set(query.lower().split())
+        scored = [(len(q & set(str(t).lower().split())) + i / 1000.0, i) for i, (_, t) in enumerate(candidates)]
+        order = sorted(scored, key=lambda s: -s[0])[: top_k or len(candidates)]
+        return [RankedResult(id=str(candidates[i][0]), score=float(s), rank=r + 1, index=i) for r, (s, i) in enumerate(order)]
+
+
+def unit_vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def live_server(app, port: int | None = None):
+    """Run ``app`` under a real uvicorn server on 127.0.0.1 in a thread; yields the base URL."""
+    import httpx
+    import uvicorn
+
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    else:
+        raise RuntimeError("uvicorn did not start")
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
