@@ -62,13 +62,17 @@ def index_build_cmd(
     typer.echo(str(out))
 
 
-def _pipeline(run: Path, sections: dict, student: str | None = None, name: str | None = None):
+def _search_cfg(sections: dict):
     from reldistill.config import from_dict
     from reldistill.retrieval.config import SearchConfig
+
+    return from_dict(SearchConfig, sections.get("search"), "search")
+
+
+def _pipeline(run: Path, sections: dict, student: str | None = None, name: str | None = None):
     from reldistill.retrieval.pipeline import SearchPipeline
 
-    scfg = from_dict(SearchConfig, sections.get("search"), "search")
-    return SearchPipeline.from_run(run, student=student, config=scfg, name=name)
+    return SearchPipeline.from_run(run, student=student, config=_search_cfg(sections), name=name)
 
 
 def search_cmd(
@@ -88,10 +92,14 @@ def search_cmd(
     check_query(query)
     if mode not in MODES:
         raise UserError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}.")
+    sections = _sections(config)
+    max_k = _search_cfg(sections).max_k
+    if not 1 <= k <= max_k:
+        raise UserError(f"--k must be between 1 and {max_k}, got {k}.")
+    if rerank_k is not None and not 1 <= rerank_k <= max_k:
+        raise UserError(f"--rerank-k must be between 1 and {max_k}, got {rerank_k}.")
     _threads(threads)
-    pipe = _pipeline(run, _sections(config))
-    if not 1 <= k <= pipe.config.max_k:
-        raise UserError(f"--k must be between 1 and {pipe.config.max_k}, got {k}.")
+    pipe = _pipeline(run, sections)
     res = pipe.search(query, mode=mode, k=k, rerank_k=rerank_k)
     if as_json:
         typer.echo(json.dumps(res.to_dict(), indent=2, ensure_ascii=False))

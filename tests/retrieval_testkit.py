@@ -107,3 +107,40 @@ def live_server(app, port: int | None = None):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+_SMALL_RUNS: dict[str, tuple] = {}
+
+
+def small_run(tmp_path_factory, esci_dir: Path):
+    """(run_dir, data, test query frame): a real-MiniLM index over ~300 products, built once per session."""
+    from reldistill.config import DataConfig
+    from reldistill.data import load_esci
+    from reldistill.retrieval.build import build_index
+
+    if "run" not in _SMALL_RUNS:
+        data = load_esci(DataConfig(path=str(esci_dir)))
+        products, tq = small_catalog(data)
+        run = tmp_path_factory.mktemp("retrieval-run")
+        with torch_threads(1):
+            build_index(run, "minilm-l6", DataConfig(path=str(esci_dir)), products=products, examples=data.examples)
+        _SMALL_RUNS["run"] = (run, data, tq, products)
+    return _SMALL_RUNS["run"]
+
+
+def build_tiny_student(out_dir: Path, dim: int = 32) -> Path:
+    """A tiny random sentence-transformers model (MiniLM's tokenizer, a 1-layer BERT of width ``dim``)."""
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from reldistill.models import resolve_model
+
+    base = out_dir / "hf"
+    tok = AutoTokenizer.from_pretrained(resolve_model("minilm-l6").path)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=dim, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=dim * 2, max_position_embeddings=128)
+    BertModel(cfg).save_pretrained(base)
+    tok.save_pretrained(base)
+    st = SentenceTransformer(modules=[models.Transformer(str(base), max_seq_length=64), models.Pooling(dim, "mean")])
+    st.save(str(out_dir / "st"))
+    return out_dir / "st"
