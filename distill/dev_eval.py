@@ -1,0 +1,89 @@
+"""Full-catalog retrieval quality of a student on one split: graded nDCG@10 and Recall@100 (ranx, ESCI gains).
+
+Every query of the split is searched against every product of the catalog (exact inner product on
+L2-normalised embeddings), so the figure is what the retrieval stack would see, not a re-ranking of
+the judged pairs. Gains come from the data (reldistill.labels via DataConfig); ranx stores integer
+relevance, so gains are scaled to integers (linear nDCG is scale-invariant).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from reldistill.errors import UserError
+
+GAIN_SCALE = 1000  # gains 1 / 0.1 / 0.01 → 1000 / 100 / 10 (exact in ranx's integer qrels)
+METRICS = ("ndcg@10", "recall@100")
+
+
+def split_qrels(examples: pd.DataFrame, split: str) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
+    """({query_id: query}, {query_id: {product_id: scaled gain}}) for queries of ``split`` with a positive gain."""
+    rows = examples[examples["split"] == split]
+    if rows.empty:
+        raise UserError(f"split {split!r} has no queries — check data.dev_fraction or the split column.")
+    qrels: dict[str, dict[str, int]] = {}
+    for q, p, g in rows[["query_id", "product_id", "gain"]].itertuples(index=False):
+        qrels.setdefault(str(q), {})[str(p)] = int(round(float(g) * GAIN_SCALE))
+    qrels = {q: d for q, d in qrels.items() if any(v > 0 for v in d.values())}
+    queries = rows.drop_duplicates("query_id").set_index("query_id")["query"].astype(str)
+    return {q: queries[q] for q in qrels}, qrels
+
+
+def catalog_search(model, queries: list[str], products: pd.DataFrame, k: int = 100,
+                   doc_embeddings: np.ndarray | None = None, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, indices) of the top-``k`` catalog products per query by cosine similarity."""
+    from reldistill.student.encode import encode_documents, encode_queries
+
+    docs = doc_embeddings if doc_embeddings is not None else encode_documents(model, products["text"].tolist(), batch_size)
+    qs = encode_queries(model, queries, batch_size)
+    k = min(k, len(docs))
+    sims = qs @ docs.T
+    idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    part = np.take_along_axis(sims, idx, axis=1)
+    order = np.argsort(-part, axis=1)
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(idx, order, axis=1)
+
+
+def evaluate_student(model, examples: pd.DataFrame, products: pd.DataFrame, split: str = "dev",
+                     k: int = 100, batch_size: int = 64) -> dict[str, float]:
+    """{'ndcg@10', 'recall@100', 'queries'} of ``model`` on ``split`` against the full ``products`` catalog."""
+    from ranx import Qrels, Run, evaluate
+
+    queries, qrels = split_qrels(examples, split)
+    if not qrels:
+        raise UserError(f"split {split!r} has no query with a relevant product — nothing to evaluate.")
+    qids = list(queries)
+    scores, idx = catalog_search(model, [queries[q] for q in qids], products, k, batch_size=batch_size)
+    pids = products["product_id"].astype(str).to_numpy()
+    run = {q: {str(pids[j]): float(s) for j, s in zip(idx[i], scores[i])} for i, q in enumerate(qids)}
+    res = evaluate(Qrels(qrels), Run(run), list(METRICS), make_comparable=True)
+    return {**{m: float(res[m]) for m in METRICS}, "queries": len(qids)}
+
+
+def _base_evaluator():
+    from sentence_transformers.sentence_transformer.evaluation import BaseEvaluator
+
+    return BaseEvaluator
+
+
+class DevRetrievalEvaluator(_base_evaluator()):
+    """sentence-transformers evaluator: full-catalog nDCG@10 / Recall@100 on one split (primary: nDCG@10).
+
+    Used by SentenceTransformerTrainer each epoch to keep the best checkpoint; every result is also
+    kept in ``history`` (epoch, steps, metrics) for the manifest.
+    """
+
+    def __init__(self, examples: pd.DataFrame, products: pd.DataFrame, split: str = "dev", batch_size: int = 64):
+        super().__init__()
+        self.examples, self.products, self.split, self.batch_size = examples, products, split, batch_size
+        self.name = split
+        self.primary_metric = "ndcg@10"
+        self.history: list[dict] = []
+
+    def __call__(self, model, output_path=None, epoch: int = -1, steps: int = -1) -> dict[str, float]:
+        res = evaluate_student(model, self.examples, self.products, self.split, batch_size=self.batch_size)
+        self.history.append({"epoch": epoch, "steps": steps, **res})
+        metrics = self.prefix_name_to_metrics({m: res[m] for m in METRICS}, self.name)
+        self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
+        return metrics

@@ -1,0 +1,40 @@
+"""Teacher labelling of mined candidates: a thin, resumable wrapper over the teacher's ``score_file``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from reldistill.config import DataConfig
+from reldistill.errors import UserError
+
+from .scores import read_table
+
+
+def label_candidates(candidates_path: str | Path, teacher_dir: str | Path, out_path: str | Path,
+                     data_cfg: DataConfig | None = None, batch_size: int | None = None, dtype: str = "auto",
+                     shard_size: int = 512) -> Path:
+    """Score every candidate pair with the teacher → ``out_path`` (candidates + teacher_score, teacher_logit).
+
+    Resumable: the teacher's ``score_file`` skips shards it already finished. The human columns
+    (esci_label, soft_label, source, split) of the candidates are carried through.
+    """
+    from reldistill.teacher.score import score_file
+
+    cands = read_table(candidates_path, "candidates file")
+    for col in ("query", "product_id"):
+        if col not in cands.columns:
+            raise UserError(f"candidates file {candidates_path} has no column {col!r} — rerun `reldistill distill mine`.")
+    if cands.empty:
+        raise UserError(f"candidates file {candidates_path} has no rows — rerun `reldistill distill mine` with a larger depth.")
+    out = score_file(teacher_dir, candidates_path, out_path, data_cfg=data_cfg, batch_size=batch_size,
+                     dtype=dtype, shard_size=shard_size)
+    return Path(out)
+
+
+def merge_back(candidates: pd.DataFrame, scored: pd.DataFrame) -> pd.DataFrame:
+    """Candidates with the teacher's score columns joined on (query, product_id) (for scorers that drop columns)."""
+    cols = [c for c in ("teacher_score", "teacher_logit") if c in scored.columns]
+    return candidates.merge(scored[["query", "product_id", *cols]].drop_duplicates(["query", "product_id"]),
+                            on=["query", "product_id"], how="left")

@@ -1,0 +1,190 @@
+"""Candidate mining: which (query, product) pairs the teacher should label.
+
+For every TRAIN query (never dev/test): its judged products, plus hard candidates mined from the
+whole catalog with BM25 (bm25s) and with the current student (dense, exact inner product). Queries
+with few judgements ("unlabeled": the sample's sparse single-pair queries, or a user's query list)
+get a shallower mined list — the teacher labels far more pairs than humans did. Mined products that
+are near-duplicates of a judged positive can be dropped (the teacher would label them positive anyway,
+and they look like false negatives to in-batch losses).
+
+sentence-transformers' ``mine_hard_negatives`` needs an (anchor, positive) pair per row and embeds the
+corpus itself; here unlabeled queries have no positive and the catalog embeddings are reused for the
+near-duplicate filter, so the dense side is one shared catalog encode + a matrix product instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from reldistill.data import EsciData, carve_dev
+from reldistill.data.split import query_unit
+from reldistill.errors import UserError
+
+from .config import DistillConfig
+
+log = logging.getLogger(__name__)
+
+CANDIDATE_COLUMNS = ["query_id", "query", "product_id", "source", "esci_label", "soft_label", "split", "text"]
+SOURCES = ("judged", "bm25", "dense")
+
+
+def _norm(q: pd.Series) -> pd.Series:
+    return q.astype(str).str.lower().str.split().str.join(" ")
+
+
+def with_dev_split(data: EsciData, dev_fraction: float, seed: int) -> pd.DataFrame:
+    """The examples with a seeded share of train queries moved to 'dev' (test untouched)."""
+    ex = data.examples.copy()
+    ex["split"] = carve_dev(ex, dev_fraction, seed)
+    return ex
+
+
+def read_query_list(path: str | Path) -> list[str]:
+    """Extra unlabeled queries: a .txt file (one per line) or a CSV/JSONL/parquet table with a 'query' column."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"distill.queries_path {p} does not exist — pass a text file with one query per line or a table with a 'query' column.")
+    try:
+        if p.suffix.lower() == ".txt":
+            qs = pd.Series(p.read_text(encoding="utf-8").splitlines())
+        else:
+            if p.suffix.lower() == ".csv":
+                df = pd.read_csv(p, dtype=str, encoding="utf-8")
+            elif p.suffix.lower() in (".jsonl", ".json"):
+                df = pd.read_json(p, lines=p.suffix.lower() == ".jsonl", dtype=False)
+            else:
+                df = pd.read_parquet(p)
+            if "query" not in df.columns:
+                raise UserError(f"{p} has no column 'query' (columns: {', '.join(map(str, df.columns))}) — add it.")
+            qs = df["query"]
+    except UnicodeDecodeError:
+        raise UserError(f"{p} is not UTF-8 text — re-save it as UTF-8.") from None
+    except (ValueError, OSError) as e:
+        raise UserError(f"{p} could not be read ({str(e).splitlines()[0][:120]}) — is it truncated?") from None
+    qs = qs.dropna().astype(str).str.strip()
+    qs = qs[(qs != "") & (qs.str.len() <= 1000)].drop_duplicates()
+    if qs.empty:
+        raise UserError(f"{p} holds no usable query (empty lines and queries over 1000 characters are skipped).")
+    return qs.tolist()
+
+
+def bm25_top(queries: list[str], catalog_texts: list[str], k: int) -> list[list[int]]:
+    """Catalog row indices of the BM25 top-``k`` per query (zero-score hits dropped)."""
+    import bm25s
+
+    if k <= 0 or not queries:
+        return [[] for _ in queries]
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize(catalog_texts, stopwords="en", show_progress=False), show_progress=False)
+    k = min(k, len(catalog_texts))
+    res, scores = retriever.retrieve(bm25s.tokenize(queries, stopwords="en", show_progress=False), k=k, show_progress=False)
+    return [[int(i) for i, s in zip(r, sc) if s > 0] for r, sc in zip(res, scores)]
+
+
+def dense_top(query_emb: np.ndarray, doc_emb: np.ndarray, k: int) -> list[list[int]]:
+    """Catalog row indices of the inner-product top-``k`` per query."""
+    if k <= 0 or len(query_emb) == 0:
+        return [[] for _ in range(len(query_emb))]
+    k = min(k, len(doc_emb))
+    sims = query_emb @ doc_emb.T
+    idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(sims, idx, axis=1), axis=1)
+    return np.take_along_axis(idx, order, axis=1).tolist()
+
+
+def mine_candidates(data: EsciData, cfg: DistillConfig, student=None, dev_fraction: float = 0.15,
+                    seed: int = 13, extra_queries: list[str] | None = None) -> pd.DataFrame:
+    """Candidate pairs for teacher labelling, train queries only; columns ``CANDIDATE_COLUMNS``.
+
+    ``student``: a SentenceTransformer for the dense side (loaded from ``cfg.student`` when None and
+    ``cfg.dense_depth`` > 0). ``extra_queries``: unlabeled queries (``cfg.queries_path`` is read when None).
+    Each (query_id, product_id) appears once; judged rows win over mined ones.
+    """
+    from reldistill.student.encode import encode_documents, encode_queries, load_student
+
+    ex = with_dev_split(data, dev_fraction, seed)
+    products = data.products.reset_index(drop=True)
+    if products.empty:
+        raise UserError("the products catalog is empty — check data.path and data.locale.")
+    held_out = set(_norm(ex.loc[ex["split"] != "train", "query"]))
+    train = ex[(ex["split"] == "train") & ~_norm(ex["query"]).isin(held_out)]
+    if train.empty:
+        raise UserError("there are no train queries to mine candidates for — check the data's split column and data.dev_fraction.")
+
+    n_judged = train.groupby("query_id")["product_id"].transform("size")
+    full_ids = pd.unique(train.loc[n_judged >= cfg.min_judged, "query_id"])
+    sparse_ids = pd.Series(pd.unique(train.loc[n_judged < cfg.min_judged, "query_id"]))
+    if cfg.max_unlabeled_queries is not None and len(sparse_ids) > cfg.max_unlabeled_queries:
+        u = query_unit(sparse_ids, seed, "unlabeled")
+        sparse_ids = sparse_ids.iloc[np.argsort(u, kind="stable")[: cfg.max_unlabeled_queries]]
+    keep = set(full_ids) | set(sparse_ids)
+    judged = train[train["query_id"].isin(keep)].assign(source="judged")
+
+    qtab = judged.drop_duplicates("query_id")[["query_id", "query"]].assign(full=lambda d: d["query_id"].isin(set(full_ids)))
+    queries_extra = extra_queries if extra_queries is not None else (read_query_list(cfg.queries_path) if cfg.queries_path else [])
+    if queries_extra:
+        known = set(_norm(ex["query"]))
+        extra = pd.DataFrame({"query": queries_extra})
+        extra = extra[~_norm(extra["query"]).isin(known)].drop_duplicates("query")
+        extra["query_id"] = "u:" + pd.util.hash_pandas_object(_norm(extra["query"]), index=False).astype("uint64").map("{:016x}".format)
+        extra["full"] = False
+        qtab = pd.concat([qtab, extra[["query_id", "query", "full"]]], ignore_index=True)
+        log.info("added %d unlabeled user queries", len(extra))
+
+    texts = products["text"].astype(str).tolist()
+    qtexts = qtab["query"].astype(str).tolist()
+    depth_bm25 = np.where(qtab["full"], cfg.bm25_depth, min(cfg.unlabeled_depth, cfg.bm25_depth))
+    depth_dense = np.where(qtab["full"], cfg.dense_depth, min(cfg.unlabeled_depth, cfg.dense_depth))
+    bm25_hits = bm25_top(qtexts, texts, int(depth_bm25.max(initial=0)))
+
+    doc_emb = None
+    dense_hits: list[list[int]] = [[] for _ in qtexts]
+    if cfg.dense_depth > 0 or cfg.drop_near_duplicates:
+        if student is None:
+            student = load_student(cfg.student)
+            student.max_seq_length = cfg.max_seq_length
+        doc_emb = encode_documents(student, texts, show_progress=False)
+        if cfg.dense_depth > 0:
+            dense_hits = dense_top(encode_queries(student, qtexts), doc_emb, int(depth_dense.max(initial=0)))
+
+    rows = []
+    for i, (qid, q) in enumerate(zip(qtab["query_id"], qtab["query"])):
+        for src, hits, depth in (("bm25", bm25_hits[i], depth_bm25[i]), ("dense", dense_hits[i], depth_dense[i])):
+            rows.extend((qid, q, int(j), src) for j in hits[: int(depth)])
+    mined = pd.DataFrame(rows, columns=["query_id", "query", "row", "source"])
+    mined["product_id"] = products["product_id"].astype(str).to_numpy()[mined["row"].to_numpy()] if len(mined) else []
+
+    if cfg.drop_near_duplicates and doc_emb is not None and len(mined):
+        mined = _drop_near_duplicates(mined, judged, products, doc_emb, cfg.near_duplicate_threshold)
+
+    mined = mined.assign(esci_label=None, soft_label=np.nan, split="train")
+    mined["text"] = products["text"].astype(str).to_numpy()[mined["row"].to_numpy()] if len(mined) else []
+    out = pd.concat([judged[CANDIDATE_COLUMNS], mined[CANDIDATE_COLUMNS]], ignore_index=True)
+    out = out.drop_duplicates(["query_id", "product_id"], keep="first").reset_index(drop=True)
+    out["soft_label"] = out["soft_label"].astype(float)
+    return out
+
+
+def _drop_near_duplicates(mined: pd.DataFrame, judged: pd.DataFrame, products: pd.DataFrame,
+                          doc_emb: np.ndarray, threshold: float) -> pd.DataFrame:
+    """Drop mined rows whose product embedding is within ``threshold`` cosine of one of the query's judged positives."""
+    row_of = pd.Series(np.arange(len(products)), index=products["product_id"].astype(str))
+    pos = judged[(judged["soft_label"] > 0) & judged["product_id"].isin(row_of.index)]
+    pos_rows = pos.groupby("query_id")["product_id"].agg(lambda s: row_of[s].to_numpy()).to_dict()
+    keep = np.ones(len(mined), dtype=bool)
+    for qid, idx in mined.groupby("query_id").indices.items():
+        prow = pos_rows.get(qid)
+        if prow is None or len(prow) == 0:
+            continue
+        mrows = mined["row"].to_numpy()[idx]
+        sims = doc_emb[mrows] @ doc_emb[prow].T
+        is_judged = np.isin(mrows, prow)  # the same product is deduped later, not "near"
+        keep[idx] = ~((sims.max(axis=1) >= threshold) & ~is_judged)
+    dropped = int((~keep).sum())
+    if dropped:
+        log.info("dropped %d mined candidate(s) near-duplicating a judged positive", dropped)
+    return mined[keep]

@@ -1,0 +1,215 @@
+"""Distil teacher scores into a sentence-transformers bi-encoder (and the human-labels-only baseline).
+
+SentenceTransformerTrainer with a selectable loss from sentence-transformers: MarginMSELoss over
+(query, a, b) teacher margins (default), DistillKLDivLoss over candidate lists, pointwise MSE on cosine
+(CosineSimilarityLoss), optionally mixed with in-batch-negative MultipleNegativesRankingLoss. The dev
+split is evaluated every epoch (full-catalog graded nDCG@10); the best checkpoint is kept; checkpoints
+live beside the output (``<out>.checkpoints``) and a rerun resumes from the last one. The output is a
+plain sentence-transformers folder plus manifest.json (teacher, data fingerprint, loss, config, dev scores).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from reldistill.artifacts import atomic_path, data_fingerprint, read_manifest, write_json, write_manifest
+from reldistill.config import DataConfig, to_dict
+from reldistill.data import load_esci
+from reldistill.errors import UserError
+
+from .config import DistillConfig
+from .examples import blended_targets, build_rows
+from .mine import _norm, with_dev_split
+from .scores import load_scores
+
+log = logging.getLogger(__name__)
+KIND = "student"
+
+
+def _weighted(loss, weight: float):
+    """``loss`` scaled by ``weight`` (for mixing MNRL into a distillation loss)."""
+    import torch
+
+    class WeightedLoss(torch.nn.Module):
+        def __init__(self, inner, w):
+            super().__init__()
+            self.inner, self.weight = inner, w
+            self.model = inner.model
+
+        def forward(self, features, labels):
+            return self.weight * self.inner(features, labels)
+
+    return loss if weight == 1.0 else WeightedLoss(loss, weight)
+
+
+def make_losses(model, cfg: DistillConfig, names: list[str]) -> dict:
+    """sentence-transformers loss modules for the row sets in ``names`` ('distill', 'mnrl')."""
+    from sentence_transformers.sentence_transformer import losses
+    from sentence_transformers.util import pairwise_cos_sim
+
+    out = {}
+    if cfg.loss == "margin-mse":
+        out["distill"] = losses.MarginMSELoss(model, similarity_fct=pairwise_cos_sim)
+    elif cfg.loss == "kl":
+        out["distill"] = losses.DistillKLDivLoss(model, similarity_fct=pairwise_cos_sim, temperature=cfg.kl_temperature)
+    else:
+        out["distill"] = losses.CosineSimilarityLoss(model)
+    if "mnrl" in names:
+        out["mnrl"] = _weighted(losses.MultipleNegativesRankingLoss(model), cfg.mnrl_weight)
+    return {k: v for k, v in out.items() if k in names}
+
+
+def _load_data(data_cfg: DataConfig):
+    data = load_esci(data_cfg)
+    return data, with_dev_split(data, data_cfg.dev_fraction, data_cfg.seed)
+
+
+def _train_only(df: pd.DataFrame, examples: pd.DataFrame) -> pd.DataFrame:
+    """Drop rows whose query is a dev/test query (by id or normalised text): selection and test stay unseen."""
+    held = examples[examples["split"] != "train"]
+    leak = df["query_id"].isin(set(held["query_id"])) | _norm(df["query"]).isin(set(_norm(held["query"])))
+    if leak.any():
+        log.warning("ignoring %d scored pair(s) of dev/test queries", int(leak.sum()))
+    return df[~leak].reset_index(drop=True)
+
+
+def _checkpoint_dir(out_dir: Path) -> Path:
+    return out_dir.parent / f"{out_dir.name}.checkpoints"
+
+
+def _last_checkpoint(ckpt_dir: Path, fingerprint: dict) -> str | None:
+    """The latest checkpoint of an interrupted run with the same inputs, else None (stale ones are removed)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    marker = ckpt_dir / "run.json"
+    if not ckpt_dir.is_dir():
+        return None
+    try:
+        same = json.loads(marker.read_text()) == json.loads(json.dumps(fingerprint, default=str))
+    except (OSError, json.JSONDecodeError):
+        same = False
+    if not same:
+        log.warning("%s holds checkpoints of another run — starting afresh", ckpt_dir)
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        return None
+    return get_last_checkpoint(str(ckpt_dir))
+
+
+def fit(rows: dict[str, dict[str, list]], out_dir: str | Path, cfg: DistillConfig, data, examples: pd.DataFrame,
+        manifest_fields: dict, resume: bool = True) -> Path:
+    """Train ``cfg.student`` on ``rows`` with SentenceTransformerTrainer; write the best model + manifest to ``out_dir``."""
+    import torch
+    from datasets import Dataset, DatasetDict
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.base.sampler import BatchSamplers
+
+    from reldistill.student.encode import load_student
+
+    from .dev_eval import DevRetrievalEvaluator, evaluate_student
+
+    out_dir = Path(out_dir)
+    torch.manual_seed(cfg.seed)
+    model = load_student(cfg.student)
+    model.max_seq_length = cfg.max_seq_length
+    datasets = {k: Dataset.from_dict(v) for k, v in rows.items()}
+    losses = make_losses(model, cfg, list(datasets))
+    train_ds = DatasetDict(datasets) if len(datasets) > 1 else datasets["distill"]
+    loss = losses if len(datasets) > 1 else losses["distill"]
+
+    evaluator = None
+    base_dev = None
+    if cfg.eval_split != "none":
+        evaluator = DevRetrievalEvaluator(examples, data.products, cfg.eval_split)
+        base_dev = evaluate_student(model, examples, data.products, cfg.eval_split)
+        log.info("base student on %s: %s", cfg.eval_split, base_dev)
+
+    ckpt_dir = _checkpoint_dir(out_dir)
+    run_key = {"config": to_dict(cfg), "rows": {k: len(v["label"] if "label" in v else v["query"]) for k, v in rows.items()},
+               **{k: manifest_fields.get(k) for k in ("teacher", "scores")}}
+    last = _last_checkpoint(ckpt_dir, run_key) if resume else None
+    if not resume:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    write_json(ckpt_dir / "run.json", run_key)
+
+    strategy = "no" if evaluator is None else cfg.eval_each
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(ckpt_dir), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps or -1,
+        per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr, warmup_steps=cfg.warmup_ratio,
+        weight_decay=cfg.weight_decay, seed=cfg.seed, data_seed=cfg.seed,
+        eval_strategy=strategy, eval_steps=cfg.eval_steps if strategy == "steps" else None,
+        save_strategy=strategy if evaluator is not None else "epoch",
+        save_steps=cfg.eval_steps if strategy == "steps" else None,
+        save_total_limit=cfg.keep_checkpoints, load_best_model_at_end=evaluator is not None,
+        metric_for_best_model=f"eval_{cfg.eval_split}_ndcg@10" if evaluator is not None else None,
+        greater_is_better=True, batch_sampler=BatchSamplers.NO_DUPLICATES, logging_steps=10,
+        report_to="none", dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
+    )
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_ds, loss=loss, evaluator=evaluator)
+    result = trainer.train(resume_from_checkpoint=last)
+    best_dev = evaluate_student(model, examples, data.products, cfg.eval_split) if evaluator is not None else None
+
+    with atomic_path(out_dir) as tmp:
+        model.save(str(tmp))
+        write_manifest(tmp, KIND, student_base=cfg.student, loss=cfg.loss if manifest_fields.get("teacher") else f"{cfg.loss} (human labels)",
+                       data={"path": str(Path(manifest_fields.get("data_path", "")).resolve()), "fingerprint": data_fingerprint(manifest_fields["data_path"])},
+                       config=to_dict(cfg), train_rows={k: len(v["query"]) for k, v in rows.items()},
+                       steps=int(result.global_step), train_loss=float(result.training_loss),
+                       dev={"split": cfg.eval_split, "base": base_dev, "best": best_dev,
+                            "history": evaluator.history if evaluator is not None else [],
+                            "best_checkpoint": trainer.state.best_model_checkpoint},
+                       **{k: v for k, v in manifest_fields.items() if k != "data_path"})
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    if base_dev and best_dev and best_dev["ndcg@10"] < base_dev["ndcg@10"]:
+        log.warning("the trained student (dev nDCG@10 %.4f) is below the base model (%.4f)", best_dev["ndcg@10"], base_dev["ndcg@10"])
+    return out_dir
+
+
+def _teacher_info(teacher_dir: str | Path | None) -> dict | None:
+    if teacher_dir is None:
+        return None
+    p = Path(teacher_dir)
+    try:
+        m = read_manifest(p)
+    except UserError:
+        return {"dir": str(p.resolve())}
+    return {"dir": str(p.resolve()), **{k: m.get(k) for k in ("kind", "base_model", "created_at") if k in m}}
+
+
+def train_student(scores_path: str | Path, out_dir: str | Path, cfg: DistillConfig, data_cfg: DataConfig,
+                  teacher_dir: str | Path | None = None, resume: bool = True) -> Path:
+    """Distil the teacher scores in ``scores_path`` into ``cfg.student``; returns ``out_dir``."""
+    from reldistill.artifacts import file_fingerprint
+
+    data, examples = _load_data(data_cfg)
+    catalog = data.products.set_index("product_id")["text"]
+    df = load_scores(scores_path, set(catalog.index))
+    df = _train_only(df, examples)
+    if df.empty:
+        raise UserError(f"scores file {scores_path} has no pairs of train queries — mine and label candidates for the train split.")
+    df["text"] = df["product_id"].map(catalog).astype(str)
+    target = blended_targets(df, cfg.human_weight)
+    rows = build_rows(df, target, cfg)
+    return fit(rows, out_dir, cfg, data, examples, resume=resume, manifest_fields={
+        "teacher": _teacher_info(teacher_dir) or {"dir": None},
+        "scores": {"path": str(Path(scores_path).resolve()), "sha256": file_fingerprint(scores_path), "pairs": len(df),
+                   "queries": int(df["query_id"].nunique())},
+        "data_path": data_cfg.path})
+
+
+def train_human_student(out_dir: str | Path, cfg: DistillConfig, data_cfg: DataConfig, resume: bool = True) -> Path:
+    """The same student and loss trained on judged train pairs only, targets = soft labels (no teacher)."""
+    data, examples = _load_data(data_cfg)
+    judged = examples[examples["split"] == "train"].copy()
+    judged["teacher_score"] = judged["soft_label"].astype(float)
+    target = judged["soft_label"].to_numpy(dtype=float)
+    rows = build_rows(judged.reset_index(drop=True), target, cfg)
+    return fit(rows, out_dir, cfg, data, examples, resume=resume, manifest_fields={
+        "teacher": None, "scores": {"human_labels_only": True, "pairs": len(judged), "queries": int(judged["query_id"].nunique())},
+        "data_path": data_cfg.path})
