@@ -1,0 +1,137 @@
+"""`reldistill bench`: every speed figure measured in one run on this machine, rendered as one markdown table.
+
+Sections: matmul peak (fp32, bf16) → teacher scoring fp32 vs bf16 (pairs/s, tokens/s, fraction of the
+peak) → student encoding (reldistill vs plain sentence-transformers) → index build (time, memory) →
+search latency per mode → GPU teacher (only where CUDA is available). Ratios compare figures taken in
+the same run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from reldistill.artifacts import MANIFEST, write_json, write_text
+from reldistill.config import DataConfig
+from reldistill.eval.config import BenchConfig
+from reldistill.progress import console
+
+log = logging.getLogger(__name__)
+
+
+def _step(name: str):
+    return console.status(f"[bold]bench[/]: {name}")
+
+
+def run_bench(cfg: BenchConfig, data_cfg: DataConfig, run: Path | None = None) -> dict[str, Any]:
+    """Run every benchmark and return the results with a ``markdown`` rendering."""
+    import torch
+
+    from reldistill.data import load_esci
+    from reldistill.eval.bench_compute import machine, matmul_peak, teacher_throughput
+    from reldistill.eval.bench_search import build_indexes, search_latency, student_encoding
+    from reldistill.student import load_student
+
+    t_all = time.perf_counter()
+    res: dict[str, Any] = {"machine": machine(), "config": dict(cfg.__dict__)}
+    with _step("matmul peak"):
+        res["matmul"] = {dt: matmul_peak(cfg.matmul_n, dt, cfg.repeats) for dt in ("float32", "bfloat16")}
+    peaks = {dt: m["gflops"] for dt, m in res["matmul"].items()}
+    data = load_esci(data_cfg)
+    pairs = data.split("test") if len(data.split("test")) else data.examples
+    pairs = pairs.head(cfg.teacher_pairs)
+    teacher_dir = run / "teacher" if run is not None and (run / "teacher" / MANIFEST).is_file() else None
+    with _step(f"teacher scoring, {len(pairs)} pairs × fp32/bf16"):
+        res["teacher"] = teacher_throughput(pairs["query"].tolist(), pairs["text"].tolist(), cfg.teacher, teacher_dir,
+                                            cfg.teacher_batch, peaks)
+    student_name = str(run / "student") if run is not None and (run / "student" / MANIFEST).is_file() else cfg.student
+    model = load_student(student_name)
+    products = data.products if cfg.index_docs is None else data.products.head(cfg.index_docs)
+    with _step(f"student encoding, {min(cfg.student_docs, len(data.products))} docs × 2 methods"):
+        res["student"] = {"model": student_name, **student_encoding(model, data.products["text"].head(cfg.student_docs).tolist())}
+    with _step(f"index build, {len(products):,} products"):
+        built, res["index"] = build_indexes(model, products, data.examples)
+    queries = list(dict.fromkeys(list(data.split("test")["query"]) + list(data.examples["query"])))[: cfg.search_queries]
+    reranker = None
+    if teacher_dir is not None:
+        from reldistill.teacher.rerank import TeacherReranker
+
+        reranker = TeacherReranker.load(teacher_dir)
+    with _step(f"search latency, {len(queries)} queries per mode"):
+        res["search"] = search_latency(built, model, queries, reranker)
+    res["search_index_products"] = len(products)
+    if torch.cuda.is_available():
+        from reldistill.eval.bench_gpu import gpu_teacher_bench
+
+        with _step("GPU teacher (Llama-3.2-1B shape, random weights)"):
+            res["gpu"] = gpu_teacher_bench(cfg.gpu_model_config, cfg.gpu_seq_len, cfg.gpu_batch)
+    else:
+        res["gpu"] = None
+    res["total_s"] = time.perf_counter() - t_all
+    res["markdown"] = render(res)
+    return res
+
+
+def _f(v: float, digits: int = 1) -> str:
+    return f"{v:,.{digits}f}"
+
+
+def render(res: dict[str, Any]) -> str:
+    """One markdown table (benchmark | setting | measured | relative) under a machine description."""
+    m = res["machine"]
+    load = f", 1-min load average {m['load_avg_1m']} at start" if "load_avg_1m" in m else ""
+    head = [f"# reldistill bench — {m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads), "
+            f"{m['memory_gib']} GiB RAM, CPU bf16: {', '.join(m['cpu_bf16']) or 'none'}{load}; "
+            f"torch {m['torch']}, Python {m['python']}; GPU: {m['gpu'] or 'none'}", ""]
+    rows: list[tuple[str, str, str, str]] = []
+    for dt, mm in res["matmul"].items():
+        rows.append(("matmul peak", f"{dt}, {mm['n']}² @ {mm['n']}²", f"{_f(mm['gflops'])} GFLOP/s", "= 100% (reference)"))
+    t = res["teacher"]
+    for dt, d in t["dtypes"].items():
+        rel = f"{d['peak_fraction']:.1%} of {dt} peak"
+        if dt == "bfloat16":
+            rel += f"; {t['bf16_speedup']:.2f}× fp32"
+        rows.append((f"teacher scoring ({dt})", f"{t['pairs']} ESCI pairs, {t['tokens']:,} tokens, batch {t['batch_size']}",
+                     f"{_f(d['pairs_per_s'])} pairs/s · {_f(d['tokens_per_s'], 0)} tok/s · {_f(d['gflops'])} GFLOP/s", rel))
+    s = res["student"]
+    rows.append(("student encode (plain ST)", f"{s['docs']:,} catalog texts, batch {s['batch_size']}", f"{_f(s['plain_docs_per_s'])} docs/s", "baseline"))
+    rows.append(("student encode (reldistill)", "same texts, encode_documents", f"{_f(s['reldistill_docs_per_s'])} docs/s", f"{s['ratio_vs_plain']:.2f}× plain"))
+    ix = res["index"]
+    for key, label in (("encode", "encode catalog"), ("faiss_flat", "FAISS flat"), ("faiss_hnsw", "FAISS HNSW"), ("bm25", "BM25 (bm25s)")):
+        st = ix[key]
+        mem = f"peak {_f(st['traced_peak_mib'])} MiB traced"
+        if "rss_growth_mib" in st:
+            mem += f", RSS +{_f(st['rss_growth_mib'])} MiB"
+        rows.append((f"index build: {label}", f"{ix['products']:,} products", f"{st['seconds']:.2f} s", mem))
+    ref = res["search"].get("dense-flat", {}).get("total_ms", {}).get("p50_ms")
+    for mode, stages in res["search"].items():
+        tot = stages["total_ms"]
+        parts = ", ".join(f"{k[:-3]} {v['p50_ms']:.1f}" for k, v in stages.items() if k != "total_ms")
+        rel = f"{tot['p50_ms'] / ref:.2f}× dense-flat p50" if ref else ""
+        rows.append((f"search latency: {mode}", f"{tot['n']} queries, {res['search_index_products']:,} products, k=10",
+                     f"p50 {tot['p50_ms']:.1f} ms · p99 {tot['p99_ms']:.1f} ms", f"{rel} (p50 stages ms: {parts})"))
+    g = res.get("gpu")
+    if g:
+        for kind in ("scoring", "training"):
+            d = g[kind]
+            rows.append((f"GPU teacher {kind} (bf16)", f"{g['gpu']}, Llama-3.2-1B shape, batch {g['batch']}×{g['seq_len']}",
+                         f"{_f(d['tokens_per_s'], 0)} tok/s · {_f(d['tflops'], 1)} TFLOP/s",
+                         f"MFU {d['mfu']:.1%} of measured {_f(g['bf16_matmul_peak_tflops'])} TFLOP/s"))
+    table = ["| benchmark | setting | measured | relative |", "|---|---|---|---|"]
+    table += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    notes = ["", f"Teacher: {t['model']} ({t['matmul_params']:,} matmul parameters; FLOPs = 2 × params × tokens, "
+             f"attention scores excluded); load {t['load_s']:.1f} s. Student: {s['model']}.",
+             "GPU teacher: not run (no CUDA device on this machine)." if not g else
+             f"GPU peak memory {g['peak_memory_gib']:.1f} GiB; LoRA trainable params {g['lora_trainable_params']:,}.",
+             f"Total bench time {res['total_s']:.0f} s."]
+    return "\n".join(head + table + notes) + "\n"
+
+
+def write_bench(directory: Path, res: dict[str, Any]) -> None:
+    """``bench.json`` and ``bench.md`` into ``directory`` (atomic)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    write_json(directory / "bench.json", {k: v for k, v in res.items() if k != "markdown"})
+    write_text(directory / "bench.md", res["markdown"])

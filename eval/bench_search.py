@@ -1,0 +1,111 @@
+"""Student and search benchmarks: encoding docs/s, index build time + memory, search latency per mode.
+
+Index building and search go through the retrieval stage's own classes (``DenseIndex``,
+``BM25Index``, ``SearchPipeline``), so the figures are those of the search stack users run.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+import tracemalloc
+from typing import Any
+
+import numpy as np
+
+
+def _rss_mib() -> float | None:
+    try:
+        import psutil
+
+        return psutil.Process().memory_info().rss / 2**20
+    except ImportError:
+        return None
+
+
+def student_encoding(model, texts: list[str], batch_size: int = 64) -> dict[str, Any]:
+    """docs/s of ``reldistill.student.encode_documents`` vs plain ``SentenceTransformer.encode``, same texts."""
+    from reldistill.student import encode_documents
+
+    warm = texts[: min(len(texts), batch_size)]
+    model.encode(warm, batch_size=batch_size)
+    t = time.perf_counter()
+    model.encode(texts, batch_size=batch_size, show_progress_bar=False)
+    plain = time.perf_counter() - t
+    t = time.perf_counter()
+    emb = encode_documents(model, texts, batch_size=batch_size)
+    ours = time.perf_counter() - t
+    return {"docs": len(texts), "batch_size": batch_size, "dim": int(emb.shape[1]),
+            "plain_docs_per_s": len(texts) / plain, "reldistill_docs_per_s": len(texts) / ours,
+            "ratio_vs_plain": plain / ours}
+
+
+def _measured(fn, *args, **kwargs) -> tuple[Any, dict[str, float]]:
+    """Run ``fn``; return its result and seconds, Python-heap peak (tracemalloc) and RSS growth in MiB."""
+    gc.collect()
+    rss0 = _rss_mib()
+    tracemalloc.start()
+    t = time.perf_counter()
+    out = fn(*args, **kwargs)
+    sec = time.perf_counter() - t
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    rss1 = _rss_mib()
+    stats = {"seconds": sec, "traced_peak_mib": peak / 2**20}
+    if rss0 is not None and rss1 is not None:
+        stats["rss_growth_mib"] = rss1 - rss0
+    return out, stats
+
+
+def build_indexes(model, products, examples, batch_size: int = 64) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Encode the catalog, build FAISS flat + HNSW and BM25; returns (built objects, timings/memory)."""
+    from reldistill.retrieval.catalog import Catalog
+    from reldistill.retrieval.dense import DenseIndex
+    from reldistill.retrieval.lexical import BM25Index
+    from reldistill.student import encode_documents
+
+    ids = products["product_id"].astype(str).tolist()
+    texts = products["text"].astype(str).tolist()
+    emb, enc = _measured(encode_documents, model, texts, batch_size=batch_size)
+    flat, flat_s = _measured(DenseIndex.build, emb, ids, kind="flat")
+    hnsw, hnsw_s = _measured(DenseIndex.build, emb, ids, kind="hnsw")
+    bm25, bm25_s = _measured(BM25Index.build, ids, texts)
+    catalog = Catalog.from_data(products, examples)
+    stats = {"products": len(ids), "encode": enc, "faiss_flat": flat_s, "faiss_hnsw": hnsw_s, "bm25": bm25_s,
+             "embeddings_mib": emb.nbytes / 2**20}
+    return {"flat": flat, "hnsw": hnsw, "bm25": bm25, "catalog": catalog}, stats
+
+
+def _pct(values: list[float]) -> dict[str, float]:
+    a = np.asarray(values, dtype=np.float64)
+    return {"p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)), "n": int(len(a))}
+
+
+def search_latency(built: dict[str, Any], model, queries: list[str], reranker=None, rerank_queries: int = 5,
+                   rerank_k: int = 20) -> dict[str, Any]:
+    """Per-query latency (p50/p99 of total and of each stage) for bm25, dense (flat and HNSW), hybrid, rerank."""
+    from reldistill.retrieval.config import SearchConfig
+    from reldistill.retrieval.pipeline import SearchPipeline
+
+    out: dict[str, Any] = {}
+    cfg = SearchConfig(rerank_k=rerank_k)
+    plans = [("bm25", "flat", "bm25"), ("dense", "flat", "dense-flat"), ("dense", "hnsw", "dense-hnsw"),
+             ("hybrid", "flat", "hybrid")]
+    for mode, kind, label in plans:
+        pipe = SearchPipeline(built[kind], built["bm25"], built["catalog"], model, config=cfg, name=label)
+        pipe.search(queries[0], mode=mode, k=10)  # warm-up
+        stages: dict[str, list[float]] = {}
+        for q in queries:
+            r = pipe.search(q, mode=mode, k=10)
+            for key, ms in r.timings_ms.items():
+                stages.setdefault(key, []).append(ms)
+        out[label] = {key: _pct(v) for key, v in stages.items()}
+    if reranker is not None:
+        pipe = SearchPipeline(built["flat"], built["bm25"], built["catalog"], model, reranker=reranker, config=cfg, name="rerank")
+        stages = {}
+        for q in queries[:rerank_queries]:
+            r = pipe.search(q, mode="rerank", k=10, rerank_k=rerank_k)
+            for key, ms in r.timings_ms.items():
+                stages.setdefault(key, []).append(ms)
+        out[f"rerank@{rerank_k}"] = {key: _pct(v) for key, v in stages.items()}
+    return out

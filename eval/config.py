@@ -1,0 +1,89 @@
+"""Eval and bench settings (the ``eval:`` and ``bench:`` sections of a recipe)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from reldistill.config import from_dict, load_yaml
+from reldistill.errors import UserError
+
+STAT_TESTS = ("student", "fisher")
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    """How systems are compared.
+
+    Graded metrics (nDCG) use the ESCI gains of ``data.gains`` linearly (Järvelin & Kekäläinen DCG:
+    sum gain / log2(rank + 1)), as the official ESCI Task-1 metric does. Binary metrics (Recall, MRR,
+    MAP) count a product as relevant when its label is one of ``relevant_labels`` (default: Exact only).
+    """
+
+    split: str = "test"
+    depth: int = 100  # full-catalog results per query (Recall@depth, MAP over this depth)
+    ndcg_k: int = 10
+    mrr_k: int = 10
+    relevant_labels: list[str] = dataclasses.field(default_factory=lambda: ["E"])
+    rrf_k: int = 60  # Reciprocal Rank Fusion constant
+    rerank_k: int = 20  # hybrid results the teacher reranks per query
+    base_student: str = "minilm-l6"  # used when the distilled student's manifest names no base
+    stat_test: str = "student"  # paired two-sided t-test ("student") or Fisher randomization ("fisher")
+    max_p: float = 0.05
+    permutations: int = 1000  # for the Fisher test
+    batch_size: int = 64
+    teacher_dtype: str = "auto"  # teacher weights dtype for scoring: auto | float32 | bfloat16
+    teacher_batch: int = 32
+    max_queries: int | None = None  # evaluate only the first N queries of the split (smoke runs)
+
+    def __post_init__(self) -> None:
+        for name in ("depth", "ndcg_k", "mrr_k", "rrf_k", "batch_size", "permutations", "teacher_batch"):
+            if getattr(self, name) < 1:
+                raise UserError(f"eval.{name} must be at least 1, got {getattr(self, name)}.")
+        if self.rerank_k < 0 or self.rerank_k > self.depth:
+            raise UserError(f"eval.rerank_k must be in [0, eval.depth={self.depth}], got {self.rerank_k}.")
+        if self.stat_test not in STAT_TESTS:
+            raise UserError(f"eval.stat_test must be one of {', '.join(STAT_TESTS)}, got {self.stat_test!r}.")
+        if not 0.0 < self.max_p < 1.0:
+            raise UserError(f"eval.max_p must be in (0, 1), got {self.max_p}.")
+        if not self.relevant_labels:
+            raise UserError("eval.relevant_labels is empty — name at least one ESCI label (e.g. [E]).")
+        if self.max_queries is not None and self.max_queries < 1:
+            raise UserError(f"eval.max_queries must be at least 1, got {self.max_queries}.")
+
+
+@dataclasses.dataclass
+class BenchConfig:
+    """Sizes of the speed benchmarks (defaults keep `reldistill bench` around 3-4 minutes on 2 cores)."""
+
+    teacher: str = "smollm2-135m"  # backbone whose forward is timed (the teacher's compute)
+    student: str = "minilm-l6"
+    teacher_pairs: int = 64  # ESCI test pairs scored per dtype
+    teacher_batch: int = 16
+    student_docs: int = 1024  # catalog texts encoded per method
+    matmul_n: int = 2048
+    search_queries: int = 200
+    index_docs: int | None = None  # catalog products indexed (None = whole catalog)
+    repeats: int = 3  # best-of for matmul timing
+    gpu_model_config: str = "configs/llama-3.2-1b/config.json"
+    gpu_seq_len: int = 128
+    gpu_batch: int = 32
+
+    def __post_init__(self) -> None:
+        for name in ("teacher_pairs", "teacher_batch", "student_docs", "matmul_n", "search_queries", "repeats",
+                     "gpu_seq_len", "gpu_batch"):
+            if getattr(self, name) < 1:
+                raise UserError(f"bench.{name} must be at least 1, got {getattr(self, name)}.")
+        if self.index_docs is not None and self.index_docs < 10:
+            raise UserError(f"bench.index_docs must be at least 10, got {self.index_docs}.")
+
+
+def load_section(path: str | Path | None, section: str, cls):
+    """``cls`` from one section of a recipe YAML (defaults when ``path`` is None or the section is absent)."""
+    if path is None:
+        return cls()
+    data: dict[str, Any] = load_yaml(path).get(section) or {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: section {section!r} must be a mapping of settings.")
+    return from_dict(cls, data, f"{path}:{section}")

@@ -1,0 +1,124 @@
+"""Write an evaluation: report.json, report.md (run root), TREC run files and plots (eval/), manifest last."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from reldistill.artifacts import RunDir, atomic_path, write_json, write_manifest, write_text
+
+SYSTEM_ORDER = ("bm25", "dense-base", "dense-human", "dense-distilled", "hybrid-base", "hybrid-distilled",
+                "hybrid-base+rerank", "hybrid-distilled+rerank", "teacher")
+MARK = {"bm25": "ᵇ", "dense-base": "ᵈ"}  # significantly better than BM25 / the base student
+
+
+def system_color(system: str) -> int:
+    """A stable palette index per system, so a system has one colour in every plot."""
+    return SYSTEM_ORDER.index(system) if system in SYSTEM_ORDER else len(SYSTEM_ORDER)
+
+
+def ordered(systems) -> list[str]:
+    rank = {s: i for i, s in enumerate(SYSTEM_ORDER)}
+    return sorted(systems, key=lambda s: (rank.get(s, len(rank)), s))
+
+
+def _cell(report: dict, task: str, system: str, metric: str) -> str:
+    value = report["systems" if task == "retrieval" else "task1"][system][metric]
+    marks = ""
+    for base, mark in MARK.items():
+        t = report["significance"][task].get(base, {}).get(system, {}).get(metric)
+        if t and t["significant"]:
+            marks += mark if t["delta"] > 0 else "⁻" + mark
+    return f"{value:.4f}{marks}"
+
+
+def markdown_table(report: dict, task: str) -> str:
+    table = report["systems" if task == "retrieval" else "task1"]
+    metrics = list(report["metrics"]) if task == "retrieval" else list(report["task1_metrics"])
+    lines = ["| system | " + " | ".join(metrics) + " |", "|---|" + "---:|" * len(metrics)]
+    for s in ordered(table):
+        lines.append(f"| {s} | " + " | ".join(_cell(report, task, s, m) for m in metrics) + " |")
+    return "\n".join(lines)
+
+
+def render_markdown(report: dict) -> str:
+    """The human report: both task tables, significance legend, teacher MSE, absent systems, timings."""
+    d = report["definitions"]
+    sig = report["significance"]
+    test = "paired two-sided t-test" if sig["test"] == "student" else "Fisher randomization test"
+    out = [
+        f"# Evaluation — split `{report['split']}`, {report['n_queries']} queries",
+        "",
+        f"Data: `{report['data']['source']}` ({report['data']['judged_pairs']:,} judged pairs). "
+        f"nDCG: {d['ndcg']}. Recall/MRR/MAP count labels {', '.join(d['relevant_for_binary_metrics'])} as relevant.",
+        f"Marks: ᵇ / ᵈ = significantly better than BM25 / the base student ({test}, p < {sig['max_p']}); "
+        "⁻ᵇ / ⁻ᵈ = significantly worse.",
+        "",
+        f"## Full-catalog retrieval ({d['retrieval']})",
+        "",
+        markdown_table(report, "retrieval"),
+        "",
+        f"## ESCI Task 1 — {d['task1']}",
+        "",
+        markdown_table(report, "task1"),
+        "",
+    ]
+    if report.get("teacher_mse"):
+        t = report["teacher_mse"]
+        by = ", ".join(f"{k} {v:.3f}" for k, v in t["mean_score_by_label"].items())
+        out += [f"Teacher MSE vs soft labels: **{t['mse']:.4f}** on {t['pairs']:,} pairs (mean teacher score by label: {by}).", ""]
+    if report["absent"]:
+        out += ["## Absent systems", ""] + [f"- `{s}`: {why}" for s, why in report["absent"].items()] + [""]
+    rows = []
+    for base in ("bm25", "dense-base"):
+        for system, metrics in sig["retrieval"].get(base, {}).items():
+            t = metrics[list(report["metrics"])[0]]
+            rows.append(f"| {system} | {base} | {t['delta']:+.4f} | {t['p_value']:.3g} |")
+    if rows:
+        first = list(report["metrics"])[0]
+        out += [f"## Paired tests, {first}, full-catalog retrieval", "", "| system | vs | Δ | p |", "|---|---|---:|---:|"] + rows + [""]
+    out += ["Plots: `eval/metrics.png`, `eval/ndcg_delta.png`. TREC runs: `eval/*.trec`.", "",
+            "Timings (s): " + ", ".join(f"{k} {v}" for k, v in report["timings_s"].items()), ""]
+    return "\n".join(out)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def write_trec_runs(eval_dir: Path, runs: dict[str, dict[str, dict[str, dict[str, float]]]], query_ids: list[str]) -> list[str]:
+    """One TREC run file per task and system (``<task>.<system>.trec``), ranks by score."""
+    from reldistill.eval.metrics import to_run
+
+    written = []
+    for task, systems in runs.items():
+        for system, run in systems.items():
+            final = eval_dir / f"{task}.{_safe(system)}.trec"
+            with atomic_path(final) as tmp:
+                to_run(run, _safe(system), query_ids).save(str(tmp), kind="trec")
+            written.append(final.name)
+    return written
+
+
+def write_report(run: RunDir, report: dict[str, Any]) -> dict[str, Any]:
+    """Write TREC runs, plots, report.json, report.md and eval/manifest.json (last). Returns the JSON written."""
+    from reldistill.eval.plots import plot_metric_bars, plot_ndcg_deltas
+
+    report = dict(report)
+    runs = report.pop("_runs")
+    eval_dir = run.eval
+    eval_dir.mkdir(parents=True, exist_ok=True)
+    files = write_trec_runs(eval_dir, runs, list(next(iter(report["per_query_ndcg"]["retrieval"].values())).keys())
+                            if report["per_query_ndcg"]["retrieval"] else [])
+    files.append(plot_metric_bars(report, eval_dir / "metrics.png").name)
+    delta = plot_ndcg_deltas(report, eval_dir / "ndcg_delta.png")
+    if delta is not None:
+        files.append(delta.name)
+    report["files"] = {"trec_and_plots": files, "report_md": str(run.report_md)}
+    write_json(run.report_json, report)
+    write_text(run.report_md, render_markdown(report))
+    write_manifest(eval_dir, "eval", split=report["split"], n_queries=report["n_queries"],
+                   systems=sorted(report["systems"]), task1=sorted(report["task1"]), absent=report["absent"],
+                   data=report["data"], files=files)
+    return report

@@ -1,0 +1,162 @@
+"""The searchers eval compares: BM25 (bm25s), exact dense search (FAISS flat inner product), RRF fusion.
+
+Runs are plain ``{query_id: {product_id: score}}`` dicts, higher score = better, at most ``depth``
+products per query. Dense catalog embeddings are cached per student under ``<run>/eval/cache`` so a
+second eval of the same run does not re-encode the catalog.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from reldistill.artifacts import atomic_path, file_fingerprint
+
+log = logging.getLogger(__name__)
+
+RunDict = dict[str, dict[str, float]]
+
+
+class BM25Searcher:
+    """Lucene-style BM25 over the catalog text (bm25s; English stopwords, lower-cased, no stemming)."""
+
+    def __init__(self, product_ids: Sequence[str], texts: Sequence[str]):
+        import bm25s
+
+        logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets its own logger to DEBUG
+        self.product_ids = list(product_ids)
+        self._bm25s = bm25s
+        self.retriever = bm25s.BM25()
+        self.retriever.index(self._tokenize(texts), show_progress=False)
+
+    def _tokenize(self, texts: Sequence[str]) -> list[list[str]]:
+        return self._bm25s.tokenize(list(texts), stopwords="en", return_ids=False, show_progress=False)
+
+    def search(self, query_ids: Sequence[str], queries: Sequence[str], depth: int) -> RunDict:
+        """Top ``depth`` products per query."""
+        k = min(depth, len(self.product_ids))
+        out: RunDict = {}
+        for qid, toks in zip(query_ids, self._tokenize(queries)):
+            scores = self.retriever.get_scores(toks) if toks else np.zeros(len(self.product_ids), np.float32)
+            hits = top_k(scores, self.product_ids, k)
+            out[qid] = {p: s for p, s in hits.items() if s > 0}  # BM25 returns only products sharing a term
+        return out
+
+    def score_pairs(self, queries: Sequence[str], product_rows: Sequence[int]) -> np.ndarray:
+        """BM25 score of each (query, catalog row) pair (Task-1 reranking of judged candidates)."""
+        out = np.zeros(len(queries), dtype=np.float64)
+        cache: dict[str, np.ndarray] = {}
+        uniq = sorted(set(queries))
+        toks = dict(zip(uniq, self._tokenize(uniq)))
+        for i, (q, row) in enumerate(zip(queries, product_rows)):
+            if q not in cache:
+                cache[q] = self.retriever.get_scores(toks[q]) if toks[q] else np.zeros(len(self.product_ids))
+            out[i] = cache[q][row]
+        return out
+
+
+def top_k(scores: np.ndarray, ids: Sequence[str], k: int) -> dict[str, float]:
+    """The ``k`` best (id, score) of a score vector, best first; ties broken by catalog order."""
+    scores = np.asarray(scores)
+    k = min(k, len(scores))
+    part = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+    order = part[np.lexsort((part, -scores[part]))]
+    return {ids[i]: float(scores[i]) for i in order}
+
+
+def _texts_digest(ids: Sequence[str], texts: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    for i, t in zip(ids, texts):
+        h.update(i.encode())
+        h.update(b"\0")
+        h.update(t.encode())
+        h.update(b"\1")
+    return h.hexdigest()[:16]
+
+
+def model_digest(model_path: str | Path) -> str:
+    """A short fingerprint of a sentence-transformers folder (its weight files)."""
+    p = Path(model_path)
+    files = sorted(p.glob("*.safetensors")) + sorted(p.glob("pytorch_model.bin"))
+    h = hashlib.sha256(str(p.resolve()).encode() if not files else b"")
+    for f in files:
+        h.update(file_fingerprint(f).encode())
+    return h.hexdigest()[:16]
+
+
+class DenseSearcher:
+    """A student's catalog embeddings in a FAISS exact inner-product index (vectors are L2-normalised)."""
+
+    def __init__(self, name: str, model, model_path: str, product_ids: Sequence[str], texts: Sequence[str],
+                 cache_dir: Path | None = None, batch_size: int = 64):
+        import faiss
+
+        from reldistill.student import encode_documents
+
+        self.name = name
+        self.model = model
+        self.product_ids = list(product_ids)
+        self.batch_size = batch_size
+        key = f"{name}-{model_digest(model_path)}-{_texts_digest(self.product_ids, texts)}"
+        cached = cache_dir / f"{key}.npy" if cache_dir else None
+        if cached is not None and cached.is_file():
+            emb = np.load(cached)
+            self.from_cache = True
+        else:
+            log.info("encoding %d catalog texts with %s", len(texts), name)
+            emb = encode_documents(model, list(texts), batch_size=batch_size, show_progress=False)
+            if cached is not None:
+                with atomic_path(cached) as tmp:
+                    with open(tmp, "wb") as f:
+                        np.save(f, emb)
+            self.from_cache = False
+        self.embeddings = np.ascontiguousarray(emb, dtype=np.float32)
+        self.index = faiss.IndexFlatIP(self.embeddings.shape[1])
+        self.index.add(self.embeddings)
+
+    def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
+        from reldistill.student import encode_queries
+
+        return encode_queries(self.model, list(queries), batch_size=self.batch_size)
+
+    def search(self, query_ids: Sequence[str], queries: Sequence[str], depth: int) -> RunDict:
+        q = self.encode_queries(queries)
+        k = min(depth, len(self.product_ids))
+        scores, rows = self.index.search(q, k)
+        return {qid: {self.product_ids[r]: float(s) for s, r in zip(sc, rw) if r >= 0}
+                for qid, sc, rw in zip(query_ids, scores, rows)}
+
+    def score_pairs(self, queries: Sequence[str], product_rows: Sequence[int]) -> np.ndarray:
+        """Cosine similarity of each (query, catalog row) pair."""
+        uniq = sorted(set(queries))
+        qe = dict(zip(uniq, self.encode_queries(uniq)))
+        return np.array([float(qe[q] @ self.embeddings[r]) for q, r in zip(queries, product_rows)])
+
+
+def rrf(runs: Sequence[RunDict], k: int, depth: int) -> RunDict:
+    """Reciprocal Rank Fusion (Cormack et al. 2009): score = Σ 1 / (k + rank), rank 1-based, via ranx.fuse."""
+    from ranx import Run, fuse
+
+    qids = sorted(set().union(*(r.keys() for r in runs)))
+    rx = [Run.from_dict({q: r.get(q) or {} for q in qids}) for r in runs]
+    fused = fuse(runs=rx, method="rrf", params={"k": k}).to_dict()
+    return {q: dict(sorted(fused.get(q, {}).items(), key=lambda kv: -kv[1])[:depth]) for q in qids}
+
+
+def rerank_run(run: RunDict, teacher_scores: dict[tuple[str, str], float], top: int) -> RunDict:
+    """Reorder each query's first ``top`` results by teacher score; the rest keep their order below them."""
+    out: RunDict = {}
+    for q, docs in run.items():
+        ranked = sorted(docs.items(), key=lambda kv: -kv[1])
+        head, tail = ranked[:top], ranked[top:]
+        new: dict[str, float] = {}
+        for p, _ in sorted(head, key=lambda kv: -teacher_scores[(q, kv[0])]):
+            new[p] = 2.0 + teacher_scores[(q, p)]  # teacher probabilities lie in [0, 1]: above every tail score
+        for i, (p, _) in enumerate(tail):
+            new[p] = 1.0 / (2 + i)
+        out[q] = new
+    return out
