@@ -1,0 +1,38 @@
+"""`reldistill demo`: the whole pipeline on the embedded defaults, resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+def demo_cmd(
+    config: Annotated[Path, typer.Option("--config", help="Recipe YAML (data, teacher, train, score, distill, index, eval).")] = Path("configs/demo-cpu.yaml"),
+    run: Annotated[Path, typer.Option("--run", help="Run directory to write (and resume).")] = Path("runs/demo"),
+    data: Annotated[Optional[Path], typer.Option("--data", help="Override the recipe's data.path.")] = None,
+    budget_minutes: Annotated[float, typer.Option("--budget-minutes", help="Minutes for the CPU-sized stages (teacher training, candidates to label).")] = 18.0,
+    force: Annotated[bool, typer.Option("--force", help="Redo every stage instead of reusing finished ones.")] = False,
+) -> None:
+    """Run data check → teacher → candidates → scoring → students → index → eval → report into --run."""
+    import time
+
+    from rich.markdown import Markdown
+
+    from reldistill.pipeline import Pipeline
+    from reldistill.progress import console
+
+    t0 = time.perf_counter()
+    pipe = Pipeline(config, run, budget_minutes=budget_minutes, data_path=str(data) if data else None)
+    state = pipe.run_all(force=force)
+    report_md = pipe.run.report_md
+    console.rule("[bold]report")
+    console.print(Markdown(report_md.read_text(encoding="utf-8")))
+    table = "\n".join(f"  {name:<14} {rec['seconds']:>7.1f} s  {rec['summary']}" for name, rec in state["stages"].items())
+    console.print(f"[bold]stage wall times[/] (this invocation {time.perf_counter() - t0:.0f} s):\n{table}", highlight=False)
+    console.print(f"report: [bold]{report_md}[/]\nbrowse it: [bold]reldistill serve --run {pipe.run.root}[/]", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo_cmd)
