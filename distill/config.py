@@ -98,5 +98,5 @@ def load_distill_config(path: str | Path | None, overrides: dict[str, Any] | Non
             raise UserError(f"{where}: section '{section}' must be a mapping.")
     distill = dict(raw.get("distill") or {})
     distill.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return (from_dict(DistillConfig, distill, f"{where} section 'distill'"),
-            from_dict(DataConfig, raw.get("data") or {}, f"{where} section 'data'"))
+    return (from_dict(DistillConfig, distill, f"{where}: distill"),
+            from_dict(DataConfig, raw.get("data") or {}, f"{where}: data"))
