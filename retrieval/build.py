@@ -104,6 +104,7 @@ def build_index(run_dir_or_index_dir: str | Path, student_path: str | None = Non
 
     index_dir = index_dir_of(run_dir_or_index_dir)
     run_dir = index_dir.parent
+    _remove_stale_temps(index_dir)
     cfg = config or IndexConfig(kind=kind)
     if config is not None and kind != cfg.kind:
         cfg = IndexConfig(**{**to_dict(cfg), "kind": kind})
@@ -135,6 +136,13 @@ def build_index(run_dir_or_index_dir: str | Path, student_path: str | None = Non
     shutil.rmtree(cache, ignore_errors=True)
     log.info("wrote %s (%d products, dim %d, %s)", index_dir, len(ids), dim, cfg.kind)
     return index_dir
+
+
+def _remove_stale_temps(index_dir: Path) -> None:
+    """Drop temp dirs a killed build left beside ``index/`` (one build per run directory at a time)."""
+    if index_dir.parent.is_dir():
+        for p in index_dir.parent.glob(f".{index_dir.name}.*.tmp"):
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def read_index_manifest(index_dir: Path) -> dict:

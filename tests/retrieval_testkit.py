@@ -31,13 +31,13 @@ def torch_threads(n: int):
         torch.set_num_threads(old)
 
 
-def small_catalog(data, seed: int = 0):
+def small_catalog(data, seed: int = 0, n_queries: int = N_TEST_QUERIES, n_other: int = N_OTHER_PRODUCTS):
     """Products judged for a few test queries plus random others; returns (products, test query frame)."""
     test = data.split("test")
-    qids = sorted(test["query_id"].unique())[:N_TEST_QUERIES]
+    qids = sorted(test["query_id"].unique())[:n_queries]
     tq = test[test["query_id"].isin(qids)]
     judged = set(tq["product_id"])
-    rest = data.products[~data.products["product_id"].isin(judged)].sample(N_OTHER_PRODUCTS, random_state=seed)
+    rest = data.products[~data.products["product_id"].isin(judged)].sample(n_other, random_state=seed)
     products = pd.concat([data.products[data.products["product_id"].isin(judged)], rest]).reset_index(drop=True)
     return products, tq
 
