@@ -26,6 +26,7 @@ def eval_cmd(
     config: ConfigOpt = None,
     max_queries: Annotated[Optional[int], typer.Option("--max-queries", help="Only the first N queries of the split (smoke runs).")] = None,
     rerank_k: Annotated[Optional[int], typer.Option("--rerank-k", help="Hybrid results the teacher reranks per query.")] = None,
+    systems: Annotated[Optional[str], typer.Option("--systems", help="Comma-separated subset, e.g. bm25,dense-base (default: all).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json to stdout instead of the tables.")] = False,
 ) -> None:
     """Compare every system the run holds (BM25, dense students, hybrids, teacher) on one split; write reports."""
@@ -44,7 +45,9 @@ def eval_cmd(
         if not data.exists():
             raise UserError(f"--data {data} does not exist — pass an ESCI directory or a CSV/JSONL/parquet table.")
         data_cfg.path = str(data)
-    overrides = {k: v for k, v in (("split", split), ("max_queries", max_queries), ("rerank_k", rerank_k)) if v is not None}
+    chosen = [x.strip() for x in systems.split(",") if x.strip()] if systems is not None else None
+    overrides = {k: v for k, v in (("split", split), ("max_queries", max_queries), ("rerank_k", rerank_k),
+                                   ("systems", chosen)) if v is not None}
     if overrides:
         import dataclasses
 

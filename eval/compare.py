@@ -106,6 +106,16 @@ class Evaluation:
         self.timings: dict[str, float] = {}
         self.notes: dict[str, Any] = {}
 
+    def wants(self, system: str) -> bool:
+        """Whether ``system`` was asked for (``eval.systems``; every system by default)."""
+        return self.cfg.systems is None or system in self.cfg.systems
+
+    def _needs_student(self, system: str) -> bool:
+        hybrid = "hybrid-" + system.split("-", 1)[1]
+        rerank_on = "hybrid-distilled" if (self.run.root / "student" / MANIFEST).is_file() else "hybrid-base"
+        rerank = self.wants("hybrid+rerank") and (self.run.root / "teacher" / MANIFEST).is_file() and rerank_on == hybrid
+        return self.wants(system) or self.wants(hybrid) or rerank
+
     # -- helpers ---------------------------------------------------------------------------------
     def _timed(self, key: str, fn, *args, **kwargs):
         t0 = time.perf_counter()
@@ -147,6 +157,8 @@ class Evaluation:
         inp = self.inputs
         rows = [self.row_of[p] for p in inp.judged["product_id"]]
         for system, (name, desc) in self._students().items():
+            if not self._needs_student(system):
+                continue
             t0 = time.perf_counter()
             try:
                 model = load_student(name)
@@ -176,6 +188,8 @@ class Evaluation:
         ret = self.runs["retrieval"]
         hybrid = "hybrid-distilled" if "hybrid-distilled" in ret else "hybrid-base"
         rerank_name = f"{hybrid}+rerank"
+        if not (self.wants("teacher") or self.wants("hybrid+rerank")):
+            return
         if not (tdir / MANIFEST).is_file():
             reason = f"no finished teacher at {tdir} (no {MANIFEST})"
             self.absent["teacher"] = reason
@@ -257,9 +271,21 @@ class Evaluation:
         self._dense()
         self._hybrids()
         self._teacher()
+        self._drop_unselected()
         scored = self._timed("metrics_s", self._score)
         self.timings["total_s"] = round(time.perf_counter() - t0, 2)
         return self._report(scored)
+
+    def _drop_unselected(self) -> None:
+        if self.cfg.systems is None:
+            return
+        for runs in self.runs.values():
+            for system in list(runs):
+                key = "hybrid+rerank" if system.endswith("+rerank") else system
+                if key not in self.cfg.systems:
+                    del runs[system]
+        self.absent = {s: why for s, why in self.absent.items() if s in self.cfg.systems}
+        self.notes["selected_systems"] = list(self.cfg.systems)
 
     def _report(self, scored: dict[str, Any]) -> dict[str, Any]:
         inp = self.inputs

@@ -10,6 +10,8 @@ from reldistill.config import from_dict, load_yaml
 from reldistill.errors import UserError
 
 STAT_TESTS = ("student", "fisher")
+SYSTEMS = ("bm25", "dense-base", "dense-human", "dense-distilled", "hybrid-base", "hybrid-distilled",
+           "hybrid+rerank", "teacher")
 
 
 @dataclasses.dataclass
@@ -36,6 +38,7 @@ class EvalConfig:
     teacher_dtype: str = "auto"  # teacher weights dtype for scoring: auto | float32 | bfloat16
     teacher_batch: int = 32
     max_queries: int | None = None  # evaluate only the first N queries of the split (smoke runs)
+    systems: list[str] | None = None  # evaluate only these systems (None: every system the run has)
 
     def __post_init__(self) -> None:
         for name in ("depth", "ndcg_k", "mrr_k", "rrf_k", "batch_size", "permutations", "teacher_batch"):
@@ -49,6 +52,10 @@ class EvalConfig:
             raise UserError(f"eval.max_p must be in (0, 1), got {self.max_p}.")
         if not self.relevant_labels:
             raise UserError("eval.relevant_labels is empty — name at least one ESCI label (e.g. [E]).")
+        if self.systems is not None:
+            unknown = [s for s in self.systems if s not in SYSTEMS]
+            if unknown or not self.systems:
+                raise UserError(f"eval.systems names unknown system {unknown[0] if unknown else '(none)'!r}; known: {', '.join(SYSTEMS)}.")
         if self.max_queries is not None and self.max_queries < 1:
             raise UserError(f"eval.max_queries must be at least 1, got {self.max_queries}.")
 

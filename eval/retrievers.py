@@ -101,7 +101,8 @@ class DenseSearcher:
         self.model = model
         self.product_ids = list(product_ids)
         self.batch_size = batch_size
-        key = f"{name}-{model_digest(model_path)}-{_texts_digest(self.product_ids, texts)}"
+        # keyed by weights, not by system name: students with identical weights share one encoding
+        key = f"emb-{model_digest(model_path)}-{_texts_digest(self.product_ids, texts)}"
         cached = cache_dir / f"{key}.npy" if cache_dir else None
         if cached is not None and cached.is_file():
             emb = np.load(cached)
