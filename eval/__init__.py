@@ -1,1 +1,34 @@
-"""Evaluation: IR metrics, system comparison, reports, speed benchmarks."""
+"""Evaluation: IR metrics, system comparison, reports, speed benchmarks.
+
+Public API (heavy libraries load lazily):
+``evaluate_run(run_dir, data_cfg=None, cfg=None) -> dict`` — evaluate every system of a run and write
+report.json / report.md / eval/; ``EvalConfig``, ``BenchConfig``; ``run_bench(cfg, data_cfg, run=None)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from reldistill.eval.config import BenchConfig, EvalConfig
+
+__all__ = ["BenchConfig", "EvalConfig", "evaluate_run", "run_bench"]
+
+
+def evaluate_run(run_dir: str | Path, data_cfg=None, cfg: EvalConfig | None = None) -> dict[str, Any]:
+    """Evaluate every system ``run_dir`` holds and write its reports; returns what report.json holds."""
+    from reldistill.artifacts import RunDir
+    from reldistill.config import DataConfig
+    from reldistill.eval.compare import Evaluation
+    from reldistill.eval.report import write_report
+
+    run = RunDir(run_dir)
+    return write_report(run, Evaluation(run.root, data_cfg or DataConfig(), cfg or EvalConfig()).run_all())
+
+
+def run_bench(cfg: BenchConfig | None = None, data_cfg=None, run: str | Path | None = None) -> dict[str, Any]:
+    """All speed benchmarks (see reldistill.eval.bench); the result's ``markdown`` is the table."""
+    from reldistill.config import DataConfig
+    from reldistill.eval.bench import run_bench as _run
+
+    return _run(cfg or BenchConfig(), data_cfg or DataConfig(), Path(run) if run is not None else None)
