@@ -75,6 +75,7 @@ class SearchPipeline:
         self.name = name
         self.teacher_dir = teacher_dir
         self.student_id = student_id or dense.model
+        self.index_dir: Path | None = None
         if student is not None:
             dim = int(student.get_embedding_dimension())
             if dim != dense.dim:
@@ -106,9 +107,11 @@ class SearchPipeline:
             raise UserError(f"the index in {index_dir} holds {dense.dim}-dimensional vectors but the student gives "
                             f"{dense_dim} — rebuild the index with this student or use the one it was built with.")
         teacher_dir = index_dir.parent / "teacher"
-        return cls(dense, BM25Index.load(index_dir), Catalog.load(index_dir), model, reranker=reranker, config=config,
+        pipe = cls(dense, BM25Index.load(index_dir), Catalog.load(index_dir), model, reranker=reranker, config=config,
                    name=name or index_dir.parent.name, teacher_dir=teacher_dir if teacher_dir.is_dir() else None,
                    student_id=dense.model)
+        pipe.index_dir = index_dir
+        return pipe
 
     def with_student(self, student, name: str | None = None, kind: str = "flat") -> SearchPipeline:
         """The same catalog, BM25 and reranker with another student's dense index (built in memory)."""
