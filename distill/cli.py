@@ -111,5 +111,45 @@ def train_cmd(
     typer.echo(json.dumps({"student": str(out), "loss": m["loss"], "steps": m["steps"], "dev": {k: m["dev"][k] for k in ("base", "best")}}, indent=2))
 
 
+@distill_app.command("eval")
+def eval_cmd(
+    run: RunOpt,
+    config: ConfigOpt = None,
+    data: DataOpt = None,
+    split: Annotated[list[str], typer.Option(help="Split(s) to score (dev selects; test is for reports only).")] = ["dev", "test"],  # noqa: B006
+    student: Annotated[Optional[list[str]], typer.Option(help="Student(s) to score (default: base, RUN/student-human, RUN/student*).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Also write the table as JSON here.")] = None,
+) -> None:
+    """Full-catalog nDCG@10 / Recall@100 of students on the given splits (ESCI gains)."""
+    from rich.table import Table
+
+    from reldistill.artifacts import write_json
+    from reldistill.data import load_esci
+    from reldistill.distill.dev_eval import evaluate_student
+    from reldistill.distill.mine import with_dev_split
+    from reldistill.progress import console
+    from reldistill.student.encode import encode_documents, load_student
+
+    cfg, data_cfg = _configs(config, data)
+    names = list(student or [])
+    if not names:
+        names = [cfg.student] + sorted(str(p) for p in Path(run).glob("student*") if (p / "manifest.json").is_file())
+    data_obj = load_esci(data_cfg)
+    examples = with_dev_split(data_obj, data_cfg.dev_fraction, data_cfg.seed)
+    results = {}
+    for name in names:
+        model = load_student(name)
+        model.max_seq_length = cfg.max_seq_length
+        docs = encode_documents(model, data_obj.products["text"].tolist(), show_progress=True)
+        results[name] = {s: evaluate_student(model, examples, data_obj.products, s, doc_embeddings=docs) for s in split}
+    table = Table("student", *(f"{s} {m}" for s in split for m in ("nDCG@10", "R@100")))
+    for name, res in results.items():
+        table.add_row(Path(name).name, *(f"{res[s][m]:.4f}" for s in split for m in ("ndcg@10", "recall@100")))
+    console.print(table)
+    if out:
+        write_json(out, results)
+    typer.echo(json.dumps(results, indent=2))
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(distill_app, name="distill")

@@ -43,6 +43,7 @@ class DistillConfig:
     max_seq_length: int = 96
     eval_split: str = "dev"  # split used to select the best epoch
     eval_each: str = "epoch"  # "epoch" or "steps"
+    eval_base: bool = True  # also score the untrained student on the eval split (one more catalog encode)
     eval_steps: int = 50  # when eval_each == "steps"
     keep_checkpoints: int = 2
     seed: int = 13

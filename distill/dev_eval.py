@@ -46,15 +46,18 @@ def catalog_search(model, queries: list[str], products: pd.DataFrame, k: int = 1
 
 
 def evaluate_student(model, examples: pd.DataFrame, products: pd.DataFrame, split: str = "dev",
-                     k: int = 100, batch_size: int = 64) -> dict[str, float]:
-    """{'ndcg@10', 'recall@100', 'queries'} of ``model`` on ``split`` against the full ``products`` catalog."""
+                     k: int = 100, batch_size: int = 64, doc_embeddings: np.ndarray | None = None) -> dict[str, float]:
+    """{'ndcg@10', 'recall@100', 'queries'} of ``model`` on ``split`` against the full ``products`` catalog.
+
+    ``doc_embeddings``: the catalog already encoded by ``model`` (to score several splits with one encode).
+    """
     from ranx import Qrels, Run, evaluate
 
     queries, qrels = split_qrels(examples, split)
     if not qrels:
         raise UserError(f"split {split!r} has no query with a relevant product — nothing to evaluate.")
     qids = list(queries)
-    scores, idx = catalog_search(model, [queries[q] for q in qids], products, k, batch_size=batch_size)
+    scores, idx = catalog_search(model, [queries[q] for q in qids], products, k, doc_embeddings, batch_size)
     pids = products["product_id"].astype(str).to_numpy()
     run = {q: {str(pids[j]): float(s) for j, s in zip(idx[i], scores[i])} for i, q in enumerate(qids)}
     res = evaluate(Qrels(qrels), Run(run), list(METRICS), make_comparable=True)

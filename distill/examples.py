@@ -84,8 +84,13 @@ def positive_rows(df: pd.DataFrame, target: np.ndarray, min_target: float = 0.75
     return {"query": df.loc[keep, "query"].tolist(), "positive": df.loc[keep, "text"].tolist()}
 
 
-def build_rows(df: pd.DataFrame, target: np.ndarray, cfg: DistillConfig) -> dict[str, dict[str, list]]:
-    """{'distill': rows for ``cfg.loss``[, 'mnrl': positive rows when cfg.mnrl_weight > 0]}; empty → UserError."""
+def build_rows(df: pd.DataFrame, target: np.ndarray, cfg: DistillConfig,
+               human_positives: pd.DataFrame | None = None) -> dict[str, dict[str, list]]:
+    """{'distill': rows for ``cfg.loss``[, 'mnrl': positive rows when cfg.mnrl_weight > 0]}; empty → UserError.
+
+    ``human_positives`` (query, text): judged Exact pairs added to the MNRL rows, so a distilled student
+    sees every human positive the human-labels-only student sees, plus the teacher's.
+    """
     rng = np.random.default_rng(cfg.seed)
     if cfg.loss == "margin-mse":
         main = margin_rows(df, target, cfg, rng)
@@ -99,6 +104,11 @@ def build_rows(df: pd.DataFrame, target: np.ndarray, cfg: DistillConfig) -> dict
     rows = {"distill": main}
     if cfg.mnrl_weight > 0:
         pos = positive_rows(df, target)
+        if human_positives is not None and len(human_positives):
+            seen = set(zip(pos["query"], pos["positive"]))
+            extra = [(q, t) for q, t in zip(human_positives["query"], human_positives["text"]) if (q, t) not in seen]
+            pos["query"] += [q for q, _ in extra]
+            pos["positive"] += [t for _, t in extra]
         if len(pos["query"]) >= 2:
             rows["mnrl"] = pos
     return rows

@@ -79,6 +79,12 @@ def _train_only(df: pd.DataFrame, examples: pd.DataFrame) -> pd.DataFrame:
     return df[~leak].reset_index(drop=True)
 
 
+def _human_positives(examples: pd.DataFrame) -> pd.DataFrame:
+    """Judged train pairs whose soft label is the maximum (Exact): in-batch-negative positives."""
+    train = examples[examples["split"] == "train"]
+    return train[train["soft_label"] >= train["soft_label"].max()][["query", "text"]]
+
+
 def _checkpoint_dir(out_dir: Path) -> Path:
     return out_dir.parent / f"{out_dir.name}.checkpoints"
 
@@ -126,8 +132,9 @@ def fit(rows: dict[str, dict[str, list]], out_dir: str | Path, cfg: DistillConfi
     base_dev = None
     if cfg.eval_split != "none":
         evaluator = DevRetrievalEvaluator(examples, data.products, cfg.eval_split)
-        base_dev = evaluate_student(model, examples, data.products, cfg.eval_split)
-        log.info("base student on %s: %s", cfg.eval_split, base_dev)
+        if cfg.eval_base:
+            base_dev = evaluate_student(model, examples, data.products, cfg.eval_split)
+            log.info("base student on %s: %s", cfg.eval_split, base_dev)
 
     ckpt_dir = _checkpoint_dir(out_dir)
     run_key = {"config": to_dict(cfg), "rows": {k: len(v["label"] if "label" in v else v["query"]) for k, v in rows.items()},
@@ -153,7 +160,7 @@ def fit(rows: dict[str, dict[str, list]], out_dir: str | Path, cfg: DistillConfi
     )
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_ds, loss=loss, evaluator=evaluator)
     result = trainer.train(resume_from_checkpoint=last)
-    best_dev = evaluate_student(model, examples, data.products, cfg.eval_split) if evaluator is not None else None
+    best_dev = _best_from_history(evaluator, trainer) if evaluator is not None else None
 
     with atomic_path(out_dir) as tmp:
         model.save(str(tmp))
@@ -169,6 +176,13 @@ def fit(rows: dict[str, dict[str, list]], out_dir: str | Path, cfg: DistillConfi
     if base_dev and best_dev and best_dev["ndcg@10"] < base_dev["ndcg@10"]:
         log.warning("the trained student (dev nDCG@10 %.4f) is below the base model (%.4f)", best_dev["ndcg@10"], base_dev["ndcg@10"])
     return out_dir
+
+
+def _best_from_history(evaluator, trainer) -> dict | None:
+    """The eval-split scores of the checkpoint the trainer kept (the history entry with the best nDCG@10)."""
+    if not evaluator.history:
+        return None
+    return max(evaluator.history, key=lambda h: h["ndcg@10"])
 
 
 def _teacher_info(teacher_dir: str | Path | None) -> dict | None:
@@ -195,7 +209,7 @@ def train_student(scores_path: str | Path, out_dir: str | Path, cfg: DistillConf
         raise UserError(f"scores file {scores_path} has no pairs of train queries — mine and label candidates for the train split.")
     df["text"] = df["product_id"].map(catalog).astype(str)
     target = blended_targets(df, cfg.human_weight)
-    rows = build_rows(df, target, cfg)
+    rows = build_rows(df, target, cfg, human_positives=_human_positives(examples))
     return fit(rows, out_dir, cfg, data, examples, resume=resume, manifest_fields={
         "teacher": _teacher_info(teacher_dir) or {"dir": None},
         "scores": {"path": str(Path(scores_path).resolve()), "sha256": file_fingerprint(scores_path), "pairs": len(df),
@@ -209,7 +223,7 @@ def train_human_student(out_dir: str | Path, cfg: DistillConfig, data_cfg: DataC
     judged = examples[examples["split"] == "train"].copy()
     judged["teacher_score"] = judged["soft_label"].astype(float)
     target = judged["soft_label"].to_numpy(dtype=float)
-    rows = build_rows(judged.reset_index(drop=True), target, cfg)
+    rows = build_rows(judged.reset_index(drop=True), target, cfg, human_positives=_human_positives(examples))
     return fit(rows, out_dir, cfg, data, examples, resume=resume, manifest_fields={
         "teacher": None, "scores": {"human_labels_only": True, "pairs": len(judged), "queries": int(judged["query_id"].nunique())},
         "data_path": data_cfg.path})
