@@ -68,6 +68,7 @@ class TrainConfig:
     batch_size: int = 16  # per process
     grad_accum: int = 1
     warmup_ratio: float = 0.0
+    lr_schedule: str = "linear"  # any transformers scheduler name: linear, cosine, constant_with_warmup...
     max_grad_norm: float = 1.0
     precision: str = "auto"  # fp32 | bf16 | auto (bf16 where the hardware has it)
     gradient_checkpointing: bool = False
@@ -77,10 +78,13 @@ class TrainConfig:
     eval_split: str = "dev"  # held-out split for model selection
     eval_max_pairs: int | None = None  # cap dev pairs per eval (CPU budgets)
     eval_batch_size: int = 32
+    eval_at_start: bool = True  # score the untrained model first (the baseline in the manifest)
+    select_best: bool = True  # the artifact gets the checkpoint with the lowest dev MSE
     max_steps: int | None = None  # optimizer steps cap (overrides epochs when smaller)
     max_minutes: float | None = None  # wall-clock budget; stops after a checkpoint
     seed: int = 0
     log_every: int = 10
+    cpu_threads: int | str | None = "auto"  # CPU only: "auto" = cores not busy (shared machines), N, or None (torch default)
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.epochs <= 0 or self.batch_size < 1 or self.grad_accum < 1:
@@ -88,8 +92,11 @@ class TrainConfig:
         if not 0.0 < self.checkpoint_fraction <= 1.0:
             raise UserError(f"train.checkpoint_fraction must be in (0, 1], got {self.checkpoint_fraction}.")
         self.precision = normalise_dtype(self.precision, "train.precision")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise UserError(f"train.max_steps must be >= 1, got {self.max_steps}.")
+        schedules = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
+        if self.lr_schedule not in schedules:
+            raise UserError(f"train.lr_schedule must be one of {', '.join(schedules)}, got {self.lr_schedule!r}.")
+        if self.max_steps is not None and self.max_steps < 0:
+            raise UserError(f"train.max_steps must be >= 0, got {self.max_steps}.")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise UserError(f"train.max_minutes must be positive, got {self.max_minutes}.")
 

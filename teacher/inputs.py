@@ -10,7 +10,6 @@ import torch
 
 log = logging.getLogger(__name__)
 
-_SENTINEL = "\u0000TEXT\u0000"
 # Existing non-EOS tokens that are safe to use as padding (Llama-3 ships no pad token).
 PAD_CANDIDATES = ("<|finetune_right_pad_id|>", "<|reserved_special_token_0|>", "<pad>", "[PAD]", "<|pad|>")
 
@@ -48,10 +47,8 @@ class PairEncoder:
         self.tok = tokenizer
         self.max_length = max_length
         self.padding_side = padding_side
-        rendered = template.replace("{query}", "\u0001Q\u0001").replace("{text}", _SENTINEL)
         self.template = template
-        before, self.suffix = rendered.split(_SENTINEL, 1)
-        self.q_first = "\u0001Q\u0001" in before
+        self.before_text, self.after_text = template.split("{text}", 1)
         self.bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None and getattr(tokenizer, "add_bos_token", True) else []
 
     def _ids(self, texts: Sequence[str]) -> list[list[int]]:
@@ -63,8 +60,8 @@ class PairEncoder:
             raise ValueError(f"{len(queries)} queries but {len(texts)} texts")
         if not len(queries):
             return []
-        heads = [self.template.split("{text}", 1)[0].replace("{query}", q) for q in queries]
-        tails = [self.template.split("{text}", 1)[1].replace("{query}", q) for q in queries]
+        heads = [self.before_text.replace("{query}", q) for q in queries]
+        tails = [self.after_text.replace("{query}", q) for q in queries]
         h_ids, t_ids, x_ids = self._ids(heads), self._ids(tails), self._ids([str(t) for t in texts])
         out = []
         budget = self.max_length - len(self.bos)

@@ -1,0 +1,41 @@
+"""Scoring speed of one teacher in several dtypes on the same pairs (fp32 vs bf16), in one run."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def compare_dtypes(teacher_dir, queries: Sequence[str], texts: Sequence[str], dtypes: Sequence[str] = ("float32", "bfloat16"),
+                   batch_size: int | None = None, progress: bool = True) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    """Load the teacher once per dtype, score every pair, time it (load excluded).
+
+    Returns one row per dtype (pairs, seconds, pairs_per_s, and for the others max/mean |Δscore|
+    and Spearman correlation vs the first dtype) and the scores per dtype.
+    """
+    from scipy.stats import spearmanr
+
+    from reldistill.teacher.teacher import Teacher
+
+    rows, scores = [], {}
+    for dt in dtypes:
+        t_load = time.monotonic()
+        teacher = Teacher.load(teacher_dir, dtype=dt)
+        load_s = time.monotonic() - t_load
+        t0 = time.monotonic()
+        s = teacher.score_pairs(list(queries), list(texts), batch_size=batch_size, progress=progress)
+        secs = time.monotonic() - t0
+        scores[dt] = s
+        row = {"dtype": str(teacher.dtype).removeprefix("torch."), "pairs": len(s), "seconds": round(secs, 2),
+               "pairs_per_s": round(len(s) / secs, 2) if secs > 0 else None, "load_seconds": round(load_s, 2)}
+        ref = scores[dtypes[0]]
+        if dt != dtypes[0]:
+            d = np.abs(s.astype(np.float64) - ref)
+            row.update(max_abs_diff=float(d.max()), mean_abs_diff=float(d.mean()),
+                       spearman_vs_first=float(spearmanr(s, ref).statistic) if len(s) > 2 else None)
+        rows.append(row)
+        del teacher
+    return rows, scores

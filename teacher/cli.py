@@ -1,0 +1,136 @@
+"""`reldistill teacher train | score | eval | plan` (heavy imports inside the commands)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+teacher_app = typer.Typer(help="LoRA LLM cross-encoder teacher: train, score pairs, evaluate, plan.", no_args_is_help=True)
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Recipe YAML (teacher/train/score/data sections).")]
+TeacherOpt = Annotated[Path, typer.Option("--teacher", "-t", help="Teacher artifact directory (from `teacher train`).")]
+DataOpt = Annotated[Optional[Path], typer.Option("--data", help="ESCI directory (or table) for product text / judged pairs.")]
+
+
+def _print(obj) -> None:
+    typer.echo(json.dumps(obj, indent=2, default=str))
+
+
+@teacher_app.command("train")
+def train_cmd(
+    config: ConfigOpt,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Teacher directory (default runs/<recipe>/teacher).")] = None,
+    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from the last checkpoint in OUTPUT/checkpoints.")] = True,
+    max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many optimizer steps (0: write the untrained model).")] = None,
+    max_minutes: Annotated[Optional[float], typer.Option(help="Wall-clock budget; stops after a checkpoint.")] = None,
+    data: DataOpt = None,
+) -> None:
+    """Train the teacher (BCEWithLogits on soft labels). Works under `accelerate launch -m reldistill.cli`."""
+    from reldistill.teacher.train import train_teacher
+
+    out = output or Path("runs") / config.stem / "teacher"
+    path = train_teacher(config, out, resume=resume, max_steps=max_steps, max_minutes=max_minutes,
+                         data_path=str(data) if data else None)
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        m = json.loads((path / "manifest.json").read_text())
+        typer.echo(f"teacher written to {path}: {m['steps']}/{m['total_steps']} steps in {m['train_minutes']} min, "
+                   f"dev {json.dumps(m.get('dev_metrics'))} (untrained: {json.dumps(m.get('dev_metrics_untrained'))})")
+
+
+@teacher_app.command("score")
+def score_cmd(
+    teacher: TeacherOpt,
+    pairs: Annotated[Path, typer.Option("--pairs", "-p", help="Parquet with query, product_id (and optionally text).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output parquet (input columns + teacher_score + teacher_logit).")],
+    dtype: Annotated[str, typer.Option(help="fp32 | bf16 | auto (bf16 where the hardware has it).")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Pairs per forward pass.")] = 32,
+    shard_size: Annotated[int, typer.Option(help="Rows per resumable shard.")] = 512,
+    limit: Annotated[Optional[int], typer.Option(help="Score only the first N rows.")] = None,
+    compare_dtypes: Annotated[bool, typer.Option("--compare-dtypes", help="Also time fp32 vs bf16 on the same pairs and print pairs/s.")] = False,
+    data: DataOpt = None,
+) -> None:
+    """Score (query, product) pairs with the teacher: sharded, resumable, multi-process under accelerate."""
+    from reldistill.config import DataConfig
+    from reldistill.errors import UserError
+    from reldistill.teacher.score import read_pairs, score_file_stats
+
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {batch_size}.")
+    if limit is not None and limit < 1:
+        raise UserError(f"--limit must be >= 1, got {limit}.")
+    data_cfg = DataConfig(path=str(data)) if data else None
+    if compare_dtypes:
+        from reldistill.teacher.artifact import open_artifact
+        from reldistill.teacher.bench import compare_dtypes as bench
+
+        open_artifact(teacher)
+        df, texts = read_pairs(pairs, data_cfg)
+        n = min(limit or len(df), len(df))
+        rows, _ = bench(teacher, df["query"].astype(str).tolist()[:n], texts[:n], batch_size=batch_size)
+        for r in rows:
+            typer.echo(f"{r['dtype']:>9}: {r['pairs']:,} pairs in {r['seconds']:.1f} s = {r['pairs_per_s']:.1f} pairs/s"
+                       + (f"  (max |Δscore| vs fp32 {r['max_abs_diff']:.4f}, Spearman {r['spearman_vs_first']:.4f})" if "max_abs_diff" in r else ""))
+        typer.echo("BENCH " + json.dumps(rows))
+    stats = score_file_stats(teacher, pairs, out, data_cfg, batch_size, dtype, shard_size, progress=True, limit=limit)
+    rate = f"{stats['pairs_per_s']:.1f} pairs/s" if stats["pairs_per_s"] else "all shards were already done"
+    typer.echo(f"scored {stats['pairs']:,} pairs ({stats['scored_now']:,} now, {stats['dtype']}, {rate}) → {stats['out']}")
+
+
+@teacher_app.command("eval")
+def eval_cmd(
+    teacher: TeacherOpt,
+    data: DataOpt = None,
+    split: Annotated[str, typer.Option(help="train | dev | test (dev is carved from train as in training).")] = "test",
+    dtype: Annotated[str, typer.Option(help="fp32 | bf16 | auto.")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Pairs per forward pass.")] = 32,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """MSE of sigmoid(logit) vs soft label, graded nDCG of each query's judged candidates, per-label score distributions."""
+    from reldistill.teacher.evaluate import evaluate_teacher
+
+    res = evaluate_teacher(teacher, split=split, data_path=str(data) if data else None, dtype=dtype, batch_size=batch_size)
+    if as_json:
+        _print(res)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    m = res["metrics"]
+    con.print(f"[bold]{res['teacher']}[/] on {res['split']} ({m['pairs']:,} pairs, {m['ndcg_queries']} ranked queries): "
+              f"MSE {m['mse']:.4f} · nDCG {m['ndcg'] if m['ndcg'] is None else round(m['ndcg'], 4)} · "
+              f"nDCG@10 {m['ndcg@10'] if m['ndcg@10'] is None else round(m['ndcg@10'], 4)}", highlight=False)
+    t = Table("label", "n", "mean", "p10", "p25", "p50", "p75", "p90", title="teacher score by ESCI label")
+    for lab, d in res["by_label"].items():
+        t.add_row(lab, str(d["n"]), *(f"{d[k]:.3f}" for k in ("mean", "p10", "p25", "p50", "p75", "p90")))
+    con.print(t)
+
+
+@teacher_app.command("plan")
+def plan_cmd(config: ConfigOpt, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Backbone, LoRA/head/total parameters and estimated training GPU memory — offline, no weights."""
+    from reldistill.teacher.plan import plan_teacher
+
+    p = plan_teacher(config)
+    if as_json:
+        _print(p)
+        return
+    e = p["training_memory_estimate"]
+    typer.echo(f"backbone   {p['backbone']['model']} ({p['backbone']['architecture']}, {p['backbone']['layers']} layers, "
+               f"hidden {p['backbone']['hidden_size']}): {p['backbone']['parameters']:,} params")
+    typer.echo(f"LoRA       r={p['lora']['r']} on {', '.join(p['lora']['target_modules'])}: {p['lora']['trainable_parameters']:,} trainable params")
+    typer.echo(f"head       {p['head']['kind']}: {p['head']['parameters']:,} params")
+    typer.echo(f"total      {p['total_parameters']:,} params ({p['trainable_parameters']:,} trainable, {p['trainable_percent']}%)")
+    typer.echo(f"memory     ≈{e['total_gib']} GiB to train at batch {e['batch_size_per_device']}×{e['max_length']} tokens, {e['precision']}"
+               f"{', 4-bit' if e['load_in_4bit'] else ''}{', grad-ckpt' if e['gradient_checkpointing'] else ''} "
+               f"(weights {e['weights_gib']}, trainable+AdamW {e['trainable_and_optimizer_gib']}, activations {e['activations_gib']}, reserve {e['reserve_gib']})")
+    typer.echo("fits       " + ", ".join(f"{g}: {'yes' if ok else 'no'}" for g, ok in e["fits"].items()))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(teacher_app, name="teacher")

@@ -1,0 +1,66 @@
+"""Teacher metrics: MSE of sigmoid(logit) vs soft label (the seed's metric), graded nDCG per query, score distributions."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+
+def mse(probs: np.ndarray, soft_labels: np.ndarray) -> float:
+    p = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(soft_labels, dtype=np.float64)
+    return float(np.mean((p - y) ** 2)) if len(p) else float("nan")
+
+
+def ndcg(scores: Sequence[float], gains: Sequence[float], k: int | None = None) -> float | None:
+    """nDCG@k of one query's judged candidates ranked by ``scores`` (linear ESCI gains, log2 discount).
+
+    None when the query has no positive gain (nDCG undefined). Ties are broken pessimistically
+    (lowest gain first) so a constant scorer earns no credit.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    g = np.asarray(gains, dtype=np.float64)
+    n = len(g) if k is None else min(k, len(g))
+    ideal = np.sort(g)[::-1][:n]
+    disc = 1.0 / np.log2(np.arange(2, n + 2))
+    idcg = float(ideal @ disc)
+    if idcg <= 0:
+        return None
+    order = np.lexsort((g, -s))[:n]  # by score desc, then gain asc
+    return float(g[order] @ disc / idcg)
+
+
+def mean_ndcg(df: pd.DataFrame, score_col: str = "teacher_score", k: int | None = None, min_judged: int = 2) -> tuple[float, int]:
+    """Mean nDCG over queries with at least ``min_judged`` judged candidates and a positive gain; (mean, n_queries)."""
+    vals = []
+    for _, g in df.groupby("query_id", sort=False):
+        if len(g) < min_judged:
+            continue
+        v = ndcg(g[score_col].to_numpy(), g["gain"].to_numpy(), k)
+        if v is not None:
+            vals.append(v)
+    return (float(np.mean(vals)) if vals else float("nan")), len(vals)
+
+
+def label_distributions(df: pd.DataFrame, score_col: str = "teacher_score") -> dict[str, dict[str, float]]:
+    """Per ESCI label: count, mean and quartiles of the teacher's probabilities."""
+    out = {}
+    for label, g in df.groupby("esci_label", sort=True):
+        s = g[score_col].to_numpy(dtype=np.float64)
+        q = np.quantile(s, [0.1, 0.25, 0.5, 0.75, 0.9])
+        out[str(label)] = {"n": int(len(s)), "mean": float(s.mean()), "p10": float(q[0]), "p25": float(q[1]),
+                           "p50": float(q[2]), "p75": float(q[3]), "p90": float(q[4])}
+    return out
+
+
+def evaluate_scores(df: pd.DataFrame, probs: np.ndarray) -> dict[str, float]:
+    """MSE vs ``soft_label``, mean nDCG (all judged) and nDCG@10 over the queries of ``df``."""
+    d = df.assign(teacher_score=np.asarray(probs, dtype=np.float64))
+    nd, nq = mean_ndcg(d)
+    nd10, _ = mean_ndcg(d, k=10)
+    out = {"pairs": int(len(d)), "mse": mse(d["teacher_score"], d["soft_label"]),
+           "ndcg": nd, "ndcg@10": nd10, "ndcg_queries": nq}
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()}

@@ -1,0 +1,398 @@
+"""Teacher training: a small accelerate loop (BCEWithLogits on soft labels, AdamW) with exact resume.
+
+Why our own accelerate loop rather than HF Trainer: a checkpoint holds only the trainable
+parameters (LoRA + head, 13.6M+ on Llama-3.2-1B instead of the 1.2B frozen base), the held-out
+eval is a per-query ranking metric (nDCG of each query's judged candidates) plus MSE, and a
+wall-clock budget must stop after a checkpoint and still write a usable artifact. The loop is a
+deterministic function of (recipe, step): micro-batch ``m`` comes from a seeded permutation of
+epoch ``m // micro_per_epoch`` and dropout is reseeded from the step, so a resumed run takes
+exactly the same path as an uninterrupted one. accelerate supplies the device, DDP/FSDP,
+bf16 autocast and process sharding (`accelerate launch --config_file configs/accelerate/...`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from reldistill.artifacts import atomic_path, data_fingerprint, write_json, write_manifest
+from reldistill.errors import UserError
+from reldistill.teacher.artifact import KIND, save_trainables
+from reldistill.teacher.config import Recipe, load_recipe
+
+log = logging.getLogger(__name__)
+
+CKPT_DIR = "checkpoints"
+STATE_FILE = "state.json"
+TRAINABLE_FILE = "trainable.safetensors"
+OPTIM_FILE = "optimizer.pt"
+LOG_FILE = "train_log.jsonl"
+# Recipe fields that may change between a run and its resume (budgets and eval cadence only).
+RESUME_FREE = {"max_steps", "max_minutes", "log_every", "eval_max_pairs", "eval_batch_size", "keep_checkpoints", "cpu_threads"}
+
+
+@dataclasses.dataclass
+class Plan:
+    """The step arithmetic of a run (the same on every process)."""
+
+    n_train: int
+    world: int
+    micro_batch: int  # per process
+    grad_accum: int
+    micro_per_epoch: int
+    steps_per_epoch: int
+    total_steps: int  # from epochs (the LR schedule's length)
+    ckpt_every: int
+
+
+def make_plan(n_train: int, world: int, micro_batch: int, grad_accum: int, epochs: float, fraction: float) -> Plan:
+    micro_per_epoch = math.ceil(n_train / (micro_batch * world))
+    steps_per_epoch = max(1, math.ceil(micro_per_epoch / grad_accum))
+    total = max(1, math.ceil(epochs * steps_per_epoch))
+    return Plan(n_train, world, micro_batch, grad_accum, micro_per_epoch, steps_per_epoch, total,
+                max(1, round(fraction * steps_per_epoch)))
+
+
+def micro_batch_indices(plan: Plan, m: int, rank: int, seed: int) -> np.ndarray:
+    """Row indices of micro-batch ``m`` for process ``rank``: seeded per-epoch permutation, wrap-around fill."""
+    epoch, k = divmod(m, plan.micro_per_epoch)
+    perm = np.random.default_rng([seed, epoch]).permutation(plan.n_train)
+    g = plan.micro_batch * plan.world
+    idx = np.arange(k * g + rank * plan.micro_batch, k * g + (rank + 1) * plan.micro_batch) % plan.n_train
+    return perm[idx]
+
+
+def _recipe_key(recipe: Recipe) -> dict[str, Any]:
+    train = {k: v for k, v in dataclasses.asdict(recipe.train).items() if k not in RESUME_FREE}
+    return {"teacher": dataclasses.asdict(recipe.teacher), "train": train, "data": dataclasses.asdict(recipe.data)}
+
+
+def _checkpoints(out: Path) -> list[Path]:
+    d = out / CKPT_DIR
+    return sorted((p for p in d.glob("step-*") if p.is_dir() and not p.name.endswith(".tmp")), key=lambda p: int(p.name.split("-")[1])) if d.is_dir() else []
+
+
+def _read_checkpoint(ck: Path) -> tuple[dict, dict[str, torch.Tensor], dict]:
+    """(state, trainable tensors, optimizer+scheduler state); anything unreadable is a UserError."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    fix = f"delete {ck} to resume from the previous checkpoint, or rerun with --no-resume"
+    try:
+        state = json.loads((ck / STATE_FILE).read_text(encoding="utf-8"))
+        weights = load_file(str(ck / TRAINABLE_FILE))
+        optim = torch.load(ck / OPTIM_FILE, map_location="cpu", weights_only=True)
+    except FileNotFoundError as e:
+        raise UserError(f"checkpoint {ck} is missing {Path(e.filename or '?').name} — {fix}.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, SafetensorError, OSError, RuntimeError, EOFError, ValueError) as e:
+        raise UserError(f"checkpoint {ck} is truncated or corrupted ({type(e).__name__}) — {fix}.") from None
+    return state, weights, optim
+
+
+def _trainable_state(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().float().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _append_log(out: Path, record: dict) -> None:
+    with (out / LOG_FILE).open("a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+class _Evaluator:
+    """Scores the held-out pairs with the model being trained (main process) → MSE + nDCG."""
+
+    def __init__(self, df, encoder, batch_size: int):
+        from reldistill.teacher.inputs import length_buckets
+
+        self.df = df
+        self.encoder = encoder
+        self.ids = encoder.encode(df["query"].tolist(), df["text"].tolist()) if len(df) else []
+        self.batches = length_buckets([len(r) for r in self.ids], batch_size)
+
+    @torch.inference_mode()
+    def __call__(self, model, accelerator) -> dict[str, Any]:
+        from reldistill.teacher.metrics import evaluate_scores
+
+        if not len(self.df):
+            return {}
+        was_training = model.training
+        model.eval()
+        logits = np.zeros(len(self.df), dtype=np.float64)
+        dev = accelerator.device
+        with accelerator.autocast():
+            for b in self.batches:
+                enc = self.encoder.collate([self.ids[i] for i in b])
+                logits[b] = model(enc["input_ids"].to(dev), enc["attention_mask"].to(dev)).float().cpu().numpy()
+        model.train(was_training)
+        return evaluate_scores(self.df, 1.0 / (1.0 + np.exp(-logits)))
+
+
+def train_teacher(config_path: str | os.PathLike, output_dir: str | os.PathLike, resume: bool = True,
+                  max_steps: int | None = None, max_minutes: float | None = None, progress: bool = True,
+                  data_path: str | None = None) -> Path:
+    """Train the teacher of a recipe into ``output_dir`` (in-process or under ``accelerate launch``).
+
+    ``max_steps`` / ``max_minutes`` override the recipe's budget: training stops after a checkpoint
+    once either is reached and still writes a complete artifact (``max_steps=0`` writes the
+    untrained model). With ``resume`` a rerun continues from the last checkpoint in
+    ``output_dir/checkpoints``. Returns ``output_dir``; its manifest.json is written last.
+    """
+    from accelerate import Accelerator
+
+    from reldistill.teacher.backbone import resolve_dtype, set_cpu_threads
+    from reldistill.teacher.inputs import PairEncoder, choose_pad_token
+    from reldistill.teacher.pairs import cap_by_query, split_pairs
+    from reldistill.teacher.teacher import build_cross_encoder
+
+    t_start = time.monotonic()
+    recipe = load_recipe(config_path)
+    if data_path is not None:
+        recipe.data.path = str(data_path)
+    tc, tr = recipe.teacher, recipe.train
+    if max_steps is not None:
+        if max_steps < 0:
+            raise UserError(f"--max-steps must be >= 0, got {max_steps}.")
+        tr.max_steps = max_steps
+    if max_minutes is not None:
+        if max_minutes <= 0:
+            raise UserError(f"--max-minutes must be positive, got {max_minutes}.")
+        tr.max_minutes = max_minutes
+    out = Path(output_dir)
+    threads = set_cpu_threads(tr.cpu_threads)
+
+    dtype = resolve_dtype(tr.precision)
+    use_bf16 = dtype == torch.bfloat16
+    accelerator = Accelerator(mixed_precision="bf16" if use_bf16 else "no")
+    main = accelerator.is_main_process
+    rank, world = accelerator.process_index, accelerator.num_processes
+
+    key = _recipe_key(recipe)
+    ckpts = _checkpoints(out) if resume else []
+    resume_from = _read_checkpoint(ckpts[-1]) if ckpts else None  # a broken checkpoint fails before any heavy work
+    if resume_from and resume_from[0].get("recipe") != json.loads(json.dumps(key)):
+        raise UserError(f"checkpoints in {out / CKPT_DIR} were made with a different recipe — rerun with --no-resume or another --output.")
+    if not resume and main and (out / CKPT_DIR).exists():
+        shutil.rmtree(out / CKPT_DIR)
+    accelerator.wait_for_everyone()
+
+    # data and model (all processes build the same things)
+    pairs = split_pairs(recipe.data, tr.include_sparse)
+    train_df = pairs["train"]
+    dev_df = cap_by_query(pairs.get(tr.eval_split, pairs["dev"]), tr.eval_max_pairs, tr.seed)
+    torch.manual_seed(tr.seed)
+    model, tokenizer, resolved = build_cross_encoder(tc, dtype if not tc.load_in_4bit else dtype)
+    choose_pad_token(tokenizer)
+    for p in model.parameters():  # trainable params stay fp32 (bf16 autocast runs the maths)
+        if p.requires_grad and p.dtype != torch.float32:
+            p.data = p.data.float()
+    if tr.gradient_checkpointing:
+        model.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    encoder = PairEncoder(tokenizer, tc.template, tc.max_length, tc.padding_side)
+    train_ids = encoder.encode(train_df["query"].tolist(), train_df["text"].tolist())
+    targets = torch.tensor(train_df["soft_label"].to_numpy(), dtype=torch.float32)
+    plan = make_plan(len(train_ids), world, tr.batch_size, tr.grad_accum, tr.epochs, tr.checkpoint_fraction)
+    stop_at = plan.total_steps if tr.max_steps is None else min(plan.total_steps, tr.max_steps)
+
+    from transformers import get_scheduler
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    head_ids = {id(p) for p in model.head.parameters()}
+    groups = [{"params": [p for p in params if id(p) not in head_ids], "lr": tr.lr},
+              {"params": [p for p in params if id(p) in head_ids], "lr": tr.head_lr or tr.lr}]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=tr.lr, weight_decay=tr.weight_decay)
+    scheduler = get_scheduler(tr.lr_schedule, optimizer, num_warmup_steps=round(tr.warmup_ratio * plan.total_steps),
+                              num_training_steps=plan.total_steps)
+
+    # resume: the last checkpoint's trainables + optimizer + scheduler; the step fixes the data order
+    step, history, best, elapsed_before = 0, [], None, 0.0
+    if resume_from:
+        state, weights, optim = resume_from
+        missing = set(_trainable_state(model)) - set(weights)
+        if missing:
+            raise UserError(f"checkpoint {ckpts[-1]} lacks {sorted(missing)[0]} — it is from another model; rerun with --no-resume.")
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if n in weights:
+                    p.copy_(weights[n])
+        optimizer.load_state_dict(optim["optimizer"])
+        scheduler.load_state_dict(optim["scheduler"])
+        step, history, best = state["step"], state.get("history", []), state.get("best")
+        elapsed_before = float(state.get("elapsed_s", 0.0))
+        if main:
+            log.warning("resuming from %s (step %d of %d)", ckpts[-1].name, step, plan.total_steps)
+
+    model, optimizer = accelerator.prepare(model, optimizer)
+    raw_model = accelerator.unwrap_model(model)
+    from accelerate.utils import DistributedType
+
+    is_fsdp = accelerator.distributed_type == DistributedType.FSDP
+    evaluator = _Evaluator(dev_df, encoder, tr.eval_batch_size)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        if step == 0 and not history:
+            (out / LOG_FILE).unlink(missing_ok=True)
+            start_metrics = evaluator(raw_model, accelerator) if tr.eval_at_start and not is_fsdp else {}
+            if start_metrics:
+                history.append({"step": 0, "epoch": 0.0, "dev": start_metrics})
+                _append_log(out, {"event": "eval", "step": 0, **{f"dev_{k}": v for k, v in start_metrics.items()}})
+        print(f"teacher train: {plan.n_train:,} train pairs, {len(dev_df):,} {tr.eval_split} pairs, {world} process(es), "
+              f"{plan.steps_per_epoch} steps/epoch, checkpoint every {plan.ckpt_every} steps, "
+              f"{'stop at' if stop_at < plan.total_steps else 'total'} {stop_at}/{plan.total_steps} steps, "
+              f"precision {'bf16' if use_bf16 else 'fp32'}, {threads} CPU thread(s)/process", flush=True)
+
+    def trainable_now() -> dict[str, torch.Tensor]:
+        """Trainable weights; under FSDP gathered from every rank (a collective call)."""
+        if not is_fsdp:
+            return _trainable_state(raw_model)
+        names = {n.replace("_fsdp_wrapped_module.", "") for n, p in raw_model.named_parameters() if p.requires_grad}
+        full = accelerator.get_state_dict(model)
+        return {k: v.float().cpu().contiguous() for k, v in full.items() if k in names}
+
+    def evaluate_now() -> dict:
+        if is_fsdp:  # an FSDP forward is collective: every rank evaluates, rank 0 keeps the numbers
+            return evaluator(model, accelerator)
+        return evaluator(raw_model, accelerator) if main else {}
+
+    def save_checkpoint(metrics: dict) -> None:
+        nonlocal best
+        weights = trainable_now()
+        if not main:
+            return
+        rec = {"step": step, "epoch": round(step / plan.steps_per_epoch, 4), "dev": metrics}
+        history.append(rec)
+        score = metrics.get("mse")
+        if score is not None and (best is None or score < best["mse"]):
+            best = {"step": step, "mse": score}
+        final = out / CKPT_DIR / f"step-{step:07d}"
+        from safetensors.torch import save_file
+
+        with atomic_path(final) as tmp:
+            tmp.mkdir()
+            save_file(weights, str(tmp / TRAINABLE_FILE))
+            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / OPTIM_FILE)
+            elapsed = elapsed_before + time.monotonic() - t_start
+            (tmp / STATE_FILE).write_text(json.dumps({"step": step, "total_steps": plan.total_steps, "recipe": key,
+                                                      "history": history, "best": best, "elapsed_s": elapsed}, indent=1))
+        _append_log(out, {"event": "eval", "step": step, **{f"dev_{k}": v for k, v in metrics.items()}})
+        keep = {c for c in _checkpoints(out)[-max(tr.keep_checkpoints, 1):]}
+        for c in _checkpoints(out):
+            if c not in keep and not (best and c.name == f"step-{best['step']:07d}"):
+                shutil.rmtree(c, ignore_errors=True)
+
+    # the loop
+    model.train()
+    budget_s = tr.max_minutes * 60 if tr.max_minutes else None
+    bar = None
+    if main and progress and step < stop_at:
+        from reldistill.progress import progress_bar
+
+        bar_ctx = progress_bar((stop_at - step) * plan.micro_batch * world * plan.grad_accum, "teacher train", "pairs")
+        bar = bar_ctx.__enter__()
+    try:
+        running, n_logged = 0.0, 0
+        while step < stop_at:
+            torch.manual_seed(tr.seed * 1_000_003 + step * world + rank)  # dropout: a function of the step
+            for j in range(plan.grad_accum):
+                idx = micro_batch_indices(plan, step * plan.grad_accum + j, rank, tr.seed)
+                enc = encoder.collate([train_ids[i] for i in idx])
+                y = targets[idx].to(accelerator.device)
+                sync = j == plan.grad_accum - 1
+                ctx = accelerator.no_sync(model) if not sync and world > 1 else _null()
+                with ctx, accelerator.autocast():
+                    logits = model(enc["input_ids"].to(accelerator.device), enc["attention_mask"].to(accelerator.device))
+                    loss = loss_fn(logits.float(), y) / plan.grad_accum
+                accelerator.backward(loss)
+                running += float(loss.detach()) * plan.grad_accum
+                n_logged += 1
+            if tr.max_grad_norm:
+                accelerator.clip_grad_norm_(params, tr.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            if bar:
+                bar(plan.micro_batch * world * plan.grad_accum)
+            if main and step % tr.log_every == 0:
+                _append_log(out, {"event": "train", "step": step, "loss": running / max(n_logged, 1),
+                                  "lr": scheduler.get_last_lr()[0]})
+                running, n_logged = 0.0, 0
+            over_budget = budget_s is not None and elapsed_before + time.monotonic() - t_start >= budget_s
+            flag = torch.tensor([1.0 if over_budget else 0.0], device=accelerator.device)
+            over_budget = bool(accelerator.reduce(flag, "max").item() > 0) if world > 1 else over_budget
+            if step % plan.ckpt_every == 0 or step == stop_at or over_budget:
+                save_checkpoint(evaluate_now())
+                accelerator.wait_for_everyone()
+            if over_budget:
+                if main:
+                    log.warning("time budget of %.1f min reached at step %d", tr.max_minutes, step)
+                break
+    finally:
+        if bar is not None:
+            bar_ctx.__exit__(None, None, None)
+
+    # the artifact: best (lowest dev MSE) checkpoint if selection is on, else the last weights
+    if main:
+        chosen = step
+        if tr.select_best and best is not None and best["step"] != step and step > 0:
+            ck = out / CKPT_DIR / f"step-{best['step']:07d}"
+            if ck.is_dir():
+                _, weights, _ = _read_checkpoint(ck)
+                with torch.no_grad():
+                    for n, p in raw_model.named_parameters():
+                        if n in weights:
+                            p.copy_(weights[n])
+                chosen = best["step"]
+        final_metrics = next((h["dev"] for h in reversed(history) if h["step"] == chosen), {})
+        untrained = next((h["dev"] for h in history if h["step"] == 0), None)
+        _write_artifact(out, raw_model, tokenizer, recipe, resolved, config_path, {
+            "steps": step, "total_steps": plan.total_steps, "chosen_step": chosen,
+            "epochs_done": round(step / plan.steps_per_epoch, 4), "finished": step >= plan.total_steps,
+            "processes": world, "precision": "bf16" if use_bf16 else "fp32",
+            "train_pairs": plan.n_train, "dev_pairs": int(len(dev_df)),
+            "dev_metrics": final_metrics, "dev_metrics_untrained": untrained, "history": history,
+            "train_minutes": round((elapsed_before + time.monotonic() - t_start) / 60, 2)})
+    accelerator.wait_for_everyone()
+    return out
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def _write_artifact(out: Path, model, tokenizer, recipe: Recipe, resolved, config_path, fields: dict) -> None:
+    """Replace the artifact files in ``out`` (manifest removed first, written last)."""
+    (out / "manifest.json").unlink(missing_ok=True)
+    tmp = out / ".artifact.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_trainables(tmp, model, tokenizer, recipe.teacher)
+    for entry in tmp.iterdir():
+        dest = out / entry.name
+        if dest.is_dir():
+            shutil.rmtree(dest)
+        os.replace(entry, dest)
+    tmp.rmdir()
+    try:
+        fingerprint = data_fingerprint(recipe.data.path)
+    except OSError:
+        fingerprint = {}
+    write_json(out / "metrics.json", {k: fields[k] for k in ("dev_metrics", "dev_metrics_untrained", "steps", "chosen_step")})
+    write_manifest(out, KIND, base_model=resolved.hub_id or resolved.path, base_source=resolved.source,
+                   base_gguf_file=resolved.gguf_file, base_inside=False, teacher=dataclasses.asdict(recipe.teacher),
+                   train=dataclasses.asdict(recipe.train), data=dataclasses.asdict(recipe.data),
+                   data_fingerprint=fingerprint, recipe_file=str(config_path), **fields)
