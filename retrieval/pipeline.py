@@ -8,6 +8,7 @@ milliseconds spent in each stage.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -76,6 +77,7 @@ class SearchPipeline:
         self.teacher_dir = teacher_dir
         self.student_id = student_id or dense.model
         self.index_dir: Path | None = None
+        self._lock = threading.Lock()
         if student is not None:
             dim = int(student.get_embedding_dimension())
             if dim != dense.dim:
@@ -130,6 +132,10 @@ class SearchPipeline:
     @property
     def reranker(self) -> Reranker:
         """The reranker given, else the run's teacher (loaded on first use)."""
+        with self._lock:  # concurrent first requests load the teacher once
+            return self._load_reranker()
+
+    def _load_reranker(self) -> Reranker:
         if self._reranker is None:
             if self.teacher_dir is None:
                 raise UserError("mode 'rerank' needs a teacher: this run has no teacher/ — train one or pass a reranker.")
