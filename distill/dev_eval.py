@@ -1,5 +1,7 @@
 """Full-catalog retrieval quality of a student on one split: graded nDCG@10 and Recall@100 (ranx, ESCI gains).
 
+Recall@100 counts Exact products (the top gain) as relevant, as `reldistill eval` does.
+
 Every query of the split is searched against every product of the catalog (exact inner product on
 L2-normalised embeddings), so the figure is what the retrieval stack would see, not a re-ranking of
 the judged pairs. Gains come from the data (reldistill.labels via DataConfig); ranx stores integer
@@ -60,8 +62,12 @@ def evaluate_student(model, examples: pd.DataFrame, products: pd.DataFrame, spli
     scores, idx = catalog_search(model, [queries[q] for q in qids], products, k, doc_embeddings, batch_size)
     pids = products["product_id"].astype(str).to_numpy()
     run = {q: {str(pids[j]): float(s) for j, s in zip(idx[i], scores[i])} for i, q in enumerate(qids)}
-    res = evaluate(Qrels(qrels), Run(run), list(METRICS), make_comparable=True)
-    return {**{m: float(res[m]) for m in METRICS}, "queries": len(qids)}
+    top = max(max(d.values()) for d in qrels.values())
+    exact = {q: {p: 1 for p, g in d.items() if g == top} for q, d in qrels.items()}
+    exact = {q: d for q, d in exact.items() if d}
+    ndcg = evaluate(Qrels(qrels), Run(run), "ndcg@10", make_comparable=True)
+    recall = evaluate(Qrels(exact), Run({q: run[q] for q in exact}), "recall@100", make_comparable=True) if exact else 0.0
+    return {"ndcg@10": float(ndcg), "recall@100": float(recall), "queries": len(qids)}
 
 
 def _base_evaluator():
