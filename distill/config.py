@@ -44,7 +44,7 @@ class DistillConfig:
     eval_split: str = "dev"  # split used to select the best epoch
     eval_each: str = "epoch"  # "epoch" or "steps"
     eval_base: bool = True  # also score the untrained student on the eval split (one more catalog encode)
-    eval_steps: int = 50  # when eval_each == "steps"
+    eval_steps: float = 0.5  # when eval_each == "steps": every N steps, or a fraction (< 1) of the training
     keep_checkpoints: int = 2
     seed: int = 13
 
@@ -86,8 +86,10 @@ class DistillConfig:
             raise UserError(f"distill.eval_split must be 'dev' or 'none' (never test), got {self.eval_split!r}.")
         if self.eval_each not in ("epoch", "steps"):
             raise UserError(f"distill.eval_each must be 'epoch' or 'steps', got {self.eval_each!r}.")
-        if self.eval_steps < 1 or self.keep_checkpoints < 1:
-            raise UserError("distill.eval_steps and distill.keep_checkpoints must be at least 1.")
+        if self.eval_steps <= 0 or (self.eval_steps > 1 and self.eval_steps != int(self.eval_steps)):
+            raise UserError(f"distill.eval_steps must be a step count or a fraction in (0, 1), got {self.eval_steps}.")
+        if self.keep_checkpoints < 1:
+            raise UserError("distill.keep_checkpoints must be at least 1.")
 
 
 def load_distill_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> tuple[DistillConfig, DataConfig]:

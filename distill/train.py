@@ -146,13 +146,14 @@ def fit(rows: dict[str, dict[str, list]], out_dir: str | Path, cfg: DistillConfi
     write_json(ckpt_dir / "run.json", run_key)
 
     strategy = "no" if evaluator is None else cfg.eval_each
+    every = cfg.eval_steps if cfg.eval_steps < 1 else int(cfg.eval_steps)
     args = SentenceTransformerTrainingArguments(
         output_dir=str(ckpt_dir), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps or -1,
         per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr, warmup_steps=cfg.warmup_ratio,
         weight_decay=cfg.weight_decay, seed=cfg.seed, data_seed=cfg.seed,
-        eval_strategy=strategy, eval_steps=cfg.eval_steps if strategy == "steps" else None,
+        eval_strategy=strategy, eval_steps=every if strategy == "steps" else None,
         save_strategy=strategy if evaluator is not None else "epoch",
-        save_steps=cfg.eval_steps if strategy == "steps" else None,
+        save_steps=every if strategy == "steps" else None,
         save_total_limit=cfg.keep_checkpoints, load_best_model_at_end=evaluator is not None,
         metric_for_best_model=f"eval_{cfg.eval_split}_ndcg@10" if evaluator is not None else None,
         greater_is_better=True, batch_sampler=BatchSamplers.NO_DUPLICATES, logging_steps=10,

@@ -169,7 +169,7 @@ def test_training_changes_the_student_and_resumes(tiny, scored, tmp_path):
     from reldistill.distill.train import _checkpoint_dir, train_student
 
     _, path = scored
-    cfg = tiny_cfg(tiny, max_steps=4, eval_each="steps", eval_steps=2, lr=1e-3)
+    cfg = tiny_cfg(tiny, max_steps=4, eval_each="steps", eval_steps=0.5, lr=1e-3)
     out = train_student(path, tmp_path / "s", cfg, tiny["data_cfg"])
     before = SentenceTransformer(tiny["student"], device="cpu").encode(["blue mug"])
     after = SentenceTransformer(str(out), device="cpu").encode(["blue mug"])
