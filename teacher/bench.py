@@ -14,7 +14,7 @@ def compare_dtypes(teacher_dir, queries: Sequence[str], texts: Sequence[str], dt
     """Load the teacher once per dtype, score every pair, time it (load excluded).
 
     Returns one row per dtype (pairs, seconds, pairs_per_s, and for the others max/mean |Δscore|
-    and Spearman correlation vs the first dtype) and the scores per dtype.
+    and Spearman correlation vs the first dtype) and the logits per dtype.
     """
     from scipy.stats import spearmanr
 
@@ -26,12 +26,13 @@ def compare_dtypes(teacher_dir, queries: Sequence[str], texts: Sequence[str], dt
         teacher = Teacher.load(teacher_dir, dtype=dt)
         load_s = time.monotonic() - t_load
         t0 = time.monotonic()
-        s = teacher.score_pairs(list(queries), list(texts), batch_size=batch_size, progress=progress)
+        logits = teacher.score_logits(list(queries), list(texts), batch_size=batch_size, progress=progress)
         secs = time.monotonic() - t0
-        scores[dt] = s
+        scores[dt] = logits
+        s = (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
         row = {"dtype": str(teacher.dtype).removeprefix("torch."), "pairs": len(s), "seconds": round(secs, 2),
                "pairs_per_s": round(len(s) / secs, 2) if secs > 0 else None, "load_seconds": round(load_s, 2)}
-        ref = scores[dtypes[0]]
+        ref = 1.0 / (1.0 + np.exp(-scores[dtypes[0]].astype(np.float64)))
         if dt != dtypes[0]:
             d = np.abs(s.astype(np.float64) - ref)
             row.update(max_abs_diff=float(d.max()), mean_abs_diff=float(d.mean()),

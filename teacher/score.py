@@ -131,7 +131,9 @@ def score_file_stats(teacher_dir, pairs_path, out_path, data_cfg=None, batch_siz
     df, texts = read_pairs(pairs_path, data_cfg)
     if limit is not None:
         df, texts = df.iloc[:limit].reset_index(drop=True), texts[:limit]
-    state = PartialState()
+    import torch
+
+    state = PartialState(cpu=not torch.cuda.is_available())  # CPU processes use gloo
     main, rank, world = state.is_main_process, state.process_index, state.num_processes
     sig = _signature(teacher_dir, pairs_path, dtype, batch_size, shard_size) | {"limit": limit}
     sdir = shard_dir_for(out)

@@ -172,7 +172,8 @@ def train_teacher(config_path: str | os.PathLike, output_dir: str | os.PathLike,
 
     dtype = resolve_dtype(tr.precision)
     use_bf16 = dtype == torch.bfloat16
-    accelerator = Accelerator(mixed_precision="bf16" if use_bf16 else "no")
+    # no GPU: CPU processes (gloo) — `accelerate launch --multi_gpu --num_processes N` spawns them via torchrun
+    accelerator = Accelerator(mixed_precision="bf16" if use_bf16 else "no", cpu=not torch.cuda.is_available())
     main = accelerator.is_main_process
     rank, world = accelerator.process_index, accelerator.num_processes
 

@@ -71,7 +71,8 @@ def _wait_for(pred, timeout, proc):
 
 @pytest.mark.slow
 def test_kill9_training_then_rerun_resumes_from_last_checkpoint(tiny, tmp_path):
-    recipe = write_recipe(tmp_path / "long.yaml", tiny["base"], tiny["data"], epochs=40, keep_checkpoints=2)
+    recipe = write_recipe(tmp_path / "long.yaml", tiny["base"], tiny["data"], epochs=20, keep_checkpoints=2,
+                          checkpoint_fraction=0.5)
     out = tmp_path / "teacher"
     cmd = [sys.executable, "-m", "reldistill.cli", "teacher", "train", "--config", str(recipe), "--output", str(out)]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -81,7 +82,7 @@ def test_kill9_training_then_rerun_resumes_from_last_checkpoint(tiny, tmp_path):
         return sorted(int(p.name.split("-")[1]) for p in ckdir.glob("step-*") if p.is_dir()) if ckdir.is_dir() else []
 
     try:
-        assert _wait_for(lambda: len(steps()) >= 1 and steps()[-1] >= 6, 180, proc), "no checkpoint appeared"
+        assert _wait_for(lambda: len(steps()) >= 1 and steps()[-1] >= 8, 180, proc), "no checkpoint appeared"
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(timeout=30)
@@ -89,15 +90,15 @@ def test_kill9_training_then_rerun_resumes_from_last_checkpoint(tiny, tmp_path):
     last = steps()[-1]
     rerun = subprocess.run(cmd, cwd=REPO, env=env(), capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert f"resuming from step-{last:07d}" in rerun.stderr or f"resuming from step-" in rerun.stderr, rerun.stderr[-2000:]
+    assert f"resuming from step-{last:07d}" in rerun.stderr, rerun.stderr[-2000:]
     m = json.loads((out / "manifest.json").read_text())
-    assert m["steps"] == m["total_steps"] == 280 and m["finished"]
+    assert m["steps"] == m["total_steps"] == 140 and m["finished"]
 
 
 @pytest.mark.slow
 def test_accelerate_launch_two_cpu_processes(tiny, tmp_path):
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "reldistill.cli", "teacher", "train",
            "--config", str(tiny["recipe"]), "--output", str(out)]
     proc = subprocess.run(cmd, cwd=REPO, env=env(), capture_output=True, text=True, timeout=300)
