@@ -95,6 +95,15 @@ class RerankOut(BaseModel):
     results: list[RerankResult]
 
 
+class Message(BaseModel):
+    detail: str
+
+
+def _invalid(loc: list[str], message: str) -> HTTPException:
+    """A 422 shaped like FastAPI's own validation errors (so it matches the OpenAPI schema)."""
+    return HTTPException(status_code=422, detail=[{"loc": loc, "msg": message, "type": "value_error"}])
+
+
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"detail": message})
 
@@ -185,13 +194,15 @@ def create_app(pipeline: SearchPipeline, config: ServeConfig | None = None, comp
         return pipelines[name]
 
     # ---- API --------------------------------------------------------------------------------------
-    @app.get("/search", response_model=SearchOut, dependencies=guarded, tags=["search"])
+    errors = {c: {"model": Message} for c in (400, 401, 404, 413, 504)}
+
+    @app.get("/search", response_model=SearchOut, dependencies=guarded, tags=["search"], responses=errors)
     async def search(q: Annotated[str, Query(min_length=1, max_length=cfg.max_q_chars, description="the query")],
                      k: Annotated[int, Query(ge=1, le=cfg.max_k)] = 10, mode: Mode = "hybrid",
                      pipeline: Annotated[str, Query(max_length=32)] = "main",
                      rerank_k: Annotated[int | None, Query(ge=1, le=cfg.max_k)] = None):
         if not q.strip():
-            raise HTTPException(status_code=422, detail="q must contain a non-space character")
+            raise _invalid(["query", "q"], "q must contain a non-space character")
         p = pick(pipeline)
         if mode == "rerank" and not p.has_reranker:
             raise HTTPException(status_code=400, detail="mode 'rerank' needs a teacher, and this server has none")
@@ -209,14 +220,14 @@ def create_app(pipeline: SearchPipeline, config: ServeConfig | None = None, comp
         except asyncio.TimeoutError:
             raise HTTPException(status_code=504, detail=f"rerank took longer than {cfg.rerank_timeout_s:g} s") from None
 
-    @app.get("/products/{product_id}", response_model=Product, dependencies=guarded, tags=["catalog"])
+    @app.get("/products/{product_id}", response_model=Product, dependencies=guarded, tags=["catalog"], responses=errors)
     async def product(product_id: Annotated[str, PathParam(pattern=PRODUCT_ID)]):
         row = pipeline.catalog.get(product_id)
         if row is None:
             raise HTTPException(status_code=404, detail="no product with this id")
         return row
 
-    @app.get("/similar/{product_id}", response_model=SimilarOut, dependencies=guarded, tags=["catalog"])
+    @app.get("/similar/{product_id}", response_model=SimilarOut, dependencies=guarded, tags=["catalog"], responses=errors)
     async def similar(product_id: Annotated[str, PathParam(pattern=PRODUCT_ID)],
                       k: Annotated[int, Query(ge=1, le=cfg.max_k)] = 10,
                       pipeline_name: Annotated[str, Query(alias="pipeline", max_length=32)] = "main"):
@@ -227,7 +238,7 @@ def create_app(pipeline: SearchPipeline, config: ServeConfig | None = None, comp
             raise HTTPException(status_code=404, detail="no product with this id") from None
         return {"product_id": product_id, "results": [h.__dict__ for h in hits]}
 
-    @app.get("/stats", dependencies=guarded, tags=["service"])
+    @app.get("/stats", dependencies=guarded, tags=["service"], responses=errors)
     async def stats():
         return {"pipelines": {n: p.stats() for n, p in pipelines.items()},
                 "limits": {"max_q_chars": cfg.max_q_chars, "max_k": cfg.max_k, "max_body_bytes": cfg.max_body_bytes,
@@ -239,17 +250,18 @@ def create_app(pipeline: SearchPipeline, config: ServeConfig | None = None, comp
     async def health():
         return {"status": "ok", "products": len(pipeline.catalog)}
 
-    @app.post("/rerank", response_model=RerankOut, dependencies=guarded, tags=["rerank"])
+    @app.post("/rerank", response_model=RerankOut, dependencies=guarded, tags=["rerank"],
+              responses={**errors, 503: {"model": Message}})
     async def rerank(body: RerankIn):
         if len(body.query) > cfg.max_q_chars:
-            raise HTTPException(status_code=422, detail=f"query longer than {cfg.max_q_chars} characters")
+            raise _invalid(["body", "query"], f"query longer than {cfg.max_q_chars} characters")
         if len(body.documents) > cfg.max_rerank_documents:
-            raise HTTPException(status_code=422, detail=f"more than {cfg.max_rerank_documents} documents")
+            raise _invalid(["body", "documents"], f"more than {cfg.max_rerank_documents} documents")
         docs = [(None, d) if isinstance(d, str) else (d.id, d.text) for d in body.documents]
         if any(len(t) > cfg.max_document_chars for _, t in docs):
-            raise HTTPException(status_code=422, detail=f"a document is longer than {cfg.max_document_chars} characters")
+            raise _invalid(["body", "documents"], f"a document is longer than {cfg.max_document_chars} characters")
         if any(not t.strip() for _, t in docs):
-            raise HTTPException(status_code=422, detail="a document text is empty")
+            raise _invalid(["body", "documents"], "a document text is empty")
         rr = reranker
         if rr is None:
             if not pipeline.has_reranker:
