@@ -28,7 +28,6 @@ from reldistill.eval.config import EvalConfig
 from reldistill.eval.metrics import MetricSpec, evaluate, metric_specs, to_qrels, to_run
 from reldistill.eval.retrievers import BM25Searcher, DenseSearcher, RunDict, rerank_run, rrf
 from reldistill.eval.significance import compare_to_baselines
-from reldistill.progress import console
 
 log = logging.getLogger(__name__)
 
@@ -165,12 +164,12 @@ class Evaluation:
             except UserError as e:
                 self.absent[system] = f"{desc} {name!r} cannot be loaded: {e}"
                 continue
-            with console.status(f"[bold]{system}[/]: encoding {len(inp.texts):,} catalog texts"):
-                searcher = DenseSearcher(system, model, resolve_model(name).path, inp.product_ids, inp.texts,
-                                         self.cache_dir, self.cfg.batch_size)
+            searcher = DenseSearcher(system, model, resolve_model(name).path, inp.product_ids, inp.texts,
+                                     self.cache_dir, self.cfg.batch_size, self.run.root / "index", name)
             self.runs["retrieval"][system] = searcher.search(inp.query_ids, inp.queries, self.cfg.depth)
             self.runs["task1"][system] = self._task1_run(searcher.score_pairs(inp.judged["query"].tolist(), rows))
-            self.notes.setdefault("students", {})[system] = {"model": name, "catalog_embeddings_cached": searcher.from_cache}
+            self.notes.setdefault("students", {})[system] = {"model": name, "catalog_embeddings_cached": searcher.from_cache,
+                                                            "catalog_embeddings_from": searcher.source}
             self.timings[f"{system}_s"] = round(time.perf_counter() - t0, 2)
 
     def _hybrids(self) -> None:

@@ -88,14 +88,55 @@ def model_digest(model_path: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
+def encode_with_progress(model, texts: list[str], batch_size: int, description: str, chunk: int = 512) -> np.ndarray:
+    """Document embeddings of ``texts`` in chunks, with a docs/s progress bar."""
+    from reldistill.progress import progress_bar
+    from reldistill.student import encode_documents
+
+    parts = []
+    with progress_bar(len(texts), description, "docs") as advance:
+        for start in range(0, len(texts), chunk):
+            part = texts[start:start + chunk]
+            parts.append(encode_documents(model, part, batch_size=batch_size))
+            advance(len(part))
+    return np.concatenate(parts) if parts else np.zeros((0, model.get_embedding_dimension()), np.float32)
+
+
+def vectors_from_index(index_dir: Path, student: str, product_ids: Sequence[str], texts: Sequence[str]) -> np.ndarray | None:
+    """The catalog vectors a run's retrieval index already holds for ``student``, or None.
+
+    Only reused when the index was built with the same weights (student identity), stores exact
+    vectors (flat or HNSW, not IVF-PQ), and holds every product with the very same text.
+    """
+    if not (index_dir / "manifest.json").is_file():
+        return None
+    try:
+        from reldistill.artifacts import read_json
+        from reldistill.retrieval.build import student_identity
+        from reldistill.retrieval.catalog import Catalog
+        from reldistill.retrieval.dense import DenseIndex
+
+        m = read_json(index_dir / "manifest.json")
+        ident = student_identity(student)
+        if m.get("student") != ident or m.get("index_kind") not in ("flat", "hnsw"):
+            return None
+        catalog = Catalog.load(index_dir)
+        if any(p not in catalog or catalog.text(p) != t for p, t in zip(product_ids, texts)):
+            return None
+        dense = DenseIndex.load(index_dir, expect_model=ident)
+        return np.stack([dense.vector(p) for p in product_ids]).astype(np.float32)
+    except Exception as e:  # noqa: BLE001 - any mismatch or unreadable index means "encode afresh"
+        log.info("not reusing %s: %s", index_dir, e)
+        return None
+
+
 class DenseSearcher:
     """A student's catalog embeddings in a FAISS exact inner-product index (vectors are L2-normalised)."""
 
     def __init__(self, name: str, model, model_path: str, product_ids: Sequence[str], texts: Sequence[str],
-                 cache_dir: Path | None = None, batch_size: int = 64):
+                 cache_dir: Path | None = None, batch_size: int = 64, index_dir: Path | None = None,
+                 student: str | None = None):
         import faiss
-
-        from reldistill.student import encode_documents
 
         self.name = name
         self.model = model
@@ -104,17 +145,23 @@ class DenseSearcher:
         # keyed by weights, not by system name: students with identical weights share one encoding
         key = f"emb-{model_digest(model_path)}-{_texts_digest(self.product_ids, texts)}"
         cached = cache_dir / f"{key}.npy" if cache_dir else None
+        self.source = "encoded"
+        emb = None
         if cached is not None and cached.is_file():
             emb = np.load(cached)
-            self.from_cache = True
-        else:
+            self.source = "eval cache"
+        elif index_dir is not None and student is not None:
+            emb = vectors_from_index(index_dir, student, self.product_ids, texts)
+            if emb is not None:
+                self.source = f"retrieval index {index_dir}"
+        if emb is None:
             log.info("encoding %d catalog texts with %s", len(texts), name)
-            emb = encode_documents(model, list(texts), batch_size=batch_size, show_progress=False)
+            emb = encode_with_progress(model, list(texts), batch_size, f"{name}: encode catalog")
             if cached is not None:
                 with atomic_path(cached) as tmp:
                     with open(tmp, "wb") as f:
                         np.save(f, emb)
-            self.from_cache = False
+        self.from_cache = self.source != "encoded"
         self.embeddings = np.ascontiguousarray(emb, dtype=np.float32)
         self.index = faiss.IndexFlatIP(self.embeddings.shape[1])
         self.index.add(self.embeddings)

@@ -131,3 +131,24 @@ def test_bad_input_gives_one_clear_error(cli, small_esci, tmp_path):
     assert_user_error(cli("eval", "--run", run, "--data", tmp_path / "missing"), "missing", "does not exist")
     assert_user_error(cli("eval", "--run", run, "--data", small_esci, "--split", "validation"), "validation", "--split")
     assert_user_error(cli("eval", "--run", run, "--systems", "bm42"), "bm42")
+
+
+@pytest.mark.slow
+def test_catalog_vectors_are_reused_from_the_retrieval_index(small_esci, tmp_path):
+    from reldistill.config import DataConfig
+    from reldistill.data import load_esci
+    from reldistill.eval.retrievers import vectors_from_index
+    from reldistill.retrieval.build import build_index
+    from reldistill.student import encode_documents, load_student
+
+    cfg = DataConfig(path=str(small_esci))
+    index_dir = build_index(tmp_path / "run", student_path="minilm-l6", data_cfg=cfg)
+    products = load_esci(cfg).products
+    ids, texts = products["product_id"].tolist(), products["text"].tolist()
+    reused = vectors_from_index(index_dir, "minilm-l6", ids, texts)
+    assert reused is not None and reused.shape == (len(ids), 384)
+    fresh = encode_documents(load_student("minilm-l6"), texts[:20])
+    assert abs(reused[:20] - fresh).max() < 1e-4
+    # Another text for one product, or another student, means encoding afresh.
+    assert vectors_from_index(index_dir, "minilm-l6", ids, texts[:-1] + [texts[-1] + " new"]) is None
+    assert vectors_from_index(index_dir, str(tmp_path / "no-such-student"), ids, texts) is None
