@@ -182,6 +182,15 @@ def train_teacher(config_path: str | os.PathLike, output_dir: str | os.PathLike,
     resume_from = _read_checkpoint(ckpts[-1]) if ckpts else None  # a broken checkpoint fails before any heavy work
     if resume_from and resume_from[0].get("recipe") != json.loads(json.dumps(key)):
         raise UserError(f"checkpoints in {out / CKPT_DIR} were made with a different recipe — rerun with --no-resume or another --output.")
+    if resume_from and (out / "manifest.json").is_file():
+        st = resume_from[0]
+        target = min(st["total_steps"], tr.max_steps if tr.max_steps is not None else st["total_steps"])
+        spent = tr.max_minutes is not None and st.get("elapsed_s", 0.0) >= tr.max_minutes * 60
+        if st["step"] >= target or spent:  # finished (or its budget is spent): nothing to do
+            if main:
+                log.warning("%s is already trained (step %d of %d) — rerun with --no-resume to train again",
+                            out, st["step"], st["total_steps"])
+            return out
     if not resume and main and (out / CKPT_DIR).exists():
         shutil.rmtree(out / CKPT_DIR)
     accelerator.wait_for_everyone()
@@ -191,7 +200,7 @@ def train_teacher(config_path: str | os.PathLike, output_dir: str | os.PathLike,
     train_df = pairs["train"]
     dev_df = cap_by_query(pairs.get(tr.eval_split, pairs["dev"]), tr.eval_max_pairs, tr.seed)
     torch.manual_seed(tr.seed)
-    model, tokenizer, resolved = build_cross_encoder(tc, dtype if not tc.load_in_4bit else dtype)
+    model, tokenizer, resolved = build_cross_encoder(tc, dtype)
     choose_pad_token(tokenizer)
     for p in model.parameters():  # trainable params stay fp32 (bf16 autocast runs the maths)
         if p.requires_grad and p.dtype != torch.float32:
