@@ -233,6 +233,11 @@ def test_label_with_tiny_teacher_then_train_via_cli(tiny, tmp_path, cli):
     assert json.loads((run / "scores" / "manifest.json").read_text())["kind"] == "scores"
     m = json.loads((run / "student" / "manifest.json").read_text())
     assert m["teacher"]["dir"] == str((run / "teacher").resolve()) and m["loss"] == "mse"
+    proc = cli("distill", "eval", "--config", cfg, "--run", run, "--out", run / "students.json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = json.loads((run / "students.json").read_text())
+    assert set(table) == {tiny["student"], str(run / "student")}
+    assert all(0 <= r[s]["ndcg@10"] <= 1 and 0 <= r[s]["recall@100"] <= 1 for r in table.values() for s in ("dev", "test"))
 
 
 @pytest.mark.slow
