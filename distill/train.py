@@ -169,6 +169,7 @@ def fit(rows: dict[str, dict[str, list]], out_dir: str | Path, cfg: DistillConfi
                        data={"path": str(Path(manifest_fields.get("data_path", "")).resolve()), "fingerprint": data_fingerprint(manifest_fields["data_path"])},
                        config=to_dict(cfg), train_rows={k: len(v["query"]) for k, v in rows.items()},
                        steps=int(result.global_step), train_loss=float(result.training_loss),
+                       best={m: best_dev[m] for m in ("ndcg@10", "recall@100")} if best_dev else None,
                        dev={"split": cfg.eval_split, "base": base_dev, "best": best_dev,
                             "history": evaluator.history if evaluator is not None else [],
                             "best_checkpoint": trainer.state.best_model_checkpoint},
