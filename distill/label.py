@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
 from reldistill.config import DataConfig
 from reldistill.errors import UserError
 
@@ -32,9 +30,3 @@ def label_candidates(candidates_path: str | Path, teacher_dir: str | Path, out_p
                      dtype=dtype, shard_size=shard_size)
     return Path(out)
 
-
-def merge_back(candidates: pd.DataFrame, scored: pd.DataFrame) -> pd.DataFrame:
-    """Candidates with the teacher's score columns joined on (query, product_id) (for scorers that drop columns)."""
-    cols = [c for c in ("teacher_score", "teacher_logit") if c in scored.columns]
-    return candidates.merge(scored[["query", "product_id", *cols]].drop_duplicates(["query", "product_id"]),
-                            on=["query", "product_id"], how="left")
