@@ -111,7 +111,7 @@ class Pipeline:
 
         idx = build_index(self.run.root, student_path=str(self.run.student), data_cfg=self.data_cfg)
         m = read_manifest(idx)
-        return f"{m.get('count', '?'):,} products, dim {m.get('dim', '?')}, {m.get('kind', 'flat')} FAISS + BM25"
+        return f"{m.get('count', '?'):,} products, dim {m.get('dim', '?')}, {m.get('index_kind', 'flat')} FAISS + BM25"
 
     def eval_stage(self) -> str:
         from reldistill.eval.compare import Evaluation
