@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -20,6 +21,9 @@ def compare_dtypes(teacher_dir, queries: Sequence[str], texts: Sequence[str], dt
 
     from reldistill.teacher.teacher import Teacher
 
+    from reldistill.teacher.backbone import set_cpu_threads
+
+    threads = set_cpu_threads("auto")
     rows, scores = [], {}
     for dt in dtypes:
         t_load = time.monotonic()
@@ -31,7 +35,8 @@ def compare_dtypes(teacher_dir, queries: Sequence[str], texts: Sequence[str], dt
         scores[dt] = logits
         s = (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
         row = {"dtype": str(teacher.dtype).removeprefix("torch."), "pairs": len(s), "seconds": round(secs, 2),
-               "pairs_per_s": round(len(s) / secs, 2) if secs > 0 else None, "load_seconds": round(load_s, 2)}
+               "pairs_per_s": round(len(s) / secs, 2) if secs > 0 else None, "load_seconds": round(load_s, 2),
+               "cpu_threads": threads, "load_avg_1m": round(os.getloadavg()[0], 2)}
         ref = 1.0 / (1.0 + np.exp(-scores[dtypes[0]].astype(np.float64)))
         if dt != dtypes[0]:
             d = np.abs(s.astype(np.float64) - ref)

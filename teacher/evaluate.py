@@ -34,6 +34,9 @@ def evaluate_teacher(teacher_dir: str | os.PathLike, split: str = "test", data_p
     df = split_pairs(cfg)[split]
     if df.empty:
         raise UserError(f"split {split!r} of {cfg.path} has no pairs — pick another --split.")
+    from reldistill.teacher.backbone import set_cpu_threads
+
+    set_cpu_threads("auto")
     teacher = Teacher.load(teacher_dir, dtype=dtype)
     probs = teacher.score_pairs(df["query"].tolist(), df["text"].tolist(), batch_size=batch_size, progress=progress)
     metrics = evaluate_scores(df, probs)

@@ -147,8 +147,10 @@ def score_file_stats(teacher_dir, pairs_path, out_path, data_cfg=None, batch_siz
     done_rows = sum(b - a for i, (a, b) in enumerate(bounds) if i % world == rank and i not in todo)
     scored, t0 = 0, time.monotonic()
     if todo:
+        from reldistill.teacher.backbone import set_cpu_threads
         from reldistill.teacher.teacher import Teacher
 
+        set_cpu_threads("auto")
         teacher = Teacher.load(teacher_dir, dtype=dtype, device=str(state.device) if world > 1 else None)
         queries = df["query"].astype(str).tolist()
         mine = sum(b - a for i, (a, b) in enumerate(bounds) if i % world == rank)
