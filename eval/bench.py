@@ -103,7 +103,7 @@ def render(res: dict[str, Any]) -> str:
         st = ix[key]
         mem = f"peak {_f(st['traced_peak_mib'])} MiB traced"
         if "rss_growth_mib" in st:
-            mem += f", RSS +{_f(st['rss_growth_mib'])} MiB"
+            mem += f", RSS {st['rss_growth_mib']:+,.1f} MiB"
         rows.append((f"index build: {label}", f"{ix['products']:,} products", f"{st['seconds']:.2f} s", mem))
     ref = res["search"].get("dense-flat", {}).get("total_ms", {}).get("p50_ms")
     for mode, stages in res["search"].items():

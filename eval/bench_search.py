@@ -7,6 +7,7 @@ Index building and search go through the retrieval stage's own classes (``DenseI
 from __future__ import annotations
 
 import gc
+import logging
 import time
 import tracemalloc
 from typing import Any
@@ -64,6 +65,7 @@ def build_indexes(model, products, examples, batch_size: int = 64) -> tuple[dict
     from reldistill.retrieval.lexical import BM25Index
     from reldistill.student import encode_documents
 
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets its own logger to DEBUG
     ids = products["product_id"].astype(str).tolist()
     texts = products["text"].astype(str).tolist()
     emb, enc = _measured(encode_documents, model, texts, batch_size=batch_size)
