@@ -150,14 +150,13 @@ class Pipeline:
 
 
 def _teacher_summary(m: dict[str, Any]) -> str:
-    parts = []
-    if "steps" in m:
-        parts.append(f"{m['steps']} steps")
-    for key, label in (("untrained_eval", "untrained"), ("final_eval", "trained"), ("eval", "trained")):
-        ev = m.get(key)
-        if isinstance(ev, dict) and "mse" in ev:
-            parts.append(f"{label} dev MSE {ev['mse']:.4f}" + (f", nDCG {ev['ndcg']:.4f}" if "ndcg" in ev else ""))
-    return "; ".join(parts) or "teacher trained"
+    """'N steps; dev MSE a → b, nDCG@10 c → d' (untrained → trained) from the teacher manifest."""
+    parts = [f"{m.get('steps', '?')} steps ({m.get('epochs_done', 0):.2f} epochs, {m.get('precision', '?')})"]
+    before, after = m.get("dev_metrics_untrained") or {}, m.get("dev_metrics") or {}
+    for key, label in (("mse", "dev MSE"), ("ndcg@10", "dev nDCG@10")):
+        if key in after:
+            parts.append(f"{label} {before.get(key, float('nan')):.4f} → {after[key]:.4f}")
+    return "; ".join(parts)
 
 
 def _student_summary(m: dict[str, Any]) -> str:
