@@ -129,18 +129,7 @@ def small_run(tmp_path_factory, esci_dir: Path):
 
 
 def build_tiny_student(out_dir: Path, dim: int = 32) -> Path:
-    """A tiny random sentence-transformers model (MiniLM's tokenizer, a 1-layer BERT of width ``dim``)."""
-    from sentence_transformers import SentenceTransformer, models
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    """A tiny random sentence-transformers model (see reldistill.student.tiny)."""
+    from reldistill.student.tiny import build_tiny_student as build
 
-    from reldistill.models import resolve_model
-
-    base = out_dir / "hf"
-    tok = AutoTokenizer.from_pretrained(resolve_model("minilm-l6").path)
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=dim, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=dim * 2, max_position_embeddings=128)
-    BertModel(cfg).save_pretrained(base)
-    tok.save_pretrained(base)
-    st = SentenceTransformer(modules=[models.Transformer(str(base), max_seq_length=64), models.Pooling(dim, "mean")])
-    st.save(str(out_dir / "st"))
-    return out_dir / "st"
+    return build(out_dir, dim=dim, max_seq_length=64)
