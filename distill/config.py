@@ -41,6 +41,7 @@ class DistillConfig:
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     max_seq_length: int = 96
+    precision: str = "auto"  # auto (bf16 autocast where the CPU/GPU runs bf16 natively) | float32 | bfloat16
     eval_split: str = "dev"  # split used to select the best epoch
     eval_each: str = "epoch"  # "epoch" or "steps"
     eval_base: bool = True  # also score the untrained student on the eval split (one more catalog encode)
@@ -49,6 +50,8 @@ class DistillConfig:
     seed: int = 13
 
     def __post_init__(self) -> None:
+        if self.precision not in ("auto", "float32", "bfloat16"):
+            raise UserError(f"distill.precision must be auto, float32 or bfloat16 — got {self.precision!r}.")
         if self.loss not in LOSSES:
             raise UserError(f"distill.loss must be one of {', '.join(LOSSES)}, got {self.loss!r}.")
         for name in ("bm25_depth", "dense_depth", "unlabeled_depth", "min_judged"):

@@ -89,10 +89,16 @@ class DevRetrievalEvaluator(_base_evaluator()):
         self.name = split
         self.primary_metric = "ndcg@10"
         self.history: list[dict] = []
+        self.best: tuple[float, int, np.ndarray] | None = None  # (nDCG@10, step, catalog vectors) of the best eval
 
     def __call__(self, model, output_path=None, epoch: int = -1, steps: int = -1) -> dict[str, float]:
-        res = evaluate_student(model, self.examples, self.products, self.split, batch_size=self.batch_size)
+        from reldistill.student.encode import encode_documents
+
+        docs = encode_documents(model, self.products["text"].astype(str).tolist(), self.batch_size)
+        res = evaluate_student(model, self.examples, self.products, self.split, batch_size=self.batch_size, doc_embeddings=docs)
         self.history.append({"epoch": epoch, "steps": steps, **res})
+        if self.best is None or res["ndcg@10"] > self.best[0]:
+            self.best = (res["ndcg@10"], steps, docs)
         metrics = self.prefix_name_to_metrics({m: res[m] for m in METRICS}, self.name)
         self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
         return metrics

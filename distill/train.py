@@ -145,6 +145,10 @@ def fit(rows: dict[str, dict[str, list]], out_dir: str | Path, cfg: DistillConfi
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     write_json(ckpt_dir / "run.json", run_key)
 
+    from reldistill.precision import reset_accelerate_state, student_dtype
+
+    bf16 = student_dtype(cfg.precision) == torch.bfloat16
+    reset_accelerate_state()  # the teacher (or another student) may have fixed another precision in-process
     strategy = "no" if evaluator is None else cfg.eval_each
     every = cfg.eval_steps if cfg.eval_steps < 1 else int(cfg.eval_steps)
     args = SentenceTransformerTrainingArguments(
@@ -157,7 +161,7 @@ def fit(rows: dict[str, dict[str, list]], out_dir: str | Path, cfg: DistillConfi
         save_total_limit=cfg.keep_checkpoints, load_best_model_at_end=evaluator is not None,
         metric_for_best_model=f"eval_{cfg.eval_split}_ndcg@10" if evaluator is not None else None,
         greater_is_better=True, batch_sampler=BatchSamplers.NO_DUPLICATES, logging_steps=10,
-        report_to="none", dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
+        report_to="none", dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(), bf16=bf16,
     )
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_ds, loss=loss, evaluator=evaluator)
     result = trainer.train(resume_from_checkpoint=last)
@@ -165,6 +169,7 @@ def fit(rows: dict[str, dict[str, list]], out_dir: str | Path, cfg: DistillConfi
 
     with atomic_path(out_dir) as tmp:
         model.save(str(tmp))
+        _save_best_vectors(tmp, evaluator, trainer.state.best_model_checkpoint, data.products)
         write_manifest(tmp, KIND, student_base=cfg.student, loss=cfg.loss if manifest_fields.get("teacher") else f"{cfg.loss} (human labels)",
                        data={"path": str(Path(manifest_fields.get("data_path", "")).resolve()), "fingerprint": data_fingerprint(manifest_fields["data_path"])},
                        config=to_dict(cfg), train_rows={k: len(v["query"]) for k, v in rows.items()},
@@ -178,6 +183,18 @@ def fit(rows: dict[str, dict[str, list]], out_dir: str | Path, cfg: DistillConfi
     if base_dev and best_dev and best_dev["ndcg@10"] < base_dev["ndcg@10"]:
         log.warning("the trained student (dev nDCG@10 %.4f) is below the base model (%.4f)", best_dev["ndcg@10"], base_dev["ndcg@10"])
     return out_dir
+
+
+def _save_best_vectors(model_dir: Path, evaluator, best_checkpoint: str | None, products: pd.DataFrame) -> None:
+    """Save the kept checkpoint's catalog vectors beside the model (the index build and eval reuse them)."""
+    from reldistill.student.catalog_vectors import save_vectors
+
+    if evaluator is None or evaluator.best is None or not best_checkpoint:
+        return
+    _, step, vectors = evaluator.best
+    if Path(best_checkpoint).name != f"checkpoint-{step}":  # the kept weights were evaluated before a resume
+        return
+    save_vectors(model_dir, products["product_id"].astype(str).tolist(), products["text"].astype(str).tolist(), vectors)
 
 
 def _best_from_history(evaluator, trainer) -> dict | None:

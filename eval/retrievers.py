@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from reldistill.artifacts import atomic_path, file_fingerprint
+from reldistill.student.catalog_vectors import load_vectors
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,10 @@ class DenseSearcher:
             emb = vectors_from_index(index_dir, student, self.product_ids, texts)
             if emb is not None:
                 self.source = f"retrieval index {index_dir}"
+        if emb is None and Path(model_path).is_dir():
+            emb = load_vectors(model_path, self.product_ids, list(texts))
+            if emb is not None:
+                self.source = f"vectors saved with {model_path}"
         if emb is None:
             log.info("encoding %d catalog texts with %s", len(texts), name)
             emb = encode_with_progress(model, list(texts), batch_size, f"{name}: encode catalog")

@@ -24,12 +24,14 @@ from reldistill.retrieval.catalog import Catalog
 from reldistill.retrieval.config import IndexConfig
 from reldistill.retrieval.dense import DenseIndex
 from reldistill.retrieval.lexical import BM25Index
+from reldistill.student.catalog_vectors import load_vectors
 
 log = logging.getLogger(__name__)
 
 INDEX_KIND = "index"
 CACHE_DIR = ".index-cache"
 SHARD = 2048
+SORT_CHUNK = 512  # texts per encode call (length-sorted batches inside it)
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
@@ -73,9 +75,9 @@ def encode_catalog(model, ids: list[str], texts: list[str], cache: Path | None =
         for start in range(done, len(texts), SHARD):
             chunk = texts[start:start + SHARD]
             parts = []
-            for b in range(0, len(chunk), batch_size):
-                parts.append(encode_documents(model, chunk[b:b + batch_size], batch_size=batch_size))
-                advance(len(chunk[b:b + batch_size]))
+            for b in range(0, len(chunk), SORT_CHUNK):  # sentence-transformers sorts each call by length
+                parts.append(encode_documents(model, chunk[b:b + SORT_CHUNK], batch_size=batch_size))
+                advance(len(chunk[b:b + SORT_CHUNK]))
             arr = np.concatenate(parts)
             if cache is not None:
                 with atomic_path(cache / f"shard-{len(shards):05d}.npy") as tmp:
@@ -120,7 +122,9 @@ def build_index(run_dir_or_index_dir: str | Path, student_path: str | None = Non
     model = load_student(student_path)
     dim = int(model.get_embedding_dimension())
     cache = run_dir / CACHE_DIR / f"{student_id.replace('/', '_')}-{_catalog_digest(ids, texts)}"
-    emb = encode_catalog(model, ids, texts, cache=cache, batch_size=cfg.batch_size)
+    emb = load_vectors(student_path, ids, texts) if Path(student_path).is_dir() else None
+    if emb is None:
+        emb = encode_catalog(model, ids, texts, cache=cache, batch_size=cfg.batch_size)
     dense = DenseIndex.build(emb, ids, kind=cfg.kind, model=student_id, config=cfg)
     bm25 = BM25Index.build(ids, texts)
     fingerprint = data_fingerprint(data_cfg.path) if Path(data_cfg.path).exists() else {}

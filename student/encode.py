@@ -37,10 +37,25 @@ def load_student(name_or_path: str, device: str | None = None, **kwargs: Any):
     return model
 
 
+def autocast(model):
+    """bf16 autocast for the student's device when the student precision resolves to bf16, else a no-op."""
+    import contextlib
+
+    import torch
+
+    from reldistill.precision import student_dtype
+
+    device = getattr(model, "device", torch.device("cpu")).type
+    if device not in ("cpu", "cuda") or student_dtype() != torch.bfloat16:
+        return contextlib.nullcontext()
+    return torch.autocast(device, dtype=torch.bfloat16)
+
+
 def _encode(model, texts: list[str], kind: str, batch_size: int, show_progress: bool) -> np.ndarray:
     prompt = (getattr(model, "prompts", None) or {}).get(kind) or None
-    emb = model.encode(list(texts), prompt=prompt, batch_size=batch_size, convert_to_numpy=True,
-                       normalize_embeddings=True, show_progress_bar=show_progress)
+    with autocast(model):
+        emb = model.encode(list(texts), prompt=prompt, batch_size=batch_size, convert_to_numpy=True,
+                           normalize_embeddings=True, show_progress_bar=show_progress)
     return np.ascontiguousarray(emb, dtype=np.float32)
 
 

@@ -2,38 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
-from pathlib import Path
 
 import torch
 
 from reldistill.errors import UserError
+from reldistill.gguf_cache import dequantized
 from reldistill.models import ResolvedModel, resolve_model
+from reldistill.precision import cpu_has_bf16, resolve_dtype  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
-
-
-@functools.cache
-def cpu_has_bf16() -> bool:
-    """True when this CPU has native bf16 (AVX512-BF16 or AMX)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_dtype(dtype: str) -> torch.dtype:
-    """'auto' → bf16 where the hardware has it (CUDA with bf16, or a CPU with AVX512-BF16/AMX), else fp32."""
-    if dtype == "float32":
-        return torch.float32
-    if dtype == "bfloat16":
-        return torch.bfloat16
-    if torch.cuda.is_available():
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    return torch.bfloat16 if cpu_has_bf16() else torch.float32
 
 
 def resolve_base(name_or_path: str | os.PathLike) -> ResolvedModel:
@@ -43,7 +22,7 @@ def resolve_base(name_or_path: str | os.PathLike) -> ResolvedModel:
 def load_tokenizer(source: ResolvedModel | str | os.PathLike):
     from transformers import AutoTokenizer
 
-    r = source if isinstance(source, ResolvedModel) else resolve_model(str(source))
+    r = dequantized(source if isinstance(source, ResolvedModel) else resolve_model(str(source)))
     try:
         return AutoTokenizer.from_pretrained(**r.from_pretrained_kwargs(), trust_remote_code=False)
     except (OSError, ValueError) as e:
@@ -54,7 +33,7 @@ def load_backbone(source: ResolvedModel, dtype: torch.dtype = torch.float32, loa
     """The bare base model (``AutoModel``: no LM head) in ``dtype``, or NF4-quantised for QLoRA."""
     from transformers import AutoModel
 
-    kw = source.from_pretrained_kwargs()
+    kw = dequantized(source).from_pretrained_kwargs()
     if load_in_4bit:
         from transformers import BitsAndBytesConfig
 

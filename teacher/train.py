@@ -149,6 +149,7 @@ def train_teacher(config_path: str | os.PathLike, output_dir: str | os.PathLike,
     """
     from accelerate import Accelerator
 
+    from reldistill.precision import reset_accelerate_state
     from reldistill.teacher.backbone import resolve_dtype, set_cpu_threads
     from reldistill.teacher.inputs import PairEncoder, choose_pad_token
     from reldistill.teacher.pairs import cap_by_query, split_pairs
@@ -173,13 +174,7 @@ def train_teacher(config_path: str | os.PathLike, output_dir: str | os.PathLike,
     dtype = resolve_dtype(tr.precision)
     use_bf16 = dtype == torch.bfloat16
     # no GPU: CPU processes (gloo) — `accelerate launch --multi_gpu --num_processes N` spawns them via torchrun
-    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        # In-process runs (demo, tests, notebooks): accelerate keeps one global state per process, and
-        # an earlier Accelerator (e.g. the student's Trainer) may have fixed another precision.
-        from accelerate.state import AcceleratorState, GradientState
-
-        AcceleratorState._reset_state(reset_partial_state=True)
-        GradientState._reset_state()
+    reset_accelerate_state()  # an earlier in-process Trainer may have fixed another precision
     accelerator = Accelerator(mixed_precision="bf16" if use_bf16 else "no", cpu=not torch.cuda.is_available())
     main = accelerator.is_main_process
     rank, world = accelerator.process_index, accelerator.num_processes

@@ -50,3 +50,37 @@ def test_nonsense_names_rejected():
         models.resolve_model("")
     with pytest.raises(UserError, match="neither a local folder"):
         models.resolve_model("not-a-model")
+
+
+def test_gguf_cache_falls_back_to_the_gguf_file_when_it_cannot_convert(tmp_path, monkeypatch, caplog):
+    from reldistill.gguf_cache import dequantized
+
+    (tmp_path / "m.gguf").write_bytes(b"not a gguf file")
+    monkeypatch.setenv("RELDISTILL_CACHE", str(tmp_path / "cache"))
+    r = models.ResolvedModel("m", None, str(tmp_path), "local-dir", gguf_file="m.gguf")
+    assert dequantized(r) == r  # a failed conversion costs speed, never the load
+    assert "no dequantised cache" in caplog.text
+    assert not list((tmp_path / "cache").rglob("*.safetensors"))
+    plain = models.ResolvedModel("x", None, str(tmp_path), "local-dir")
+    assert dequantized(plain) is plain
+
+
+@pytest.mark.slow
+def test_gguf_cache_loads_the_same_smollm2_without_the_gguf(tmp_path, monkeypatch):
+    import torch
+
+    from reldistill.teacher.backbone import load_backbone, load_tokenizer
+
+    r = models.resolve_model("smollm2-135m")
+    monkeypatch.setenv("RELDISTILL_CACHE", str(tmp_path))
+    monkeypatch.setenv("RELDISTILL_NO_GGUF_CACHE", "1")
+    tok0, m0 = load_tokenizer(r), load_backbone(r, torch.float32)
+    monkeypatch.delenv("RELDISTILL_NO_GGUF_CACHE")
+    tok, m = load_tokenizer(r), load_backbone(r, torch.float32)
+    folder = next((tmp_path / "gguf").iterdir())
+    assert (folder / ".complete").is_file() and (folder / "model.safetensors").is_file()
+    text = "Query: usb c cable\nProduct: Anker USB-C to USB-C, 6 ft, black\nRelevant:"
+    assert tok(text)["input_ids"] == tok0(text)["input_ids"] and tok.pad_token == tok0.pad_token
+    enc = tok(text, return_tensors="pt")
+    with torch.no_grad():
+        assert torch.equal(m(**enc).last_hidden_state, m0(**enc).last_hidden_state)

@@ -1,0 +1,70 @@
+"""A one-time dequantised copy of a GGUF model, so later loads skip the GGUF conversion.
+
+transformers rebuilds the tokenizer and dequantises every tensor of a GGUF file on each load (about
+20 s for SmolLM2-135M on 2 cores; the demo loads its teacher three times). The first load saves the
+result as an ordinary safetensors folder (fp32: the dequantised values exactly) under
+``$RELDISTILL_CACHE`` (default ``~/.cache/reldistill``), keyed by the GGUF file's name, size and mtime;
+later loads read that folder in about a second. Any failure to write the cache only costs speed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from reldistill.models import ResolvedModel
+
+log = logging.getLogger(__name__)
+
+READY = ".complete"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("RELDISTILL_CACHE") or Path.home() / ".cache" / "reldistill")
+
+
+def _cache_dir(r: ResolvedModel) -> Path:
+    st = (Path(r.path) / r.gguf_file).stat()
+    return cache_root() / "gguf" / f"{Path(r.gguf_file).stem}-{st.st_size}-{st.st_mtime_ns}"
+
+
+def dequantized(r: ResolvedModel) -> ResolvedModel:
+    """``r`` itself unless it is a GGUF file; then a folder with its dequantised weights and tokenizer."""
+    if not r.gguf_file or os.environ.get("RELDISTILL_NO_GGUF_CACHE"):
+        return r
+    try:
+        target = _cache_dir(r)
+        if not (target / READY).is_file():
+            _convert(r, target)
+    except Exception as e:  # noqa: BLE001 - a cache we cannot write (read-only home, full disk) only costs speed
+        log.warning("loading %s from the GGUF file (no dequantised cache: %s)", r.gguf_file, e)
+        return r
+    return dataclasses.replace(r, path=str(target), gguf_file=None)
+
+
+def _convert(r: ResolvedModel, target: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("dequantising %s once into %s", r.gguf_file, target)
+    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(**r.from_pretrained_kwargs(), dtype=torch.float32)
+        # the tensors are already plain dequantised Linear weights; only the GGUF marker blocks saving
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp)
+        AutoTokenizer.from_pretrained(**r.from_pretrained_kwargs()).save_pretrained(tmp)
+        (tmp / READY).touch()
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another process finished first: keep its copy
+            if not (target / READY).is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

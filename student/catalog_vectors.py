@@ -1,0 +1,75 @@
+"""A student's catalog encoding saved beside its weights, so later stages need not encode the catalog again.
+
+Distillation evaluates the student on the full catalog (dev nDCG@10); the vectors of the checkpoint it
+keeps are written next to the saved model. The index build and `eval` reuse them only when both the
+weights (sha256 of the weight files) and the catalog (product ids + texts) are byte-identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from reldistill.artifacts import atomic_path, file_fingerprint
+
+log = logging.getLogger(__name__)
+
+VECTORS_FILE = "catalog-vectors.npy"
+META_FILE = "catalog-vectors.json"
+
+
+def weights_digest(model_dir: str | Path) -> str | None:
+    """sha256 over a sentence-transformers folder's weight files; None when it has none."""
+    p = Path(model_dir)
+    files = sorted(p.glob("*.safetensors")) + sorted(p.glob("pytorch_model.bin"))
+    if not files:
+        return None
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode() + b"\0" + file_fingerprint(f).encode())
+    return h.hexdigest()
+
+
+def catalog_digest(ids: Sequence[str], texts: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    for i, t in zip(ids, texts, strict=True):
+        h.update(str(i).encode() + b"\0" + str(t).encode() + b"\1")
+    return h.hexdigest()
+
+
+def save_vectors(model_dir: str | Path, ids: Sequence[str], texts: Sequence[str], vectors: np.ndarray) -> None:
+    """Write ``vectors`` (one row per product, in ``ids`` order) beside the weights in ``model_dir``."""
+    d = Path(model_dir)
+    w = weights_digest(d)
+    if w is None or len(vectors) != len(ids):
+        return
+    with atomic_path(d / VECTORS_FILE) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, np.ascontiguousarray(vectors, dtype=np.float32), allow_pickle=False)
+    meta = {"weights": w, "catalog": catalog_digest(ids, texts), "count": len(ids), "dim": int(vectors.shape[1])}
+    with atomic_path(d / META_FILE) as tmp:
+        Path(tmp).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+
+
+def load_vectors(model_dir: str | Path, ids: Sequence[str], texts: Sequence[str]) -> np.ndarray | None:
+    """The saved catalog vectors of ``model_dir`` if they match its weights and this catalog, else None."""
+    d = Path(model_dir)
+    if not (d / META_FILE).is_file() or not (d / VECTORS_FILE).is_file():
+        return None
+    try:
+        meta = json.loads((d / META_FILE).read_text(encoding="utf-8"))
+        if meta.get("count") != len(ids) or meta.get("weights") != weights_digest(d) or meta.get("catalog") != catalog_digest(ids, texts):
+            return None
+        vectors = np.load(d / VECTORS_FILE, allow_pickle=False)
+    except (OSError, ValueError, json.JSONDecodeError) as e:
+        log.info("not reusing the catalog vectors of %s: %s", d, e)
+        return None
+    if vectors.shape != (len(ids), meta.get("dim")):
+        return None
+    log.info("reusing the catalog vectors saved with %s", d)
+    return vectors.astype(np.float32, copy=False)
