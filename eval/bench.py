@@ -97,7 +97,7 @@ def render(res: dict[str, Any]) -> str:
                      f"{_f(d['pairs_per_s'])} pairs/s · {_f(d['tokens_per_s'], 0)} tok/s · {_f(d['gflops'])} GFLOP/s", rel))
     s = res["student"]
     rows.append(("student encode (plain ST)", f"{s['docs']:,} catalog texts, batch {s['batch_size']}", f"{_f(s['plain_docs_per_s'])} docs/s", "baseline"))
-    rows.append(("student encode (reldistill)", "same texts, encode_documents", f"{_f(s['reldistill_docs_per_s'])} docs/s", f"{s['ratio_vs_plain']:.2f}× plain"))
+    rows.append(("student encode (reldistill)", f"same texts, encode_documents ({s['precision']}; min cosine {s['min_cosine_vs_plain']:.5f})", f"{_f(s['reldistill_docs_per_s'])} docs/s", f"{s['ratio_vs_plain']:.2f}× plain"))
     ix = res["index"]
     for key, label in (("encode", "encode catalog"), ("faiss_flat", "FAISS flat"), ("faiss_hnsw", "FAISS HNSW"), ("bm25", "BM25 (bm25s)")):
         st = ix[key]

@@ -1,0 +1,91 @@
+"""`reldistill demo` end to end on tiny models: every stage, every system, resume after an interruption."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import assert_user_error
+from tests.teacher_testkit import env, one_thread
+from tests.test_distill import build_tiny_student, write_tiny_esci
+
+SYSTEMS = {"bm25", "dense-base", "dense-human", "dense-distilled", "hybrid-base", "hybrid-distilled", "hybrid-distilled+rerank"}
+STAGES = ["data", "teacher", "candidates", "scores", "student", "student-human", "index", "eval"]
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory) -> Path:
+    from reldistill.teacher.tiny import build_tiny_base
+
+    root = tmp_path_factory.mktemp("demo")
+    esci = write_tiny_esci(root / "esci")
+    base = build_tiny_base(root / "teacher-base")
+    student = build_tiny_student(root / "student-base")
+    cfg = {
+        "data": {"path": str(esci), "dev_fraction": 0.2, "seed": 3},
+        "teacher": {"model": str(base), "head_hidden": 16, "lora_r": 4, "lora_alpha": 8, "max_length": 48},
+        "train": {"lr": 1e-3, "epochs": 1, "batch_size": 8, "precision": "fp32", "max_minutes": 1, "log_every": 1},
+        "score": {"batch_size": 16, "dtype": "float32", "shard_size": 32},
+        "distill": {"student": str(student), "bm25_depth": 4, "dense_depth": 4, "unlabeled_depth": 2, "min_judged": 3,
+                    "max_unlabeled_queries": 10, "batch_size": 4, "max_steps": 2, "max_seq_length": 32,
+                    "eval_split": "dev", "eval_base": False, "precision": "float32"},
+        "index": {"kind": "flat", "batch_size": 16},
+        "eval": {"split": "test", "depth": 20, "rerank_k": 5, "base_student": str(student), "teacher_dtype": "float32",
+                 "teacher_batch": 8, "batch_size": 16},
+    }
+    path = root / "tiny-demo.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path
+
+
+def _mtimes(run: Path) -> dict[str, float]:
+    return {p: (run / p / "manifest.json").stat().st_mtime_ns for p in ("teacher", "student", "student-human")}
+
+
+def test_demo_runs_every_stage_and_resumes_after_an_interruption(recipe, tmp_path, monkeypatch):
+    from reldistill import pipeline as pipeline_mod
+
+    run = tmp_path / "run"
+    calls: list[str] = []
+    real_index = pipeline_mod.Pipeline.index_stage
+
+    def interrupted(self):
+        calls.append("index")
+        raise KeyboardInterrupt  # Ctrl-C during the index build
+
+    monkeypatch.setattr(pipeline_mod.Pipeline, "index_stage", interrupted)
+    with one_thread(), pytest.raises(KeyboardInterrupt):
+        pipeline_mod.Pipeline(recipe, run, budget_minutes=3).run_all()
+    state = json.loads((run / "pipeline.json").read_text())
+    assert list(state["stages"]) == STAGES[:6] and calls == ["index"]
+    assert not (run / "index").exists() and not (run / "report.json").exists()
+    before = _mtimes(run)
+
+    monkeypatch.setattr(pipeline_mod.Pipeline, "index_stage", real_index)
+    with one_thread():
+        state = pipeline_mod.Pipeline(recipe, run, budget_minutes=3).run_all()
+    assert list(state["stages"]) == STAGES
+    assert _mtimes(run) == before  # finished stages were reused, not redone
+    report = json.loads((run / "report.json").read_text())
+    assert SYSTEMS <= set(report["systems"]), set(report["systems"])
+    assert (run / "report.md").is_file() and (run / "student" / "catalog-vectors.npy").is_file()
+    for name in STAGES:
+        assert state["stages"][name]["summary"] and state["stages"][name]["seconds"] >= 0
+
+
+def test_demo_cli_reuses_a_finished_run_and_refuses_bad_input(recipe, tmp_path, cli):
+    run = tmp_path / "run"
+    first = cli("demo", "--config", recipe, "--run", run, "--budget-minutes", 3, env=env())
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = cli("demo", "--config", recipe, "--run", run, "--budget-minutes", 3, env=env(COLUMNS="400"))
+    assert again.returncode == 0, again.stderr[-3000:]
+    out = " ".join((again.stdout + again.stderr).split())
+    assert out.count("reused") == len(STAGES) and "report.md" in out and f"reldistill serve --run {run}" in out
+    assert "dense-distilled" in out  # the comparison table is printed
+    assert_user_error(cli("demo", "--config", tmp_path / "missing.yaml", "--run", tmp_path / "r2"), "missing.yaml")
+    assert_user_error(cli("demo", "--config", recipe, "--run", tmp_path / "r3", "--budget-minutes", 1), "--budget-minutes")
+    assert_user_error(cli("demo", "--config", recipe, "--run", tmp_path / "r4", "--data", tmp_path / "nowhere"), "nowhere")
+    assert not (tmp_path / "r3" / "teacher").exists()
