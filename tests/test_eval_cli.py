@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -148,7 +149,9 @@ def test_catalog_vectors_are_reused_from_the_retrieval_index(small_esci, tmp_pat
     reused = vectors_from_index(index_dir, "minilm-l6", ids, texts)
     assert reused is not None and reused.shape == (len(ids), 384)
     fresh = encode_documents(load_student("minilm-l6"), texts[:20])
-    assert abs(reused[:20] - fresh).max() < 1e-4
+    # the same vectors up to precision: under bf16 autocast a text's embedding moves by ~1e-3 with the
+    # padding of the batch it was encoded in (472 texts there, 20 here); a different model is far off
+    assert np.min(np.sum(reused[:20] * fresh, axis=1)) > 0.9995
     # Another text for one product, or another student, means encoding afresh.
     assert vectors_from_index(index_dir, "minilm-l6", ids, texts[:-1] + [texts[-1] + " new"]) is None
     assert vectors_from_index(index_dir, str(tmp_path / "no-such-student"), ids, texts) is None
