@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from reldistill.artifacts import RunDir, atomic_path, write_json, write_manifest, write_text
+from reldistill.eval.findings import findings
 
 SYSTEM_ORDER = ("bm25", "dense-base", "dense-human", "dense-distilled", "hybrid-base", "hybrid-distilled",
                 "hybrid-base+rerank", "hybrid-distilled+rerank", "teacher")
@@ -55,6 +56,10 @@ def render_markdown(report: dict) -> str:
         f"Marks: ᵇ / ᵈ = significantly better than BM25 / the base student ({test}, p < {sig['max_p']}); "
         "⁻ᵇ / ⁻ᵈ = significantly worse.",
         "",
+    ]
+    if report.get("findings"):
+        out += ["## Findings", ""] + [f"- {f}" for f in report["findings"]] + [""]
+    out += [
         f"## Full-catalog retrieval ({d['retrieval']})",
         "",
         markdown_table(report, "retrieval"),
@@ -116,6 +121,7 @@ def write_report(run: RunDir, report: dict[str, Any]) -> dict[str, Any]:
     if delta is not None:
         files.append(delta.name)
     report["files"] = {"trec_and_plots": files, "report_md": str(run.report_md)}
+    report["findings"] = findings(report)
     write_json(run.report_json, report)
     write_text(run.report_md, render_markdown(report))
     write_manifest(eval_dir, "eval", split=report["split"], n_queries=report["n_queries"],

@@ -72,6 +72,9 @@ def test_demo_runs_every_stage_and_resumes_after_an_interruption(recipe, tmp_pat
     report = json.loads((run / "report.json").read_text())
     assert SYSTEMS <= set(report["systems"]), set(report["systems"])
     assert (run / "report.md").is_file() and (run / "student" / "catalog-vectors.npy").is_file()
+    weak = report["task1"]["teacher"]["nDCG@10"] <= report["task1"]["bm25"]["nDCG@10"]
+    assert any("no better than BM25" in f for f in report["findings"]) == weak
+    assert ("## Findings" in (run / "report.md").read_text()) and report["findings"]
     for name in STAGES:
         assert state["stages"][name]["summary"] and state["stages"][name]["seconds"] >= 0
 

@@ -1,0 +1,41 @@
+"""Report findings follow the measured numbers: distilled vs base/human, teacher vs BM25, rerank vs none."""
+
+from __future__ import annotations
+
+from reldistill.eval.findings import findings
+
+
+def report(dist: float, teacher: float, rerank: float, significant: bool = True) -> dict:
+    sysm = {"bm25": 0.43, "dense-base": 0.45, "dense-human": 0.50, "dense-distilled": dist,
+            "hybrid-distilled": 0.49, "hybrid-distilled+rerank": rerank}
+    return {
+        "metrics": ["nDCG@10", "MAP"], "task1_metrics": ["nDCG@10"],
+        "systems": {s: {"nDCG@10": v, "MAP": v / 2} for s, v in sysm.items()},
+        "task1": {"bm25": {"nDCG@10": 0.54}, "teacher": {"nDCG@10": teacher}},
+        "significance": {"retrieval": {"dense-base": {"dense-distilled": {"nDCG@10": {
+            "delta": dist - 0.45, "p_value": 0.002 if significant else 0.4, "significant": significant}}}}},
+    }
+
+
+def test_a_weak_teacher_is_called_out_and_its_rerank_flagged():
+    out = " ".join(findings(report(dist=0.51, teacher=0.45, rerank=0.40)))
+    assert "beats its base model on nDCG@10: 0.5100 vs 0.4500 (+0.0600, p = 0.002)" in out
+    assert "0.5100 vs 0.5000 (+0.0100)" in out  # vs the human-labels-only student
+    assert "no better than BM25 (ESCI Task 1 nDCG@10 0.4500 vs 0.5400)" in out
+    assert "Teacher reranking lowers nDCG@10 (0.4000 vs 0.4900 without)" in out
+
+
+def test_a_good_teacher_raises_no_teacher_warning_and_a_loss_is_not_hidden():
+    good = findings(report(dist=0.55, teacher=0.62, rerank=0.53))
+    assert not any("BM25" in f or "reranking" in f for f in good)
+    worse = " ".join(findings(report(dist=0.44, teacher=0.62, rerank=0.53, significant=False)))
+    assert "does NOT beat its base model on nDCG@10: 0.4400 vs 0.4500, p = 0.4" in worse
+    small = " ".join(findings(report(dist=0.46, teacher=0.62, rerank=0.53, significant=False)))
+    assert "not significant" in small
+
+
+def test_absent_systems_give_no_findings():
+    r = report(dist=0.5, teacher=0.5, rerank=0.5)
+    r["systems"] = {"bm25": {"nDCG@10": 0.4, "MAP": 0.2}}
+    r["task1"] = {"bm25": {"nDCG@10": 0.54}}
+    assert findings(r) == []
