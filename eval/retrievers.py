@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from reldistill.artifacts import atomic_path, file_fingerprint
-from reldistill.student.catalog_vectors import load_vectors
+from reldistill.artifacts import atomic_path
+from reldistill.student.catalog_vectors import catalog_digest, load_vectors, weights_digest
 
 log = logging.getLogger(__name__)
 
@@ -69,24 +69,9 @@ def top_k(scores: np.ndarray, ids: Sequence[str], k: int) -> dict[str, float]:
     return {ids[i]: float(scores[i]) for i in order}
 
 
-def _texts_digest(ids: Sequence[str], texts: Sequence[str]) -> str:
-    h = hashlib.sha256()
-    for i, t in zip(ids, texts):
-        h.update(i.encode())
-        h.update(b"\0")
-        h.update(t.encode())
-        h.update(b"\1")
-    return h.hexdigest()[:16]
-
-
 def model_digest(model_path: str | Path) -> str:
-    """A short fingerprint of a sentence-transformers folder (its weight files)."""
-    p = Path(model_path)
-    files = sorted(p.glob("*.safetensors")) + sorted(p.glob("pytorch_model.bin"))
-    h = hashlib.sha256(str(p.resolve()).encode() if not files else b"")
-    for f in files:
-        h.update(file_fingerprint(f).encode())
-    return h.hexdigest()[:16]
+    """A short fingerprint of a sentence-transformers folder (its weight files; its path when it has none)."""
+    return (weights_digest(model_path) or hashlib.sha256(str(Path(model_path).resolve()).encode()).hexdigest())[:16]
 
 
 def encode_with_progress(model, texts: list[str], batch_size: int, description: str, chunk: int = 512) -> np.ndarray:
@@ -144,7 +129,7 @@ class DenseSearcher:
         self.product_ids = list(product_ids)
         self.batch_size = batch_size
         # keyed by weights, not by system name: students with identical weights share one encoding
-        key = f"emb-{model_digest(model_path)}-{_texts_digest(self.product_ids, texts)}"
+        key = f"emb-{model_digest(model_path)}-{catalog_digest(self.product_ids, texts)[:16]}"
         cached = cache_dir / f"{key}.npy" if cache_dir else None
         self.source = "encoded"
         emb = None

@@ -7,7 +7,6 @@ in shards under ``<run>/.index-cache/`` so a rerun after a crash only encodes wh
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 from pathlib import Path
@@ -24,7 +23,7 @@ from reldistill.retrieval.catalog import Catalog
 from reldistill.retrieval.config import IndexConfig
 from reldistill.retrieval.dense import DenseIndex
 from reldistill.retrieval.lexical import BM25Index
-from reldistill.student.catalog_vectors import load_vectors
+from reldistill.student.catalog_vectors import catalog_digest, load_vectors
 
 log = logging.getLogger(__name__)
 
@@ -87,13 +86,6 @@ def encode_catalog(model, ids: list[str], texts: list[str], cache: Path | None =
     return np.concatenate(shards) if shards else np.zeros((0, model.get_embedding_dimension()), np.float32)
 
 
-def _catalog_digest(ids: list[str], texts: list[str]) -> str:
-    h = hashlib.sha256()
-    for i, t in zip(ids, texts):
-        h.update(i.encode() + b"\0" + t.encode() + b"\1")
-    return h.hexdigest()[:16]
-
-
 def build_index(run_dir_or_index_dir: str | Path, student_path: str | None = None, data_cfg: DataConfig | None = None,
                 kind: str = "flat", config: IndexConfig | None = None, products: pd.DataFrame | None = None,
                 examples: pd.DataFrame | None = None) -> Path:
@@ -121,7 +113,7 @@ def build_index(run_dir_or_index_dir: str | Path, student_path: str | None = Non
     texts = products["text"].astype(str).tolist()
     model = load_student(student_path)
     dim = int(model.get_embedding_dimension())
-    cache = run_dir / CACHE_DIR / f"{student_id.replace('/', '_')}-{_catalog_digest(ids, texts)}"
+    cache = run_dir / CACHE_DIR / f"{student_id.replace('/', '_')}-{catalog_digest(ids, texts)[:16]}"
     emb = load_vectors(student_path, ids, texts) if Path(student_path).is_dir() else None
     if emb is None:
         emb = encode_catalog(model, ids, texts, cache=cache, batch_size=cfg.batch_size)

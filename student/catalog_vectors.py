@@ -24,20 +24,21 @@ META_FILE = "catalog-vectors.json"
 
 
 def weights_digest(model_dir: str | Path) -> str | None:
-    """sha256 over a sentence-transformers folder's weight files; None when it has none."""
+    """sha256 over the fingerprints of a sentence-transformers folder's weight files; None when it has none."""
     p = Path(model_dir)
     files = sorted(p.glob("*.safetensors")) + sorted(p.glob("pytorch_model.bin"))
     if not files:
         return None
     h = hashlib.sha256()
     for f in files:
-        h.update(f.name.encode() + b"\0" + file_fingerprint(f).encode())
+        h.update(file_fingerprint(f).encode())
     return h.hexdigest()
 
 
 def catalog_digest(ids: Sequence[str], texts: Sequence[str]) -> str:
+    """sha256 over the catalog's (product id, text) pairs in order."""
     h = hashlib.sha256()
-    for i, t in zip(ids, texts, strict=True):
+    for i, t in zip(ids, texts):
         h.update(str(i).encode() + b"\0" + str(t).encode() + b"\1")
     return h.hexdigest()
 
