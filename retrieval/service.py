@@ -26,7 +26,7 @@ from typing import Annotated, Literal
 from fastapi import Depends, FastAPI, HTTPException, Path as PathParam, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
-from fastapi.security import APIKeyHeader
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -249,10 +249,15 @@ def create_app(pipeline: SearchPipeline, config: ServeConfig | None = None, comp
     app.state.pipelines = pipelines
     app.state.config = cfg
     key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+    bearer = HTTPBearer(auto_error=False)  # Cohere clients and connectors send "Authorization: Bearer <key>"
 
-    def require_key(key: Annotated[str | None, Depends(key_header)]) -> None:
-        if cfg.api_key is not None and not (key and hmac.compare_digest(key.encode(), cfg.api_key.encode())):
-            raise HTTPException(status_code=401, detail="missing or wrong X-API-Key header")
+    def require_key(key: Annotated[str | None, Depends(key_header)],
+                    token: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+        if cfg.api_key is None:
+            return
+        given = [k for k in (key, token.credentials if token else None) if k]
+        if not any(hmac.compare_digest(k.encode(), cfg.api_key.encode()) for k in given):
+            raise HTTPException(status_code=401, detail="missing or wrong X-API-Key header (or Authorization: Bearer key)")
 
     guarded = [Depends(require_key)]
 

@@ -124,6 +124,8 @@ def test_hardening_body_limit_api_key_timeout_cors(pipe):
     assert c.get("/search", params={"q": "shoes"}, headers={"X-API-Key": "wrong-key!"}).status_code == 401
     ok = {"X-API-Key": "s3cret-key"}
     assert c.get("/search", params={"q": "shoes"}, headers=ok).status_code == 200
+    assert c.get("/search", params={"q": "shoes"}, headers={"Authorization": "Bearer s3cret-key"}).status_code == 200  # Cohere clients
+    assert c.get("/search", params={"q": "shoes"}, headers={"Authorization": "Bearer wrong-key!"}).status_code == 401
     assert c.get("/health").status_code == 200  # liveness needs no key
     big = {"query": "q", "documents": ["word " * 100] * 10}
     r = c.post("/rerank", json=big, headers=ok)
