@@ -78,6 +78,7 @@ class SearchPipeline:
         self.student_id = student_id or dense.model
         self.index_dir: Path | None = None
         self._lock = threading.Lock()
+        self._teacher_of: SearchPipeline | None = None  # with_student copies load the teacher through their source
         if student is not None:
             dim = int(student.get_embedding_dimension())
             if dim != dense.dim:
@@ -125,8 +126,10 @@ class SearchPipeline:
         emb = encode_catalog(model, ids, [self.catalog.text(p) for p in ids])
         sid = student_identity(str(student)) if isinstance(student, (str, Path)) else None
         dense = DenseIndex.build(emb, ids, kind=kind, model=sid)
-        return SearchPipeline(dense, self.bm25, self.catalog, model, reranker=self._reranker, config=self.config,
-                              name=name or str(student), teacher_dir=self.teacher_dir, student_id=sid)
+        other = SearchPipeline(dense, self.bm25, self.catalog, model, reranker=self._reranker, config=self.config,
+                               name=name or str(student), teacher_dir=self.teacher_dir, student_id=sid)
+        other._teacher_of = self  # one teacher in memory for both, however many columns rerank
+        return other
 
     # ---- reranker -----------------------------------------------------------------------------
     @property
@@ -136,6 +139,8 @@ class SearchPipeline:
             return self._load_reranker()
 
     def _load_reranker(self) -> Reranker:
+        if self._reranker is None and self._teacher_of is not None:
+            self._reranker = self._teacher_of.reranker
         if self._reranker is None:
             if self.teacher_dir is None:
                 raise UserError("mode 'rerank' needs a teacher: this run has no teacher/ — train one or pass a reranker.")
