@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reldistill.artifacts import atomic_path, data_fingerprint, file_fingerprint, read_manifest, write_manifest
+from reldistill.artifacts import atomic_path, check_replaceable, data_fingerprint, file_fingerprint, read_manifest, write_manifest
 from reldistill.config import DataConfig, to_dict
 from reldistill.errors import UserError
 from reldistill.models import resolve_model
@@ -88,16 +88,18 @@ def encode_catalog(model, ids: list[str], texts: list[str], cache: Path | None =
 
 def build_index(run_dir_or_index_dir: str | Path, student_path: str | None = None, data_cfg: DataConfig | None = None,
                 kind: str = "flat", config: IndexConfig | None = None, products: pd.DataFrame | None = None,
-                examples: pd.DataFrame | None = None) -> Path:
+                examples: pd.DataFrame | None = None, force: bool = False) -> Path:
     """Encode the catalog with the student and write ``<run>/index/`` atomically; returns the index directory.
 
     ``products``/``examples`` override the catalog and judged pairs loaded from ``data_cfg`` (tests, subsets).
+    An existing index directory that is not an index is refused unless ``force``.
     """
     from reldistill.data import load_esci
     from reldistill.student import load_student
 
     index_dir = index_dir_of(run_dir_or_index_dir)
     run_dir = index_dir.parent
+    check_replaceable(index_dir, INDEX_KIND, force)
     _remove_stale_temps(index_dir)
     cfg = config or IndexConfig(kind=kind)
     if config is not None and kind != cfg.kind:
@@ -120,7 +122,7 @@ def build_index(run_dir_or_index_dir: str | Path, student_path: str | None = Non
     dense = DenseIndex.build(emb, ids, kind=cfg.kind, model=student_id, config=cfg)
     bm25 = BM25Index.build(ids, texts)
     fingerprint = data_fingerprint(data_cfg.path) if Path(data_cfg.path).exists() else {}
-    with atomic_path(index_dir) as tmp:
+    with atomic_path(index_dir, force=force) as tmp:
         tmp.mkdir()
         dense.save(tmp)
         bm25.save(tmp)
