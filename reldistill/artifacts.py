@@ -16,6 +16,7 @@ import os
 import platform
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
@@ -206,9 +207,14 @@ def _versions() -> dict[str, str]:
 
 
 def write_manifest(directory: str | Path, kind: str, **fields: Any) -> dict[str, Any]:
-    """Write ``directory/manifest.json``: kind, time, versions, host, plus ``fields`` (config, models, data...)."""
+    """Write ``directory/manifest.json``: kind, a unique id, time, versions, host, plus ``fields`` (config, models, data...).
+
+    The id makes every rewrite of an artifact distinct, so stages that record the digest of this
+    manifest see that it was redone (even within the same second).
+    """
     manifest = {
         "kind": kind,
+        "artifact_id": uuid.uuid4().hex,
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "versions": _versions(),
         "host": {"machine": platform.machine(), "system": platform.system(), "cpus": os.cpu_count()},
