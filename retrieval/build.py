@@ -23,7 +23,7 @@ from reldistill.retrieval.catalog import Catalog
 from reldistill.retrieval.config import IndexConfig
 from reldistill.retrieval.dense import DenseIndex
 from reldistill.retrieval.lexical import BM25Index
-from reldistill.student.catalog_vectors import catalog_digest, load_vectors
+from reldistill.student.catalog_vectors import catalog_digest, encode_precision, load_vectors
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def build_index(run_dir_or_index_dir: str | Path, student_path: str | None = Non
     texts = products["text"].astype(str).tolist()
     model = load_student(student_path)
     dim = int(model.get_embedding_dimension())
-    cache = run_dir / CACHE_DIR / f"{student_id.replace('/', '_')}-{catalog_digest(ids, texts)[:16]}"
+    cache = run_dir / CACHE_DIR / f"{student_id.replace('/', '_')}-{catalog_digest(ids, texts)[:16]}-{encode_precision()}"
     emb = load_vectors(student_path, ids, texts) if Path(student_path).is_dir() else None
     if emb is None:
         emb = encode_catalog(model, ids, texts, cache=cache, batch_size=cfg.batch_size)
