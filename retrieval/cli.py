@@ -47,6 +47,7 @@ def index_build_cmd(
     kind: Annotated[Optional[str], typer.Option(help="flat (exact, default) | hnsw | ivfpq.")] = None,
     config: ConfigOpt = None,
     threads: ThreadsOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace <run>/index even when it is not an index directory.")] = False,
 ) -> None:
     """Encode the catalog with the student and write <run>/index/ (FAISS + BM25 + products + manifest), atomically."""
     from reldistill.config import from_dict
@@ -58,7 +59,7 @@ def index_build_cmd(
     if not run.exists():
         run.mkdir(parents=True)
     _threads(threads)
-    out = build_index(run, student, _data_cfg(sections, data), kind=icfg.kind, config=icfg)
+    out = build_index(run, student, _data_cfg(sections, data), kind=icfg.kind, config=icfg, force=force)
     typer.echo(str(out))
 
 
