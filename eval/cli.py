@@ -36,10 +36,12 @@ def eval_cmd(
     from reldistill.eval.compare import Evaluation
     from reldistill.eval.config import EvalConfig, load_section
     from reldistill.eval.report import render_markdown, write_report
+    from reldistill.student.backend import configure_from_recipe
 
     _quiet()
     RunDir(run)  # a missing run directory is a UserError before anything loads
     data_cfg = from_dict(DataConfig, (load_yaml(config).get("data") if config else None) or {}, f"{config}:data")
+    configure_from_recipe(load_yaml(config) if config else None)
     cfg = load_section(config, "eval", EvalConfig)
     if data is not None:
         if not data.exists():
