@@ -132,7 +132,7 @@ def fit(rows: dict[str, dict[str, list]], out_dir: str | Path, cfg: DistillConfi
 
     out_dir = Path(out_dir)
     torch.manual_seed(cfg.seed)
-    model = load_student(cfg.student)
+    model = load_student(cfg.student, backend="torch")  # trained: PyTorch weights
     model.max_seq_length = cfg.max_seq_length
     datasets = {k: Dataset.from_dict(v) for k, v in rows.items()}
     losses = make_losses(model, cfg, list(datasets))

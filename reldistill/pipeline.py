@@ -44,6 +44,9 @@ class Pipeline:
         from reldistill.teacher.config import load_recipe
 
         self.recipe = load_yaml(self.config)
+        from reldistill.student.backend import configure_from_recipe
+
+        configure_from_recipe(self.recipe)  # student.backend for every encode of the run
         self.data_cfg = from_dict(DataConfig, self.recipe.get("data"), f"{self.config}:data")
         if self.data_path:
             self.data_cfg.path = self.data_path

@@ -19,8 +19,11 @@ ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", min=1, help="tor
 
 def _sections(config: Path | None) -> dict:
     from reldistill.config import load_yaml
+    from reldistill.student.backend import configure_from_recipe
 
-    return load_yaml(config) if config is not None else {}
+    sections = load_yaml(config) if config is not None else {}
+    configure_from_recipe(sections)  # student.backend for index build, search and serve
+    return sections
 
 
 def _data_cfg(sections: dict, data: Path | None):
