@@ -57,6 +57,7 @@ def render_markdown(report: dict) -> str:
         "⁻ᵇ / ⁻ᵈ = significantly worse.",
         "",
     ]
+    out += _served_markdown(report)
     if report.get("findings"):
         out += ["## Findings", ""] + [f"- {f}" for f in report["findings"]] + [""]
     out += [
@@ -86,6 +87,27 @@ def render_markdown(report: dict) -> str:
     out += ["Plots: `eval/metrics.png`, `eval/ndcg_delta.png`. TREC runs: `eval/*.trec`.", "",
             "Timings (s): " + ", ".join(f"{k} {v}" for k, v in report["timings_s"].items()), ""]
     return "\n".join(out)
+
+
+def _served_markdown(report: dict) -> list[str]:
+    """The headline: the served configuration on this split, and the dev comparison that chose it."""
+    served, dev = report.get("served"), report.get("dev")
+    if not served or not served.get("metrics"):
+        return []
+    metric = list(report["metrics"])[0]
+    chosen = served["dev"] or {}
+    out = ["## Served configuration (chosen on dev)", "",
+           f"**{served['name']}**: {metric} **{served['metrics'][metric]:.4f}** on {served['split']} "
+           f"({report['n_queries']} queries); dev {metric} {chosen.get(metric, float('nan')):.4f} on "
+           f"{chosen.get('queries', '?')} dev queries. Rule: {chosen.get('rule', 'given (serving.json)')}.", ""]
+    if served.get("below_best_part"):
+        out += [f"Note: {served['below_best_part']}.", ""]
+    if dev:
+        out += [f"Dev comparison ({dev['n_queries']} queries; rerank on {dev.get('rerank_queries') or '-'}):", "",
+                f"| configuration | dev {metric} | queries |", "|---|---:|---:|"]
+        out += [f"| {'**' + n + '**' if n == dev['chosen'] else n} | {m[metric]:.4f} | {m['queries']} |" for n, m in dev["systems"].items()]
+        out += [""] + [f"- {line}" for line in dev["decisions"]] + [""]
+    return out
 
 
 def _safe(name: str) -> str:
