@@ -59,9 +59,11 @@ def label_cmd(
     import pandas as pd
 
     from reldistill.artifacts import RunDir, data_fingerprint, file_fingerprint, write_manifest
-    from reldistill.config import to_dict
+    from reldistill.config import require_int, to_dict
     from reldistill.distill.label import label_candidates
 
+    if batch_size is not None:
+        require_int(batch_size, "--batch-size")
     cfg, data_cfg = _configs(config, data)
     rd = RunDir(run)
     teacher_dir = teacher or rd.teacher

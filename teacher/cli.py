@@ -107,8 +107,10 @@ def eval_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """MSE of sigmoid(logit) vs soft label, graded nDCG of each query's judged candidates, per-label score distributions."""
+    from reldistill.config import require_int
     from reldistill.teacher.evaluate import evaluate_teacher
 
+    require_int(batch_size, "--batch-size")
     res = evaluate_teacher(teacher, split=split, data_path=str(data) if data else None, dtype=dtype, batch_size=batch_size)
     if as_json:
         _print(res)
