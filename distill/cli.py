@@ -94,6 +94,7 @@ def train_cmd(
     max_steps: Annotated[Optional[int], typer.Option(help="Optimizer steps cap.")] = None,
     mnrl_weight: Annotated[Optional[float], typer.Option(help="Weight of the in-batch MNRL term (0 disables).")] = None,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from the last checkpoint.")] = True,
+    force: Annotated[bool, typer.Option("--force", help="Replace --output even when it is not a student directory.")] = False,
 ) -> None:
     """Train the student (distilled, or --human-only) → a sentence-transformers folder + manifest.json."""
     from reldistill.artifacts import RunDir, read_json
@@ -102,11 +103,11 @@ def train_cmd(
     cfg, data_cfg = _configs(config, data, loss=loss, student=student, epochs=epochs, max_steps=max_steps, mnrl_weight=mnrl_weight)
     rd = RunDir(run, create=True)
     if human_only:
-        out = train_human_student(output or rd.root / "student-human", cfg, data_cfg, resume=resume)
+        out = train_human_student(output or rd.root / "student-human", cfg, data_cfg, resume=resume, force=force)
     else:
         scores_path = scores or rd.scores / "scores.parquet"
         teacher_dir = rd.teacher if rd.teacher.is_dir() else None
-        out = train_student(scores_path, output or rd.student, cfg, data_cfg, teacher_dir=teacher_dir, resume=resume)
+        out = train_student(scores_path, output or rd.student, cfg, data_cfg, teacher_dir=teacher_dir, resume=resume, force=force)
     m = read_json(Path(out) / "manifest.json")
     typer.echo(json.dumps({"student": str(out), "loss": m["loss"], "steps": m["steps"], "dev": {k: m["dev"][k] for k in ("base", "best")}}, indent=2))
 

@@ -19,8 +19,11 @@ ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", min=1, help="tor
 
 def _sections(config: Path | None) -> dict:
     from reldistill.config import load_yaml
+    from reldistill.student.backend import configure_from_recipe
 
-    return load_yaml(config) if config is not None else {}
+    sections = load_yaml(config) if config is not None else {}
+    configure_from_recipe(sections)  # student.backend for index build, search and serve
+    return sections
 
 
 def _data_cfg(sections: dict, data: Path | None):
@@ -47,6 +50,7 @@ def index_build_cmd(
     kind: Annotated[Optional[str], typer.Option(help="flat (exact, default) | hnsw | ivfpq.")] = None,
     config: ConfigOpt = None,
     threads: ThreadsOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace <run>/index even when it is not an index directory.")] = False,
 ) -> None:
     """Encode the catalog with the student and write <run>/index/ (FAISS + BM25 + products + manifest), atomically."""
     from reldistill.config import from_dict
@@ -58,7 +62,7 @@ def index_build_cmd(
     if not run.exists():
         run.mkdir(parents=True)
     _threads(threads)
-    out = build_index(run, student, _data_cfg(sections, data), kind=icfg.kind, config=icfg)
+    out = build_index(run, student, _data_cfg(sections, data), kind=icfg.kind, config=icfg, force=force)
     typer.echo(str(out))
 
 
@@ -70,15 +74,24 @@ def _search_cfg(sections: dict):
 
 
 def _pipeline(run: Path, sections: dict, student: str | None = None, name: str | None = None):
+    """The run's pipeline under the recipe's ``search:`` settings, with the run's dev-chosen serving.json applied."""
     from reldistill.retrieval.pipeline import SearchPipeline
+    from reldistill.retrieval.serving import read_serving
 
-    return SearchPipeline.from_run(run, student=student, config=_search_cfg(sections), name=name)
+    cfg = _search_cfg(sections)
+    serving = read_serving(run)
+    if serving is not None:
+        cfg = serving.search_config(cfg)
+    pipe = SearchPipeline.from_run(run, student=student, config=cfg, name=name)
+    if serving is not None:
+        pipe.default_mode = serving.mode
+    return pipe
 
 
 def search_cmd(
     query: Annotated[str, typer.Argument(help="The query text.")],
     run: RunOpt,
-    mode: Annotated[str, typer.Option(help="bm25 | dense | hybrid | rerank (hybrid + teacher rerank).")] = "hybrid",
+    mode: Annotated[Optional[str], typer.Option(help="bm25 | dense | hybrid | rerank (hybrid + teacher rerank); default: the run's serving.json (chosen on dev by `reldistill eval`), else hybrid.")] = None,
     k: Annotated[int, typer.Option("--k", help="Number of results.")] = 10,
     rerank_k: Annotated[Optional[int], typer.Option(help="Fused candidates the teacher reranks (default: search.rerank_k).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
@@ -90,7 +103,7 @@ def search_cmd(
     from reldistill.retrieval.pipeline import check_query
 
     check_query(query)
-    if mode not in MODES:
+    if mode is not None and mode not in MODES:
         raise UserError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}.")
     sections = _sections(config)
     max_k = _search_cfg(sections).max_k
@@ -100,6 +113,7 @@ def search_cmd(
         raise UserError(f"--rerank-k must be between 1 and {max_k}, got {rerank_k}.")
     _threads(threads)
     pipe = _pipeline(run, sections)
+    mode = mode or pipe.default_mode
     res = pipe.search(query, mode=mode, k=k, rerank_k=rerank_k)
     if as_json:
         typer.echo(json.dumps(res.to_dict(), indent=2, ensure_ascii=False))

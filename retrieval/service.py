@@ -291,12 +291,13 @@ def create_app(pipeline: SearchPipeline, config: ServeConfig | None = None, comp
 
     @app.get("/search", response_model=SearchOut, dependencies=guarded, tags=["search"], responses=errors)
     async def search(q: Annotated[str, Query(min_length=1, max_length=cfg.max_q_chars, description="the query")],
-                     k: Annotated[int, Query(ge=1, le=cfg.max_k)] = 10, mode: Mode = "hybrid",
+                     k: Annotated[int, Query(ge=1, le=cfg.max_k)] = 10, mode: Mode | None = None,
                      pipeline: Annotated[str, Query(max_length=32)] = "main",
                      rerank_k: Annotated[int | None, Query(ge=1, le=cfg.max_k)] = None):
         if not q.strip():
             raise _invalid(["query", "q"], "q must contain a non-space character")
         p = pick(pipeline)
+        mode = mode or p.default_mode  # the run's dev-chosen mode (serving.json)
         if mode == "rerank" and not p.has_reranker:
             raise HTTPException(status_code=400, detail="mode 'rerank' needs a teacher, and this server has none")
         call = lambda: p.search(q, mode=mode, k=k, rerank_k=rerank_k)  # noqa: E731
@@ -366,6 +367,7 @@ def create_app(pipeline: SearchPipeline, config: ServeConfig | None = None, comp
                 "limits": {"max_q_chars": cfg.max_q_chars, "max_k": cfg.max_k, "max_body_bytes": cfg.max_body_bytes,
                            "max_rerank_documents": cfg.max_rerank_documents, "rerank_timeout_s": cfg.rerank_timeout_s},
                 "modes": ["bm25", "dense", "hybrid"] + (["rerank"] if pipeline.has_reranker else []),
+                "default_mode": pipeline.default_mode if pipeline.default_mode != "rerank" or pipeline.has_reranker else "hybrid",
                 "example_queries": pipeline.catalog.example_queries(8)}
 
     @app.get("/health", tags=["service"])

@@ -78,7 +78,7 @@ def test_paired_tests_match_scipy_and_flag_significance():
 def test_eval_config_validates():
     with pytest.raises(UserError, match="stat_test"):
         EvalConfig(stat_test="wilcoxon")
-    with pytest.raises(UserError, match="rerank_k"):
-        EvalConfig(rerank_k=500)
+    with pytest.raises(UserError, match="rerank_k_grid"):
+        EvalConfig(rerank_k_grid=[500])
     with pytest.raises(UserError, match="systems"):
         EvalConfig(systems=["bm42"])
