@@ -155,11 +155,12 @@ def export_cmd(
     teacher: TeacherOpt,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write (AutoModelForSequenceClassification + tokenizer).")],
     dtype: Annotated[str, typer.Option(help="fp32 | bf16: the weights' precision in the export.")] = "fp32",
+    force: Annotated[bool, typer.Option("--force", help="Replace --out even when it is not an earlier export.")] = False,
 ) -> None:
     """Merge LoRA into the backbone and write a folder plain transformers loads (linear and lm heads)."""
     from reldistill.teacher.export import export_teacher
 
-    typer.echo(str(export_teacher(teacher, out, dtype=dtype)))
+    typer.echo(str(export_teacher(teacher, out, dtype=dtype, force=force)))
 
 def register(app: typer.Typer) -> None:
     app.add_typer(teacher_app, name="teacher")

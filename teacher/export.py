@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from reldistill.artifacts import atomic_path, write_manifest
+from reldistill.artifacts import atomic_path, check_replaceable, write_manifest
 from reldistill.errors import UserError
 
 EXPORTABLE_HEADS = ("linear", "lm")
@@ -58,8 +58,10 @@ def _bos_like_teacher(tokenizer, encoder) -> None:
                         "different token ids; retrain or export a teacher whose tokenizer matches its recipe.")
 
 
-def export_teacher(teacher_dir: str | Path, out: str | Path, dtype: str = "float32") -> Path:
-    """Write ``out``: merged backbone + score row as ``AutoModelForSequenceClassification``, tokenizer, card."""
+def export_teacher(teacher_dir: str | Path, out: str | Path, dtype: str = "float32", force: bool = False) -> Path:
+    """Write ``out``: merged backbone + score row as ``AutoModelForSequenceClassification``, tokenizer, card.
+
+    ``out`` must be absent, empty or an earlier export (``force`` replaces anything)."""
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
     from reldistill.teacher.artifact import TOKENIZER_DIR, open_artifact
@@ -67,6 +69,7 @@ def export_teacher(teacher_dir: str | Path, out: str | Path, dtype: str = "float
 
     art = open_artifact(teacher_dir)  # one clear error for a missing/broken artifact, before any model loads
     check_head(art.cfg.head)
+    check_replaceable(out, KIND, force)
     teacher = Teacher.load(teacher_dir, dtype=dtype, merge_lora=True, device="cpu")
     weight, bias = score_row(teacher.model.head, art.cfg.head)
     backbone = teacher.model.backbone
@@ -93,7 +96,7 @@ def export_teacher(teacher_dir: str | Path, out: str | Path, dtype: str = "float
                                         pad_token=teacher.tokenizer.pad_token)  # init kwargs are what gets saved
     _bos_like_teacher(tok, teacher.encoder)
     out = Path(out)
-    with atomic_path(out) as tmp:
+    with atomic_path(out, force=force) as tmp:
         model.save_pretrained(str(tmp))
         tok.save_pretrained(str(tmp))
         (tmp / "README.md").write_text(_card(art.cfg, bias), encoding="utf-8")
