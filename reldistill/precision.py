@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 PRECISION_ENV = "RELDISTILL_STUDENT_PRECISION"  # auto | float32 | bfloat16 for student encoding and training
+CPU_BF16_ENV = "RELDISTILL_CPU_BF16"  # 0: act as a CPU without native bf16 (what an AVX2-only machine does)
 
 
 SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile")
@@ -32,7 +33,9 @@ def cpu_info() -> dict:
 
 
 def cpu_has_bf16() -> bool:
-    """True when this CPU has native bf16 (AVX512-BF16 or AMX)."""
+    """True when this CPU has native bf16 (AVX512-BF16 or AMX) and $RELDISTILL_CPU_BF16 is not 0."""
+    if os.environ.get(CPU_BF16_ENV, "").strip() in ("0", "false", "no"):
+        return False
     flags = cpu_info()["flags"]
     return "avx512_bf16" in flags or "amx_bf16" in flags
 

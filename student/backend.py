@@ -142,9 +142,15 @@ def _quiet():
     import io
     import warnings
 
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        yield
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        quiet.setLevel(level)
 
 
 def quantize_int8(src: Path, out: Path) -> Path:
@@ -190,41 +196,62 @@ def _update_meta(d: Path, **fields: Any) -> None:
 class RuntimeModel(torch.nn.Module):
     """Stands in for the HF transformer inside sentence-transformers' Transformer module.
 
-    ``forward(input_ids, attention_mask, token_type_ids)`` runs one ONNX Runtime session or one
-    OpenVINO compiled model (created once, reused by every call) and returns ``last_hidden_state``.
+    ``forward(input_ids, attention_mask, token_type_ids)`` runs an ONNX Runtime session or an OpenVINO
+    compiled model, created once and reused by every call, and returns ``last_hidden_state``. Small
+    inputs (one short query: up to ``SMALL_TOKENS`` tokens) run on a one-thread session: splitting
+    a few hundred tokens across cores costs more than it saves, the more so on a busy machine.
     """
+
+    SMALL_TOKENS = 256
 
     def __init__(self, backend: str, onnx_path: Path, config, threads: int | None = None):
         super().__init__()
+        if backend not in ("onnx", "openvino"):
+            raise UserError(f"unknown runtime backend {backend!r}.")
         self.backend, self.path, self.config = backend, Path(onnx_path), config
         self.device = torch.device("cpu")
         self.dtype = torch.float32
-        threads = threads or torch.get_num_threads()
+        self.threads = threads or torch.get_num_threads()
+        self.precision = "f32"
+        self._runners: dict[int, Any] = {}
         self._lock = threading.Lock()
-        if backend == "onnx":
-            import onnxruntime as ort
+        self.input_names = self._runner(self.threads)[0]
 
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = threads
-            so.inter_op_num_threads = 1
-            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            so.log_severity_level = 3
-            self._session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
-            self.input_names = tuple(i.name for i in self._session.get_inputs())
-        elif backend == "openvino":
-            import openvino as ov
+    def _runner(self, threads: int):
+        """(input names, run(feed) → last_hidden_state) on ``threads`` threads, built on first use."""
+        with self._lock:
+            if threads not in self._runners:
+                self._runners[threads] = self._ort(threads) if self.backend == "onnx" else self._ov(threads)
+            return self._runners[threads]
 
-            from reldistill.precision import student_dtype
+    def _ort(self, threads: int):
+        import onnxruntime as ort
 
-            core = ov.Core()
-            hint = "bf16" if student_dtype() == torch.bfloat16 and "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES") else "f32"
-            self.precision = hint
-            compiled = core.compile_model(core.read_model(str(onnx_path)), "CPU", {
-                "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": hint})
-            self._request = compiled.create_infer_request()
-            self.input_names = tuple(i.get_any_name() for i in compiled.inputs)
-        else:
-            raise UserError(f"unknown runtime backend {backend!r}.")
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        session = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
+        return tuple(i.name for i in session.get_inputs()), lambda feed: session.run(None, feed)[0]
+
+    def _ov(self, threads: int):
+        import openvino as ov
+
+        from reldistill.precision import student_dtype
+
+        core = ov.Core()
+        bf16 = student_dtype() == torch.bfloat16 and "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        self.precision = "bf16" if bf16 else "f32"
+        compiled = core.compile_model(core.read_model(str(self.path)), "CPU", {
+            "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": self.precision})
+        request, lock = compiled.create_infer_request(), threading.Lock()
+
+        def run(feed):
+            with lock:  # one infer request, reused; a request is not thread-safe
+                return request.infer(feed)[0].copy()
+
+        return tuple(i.get_any_name() for i in compiled.inputs), run
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, **_: Any) -> dict[str, torch.Tensor]:
         given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
@@ -234,12 +261,9 @@ class RuntimeModel(torch.nn.Module):
             if v is None:
                 v = torch.ones_like(input_ids) if n == "attention_mask" else torch.zeros_like(input_ids)
             feed[n] = v.numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
-        if self.backend == "onnx":
-            out = self._session.run(None, feed)[0]
-        else:
-            with self._lock:  # one infer request, reused; requests are not thread-safe
-                out = self._request.infer(feed)[0].copy()
-        return {"last_hidden_state": torch.from_numpy(out)}
+        small = input_ids.shape[0] * input_ids.shape[1] <= self.SMALL_TOKENS
+        _, run = self._runner(1 if small else self.threads)
+        return {"last_hidden_state": torch.from_numpy(run(feed))}
 
 
 def attach_runtime(st_model, backend: str, model_dir: Path, digest: str, int8: bool = False) -> None:
