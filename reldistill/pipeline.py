@@ -59,7 +59,9 @@ class Pipeline:
         extra = Path(self.data_cfg.products_path) if self.data_cfg.products_path else None
         if extra is not None and extra.exists():
             files = {**files, **{f"products:{k}": v for k, v in data_fingerprint(extra).items()}}
-        return {"data": dataclasses.asdict(self.data_cfg), "data_files": files}
+        # by content: the same files under another path (a moved checkout) are the same input
+        return {"data": {k: v for k, v in dataclasses.asdict(self.data_cfg).items() if k not in ("path", "products_path")},
+                "data_files": files}
 
     def _manifest_digest(self, stage: str) -> str | None:
         m = self.run.root / stage / MANIFEST
