@@ -93,12 +93,13 @@ class Pipeline:
         if name == "student-human":
             return {**self.data_inputs, "distill": cfg}
         if name == "index":
-            return {**self.data_inputs, "index": self.recipe.get("index") or {},
+            return {**self.data_inputs, "index": self.recipe.get("index") or {}, "student": self.recipe.get("student") or {},
                     "student manifest": self._manifest_digest("student")}
         if name == "eval":
             from reldistill.eval.config import EvalConfig, load_section
 
             return {**self.data_inputs, "eval": dataclasses.asdict(load_section(self.config, "eval", EvalConfig)),
+                    "student": self.recipe.get("student") or {},
                     **{f"{s} manifest": self._manifest_digest(s) for s in ("teacher", "student", "student-human", "index")}}
         raise KeyError(name)
 
