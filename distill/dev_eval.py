@@ -3,9 +3,9 @@
 Recall@100 counts Exact products (the top gain) as relevant, as `reldistill eval` does.
 
 Every query of the split is searched against every product of the catalog (exact inner product on
-L2-normalised embeddings), so the figure is what the retrieval stack would see, not a re-ranking of
-the judged pairs. Gains come from the data (reldistill.labels via DataConfig); ranx stores integer
-relevance, so gains are scaled to integers (linear nDCG is scale-invariant).
+L2-normalised embeddings, FAISS flat), so the figure is what the retrieval stack would see, not a
+re-ranking of the judged pairs. Gains come from the data (reldistill.labels via DataConfig); the
+metrics are reldistill.metrics' (one gain scale for teacher, student and eval).
 """
 
 from __future__ import annotations
@@ -14,19 +14,20 @@ import numpy as np
 import pandas as pd
 
 from reldistill.errors import UserError
+from reldistill.metrics import mean_metrics
+from reldistill.retrieval.dense import exact_top_k
 
-GAIN_SCALE = 1000  # gains 1 / 0.1 / 0.01 → 1000 / 100 / 10 (exact in ranx's integer qrels)
 METRICS = ("ndcg@10", "recall@100")
 
 
-def split_qrels(examples: pd.DataFrame, split: str) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
-    """({query_id: query}, {query_id: {product_id: scaled gain}}) for queries of ``split`` with a positive gain."""
+def split_qrels(examples: pd.DataFrame, split: str) -> tuple[dict[str, str], dict[str, dict[str, float]]]:
+    """({query_id: query}, {query_id: {product_id: gain}}) for queries of ``split`` with a positive gain."""
     rows = examples[examples["split"] == split]
     if rows.empty:
         raise UserError(f"split {split!r} has no queries — check data.dev_fraction or the split column.")
-    qrels: dict[str, dict[str, int]] = {}
+    qrels: dict[str, dict[str, float]] = {}
     for q, p, g in rows[["query_id", "product_id", "gain"]].itertuples(index=False):
-        qrels.setdefault(str(q), {})[str(p)] = int(round(float(g) * GAIN_SCALE))
+        qrels.setdefault(str(q), {})[str(p)] = float(g)
     qrels = {q: d for q, d in qrels.items() if any(v > 0 for v in d.values())}
     queries = rows.drop_duplicates("query_id").set_index("query_id")["query"].astype(str)
     return {q: queries[q] for q in qrels}, qrels
@@ -34,17 +35,11 @@ def split_qrels(examples: pd.DataFrame, split: str) -> tuple[dict[str, str], dic
 
 def catalog_search(model, queries: list[str], products: pd.DataFrame, k: int = 100,
                    doc_embeddings: np.ndarray | None = None, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, indices) of the top-``k`` catalog products per query by cosine similarity."""
+    """(scores, indices) of the top-``k`` catalog products per query by cosine similarity (FAISS flat, no full matrix)."""
     from reldistill.student.encode import encode_documents, encode_queries
 
     docs = doc_embeddings if doc_embeddings is not None else encode_documents(model, products["text"].tolist(), batch_size)
-    qs = encode_queries(model, queries, batch_size)
-    k = min(k, len(docs))
-    sims = qs @ docs.T
-    idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-    part = np.take_along_axis(sims, idx, axis=1)
-    order = np.argsort(-part, axis=1)
-    return np.take_along_axis(part, order, axis=1), np.take_along_axis(idx, order, axis=1)
+    return exact_top_k(encode_queries(model, queries, batch_size), docs, k)
 
 
 def evaluate_student(model, examples: pd.DataFrame, products: pd.DataFrame, split: str = "dev",
@@ -53,8 +48,6 @@ def evaluate_student(model, examples: pd.DataFrame, products: pd.DataFrame, spli
 
     ``doc_embeddings``: the catalog already encoded by ``model`` (to score several splits with one encode).
     """
-    from ranx import Qrels, Run, evaluate
-
     queries, qrels = split_qrels(examples, split)
     if not qrels:
         raise UserError(f"split {split!r} has no query with a relevant product — nothing to evaluate.")
@@ -63,10 +56,10 @@ def evaluate_student(model, examples: pd.DataFrame, products: pd.DataFrame, spli
     pids = products["product_id"].astype(str).to_numpy()
     run = {q: {str(pids[j]): float(s) for j, s in zip(idx[i], scores[i])} for i, q in enumerate(qids)}
     top = max(max(d.values()) for d in qrels.values())
-    exact = {q: {p: 1 for p, g in d.items() if g == top} for q, d in qrels.items()}
+    exact = {q: {p: 1.0 for p, g in d.items() if g == top} for q, d in qrels.items()}
     exact = {q: d for q, d in exact.items() if d}
-    ndcg = evaluate(Qrels(qrels), Run(run), "ndcg@10", make_comparable=True)
-    recall = evaluate(Qrels(exact), Run({q: run[q] for q in exact}), "recall@100", make_comparable=True) if exact else 0.0
+    ndcg = mean_metrics(qrels, run, ["ndcg@10"])["ndcg@10"]
+    recall = mean_metrics(exact, run, ["recall@100"])["recall@100"] if exact else 0.0
     return {"ndcg@10": float(ndcg), "recall@100": float(recall), "queries": len(qids)}
 
 

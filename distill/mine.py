@@ -1,7 +1,8 @@
 """Candidate mining: which (query, product) pairs the teacher should label.
 
 For every TRAIN query (never dev/test): its judged products, plus hard candidates mined from the
-whole catalog with BM25 (bm25s) and with the current student (dense, exact inner product). Queries
+whole catalog with the retrieval index's BM25 (BM25Index) and with the current student (dense, exact
+inner product through FAISS: `exact_top_k`). Queries
 with few judgements ("unlabeled": the sample's sparse single-pair queries, or a user's query list)
 get a shallower mined list — the teacher labels far more pairs than humans did. Mined products that
 are near-duplicates of a judged positive can be dropped (the teacher would label them positive anyway,
@@ -9,7 +10,7 @@ and they look like false negatives to in-batch losses).
 
 sentence-transformers' ``mine_hard_negatives`` needs an (anchor, positive) pair per row and embeds the
 corpus itself; here unlabeled queries have no positive and the catalog embeddings are reused for the
-near-duplicate filter, so the dense side is one shared catalog encode + a matrix product instead.
+near-duplicate filter, so the dense side is one shared catalog encode + a FAISS flat search instead.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import pandas as pd
 from reldistill.data import EsciData, carve_dev
 from reldistill.data.split import query_unit
 from reldistill.errors import UserError
+from reldistill.retrieval.dense import exact_top_k
+from reldistill.retrieval.lexical import BM25Index
 
 from .config import DistillConfig
 
@@ -73,27 +76,19 @@ def read_query_list(path: str | Path) -> list[str]:
 
 
 def bm25_top(queries: list[str], catalog_texts: list[str], k: int) -> list[list[int]]:
-    """Catalog row indices of the BM25 top-``k`` per query (zero-score hits dropped)."""
-    import bm25s
-
+    """Catalog row indices of the BM25 top-``k`` per query (the retrieval index's BM25; zero-score hits dropped)."""
     if k <= 0 or not queries:
         return [[] for _ in queries]
-    retriever = bm25s.BM25()
-    retriever.index(bm25s.tokenize(catalog_texts, stopwords="en", show_progress=False), show_progress=False)
-    k = min(k, len(catalog_texts))
-    res, scores = retriever.retrieve(bm25s.tokenize(queries, stopwords="en", show_progress=False), k=k, show_progress=False)
-    return [[int(i) for i, s in zip(r, sc) if s > 0] for r, sc in zip(res, scores)]
+    index = BM25Index.build([str(i) for i in range(len(catalog_texts))], catalog_texts)
+    ids, _ = index.search(list(queries), min(k, len(catalog_texts)))
+    return [[int(i) for i in row] for row in ids]
 
 
 def dense_top(query_emb: np.ndarray, doc_emb: np.ndarray, k: int) -> list[list[int]]:
-    """Catalog row indices of the inner-product top-``k`` per query."""
+    """Catalog row indices of the exact inner-product top-``k`` per query."""
     if k <= 0 or len(query_emb) == 0:
         return [[] for _ in range(len(query_emb))]
-    k = min(k, len(doc_emb))
-    sims = query_emb @ doc_emb.T
-    idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(sims, idx, axis=1), axis=1)
-    return np.take_along_axis(idx, order, axis=1).tolist()
+    return exact_top_k(query_emb, doc_emb, k)[1].tolist()
 
 
 def mine_candidates(data: EsciData, cfg: DistillConfig, student=None, dev_fraction: float = 0.15,

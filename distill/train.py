@@ -25,6 +25,7 @@ from reldistill.errors import UserError
 
 from .config import DistillConfig
 from .examples import blended_targets, build_rows
+from .interchange import read_flag_jsonl, read_st_dataset
 from .mine import _norm, with_dev_split
 from .scores import load_scores
 
@@ -132,7 +133,7 @@ def fit(rows: dict[str, dict[str, list]], out_dir: str | Path, cfg: DistillConfi
 
     out_dir = Path(out_dir)
     torch.manual_seed(cfg.seed)
-    model = load_student(cfg.student)
+    model = load_student(cfg.student, backend="torch")  # trained: PyTorch weights
     model.max_seq_length = cfg.max_seq_length
     datasets = {k: Dataset.from_dict(v) for k, v in rows.items()}
     losses = make_losses(model, cfg, list(datasets))
@@ -226,9 +227,56 @@ def _teacher_info(teacher_dir: str | Path | None) -> dict | None:
     return {"dir": str(p.resolve()), **{k: m.get(k) for k in ("kind", "base_model", "created_at") if k in m}}
 
 
+def scored_frame(scores_path: str | Path, data, examples: pd.DataFrame) -> pd.DataFrame:
+    """Scored candidates of train queries with product text, from our scores parquet or FlagEmbedding JSONL."""
+    p = Path(scores_path)
+    if p.suffix.lower() == ".jsonl":
+        if not p.is_file():
+            raise UserError(f"FlagEmbedding file {p} does not exist — write it with `reldistill distill export`.")
+        df = read_flag_jsonl(p)
+    else:
+        catalog = data.products.set_index("product_id")["text"]
+        df = load_scores(p, set(catalog.index))
+        df["text"] = df["product_id"].map(catalog).astype(str)
+    df = _train_only(df, examples)
+    if df.empty:
+        raise UserError(f"scores file {scores_path} has no pairs of train queries — mine and label candidates for the train split.")
+    return df
+
+
+def _human_mnrl(examples: pd.DataFrame) -> dict[str, list]:
+    hp = _human_positives(examples)
+    return {"query": hp["query"].tolist(), "positive": hp["text"].tolist()}
+
+
+def training_rows(scores_path: str | Path, cfg: DistillConfig, data, examples: pd.DataFrame) -> tuple[dict, dict]:
+    """Training rows from a scores parquet, a FlagEmbedding JSONL, or a sentence-transformers Margin-MSE
+    dataset folder (then the MNRL rows are the judged Exact pairs only); returns (rows, source summary)."""
+    p = Path(scores_path)
+    if p.is_dir():
+        if cfg.loss != "margin-mse":
+            raise UserError(f"{p} is a Margin-MSE dataset; train it with --loss margin-mse (or pass scores / FlagEmbedding JSONL).")
+        rows = read_st_dataset(p)
+        held = set(_norm(examples.loc[examples["split"] != "train", "query"]))
+        keep = [i for i, q in enumerate(_norm(pd.Series(rows["query"]))) if q not in held]
+        rows = {k: [v[i] for i in keep] for k, v in rows.items()}
+        if not keep:
+            raise UserError(f"{p} has no rows of train queries.")
+        out = {"distill": rows}
+        human = _human_mnrl(examples)
+        if cfg.mnrl_weight > 0 and len(human["query"]) >= 2:
+            out["mnrl"] = human
+        return out, {"rows": len(keep), "queries": len(set(rows["query"]))}
+    df = scored_frame(p, data, examples)
+    target = blended_targets(df, cfg.human_weight)
+    rows = build_rows(df, target, cfg, human_positives=_human_positives(examples))
+    return rows, {"pairs": len(df), "queries": int(df["query_id"].nunique())}
+
+
 def train_student(scores_path: str | Path, out_dir: str | Path, cfg: DistillConfig, data_cfg: DataConfig,
                   teacher_dir: str | Path | None = None, resume: bool = True, force: bool = False) -> Path:
-    """Distil the teacher scores in ``scores_path`` into ``cfg.student``; returns ``out_dir``.
+    """Distil the teacher scores in ``scores_path`` (scores parquet, FlagEmbedding JSONL or a
+    sentence-transformers Margin-MSE dataset folder) into ``cfg.student``; returns ``out_dir``.
 
     ``out_dir`` must be absent, empty or a student (``force`` replaces anything).
     """
@@ -236,18 +284,11 @@ def train_student(scores_path: str | Path, out_dir: str | Path, cfg: DistillConf
 
     check_replaceable(out_dir, KIND, force)
     data, examples = _load_data(data_cfg)
-    catalog = data.products.set_index("product_id")["text"]
-    df = load_scores(scores_path, set(catalog.index))
-    df = _train_only(df, examples)
-    if df.empty:
-        raise UserError(f"scores file {scores_path} has no pairs of train queries — mine and label candidates for the train split.")
-    df["text"] = df["product_id"].map(catalog).astype(str)
-    target = blended_targets(df, cfg.human_weight)
-    rows = build_rows(df, target, cfg, human_positives=_human_positives(examples))
+    rows, summary = training_rows(scores_path, cfg, data, examples)
+    digest = file_fingerprint(scores_path) if Path(scores_path).is_file() else None
     return fit(rows, out_dir, cfg, data, examples, resume=resume, force=force, manifest_fields={
         "teacher": _teacher_info(teacher_dir) or {"dir": None},
-        "scores": {"path": str(Path(scores_path).resolve()), "sha256": file_fingerprint(scores_path), "pairs": len(df),
-                   "queries": int(df["query_id"].nunique())},
+        "scores": {"path": str(Path(scores_path).resolve()), "sha256": digest, **summary},
         "data_path": data_cfg.path})
 
 

@@ -25,34 +25,41 @@ def eval_cmd(
     split: Annotated[Optional[str], typer.Option("--split", help="Split to evaluate (default: eval.split, 'test').")] = None,
     config: ConfigOpt = None,
     max_queries: Annotated[Optional[int], typer.Option("--max-queries", help="Only the first N queries of the split (smoke runs).")] = None,
-    rerank_k: Annotated[Optional[int], typer.Option("--rerank-k", help="Hybrid results the teacher reranks per query.")] = None,
+    rerank_k: Annotated[Optional[int], typer.Option("--rerank-k", help="Fused results the teacher reranks per query (default: search.rerank_k).")] = None,
     systems: Annotated[Optional[str], typer.Option("--systems", help="Comma-separated subset, e.g. bm25,dense-base (default: all).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json to stdout instead of the tables.")] = False,
 ) -> None:
-    """Compare every system the run holds (BM25, dense students, hybrids, teacher) on one split; write reports."""
+    """Compare every system the run holds (BM25, dense students, hybrids, teacher) on one split through the served
+    search pipeline; choose the served configuration on dev (serving.json); write reports. With --data other than
+    the run's own data the reports go to <run>/eval/other/<data>-<split>/ and the run's report is left alone."""
+    import dataclasses
+
     from reldistill.artifacts import RunDir
     from reldistill.config import DataConfig, from_dict, load_yaml
     from reldistill.errors import UserError
-    from reldistill.eval.compare import Evaluation
     from reldistill.eval.config import EvalConfig, load_section
-    from reldistill.eval.report import render_markdown, write_report
+    from reldistill.eval.report import evaluate_run, render_markdown
+    from reldistill.retrieval.config import IndexConfig, SearchConfig
+    from reldistill.student.backend import configure_from_recipe
 
     _quiet()
     RunDir(run)  # a missing run directory is a UserError before anything loads
     data_cfg = from_dict(DataConfig, (load_yaml(config).get("data") if config else None) or {}, f"{config}:data")
+    configure_from_recipe(load_yaml(config) if config else None)
     cfg = load_section(config, "eval", EvalConfig)
+    search_cfg = load_section(config, "search", SearchConfig)
+    index_cfg = load_section(config, "index", IndexConfig)
+    if rerank_k is not None:
+        search_cfg = dataclasses.replace(search_cfg, rerank_k=rerank_k)
     if data is not None:
         if not data.exists():
             raise UserError(f"--data {data} does not exist — pass an ESCI directory or a CSV/JSONL/parquet table.")
         data_cfg.path = str(data)
     chosen = [x.strip() for x in systems.split(",") if x.strip()] if systems is not None else None
-    overrides = {k: v for k, v in (("split", split), ("max_queries", max_queries), ("rerank_k", rerank_k),
-                                   ("systems", chosen)) if v is not None}
+    overrides = {k: v for k, v in (("split", split), ("max_queries", max_queries), ("systems", chosen)) if v is not None}
     if overrides:
-        import dataclasses
-
         cfg = EvalConfig(**{**dataclasses.asdict(cfg), **overrides})
-    report = write_report(RunDir(run), Evaluation(run, data_cfg, cfg).run_all())
+    report = evaluate_run(RunDir(run), data_cfg, cfg, search_cfg, index_cfg)
     if as_json:
         typer.echo(json.dumps(report, indent=2, ensure_ascii=False, default=str))
     else:
@@ -60,7 +67,7 @@ def eval_cmd(
         from rich.markdown import Markdown
 
         Console().print(Markdown(render_markdown(report)))
-        typer.echo(f"wrote {RunDir(run).report_json} and {RunDir(run).report_md}")
+        typer.echo(f"wrote {report['files']['report_json']} and {report['files']['report_md']}")
 
 
 def bench_cmd(

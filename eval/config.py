@@ -10,6 +10,7 @@ from reldistill.config import from_dict, load_yaml
 from reldistill.errors import UserError
 
 STAT_TESTS = ("student", "fisher")
+MOVED = {"eval": {"rrf_k": "search.rrf_k", "rerank_k": "search.rerank_k"}}  # section -> {old key: where it lives now}
 SYSTEMS = ("bm25", "dense-base", "dense-human", "dense-distilled", "hybrid-base", "hybrid-distilled",
            "hybrid+rerank", "teacher")
 
@@ -28,8 +29,6 @@ class EvalConfig:
     ndcg_k: int = 10
     mrr_k: int = 10
     relevant_labels: list[str] = dataclasses.field(default_factory=lambda: ["E"])
-    rrf_k: int = 60  # Reciprocal Rank Fusion constant
-    rerank_k: int = 20  # hybrid results the teacher reranks per query
     base_student: str = "minilm-l6"  # used when the distilled student's manifest names no base
     stat_test: str = "student"  # paired two-sided t-test ("student") or Fisher randomization ("fisher")
     max_p: float = 0.05
@@ -39,13 +38,24 @@ class EvalConfig:
     teacher_batch: int = 32
     max_queries: int | None = None  # evaluate only the first N queries of the split (smoke runs)
     systems: list[str] | None = None  # evaluate only these systems (None: every system the run has)
+    # choosing the served configuration on dev (never on test): search: settings are the served ones
+    choose_on: str = "dev"  # split the served configuration is chosen on ("none": keep search: as it is)
+    weight_grid: list[float] = dataclasses.field(default_factory=lambda: [0.5, 1.0, 2.0])  # dense weight, bm25 = 1
+    rerank_k_grid: list[int] = dataclasses.field(default_factory=lambda: [10, 20])
+    dev_rerank_queries: int = 100  # dev queries (seeded, whole queries) the rerank candidates are scored on
+    min_gain: float = 0.005  # a system with more parts must beat the simpler choice by this much dev nDCG@10 ...
+    # ... and be significant (paired t-test, p < max_p), so noise on a few hundred dev queries picks nothing
 
     def __post_init__(self) -> None:
-        for name in ("depth", "ndcg_k", "mrr_k", "rrf_k", "batch_size", "permutations", "teacher_batch"):
+        for name in ("depth", "ndcg_k", "mrr_k", "batch_size", "permutations", "teacher_batch", "dev_rerank_queries"):
             if getattr(self, name) < 1:
                 raise UserError(f"eval.{name} must be at least 1, got {getattr(self, name)}.")
-        if self.rerank_k < 0 or self.rerank_k > self.depth:
-            raise UserError(f"eval.rerank_k must be in [0, eval.depth={self.depth}], got {self.rerank_k}.")
+        if not self.weight_grid or any(w <= 0 for w in self.weight_grid):
+            raise UserError(f"eval.weight_grid must list positive dense weights (bm25 weight 1), got {self.weight_grid}.")
+        if any(k < 1 or k > self.depth for k in self.rerank_k_grid):
+            raise UserError(f"eval.rerank_k_grid values must be in [1, eval.depth={self.depth}], got {self.rerank_k_grid}.")
+        if self.min_gain < 0:
+            raise UserError(f"eval.min_gain must be at least 0, got {self.min_gain}.")
         if self.stat_test not in STAT_TESTS:
             raise UserError(f"eval.stat_test must be one of {', '.join(STAT_TESTS)}, got {self.stat_test!r}.")
         if not 0.0 < self.max_p < 1.0:
@@ -93,4 +103,7 @@ def load_section(path: str | Path | None, section: str, cls):
     data: dict[str, Any] = load_yaml(path).get(section) or {}
     if not isinstance(data, dict):
         raise UserError(f"{path}: section {section!r} must be a mapping of settings.")
+    for key, where in MOVED.get(section, {}).items():
+        if key in data:
+            raise UserError(f"{path}: {section}.{key} is gone — eval, search and serve share one setting, {where}; move it there.")
     return from_dict(cls, data, f"{path}:{section}")

@@ -39,6 +39,9 @@ def findings(report: dict[str, Any]) -> list[str]:
     if teacher is not None and bm25 is not None and teacher <= bm25:
         out.append(f"The teacher ranks judged candidates no better than BM25 (ESCI Task 1 {t1_metric} {teacher:.4f} vs "
                    f"{bm25:.4f}): its scores add noise to distillation. Train it longer, or with the GPU recipe.")
+    served = report.get("served") or {}
+    if served.get("below_best_part"):
+        out.append(f"The served configuration does not hold up on {report['split']}: {served['below_best_part']}.")
     hyb, rr = _get(sysm, "hybrid-distilled", metric), _get(sysm, "hybrid-distilled+rerank", metric)
     if hyb is not None and rr is not None and rr < hyb:
         out.append(f"Teacher reranking lowers {metric} ({rr:.4f} vs {hyb:.4f} without): search without `rerank` "

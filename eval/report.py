@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from reldistill.artifacts import RunDir, atomic_path, write_json, write_manifest, write_text
+from reldistill.artifacts import RunDir, atomic_path, read_json, write_json, write_manifest, write_text
 from reldistill.eval.findings import findings
 
 SYSTEM_ORDER = ("bm25", "dense-base", "dense-human", "dense-distilled", "hybrid-base", "hybrid-distilled",
@@ -57,6 +57,7 @@ def render_markdown(report: dict) -> str:
         "⁻ᵇ / ⁻ᵈ = significantly worse.",
         "",
     ]
+    out += _served_markdown(report)
     if report.get("findings"):
         out += ["## Findings", ""] + [f"- {f}" for f in report["findings"]] + [""]
     out += [
@@ -88,6 +89,27 @@ def render_markdown(report: dict) -> str:
     return "\n".join(out)
 
 
+def _served_markdown(report: dict) -> list[str]:
+    """The headline: the served configuration on this split, and the dev comparison that chose it."""
+    served, dev = report.get("served"), report.get("dev")
+    if not served or not served.get("metrics"):
+        return []
+    metric = list(report["metrics"])[0]
+    chosen = served["dev"] or {}
+    out = ["## Served configuration (chosen on dev)", "",
+           f"**{served['name']}**: {metric} **{served['metrics'][metric]:.4f}** on {served['split']} "
+           f"({report['n_queries']} queries); dev {metric} {chosen.get(metric, float('nan')):.4f} on "
+           f"{chosen.get('queries', '?')} dev queries. Rule: {chosen.get('rule', 'given (serving.json)')}.", ""]
+    if served.get("below_best_part"):
+        out += [f"Note: {served['below_best_part']}.", ""]
+    if dev:
+        out += [f"Dev comparison ({dev['n_queries']} queries; rerank on {dev.get('rerank_queries') or '-'}):", "",
+                f"| configuration | dev {metric} | queries |", "|---|---:|---:|"]
+        out += [f"| {'**' + n + '**' if n == dev['chosen'] else n} | {m[metric]:.4f} | {m['queries']} |" for n, m in dev["systems"].items()]
+        out += [""] + [f"- {line}" for line in dev["decisions"]] + [""]
+    return out
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
@@ -106,13 +128,55 @@ def write_trec_runs(eval_dir: Path, runs: dict[str, dict[str, dict[str, dict[str
     return written
 
 
-def write_report(run: RunDir, report: dict[str, Any]) -> dict[str, Any]:
-    """Write TREC runs, plots, report.json, report.md and eval/manifest.json (last). Returns the JSON written."""
+def own_data_path(run: RunDir) -> Path | None:
+    """The data the run was built on (its data check, else its index), or None when it records none."""
+    for sub in ("data", "index"):
+        path = run.root / sub / "manifest.json"
+        if path.is_file():
+            d = read_json(path).get("data")
+            if isinstance(d, dict) and d.get("path"):
+                return Path(d["path"]).resolve()
+    return None
+
+
+def other_data_dir(run: RunDir, data_path: str | Path, split: str) -> Path | None:
+    """Where an eval of ``data_path`` goes when it is not the run's own data: ``eval/other/<data>-<split>/``."""
+    own = own_data_path(run)
+    if own is None or Path(data_path).resolve() == own:
+        return None
+    return run.eval / "other" / _safe(f"{Path(data_path).resolve().name}-{split}")
+
+
+def evaluate_run(run: RunDir, data_cfg, cfg, search_cfg=None, index_cfg=None) -> dict[str, Any]:
+    """Evaluate the run through its served pipelines and write the report.
+
+    On the run's own data: report.json / report.md at the run's root, and the configuration chosen on dev
+    in ``serving.json``. On other data: everything under ``eval/other/<data>-<split>/`` (the run's own
+    report and serving.json untouched), with the run's served configuration as the headline.
+    """
+    from reldistill.eval.compare import Evaluation
+    from reldistill.retrieval.serving import read_serving, write_serving
+
+    out_dir = other_data_dir(run, data_cfg.path, cfg.split)
+    ev = Evaluation(run.root, data_cfg, cfg, search_cfg, index_cfg,
+                    serving=read_serving(run.root) if out_dir is not None else None)
+    report = write_report(run, ev.run_all(), out_dir)
+    if out_dir is None and ev.chose:
+        write_serving(run.root, ev.serving)
+    return report
+
+
+def write_report(run: RunDir, report: dict[str, Any], out_dir: Path | None = None) -> dict[str, Any]:
+    """Write TREC runs, plots, report.json, report.md and eval/manifest.json (last). Returns the JSON written.
+
+    ``out_dir``: write all of it there instead (an eval on other data), leaving the run's own report alone.
+    """
     from reldistill.eval.plots import plot_metric_bars, plot_ndcg_deltas
 
     report = dict(report)
     runs = report.pop("_runs")
-    eval_dir = run.eval
+    eval_dir = out_dir or run.eval
+    report_json, report_md = (out_dir / "report.json", out_dir / "report.md") if out_dir else (run.report_json, run.report_md)
     eval_dir.mkdir(parents=True, exist_ok=True)
     files = write_trec_runs(eval_dir, runs, list(next(iter(report["per_query_ndcg"]["retrieval"].values())).keys())
                             if report["per_query_ndcg"]["retrieval"] else [])
@@ -120,10 +184,10 @@ def write_report(run: RunDir, report: dict[str, Any]) -> dict[str, Any]:
     delta = plot_ndcg_deltas(report, eval_dir / "ndcg_delta.png")
     if delta is not None:
         files.append(delta.name)
-    report["files"] = {"trec_and_plots": files, "report_md": str(run.report_md)}
+    report["files"] = {"trec_and_plots": files, "report_json": str(report_json), "report_md": str(report_md)}
     report["findings"] = findings(report)
-    write_json(run.report_json, report)
-    write_text(run.report_md, render_markdown(report))
+    write_json(report_json, report)
+    write_text(report_md, render_markdown(report))
     write_manifest(eval_dir, "eval", split=report["split"], n_queries=report["n_queries"],
                    systems=sorted(report["systems"]), task1=sorted(report["task1"]), absent=report["absent"],
                    data=report["data"], files=files)

@@ -1,8 +1,8 @@
-"""The searchers eval compares: BM25 (bm25s), exact dense search (FAISS flat inner product), RRF fusion.
+"""What eval needs beside the served search pipelines: each student's catalog vectors and Task-1 pair scores.
 
-Runs are plain ``{query_id: {product_id: score}}`` dicts, higher score = better, at most ``depth``
-products per query. Dense catalog embeddings are cached per student under ``<run>/eval/cache`` so a
-second eval of the same run does not re-encode the catalog.
+Full-catalog retrieval is always `SearchPipeline.search_many` (reldistill.retrieval); here only the
+ESCI Task-1 scoring of judged (query, product) pairs and the per-student catalog vectors, cached under
+``<run>/eval/cache`` so a second eval of the same run does not re-encode the catalog.
 """
 
 from __future__ import annotations
@@ -20,53 +20,6 @@ from reldistill.student.catalog_vectors import catalog_digest, load_vectors, wei
 log = logging.getLogger(__name__)
 
 RunDict = dict[str, dict[str, float]]
-
-
-class BM25Searcher:
-    """Lucene-style BM25 over the catalog text (bm25s; English stopwords, lower-cased, no stemming)."""
-
-    def __init__(self, product_ids: Sequence[str], texts: Sequence[str]):
-        import bm25s
-
-        logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets its own logger to DEBUG
-        self.product_ids = list(product_ids)
-        self._bm25s = bm25s
-        self.retriever = bm25s.BM25()
-        self.retriever.index(self._tokenize(texts), show_progress=False)
-
-    def _tokenize(self, texts: Sequence[str]) -> list[list[str]]:
-        return self._bm25s.tokenize(list(texts), stopwords="en", return_ids=False, show_progress=False)
-
-    def search(self, query_ids: Sequence[str], queries: Sequence[str], depth: int) -> RunDict:
-        """Top ``depth`` products per query."""
-        k = min(depth, len(self.product_ids))
-        out: RunDict = {}
-        for qid, toks in zip(query_ids, self._tokenize(queries)):
-            scores = self.retriever.get_scores(toks) if toks else np.zeros(len(self.product_ids), np.float32)
-            hits = top_k(scores, self.product_ids, k)
-            out[qid] = {p: s for p, s in hits.items() if s > 0}  # BM25 returns only products sharing a term
-        return out
-
-    def score_pairs(self, queries: Sequence[str], product_rows: Sequence[int]) -> np.ndarray:
-        """BM25 score of each (query, catalog row) pair (Task-1 reranking of judged candidates)."""
-        out = np.zeros(len(queries), dtype=np.float64)
-        cache: dict[str, np.ndarray] = {}
-        uniq = sorted(set(queries))
-        toks = dict(zip(uniq, self._tokenize(uniq)))
-        for i, (q, row) in enumerate(zip(queries, product_rows)):
-            if q not in cache:
-                cache[q] = self.retriever.get_scores(toks[q]) if toks[q] else np.zeros(len(self.product_ids))
-            out[i] = cache[q][row]
-        return out
-
-
-def top_k(scores: np.ndarray, ids: Sequence[str], k: int) -> dict[str, float]:
-    """The ``k`` best (id, score) of a score vector, best first; ties broken by catalog order."""
-    scores = np.asarray(scores)
-    k = min(k, len(scores))
-    part = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
-    order = part[np.lexsort((part, -scores[part]))]
-    return {ids[i]: float(scores[i]) for i in order}
 
 
 def model_digest(model_path: str | Path) -> str:
@@ -116,85 +69,33 @@ def vectors_from_index(index_dir: Path, student: str, product_ids: Sequence[str]
         return None
 
 
-class DenseSearcher:
-    """A student's catalog embeddings in a FAISS exact inner-product index (vectors are L2-normalised)."""
-
-    def __init__(self, name: str, model, model_path: str, product_ids: Sequence[str], texts: Sequence[str],
-                 cache_dir: Path | None = None, batch_size: int = 64, index_dir: Path | None = None,
-                 student: str | None = None):
-        import faiss
-
-        self.name = name
-        self.model = model
-        self.product_ids = list(product_ids)
-        self.batch_size = batch_size
-        # keyed by weights, not by system name: students with identical weights share one encoding
-        key = f"emb-{model_digest(model_path)}-{catalog_digest(self.product_ids, texts)[:16]}"
-        cached = cache_dir / f"{key}.npy" if cache_dir else None
-        self.source = "encoded"
-        emb = None
-        if cached is not None and cached.is_file():
-            emb = np.load(cached)
-            self.source = "eval cache"
-        elif index_dir is not None and student is not None:
-            emb = vectors_from_index(index_dir, student, self.product_ids, texts)
-            if emb is not None:
-                self.source = f"retrieval index {index_dir}"
-        if emb is None and Path(model_path).is_dir():
-            emb = load_vectors(model_path, self.product_ids, list(texts))
-            if emb is not None:
-                self.source = f"vectors saved with {model_path}"
-        if emb is None:
-            log.info("encoding %d catalog texts with %s", len(texts), name)
-            emb = encode_with_progress(model, list(texts), batch_size, f"{name}: encode catalog")
-            if cached is not None:
-                with atomic_path(cached) as tmp:
-                    with open(tmp, "wb") as f:
-                        np.save(f, emb)
-        self.from_cache = self.source != "encoded"
-        self.embeddings = np.ascontiguousarray(emb, dtype=np.float32)
-        self.index = faiss.IndexFlatIP(self.embeddings.shape[1])
-        self.index.add(self.embeddings)
-
-    def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
-        from reldistill.student import encode_queries
-
-        return encode_queries(self.model, list(queries), batch_size=self.batch_size)
-
-    def search(self, query_ids: Sequence[str], queries: Sequence[str], depth: int) -> RunDict:
-        q = self.encode_queries(queries)
-        k = min(depth, len(self.product_ids))
-        scores, rows = self.index.search(q, k)
-        return {qid: {self.product_ids[r]: float(s) for s, r in zip(sc, rw) if r >= 0}
-                for qid, sc, rw in zip(query_ids, scores, rows)}
-
-    def score_pairs(self, queries: Sequence[str], product_rows: Sequence[int]) -> np.ndarray:
-        """Cosine similarity of each (query, catalog row) pair."""
-        uniq = sorted(set(queries))
-        qe = dict(zip(uniq, self.encode_queries(uniq)))
-        return np.array([float(qe[q] @ self.embeddings[r]) for q, r in zip(queries, product_rows)])
+def catalog_vectors(name: str, model, model_path: str, product_ids: Sequence[str], texts: Sequence[str],
+                    cache_dir: Path | None = None, batch_size: int = 64, index_dir: Path | None = None,
+                    student: str | None = None) -> tuple[np.ndarray, str]:
+    """(the catalog encoded by a student, where the vectors came from): the eval cache, the run's index,
+    the vectors saved with the student folder, else a fresh encode (then cached, keyed by weights, not by
+    system name: students with identical weights share one encoding)."""
+    key = f"emb-{model_digest(model_path)}-{catalog_digest(list(product_ids), texts)[:16]}"
+    cached = cache_dir / f"{key}.npy" if cache_dir else None
+    emb, source = None, "encoded"
+    if cached is not None and cached.is_file():
+        emb, source = np.load(cached), "eval cache"
+    elif index_dir is not None and student is not None:
+        emb = vectors_from_index(index_dir, student, product_ids, texts)
+        source = f"retrieval index {index_dir}"
+    if emb is None and Path(model_path).is_dir():
+        emb = load_vectors(model_path, list(product_ids), list(texts))
+        source = f"vectors saved with {model_path}"
+    if emb is None:
+        log.info("encoding %d catalog texts with %s", len(texts), name)
+        emb, source = encode_with_progress(model, list(texts), batch_size, f"{name}: encode catalog"), "encoded"
+        if cached is not None:
+            with atomic_path(cached) as tmp:
+                with open(tmp, "wb") as f:
+                    np.save(f, emb)
+    return np.ascontiguousarray(emb, dtype=np.float32), source
 
 
-def rrf(runs: Sequence[RunDict], k: int, depth: int) -> RunDict:
-    """Reciprocal Rank Fusion (Cormack et al. 2009): score = Σ 1 / (k + rank), rank 1-based, via ranx.fuse."""
-    from ranx import Run, fuse
-
-    qids = sorted(set().union(*(r.keys() for r in runs)))
-    rx = [Run.from_dict({q: r.get(q) or {} for q in qids}) for r in runs]
-    fused = fuse(runs=rx, method="rrf", params={"k": k}).to_dict()
-    return {q: dict(sorted(fused.get(q, {}).items(), key=lambda kv: -kv[1])[:depth]) for q in qids}
-
-
-def rerank_run(run: RunDict, teacher_scores: dict[tuple[str, str], float], top: int) -> RunDict:
-    """Reorder each query's first ``top`` results by teacher score; the rest keep their order below them."""
-    out: RunDict = {}
-    for q, docs in run.items():
-        ranked = sorted(docs.items(), key=lambda kv: -kv[1])
-        head, tail = ranked[:top], ranked[top:]
-        new: dict[str, float] = {}
-        for p, _ in sorted(head, key=lambda kv: -teacher_scores[(q, kv[0])]):
-            new[p] = 2.0 + teacher_scores[(q, p)]  # teacher probabilities lie in [0, 1]: above every tail score
-        for i, (p, _) in enumerate(tail):
-            new[p] = 1.0 / (2 + i)
-        out[q] = new
-    return out
+def dense_pair_scores(query_vectors: np.ndarray, catalog: np.ndarray, rows: Sequence[int]) -> np.ndarray:
+    """Cosine similarity of each (query vector, catalog row) pair (Task-1 reranking of judged candidates)."""
+    return np.einsum("ij,ij->i", np.asarray(query_vectors, np.float64), catalog[np.asarray(rows, dtype=np.int64)].astype(np.float64))

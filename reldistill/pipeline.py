@@ -44,6 +44,9 @@ class Pipeline:
         from reldistill.teacher.config import load_recipe
 
         self.recipe = load_yaml(self.config)
+        from reldistill.student.backend import configure_from_recipe
+
+        configure_from_recipe(self.recipe)  # student.backend for every encode of the run
         self.data_cfg = from_dict(DataConfig, self.recipe.get("data"), f"{self.config}:data")
         if self.data_path:
             self.data_cfg.path = self.data_path
@@ -168,18 +171,27 @@ class Pipeline:
     def index_stage(self) -> str:
         from reldistill.retrieval.build import build_index
 
-        idx = build_index(self.run.root, student_path=str(self.run.student), data_cfg=self.data_cfg)
+        from reldistill.eval.config import load_section
+        from reldistill.retrieval.config import IndexConfig
+
+        icfg = load_section(self.config, "index", IndexConfig)  # the recipe's index: section (kind, HNSW/IVF-PQ knobs)
+        idx = build_index(self.run.root, student_path=str(self.run.student), data_cfg=self.data_cfg, kind=icfg.kind, config=icfg)
         m = read_manifest(idx)
         return f"{m.get('count', '?'):,} products, dim {m.get('dim', '?')}, {m.get('index_kind', 'flat')} FAISS + BM25"
 
     def eval_stage(self) -> str:
-        from reldistill.eval.compare import Evaluation
         from reldistill.eval.config import EvalConfig, load_section
-        from reldistill.eval.report import write_report
+        from reldistill.eval.report import evaluate_run
+        from reldistill.retrieval.config import IndexConfig, SearchConfig
 
-        cfg = load_section(self.config, "eval", EvalConfig)
-        report = write_report(self.run, Evaluation(self.run.root, self.data_cfg, cfg).run_all())
+        load = lambda section, cls: load_section(self.config, section, cls)  # noqa: E731
+        report = evaluate_run(self.run, self.data_cfg, load("eval", EvalConfig), load("search", SearchConfig), load("index", IndexConfig))
         sysm = report["systems"]
+        served = report.get("served")
+        if served and served.get("metrics"):
+            key = next(iter(served["metrics"]))
+            return (f"{len(sysm)} systems on {report['n_queries']} {report['split']} queries; served (chosen on dev) "
+                    f"{served['name']}: {key} {served['metrics'][key]:.4f}")
         key = next((k for k in next(iter(sysm.values()), {}) if k.lower().startswith("ndcg@10")), None)
         if key is None:
             return f"{len(sysm)} systems evaluated on {report['n_queries']} {report['split']} queries"

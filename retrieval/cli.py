@@ -19,8 +19,11 @@ ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", min=1, help="tor
 
 def _sections(config: Path | None) -> dict:
     from reldistill.config import load_yaml
+    from reldistill.student.backend import configure_from_recipe
 
-    return load_yaml(config) if config is not None else {}
+    sections = load_yaml(config) if config is not None else {}
+    configure_from_recipe(sections)  # student.backend for index build, search and serve
+    return sections
 
 
 def _data_cfg(sections: dict, data: Path | None):
@@ -71,15 +74,24 @@ def _search_cfg(sections: dict):
 
 
 def _pipeline(run: Path, sections: dict, student: str | None = None, name: str | None = None):
+    """The run's pipeline under the recipe's ``search:`` settings, with the run's dev-chosen serving.json applied."""
     from reldistill.retrieval.pipeline import SearchPipeline
+    from reldistill.retrieval.serving import read_serving
 
-    return SearchPipeline.from_run(run, student=student, config=_search_cfg(sections), name=name)
+    cfg = _search_cfg(sections)
+    serving = read_serving(run)
+    if serving is not None:
+        cfg = serving.search_config(cfg)
+    pipe = SearchPipeline.from_run(run, student=student, config=cfg, name=name)
+    if serving is not None:
+        pipe.default_mode = serving.mode
+    return pipe
 
 
 def search_cmd(
     query: Annotated[str, typer.Argument(help="The query text.")],
     run: RunOpt,
-    mode: Annotated[str, typer.Option(help="bm25 | dense | hybrid | rerank (hybrid + teacher rerank).")] = "hybrid",
+    mode: Annotated[Optional[str], typer.Option(help="bm25 | dense | hybrid | rerank (hybrid + teacher rerank); default: the run's serving.json (chosen on dev by `reldistill eval`), else hybrid.")] = None,
     k: Annotated[int, typer.Option("--k", help="Number of results.")] = 10,
     rerank_k: Annotated[Optional[int], typer.Option(help="Fused candidates the teacher reranks (default: search.rerank_k).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
@@ -91,7 +103,7 @@ def search_cmd(
     from reldistill.retrieval.pipeline import check_query
 
     check_query(query)
-    if mode not in MODES:
+    if mode is not None and mode not in MODES:
         raise UserError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}.")
     sections = _sections(config)
     max_k = _search_cfg(sections).max_k
@@ -101,6 +113,7 @@ def search_cmd(
         raise UserError(f"--rerank-k must be between 1 and {max_k}, got {rerank_k}.")
     _threads(threads)
     pipe = _pipeline(run, sections)
+    mode = mode or pipe.default_mode
     res = pipe.search(query, mode=mode, k=k, rerank_k=rerank_k)
     if as_json:
         typer.echo(json.dumps(res.to_dict(), indent=2, ensure_ascii=False))
@@ -126,6 +139,8 @@ def serve_cmd(
     port: Annotated[Optional[int], typer.Option(help="Port (default 8000).")] = None,
     api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="RELDISTILL_API_KEY", help="Require this X-API-Key header on API calls.")] = None,
     compare: Annotated[Optional[str], typer.Option(help="Second pipeline for the side-by-side page: a run directory with an index, or a student (e.g. minilm-l6, indexed in memory).")] = None,
+    allow_remote_without_key: Annotated[bool, typer.Option("--allow-remote-without-key", help="Allow a non-loopback --host without --api-key (anyone who reaches the port can use the service).")] = False,
+    trusted_host: Annotated[Optional[list[str]], typer.Option("--trusted-host", help="Host header to accept (repeatable; \"*\" for any). Default: loopback names, plus the bound address.")] = None,
     config: ConfigOpt = None,
     threads: ThreadsOpt = 1,
 ) -> None:
@@ -135,16 +150,18 @@ def serve_cmd(
     import uvicorn
 
     from reldistill.config import from_dict
-    from reldistill.retrieval.config import ServeConfig
+    from reldistill.retrieval.config import LOOPBACK_HOSTS, ServeConfig
     from reldistill.retrieval.service import create_app
 
     sections = _sections(config)
     scfg = from_dict(ServeConfig, sections.get("serve"), "serve")
-    over = {k: v for k, v in (("host", host), ("port", port), ("api_key", api_key)) if v is not None}
+    over = {k: v for k, v in (("host", host), ("port", port), ("api_key", api_key), ("trusted_hosts", trusted_host)) if v}
+    if allow_remote_without_key:
+        over["allow_remote_without_key"] = True
     scfg = ServeConfig(**{**dataclasses.asdict(scfg), **over})
-    if scfg.host not in ("127.0.0.1", "localhost", "::1") and scfg.api_key is None:
-        typer.echo(f"warning: binding {scfg.host} exposes the service beyond this machine without an API key; "
-                   "pass --api-key to require one.", err=True)
+    scfg.check_exposure()
+    if not scfg.loopback and scfg.trusted_hosts == list(LOOPBACK_HOSTS):  # clients name the bound address (any, for 0.0.0.0)
+        scfg.trusted_hosts = ["*"] if scfg.host in ("0.0.0.0", "::") else [*LOOPBACK_HOSTS, scfg.host]
     _threads(threads)
     pipe = _pipeline(run, sections)
     other = None

@@ -257,3 +257,18 @@ class DenseIndex:
         return cls(index, keys, int(m.get("next_key", max(stored, default=-1) + 1)), kind=kind,
                    dim=dim, model=m.get("model"), normalized=bool(m.get("normalized", True)),
                    tombstones=stored - set(keys.values()), config=cfg)
+
+
+def exact_top_k(query_vecs, doc_vecs, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, row indices) of the exact inner-product top-``k`` documents per query, best first.
+
+    FAISS flat search (blocked inside FAISS): no queries × catalog matrix is held in memory.
+    """
+    q = _as_matrix(query_vecs, None, "query vectors")
+    d = _as_matrix(doc_vecs, q.shape[1] if len(q) else None, "document vectors")
+    k = min(int(k), len(d))
+    if k < 1 or len(q) == 0:
+        return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
+    index = _faiss().IndexFlatIP(d.shape[1])
+    index.add(d)
+    return index.search(q, k)

@@ -75,6 +75,19 @@ class BM25Index:
             out_scores.append([s for _, s in keep])
         return out_ids, out_scores
 
+    def score_pairs(self, queries: list[str], product_ids: list[str]) -> np.ndarray:
+        """BM25 score of each (query, product) pair (0 for a product not in the index), one catalog pass per query."""
+        out = np.zeros(len(queries), dtype=np.float64)
+        uniq = list(dict.fromkeys(queries))
+        toks = dict(zip(uniq, _tokenize(uniq)))
+        full: dict[str, np.ndarray] = {}
+        for i, (q, p) in enumerate(zip(queries, product_ids)):
+            if q not in full:
+                full[q] = self.retriever.get_scores(toks[q]) * self.active if toks[q] else np.zeros(len(self.ids))
+            row = self._pos.get(str(p))
+            out[i] = float(full[q][row]) if row is not None else 0.0
+        return out
+
     def add(self, product_ids, texts) -> None:
         """Add or update products, then re-index (new text is searchable at once)."""
         for p, t in zip(map(str, product_ids), texts):

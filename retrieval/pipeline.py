@@ -21,7 +21,7 @@ from reldistill.errors import UserError
 from reldistill.rerank import Reranker
 from reldistill.retrieval.build import default_student, index_dir_of, read_index_manifest, student_identity
 from reldistill.retrieval.catalog import Catalog
-from reldistill.retrieval.config import MODES, SearchConfig
+from reldistill.retrieval.config import MODES, IndexConfig, SearchConfig
 from reldistill.retrieval.dense import DenseIndex
 from reldistill.retrieval.fusion import rrf_fuse
 from reldistill.retrieval.lexical import BM25Index
@@ -77,7 +77,10 @@ class SearchPipeline:
         self.teacher_dir = teacher_dir
         self.student_id = student_id or dense.model
         self.index_dir: Path | None = None
+        self.default_mode = "hybrid"  # the mode a caller gets when it names none (the run's serving.json sets it)
+        self.query_vectors: dict[str, np.ndarray] | None = None  # set to {} to encode each query once (eval)
         self._lock = threading.Lock()
+        self._teacher_of: SearchPipeline | None = None  # with_student copies load the teacher through their source
         if student is not None:
             dim = int(student.get_embedding_dimension())
             if dim != dense.dim:
@@ -115,18 +118,44 @@ class SearchPipeline:
         pipe.index_dir = index_dir
         return pipe
 
-    def with_student(self, student, name: str | None = None, kind: str = "flat") -> SearchPipeline:
-        """The same catalog, BM25 and reranker with another student's dense index (built in memory)."""
-        from reldistill.retrieval.build import encode_catalog
-        from reldistill.student import load_student
+    @classmethod
+    def from_data(cls, products: pd.DataFrame, examples: pd.DataFrame | None, student, *, vectors: np.ndarray | None = None,
+                  index_config: IndexConfig | None = None, config: SearchConfig | None = None,
+                  reranker: Reranker | None = None, teacher_dir: Path | None = None, name: str = "in-memory") -> SearchPipeline:
+        """A pipeline over ``products`` built in memory (what `index build` writes), e.g. to evaluate other data."""
+        ids = products["product_id"].astype(str).tolist()
+        texts = products["text"].astype(str).tolist()
+        model, dense = _dense_index(student, ids, texts, vectors, index_config or IndexConfig())
+        return cls(dense, BM25Index.build(ids, texts), Catalog.from_data(products, examples), model, reranker=reranker,
+                   config=config, name=name, teacher_dir=teacher_dir, student_id=dense.model)
 
-        model = load_student(str(student)) if isinstance(student, (str, Path)) else student
+    def with_student(self, student, name: str | None = None, kind: str | None = None, *,
+                     index_config: IndexConfig | None = None, vectors: np.ndarray | None = None) -> SearchPipeline:
+        """The same catalog, BM25 and reranker with another student's dense index (built in memory).
+
+        The index has this pipeline's kind and settings unless ``kind``/``index_config`` say otherwise;
+        ``vectors`` (the catalog encoded by ``student``, a row per catalog product) skip the encode, and so
+        do the vectors a student folder saved for this catalog.
+        """
         ids = self.catalog.frame()["product_id"].astype(str).tolist()
-        emb = encode_catalog(model, ids, [self.catalog.text(p) for p in ids])
-        sid = student_identity(str(student)) if isinstance(student, (str, Path)) else None
-        dense = DenseIndex.build(emb, ids, kind=kind, model=sid)
-        return SearchPipeline(dense, self.bm25, self.catalog, model, reranker=self._reranker, config=self.config,
-                              name=name or str(student), teacher_dir=self.teacher_dir, student_id=sid)
+        cfg = index_config or self.dense.config
+        if kind is not None and kind != cfg.kind:
+            cfg = IndexConfig(kind=kind)
+        model, dense = _dense_index(student, ids, [self.catalog.text(p) for p in ids], vectors, cfg)
+        pipe = SearchPipeline(dense, self.bm25, self.catalog, model, reranker=self._reranker, config=self.config,
+                              name=name or str(student), teacher_dir=self.teacher_dir, student_id=dense.model)
+        pipe.default_mode = self.default_mode
+        pipe._teacher_of = self  # one teacher in memory for both, however many columns rerank
+        return pipe
+
+    def with_config(self, config: SearchConfig | None = None, reranker: Reranker | None = None) -> SearchPipeline:
+        """The same indexes, student and query-vector memo under other search settings (and/or another reranker)."""
+        pipe = SearchPipeline(self.dense, self.bm25, self.catalog, self.student, reranker=reranker or self._reranker,
+                              config=config or self.config, name=self.name, teacher_dir=self.teacher_dir,
+                              student_id=self.student_id)
+        pipe.index_dir, pipe.default_mode, pipe.query_vectors = self.index_dir, self.default_mode, self.query_vectors
+        pipe._teacher_of = None if reranker is not None else self
+        return pipe
 
     # ---- reranker -----------------------------------------------------------------------------
     @property
@@ -136,6 +165,8 @@ class SearchPipeline:
             return self._load_reranker()
 
     def _load_reranker(self) -> Reranker:
+        if self._reranker is None and self._teacher_of is not None:
+            self._reranker = self._teacher_of.reranker
         if self._reranker is None:
             if self.teacher_dir is None:
                 raise UserError("mode 'rerank' needs a teacher: this run has no teacher/ — train one or pass a reranker.")
@@ -160,11 +191,18 @@ class SearchPipeline:
     def _encode(self, queries: list[str]) -> np.ndarray:
         from reldistill.student import encode_queries
 
-        return encode_queries(self.student, queries)
+        memo = self.query_vectors
+        if memo is None:
+            return encode_queries(self.student, queries)
+        todo = list(dict.fromkeys(q for q in queries if q not in memo))
+        if todo:
+            memo.update(zip(todo, encode_queries(self.student, todo)))
+        return np.stack([memo[q] for q in queries])
 
-    def search(self, query: str, mode: str = "hybrid", k: int = 10, rerank_k: int | None = None) -> SearchResponse:
+    def search(self, query: str, mode: str | None = None, k: int = 10, rerank_k: int | None = None) -> SearchResponse:
         """Search one query; see the module docstring for what each result carries."""
         query = check_query(query)
+        mode = mode or self.default_mode
         self._check(mode, k)
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
@@ -219,10 +257,14 @@ class SearchPipeline:
         timings["rerank_ms"] = _ms(t)
         return ranked, ranks
 
-    def search_many(self, queries: Sequence[str], mode: str = "hybrid", k: int = 100,
+    def search_many(self, queries: Sequence[str], mode: str | None = None, k: int = 100,
                     rerank_k: int | None = None) -> list[list[tuple[str, float]]]:
-        """Ranked (product_id, score) lists, one per query (batched BM25 and query encoding) — for evaluation."""
+        """Ranked (product_id, score) lists, one per query (batched BM25 and query encoding) — for evaluation.
+
+        Each list is what :meth:`search` returns for that query with the same mode, k and rerank_k.
+        """
         queries = [check_query(q) for q in queries]
+        mode = mode or self.default_mode
         if mode not in MODES:
             raise UserError(f"mode must be one of {', '.join(MODES)}, got {mode!r}.")
         if k < 1:
@@ -277,6 +319,22 @@ class SearchPipeline:
                 "dense_kind": self.dense.kind, "dim": self.dense.dim, "student": self.student_id,
                 "bm25_documents": len(self.bm25), "judged_queries": len(self.catalog.labels),
                 "reranker": getattr(self._reranker, "name", None) or ("teacher (lazy)" if self.teacher_dir else None)}
+
+
+def _dense_index(student, ids: list[str], texts: list[str], vectors: np.ndarray | None,
+                 cfg: IndexConfig) -> tuple[Any, DenseIndex]:
+    """(loaded student, its DenseIndex of the catalog): given vectors, else the student folder's saved ones, else encoded."""
+    from reldistill.retrieval.build import encode_catalog
+    from reldistill.student import load_student
+    from reldistill.student.catalog_vectors import load_vectors
+
+    named = isinstance(student, (str, Path))
+    model = load_student(str(student)) if named else student
+    if vectors is None and named and Path(str(student)).is_dir():
+        vectors = load_vectors(student, ids, texts)
+    emb = vectors if vectors is not None else encode_catalog(model, ids, texts, batch_size=cfg.batch_size)
+    sid = student_identity(str(student)) if named else None
+    return model, DenseIndex.build(emb, ids, kind=cfg.kind, model=sid, config=cfg)
 
 
 def _ms(t: float) -> float:

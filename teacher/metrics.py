@@ -1,4 +1,4 @@
-"""Teacher metrics: MSE of sigmoid(logit) vs soft label (the seed's metric), graded nDCG per query, score distributions."""
+"""Teacher metrics: MSE of sigmoid(logit) vs soft label (the seed's metric), graded nDCG per query (reldistill.metrics), score distributions."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from reldistill.metrics import ndcg_of_scores
+
 
 def mse(probs: np.ndarray, soft_labels: np.ndarray) -> float:
     p = np.asarray(probs, dtype=np.float64)
@@ -16,21 +18,8 @@ def mse(probs: np.ndarray, soft_labels: np.ndarray) -> float:
 
 
 def ndcg(scores: Sequence[float], gains: Sequence[float], k: int | None = None) -> float | None:
-    """nDCG@k of one query's judged candidates ranked by ``scores`` (linear ESCI gains, log2 discount).
-
-    None when the query has no positive gain (nDCG undefined). Ties are broken pessimistically
-    (lowest gain first) so a constant scorer earns no credit.
-    """
-    s = np.asarray(scores, dtype=np.float64)
-    g = np.asarray(gains, dtype=np.float64)
-    n = len(g) if k is None else min(k, len(g))
-    ideal = np.sort(g)[::-1][:n]
-    disc = 1.0 / np.log2(np.arange(2, n + 2))
-    idcg = float(ideal @ disc)
-    if idcg <= 0:
-        return None
-    order = np.lexsort((g, -s))[:n]  # by score desc, then gain asc
-    return float(g[order] @ disc / idcg)
+    """nDCG@k of one query's judged candidates ranked by ``scores`` (reldistill.metrics: linear gains, ties pessimistic)."""
+    return ndcg_of_scores(scores, gains, k)
 
 
 def mean_ndcg(df: pd.DataFrame, score_col: str = "teacher_score", k: int | None = None, min_judged: int = 2) -> tuple[float, int]:

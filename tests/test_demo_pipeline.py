@@ -32,8 +32,9 @@ def recipe(tmp_path_factory) -> Path:
         "distill": {"student": str(student), "bm25_depth": 4, "dense_depth": 4, "unlabeled_depth": 2, "min_judged": 3,
                     "max_unlabeled_queries": 10, "batch_size": 4, "max_steps": 2, "max_seq_length": 32,
                     "eval_split": "dev", "eval_base": False, "precision": "float32"},
-        "index": {"kind": "flat", "batch_size": 16},
-        "eval": {"split": "test", "depth": 20, "rerank_k": 5, "base_student": str(student), "teacher_dtype": "float32",
+        "index": {"kind": "hnsw", "batch_size": 16},  # the demo must build and evaluate the recipe's index kind
+        "search": {"rerank_k": 5},
+        "eval": {"split": "test", "depth": 20, "base_student": str(student), "teacher_dtype": "float32",
                  "teacher_batch": 8, "batch_size": 16},
     }
     path = root / "tiny-demo.yaml"
@@ -77,6 +78,17 @@ def test_demo_runs_every_stage_and_resumes_after_an_interruption(recipe, tmp_pat
     assert ("## Findings" in (run / "report.md").read_text()) and report["findings"]
     for name in STAGES:
         assert state["stages"][name]["summary"] and state["stages"][name]["seconds"] >= 0
+    # the recipe's index kind is what was built and what eval evaluated
+    assert json.loads((run / "index" / "manifest.json").read_text())["index_kind"] == "hnsw"
+    assert report["details"]["index"]["kind"] == "hnsw"
+    assert report["details"]["students"]["dense-distilled"]["index"] == "saved index"
+    # the served configuration was chosen on dev and is the report's headline on test
+    from reldistill.retrieval.serving import read_serving
+
+    serving = read_serving(run)
+    assert serving is not None and serving.chosen_on["split"] == "dev"
+    assert report["served"]["name"] == serving.name and report["served"]["metrics"]
+    assert report["dev"]["chosen"] == serving.name and serving.name in report["dev"]["systems"]
 
 
 def test_demo_cli_reuses_a_finished_run_and_refuses_bad_input(recipe, tmp_path, cli):

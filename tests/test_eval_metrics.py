@@ -8,12 +8,21 @@ import numpy as np
 import pytest
 
 from reldistill.eval.config import EvalConfig
-from reldistill.eval.metrics import evaluate, metric_specs, ndcg_linear, to_qrels, to_run
+from reldistill.eval.metrics import evaluate, metric_specs, to_qrels, to_run
 from reldistill.eval.significance import compare_to_baselines, paired_test
 from reldistill.errors import UserError
 from reldistill.labels import DEFAULT_GAINS as G
 
 L2 = math.log2
+
+
+def ndcg_linear(ranked_gains, all_gains, k: int) -> float:
+    """Independent reference nDCG@k with linear gains (the hand computation the package is checked against)."""
+    g = np.asarray(ranked_gains, dtype=np.float64)[:k]
+    dcg = float((g / np.log2(np.arange(2, len(g) + 2))).sum())
+    ideal = np.sort(np.asarray(all_gains, dtype=np.float64))[::-1][:k]
+    idcg = float((ideal / np.log2(np.arange(2, len(ideal) + 2))).sum())
+    return dcg / idcg if idcg > 0 else 0.0
 
 
 def test_graded_ndcg_matches_hand_computation_with_esci_gains():
@@ -44,7 +53,7 @@ def test_graded_ndcg_matches_hand_computation_with_esci_gains():
 
 def test_relevance_level_follows_relevant_labels():
     specs = {s.name: s.ranx for s in metric_specs(G, ["E", "S"], depth=100)}
-    assert specs["Recall@100"] == "recall@100-l10"  # S gain 0.1 ×100
+    assert specs["Recall@100"] == "recall@100-l100"  # S gain 0.1 ×1000 (reldistill.metrics.GAIN_SCALE)
     assert specs["nDCG@10"] == "ndcg@10"  # linear-gain (Järvelin) form, not ndcg_burges
     with pytest.raises(UserError, match="relevant_labels"):
         metric_specs(G, ["I"])
@@ -78,7 +87,7 @@ def test_paired_tests_match_scipy_and_flag_significance():
 def test_eval_config_validates():
     with pytest.raises(UserError, match="stat_test"):
         EvalConfig(stat_test="wilcoxon")
-    with pytest.raises(UserError, match="rerank_k"):
-        EvalConfig(rerank_k=500)
+    with pytest.raises(UserError, match="rerank_k_grid"):
+        EvalConfig(rerank_k_grid=[500])
     with pytest.raises(UserError, match="systems"):
         EvalConfig(systems=["bm42"])

@@ -102,9 +102,12 @@ async function init() {
     return;
   }
   const hasCompare = "compare" in stats.pipelines;
-  const rightMode = hasCompare ? "hybrid" : (stats.modes.includes("rerank") ? "rerank" : "bm25");
-  setupColumn($("#col-left"), "main", hasCompare ? "hybrid" : (rightMode === "bm25" ? "dense" : "hybrid"));
-  setupColumn($("#col-right"), hasCompare ? "compare" : "main", rightMode);
+  // left: the served configuration (the run's serving.json, chosen on dev); right: the same mode on the
+  // compared pipeline, else another mode of this one
+  const served = stats.default_mode || "hybrid";
+  const other = stats.modes.find((m) => m !== served && m !== "bm25" && m !== "dense") || (served === "dense" ? "bm25" : "dense");
+  setupColumn($("#col-left"), "main", served);
+  setupColumn($("#col-right"), hasCompare ? "compare" : "main", hasCompare ? served : other);
   for (const q of stats.example_queries || []) {
     const b = el("button", "", q); b.type = "button";
     b.addEventListener("click", () => { $("#q").value = q; run(); });

@@ -1,0 +1,64 @@
+"""The served configuration of a run: ``<run>/serving.json``, chosen by `reldistill eval` on dev nDCG@10.
+
+It names the mode (bm25 | dense | hybrid | rerank) and the search settings it was chosen with (RRF
+weights, rerank_k); `reldistill search` without ``--mode``, `reldistill serve` and the web page's
+default column use it. The dev figures that chose it are kept beside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from reldistill.artifacts import read_json, write_json
+from reldistill.errors import UserError
+from reldistill.retrieval.config import MODES, SearchConfig
+
+SERVING_FILE = "serving.json"
+
+
+@dataclasses.dataclass
+class Serving:
+    """The mode and search settings a run serves (``weights``/``rerank_k`` override the recipe's ``search:``)."""
+
+    mode: str
+    weights: dict[str, float] = dataclasses.field(default_factory=lambda: {"bm25": 1.0, "dense": 1.0})
+    rerank_k: int | None = None
+    chosen_on: dict[str, Any] = dataclasses.field(default_factory=dict)  # split, queries, figures, rule
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise UserError(f"serving.json names mode {self.mode!r}; it must be one of {', '.join(MODES)} — rerun `reldistill eval`.")
+
+    @property
+    def name(self) -> str:
+        """A short label, e.g. ``hybrid(bm25=1,dense=2)+rerank@20``."""
+        if self.mode in ("bm25", "dense"):
+            return self.mode
+        w = ",".join(f"{k}={v:g}" for k, v in sorted(self.weights.items()))
+        return f"hybrid({w})" + (f"+rerank@{self.rerank_k}" if self.mode == "rerank" else "")
+
+    def search_config(self, base: SearchConfig) -> SearchConfig:
+        """``base`` with this choice's weights and rerank_k."""
+        return dataclasses.replace(base, weights=dict(self.weights), rerank_k=self.rerank_k or base.rerank_k)
+
+
+def serving_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / SERVING_FILE
+
+
+def write_serving(run_dir: str | Path, serving: Serving) -> Path:
+    return write_json(serving_path(run_dir), {**dataclasses.asdict(serving), "name": serving.name})
+
+
+def read_serving(run_dir: str | Path) -> Serving | None:
+    """The run's served configuration, or None when eval has not chosen one (or ``run_dir`` is an index folder)."""
+    path = serving_path(run_dir)
+    if not path.is_file():
+        return None
+    d = read_json(path)
+    if not isinstance(d, dict) or "mode" not in d:
+        raise UserError(f"{path} is not a serving configuration — delete it and rerun `reldistill eval`.")
+    return Serving(mode=d["mode"], weights=dict(d.get("weights") or {"bm25": 1.0, "dense": 1.0}),
+                   rerank_k=d.get("rerank_k"), chosen_on=d.get("chosen_on") or {})

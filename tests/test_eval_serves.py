@@ -1,0 +1,141 @@
+"""Eval scores exactly what is served: for every system its ranked lists equal `SearchPipeline.search`, on the
+index kind the run built (HNSW here); the served configuration is chosen on dev and `search` uses it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from conftest import assert_user_error
+from reldistill.artifacts import write_manifest
+from reldistill.config import DataConfig
+from reldistill.eval.config import EvalConfig
+from reldistill.retrieval.config import SearchConfig
+from reldistill.retrieval.pipeline import SearchPipeline
+from reldistill.retrieval.serving import read_serving
+from retrieval_testkit import build_tiny_student, torch_threads
+
+EX = "shopping_queries_dataset_examples.parquet"
+PR = "shopping_queries_dataset_products.parquet"
+
+
+@pytest.fixture(scope="module")
+def small(esci_dir, tmp_path_factory):
+    """4 test + 12 train queries of the real sample (judged ≥ 10 times), their products and 200 others."""
+    ex = pd.read_parquet(esci_dir / EX)
+    pr = pd.read_parquet(esci_dir / PR)
+    counts = ex.groupby("query_id").size()
+    judged = ex[ex["query_id"].isin(counts[counts >= 10].index)]
+    keep = list(dict.fromkeys(judged.loc[judged["split"] == "test", "query_id"]))[:4]
+    keep += list(dict.fromkeys(judged.loc[judged["split"] == "train", "query_id"]))[:12]
+    ex = ex[ex["query_id"].isin(keep)]
+    pr = pd.concat([pr[pr["product_id"].isin(ex["product_id"])], pr[~pr["product_id"].isin(ex["product_id"])].head(200)])
+    out = tmp_path_factory.mktemp("esci-serves")
+    ex.to_parquet(out / EX, index=False)
+    pr.to_parquet(out / PR, index=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def run(small, tmp_path_factory):
+    """Tiny random teacher and students; the index is HNSW, built as `reldistill index build` does."""
+    from reldistill.retrieval.build import build_index
+    from reldistill.retrieval.config import IndexConfig
+    from reldistill.teacher.tiny import build_tiny_teacher
+
+    root = tmp_path_factory.mktemp("run-serves")
+    build_tiny_teacher(root / "teacher")
+    base = build_tiny_student(root / "tiny" / "base")
+    for sub in ("student", "student-human"):
+        shutil.copytree(build_tiny_student(root / "tiny" / sub), root / sub)
+        write_manifest(root / sub, "student", base_student=str(base))
+    cfg = DataConfig(path=str(small), dev_fraction=0.5)
+    with torch_threads(1):
+        build_index(root, str(root / "student"), cfg, kind="hnsw", config=IndexConfig(kind="hnsw"))
+    write_manifest(root / "data", "data-check", data={"path": str(small)})
+    return root, cfg
+
+
+def base_student(root):
+    return next((root / "tiny" / "base").glob("st"))
+
+
+def test_eval_ranked_lists_equal_served_search(run):
+    from reldistill.eval.compare import Evaluation
+
+    root, data_cfg = run
+    search_cfg = SearchConfig(depth=30, weights={"bm25": 1.0, "dense": 2.0}, rerank_k=6)
+    cfg = EvalConfig(depth=20, teacher_dtype="float32", weight_grid=[0.5, 1.0], rerank_k_grid=[4], min_gain=0.0)
+    with torch_threads(1):
+        ev = Evaluation(root, data_cfg, cfg, search_cfg)
+        rep = ev.run_all()
+    runs = rep["_runs"]["retrieval"]
+    assert rep["details"]["index"]["kind"] == "hnsw"
+    assert {s["index_kind"] for s in rep["details"]["students"].values()} == {"hnsw"}
+    from reldistill.teacher.rerank import TeacherReranker
+
+    # the served reranker in the dtype eval scored with (auto is bf16 on CPUs with AVX512-BF16)
+    served = SearchPipeline.from_run(root, config=search_cfg, reranker=TeacherReranker.load(root / "teacher", dtype="float32"))
+    assert served.dense.kind == "hnsw"
+    others = {s: served.with_student(str(root / sub)) for s, sub in (("dense-human", "student-human"),)}
+    others["dense-base"] = served.with_student(str(base_student(root)))
+    qtext = dict(zip(ev.inputs.query_ids, ev.inputs.queries))
+    cases = [("bm25", served, "bm25", 20), ("dense-distilled", served, "dense", 20), ("hybrid-distilled", served, "hybrid", 20),
+             ("hybrid-distilled+rerank", served, "rerank", 10), ("dense-base", others["dense-base"], "dense", 20),
+             ("hybrid-base", others["dense-base"], "hybrid", 20), ("dense-human", others["dense-human"], "dense", 20)]
+    with torch_threads(1):
+        for system, pipe, mode, k in cases:
+            for qid, q in qtext.items():
+                got = runs[system][qid]
+                want = pipe.search(q, mode=mode, k=k)
+                assert list(got) == [h.product_id for h in want.results], (system, q)
+                assert list(got.values()) == pytest.approx([h.score for h in want.results], abs=1e-5), (system, q)
+        # the served configuration chosen on dev, measured on test, is what search gives with its settings
+        s = ev.serving
+        assert s is not None and rep["served"]["system"] == f"served: {s.name}"
+        pipe = served.with_config(s.search_config(search_cfg))
+        for qid, q in qtext.items():
+            k = 10 if s.mode == "rerank" else 20
+            assert list(runs[f"served: {s.name}"][qid]) == [h.product_id for h in pipe.search(q, mode=s.mode, k=k).results]
+    dev = rep["dev"]
+    assert dev["split"] == "dev" and dev["n_queries"] > 0 and dev["chosen"] == s.name
+    assert set(dev["systems"]) >= {"bm25", "dense", "hybrid(bm25=1,dense=0.5)", "hybrid(bm25=1,dense=1)"}
+    assert any(n.endswith("+rerank@4") for n in dev["systems"])
+    # rerank reuses the teacher scores of Task 1 and of the dev grid: no pair is scored twice
+    ts = rep["details"]["teacher_scores"]
+    assert ts["scored_now"] == len(ev.teacher_cache.known) and ts["reused"] > 0
+
+
+def test_eval_cli_writes_serving_and_search_uses_it(run, cli, tmp_path):
+    root, data_cfg = run
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(json.dumps({"data": {"path": data_cfg.path, "dev_fraction": 0.5},
+                                  "eval": {"depth": 20, "teacher_dtype": "float32", "rerank_k_grid": [4]},
+                                  "search": {"rerank_k": 6}}))
+    proc = cli("eval", "--run", root, "--config", recipe, "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rep = json.loads(proc.stdout)
+    serving = read_serving(root)
+    assert serving is not None and rep["served"]["name"] == serving.name
+    assert serving.chosen_on["split"] == "dev" and serving.chosen_on["queries"] == rep["dev"]["n_queries"]
+    out = cli("search", "red shoes", "--run", root, "--json", "--k", "5")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout)["mode"] == serving.mode
+    # eval on other data leaves the run's report byte-identical and writes beside it
+    before = (root / "report.json").read_bytes()
+    other = tmp_path / "other-data"
+    shutil.copytree(data_cfg.path, other)
+    proc = cli("eval", "--run", root, "--config", recipe, "--data", other, "--json", "--max-queries", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (root / "report.json").read_bytes() == before
+    rep2 = json.loads(proc.stdout)
+    assert rep2["files"]["report_json"] == str(root / "eval" / "other" / "other-data-test" / "report.json")
+    assert (root / "eval" / "other" / "other-data-test" / "report.json").is_file()
+    assert rep2["served"]["name"] == serving.name and read_serving(root) == serving
+    # a recipe that still has eval.rrf_k gets one clear error naming the search: key
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(json.dumps({"eval": {"rrf_k": 60}}))
+    assert_user_error(cli("eval", "--run", root, "--config", bad), "search.rrf_k")
