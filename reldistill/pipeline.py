@@ -62,7 +62,9 @@ class Pipeline:
         extra = Path(self.data_cfg.products_path) if self.data_cfg.products_path else None
         if extra is not None and extra.exists():
             files = {**files, **{f"products:{k}": v for k, v in data_fingerprint(extra).items()}}
-        return {"data": dataclasses.asdict(self.data_cfg), "data_files": files}
+        # by content: the same files under another path (a moved checkout) are the same input
+        return {"data": {k: v for k, v in dataclasses.asdict(self.data_cfg).items() if k not in ("path", "products_path")},
+                "data_files": files}
 
     def _manifest_digest(self, stage: str) -> str | None:
         m = self.run.root / stage / MANIFEST
@@ -94,12 +96,13 @@ class Pipeline:
         if name == "student-human":
             return {**self.data_inputs, "distill": cfg}
         if name == "index":
-            return {**self.data_inputs, "index": self.recipe.get("index") or {},
+            return {**self.data_inputs, "index": self.recipe.get("index") or {}, "student": self.recipe.get("student") or {},
                     "student manifest": self._manifest_digest("student")}
         if name == "eval":
             from reldistill.eval.config import EvalConfig, load_section
 
             return {**self.data_inputs, "eval": dataclasses.asdict(load_section(self.config, "eval", EvalConfig)),
+                    "student": self.recipe.get("student") or {},
                     **{f"{s} manifest": self._manifest_digest(s) for s in ("teacher", "student", "student-human", "index")}}
         raise KeyError(name)
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from reldistill.artifacts import atomic_path, data_fingerprint, write_json, write_manifest
+from reldistill.artifacts import atomic_path, check_replaceable, data_fingerprint, write_json, write_manifest
 from reldistill.errors import UserError
 from reldistill.teacher.artifact import KIND, save_trainables
 from reldistill.teacher.config import Recipe, load_recipe
@@ -169,6 +169,9 @@ def train_teacher(config_path: str | os.PathLike, output_dir: str | os.PathLike,
             raise UserError(f"--max-minutes must be positive, got {max_minutes}.")
         tr.max_minutes = max_minutes
     out = Path(output_dir)
+    # never train into (and later write over) a folder that is neither a teacher nor a teacher being trained
+    if not (out.is_dir() and {p.name for p in out.iterdir()} <= {CKPT_DIR, LOG_FILE, ".artifact.tmp"}):
+        check_replaceable(out, KIND)
     threads = set_cpu_threads(tr.cpu_threads)
 
     dtype = resolve_dtype(tr.precision)

@@ -176,3 +176,18 @@ def test_force_deletes_no_stage_up_front(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         pipeline_mod.Pipeline(recipe, run, budget_minutes=3).run_all(force=True)
     assert _tree(run) == before
+
+
+def test_teacher_train_into_a_folder_that_is_not_a_teacher_is_refused(tmp_path):
+    """`teacher train --no-resume --output DIR` used to delete DIR/checkpoints and write the adapter into DIR."""
+    from reldistill.teacher.train import train_teacher
+
+    folder = _finished_run(tmp_path / "run")
+    (folder / "checkpoints").mkdir()
+    (folder / "checkpoints" / "notes.txt").write_text("mine")
+    before = _tree(folder)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("train:\n  max_steps: 0\n")
+    with pytest.raises(UserError, match="refusing to replace"):
+        train_teacher(recipe, folder, resume=False)
+    assert _tree(folder) == before

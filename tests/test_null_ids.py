@@ -48,17 +48,12 @@ def test_null_ids_in_the_esci_layout_are_refused(esci_dir, tmp_path):
     ex = pd.read_parquet(esci_dir / EXAMPLES_FILE).head(200)
     pr = pd.read_parquet(esci_dir / PRODUCTS_FILE)
     pr = pr[pr["product_id"].isin(set(ex["product_id"]))]
-    bad_pr = pr.copy()
-    bad_pr.loc[bad_pr.index[:2], "product_id"] = None
-    (tmp_path / "a").mkdir()
-    ex.to_parquet(tmp_path / "a" / EXAMPLES_FILE, index=False)
-    bad_pr.to_parquet(tmp_path / "a" / PRODUCTS_FILE, index=False)
-    with pytest.raises(UserError, match="empty product_id in 2 row"):
-        load_esci(DataConfig(path=str(tmp_path / "a")))
-    bad_ex = ex.copy()
-    bad_ex.loc[bad_ex.index[:3], "product_id"] = None
-    (tmp_path / "b").mkdir()
-    bad_ex.to_parquet(tmp_path / "b" / EXAMPLES_FILE, index=False)
-    pr.to_parquet(tmp_path / "b" / PRODUCTS_FILE, index=False)
-    with pytest.raises(UserError, match="empty product_id in 3 row"):
-        load_esci(DataConfig(path=str(tmp_path / "b")))
+    for name, (examples, products, nulls) in {"products": (ex, pr, 2), "examples": (ex, pr, 3)}.items():
+        bad = (products if name == "products" else examples).copy()
+        bad.loc[bad.index[:nulls], "product_id"] = None
+        d = tmp_path / name
+        d.mkdir()
+        (bad if name == "examples" else examples).to_parquet(d / EXAMPLES_FILE, index=False)
+        (bad if name == "products" else products).to_parquet(d / PRODUCTS_FILE, index=False)
+        with pytest.raises(UserError, match=f"empty product_id in {nulls} row"):
+            load_esci(DataConfig(path=str(d)))
