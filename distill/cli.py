@@ -1,4 +1,4 @@
-"""`reldistill distill mine | label | train` (heavy imports inside the commands)."""
+"""`reldistill distill mine | label | train | export | eval` (heavy imports inside the commands)."""
 
 from __future__ import annotations
 
@@ -59,9 +59,11 @@ def label_cmd(
     import pandas as pd
 
     from reldistill.artifacts import RunDir, data_fingerprint, file_fingerprint, write_manifest
-    from reldistill.config import to_dict
+    from reldistill.config import require_int, to_dict
     from reldistill.distill.label import label_candidates
 
+    if batch_size is not None:
+        require_int(batch_size, "--batch-size")
     cfg, data_cfg = _configs(config, data)
     rd = RunDir(run)
     teacher_dir = teacher or rd.teacher
@@ -87,13 +89,14 @@ def train_cmd(
     data: DataOpt = None,
     loss: Annotated[Optional[str], typer.Option(help="margin-mse | kl | mse (default: distill.loss).")] = None,
     human_only: Annotated[bool, typer.Option("--human-only", help="Train on judged pairs only, without the teacher.")] = False,
-    scores: Annotated[Optional[Path], typer.Option(help="Teacher scores parquet (default RUN/scores/scores.parquet).")] = None,
+    scores: Annotated[Optional[Path], typer.Option(help="Teacher scores parquet (default RUN/scores/scores.parquet), a FlagEmbedding .jsonl or a sentence-transformers Margin-MSE dataset folder (from `distill export`).")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Student directory (default RUN/student or RUN/student-human).")] = None,
     student: Annotated[Optional[str], typer.Option(help="Base student: short name, hub id or folder (default: distill.student).")] = None,
     epochs: Annotated[Optional[float], typer.Option(help="Training epochs (default: distill.epochs).")] = None,
     max_steps: Annotated[Optional[int], typer.Option(help="Optimizer steps cap.")] = None,
     mnrl_weight: Annotated[Optional[float], typer.Option(help="Weight of the in-batch MNRL term (0 disables).")] = None,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from the last checkpoint.")] = True,
+    force: Annotated[bool, typer.Option("--force", help="Replace --output even when it is not a student directory.")] = False,
 ) -> None:
     """Train the student (distilled, or --human-only) → a sentence-transformers folder + manifest.json."""
     from reldistill.artifacts import RunDir, read_json
@@ -102,13 +105,50 @@ def train_cmd(
     cfg, data_cfg = _configs(config, data, loss=loss, student=student, epochs=epochs, max_steps=max_steps, mnrl_weight=mnrl_weight)
     rd = RunDir(run, create=True)
     if human_only:
-        out = train_human_student(output or rd.root / "student-human", cfg, data_cfg, resume=resume)
+        out = train_human_student(output or rd.root / "student-human", cfg, data_cfg, resume=resume, force=force)
     else:
         scores_path = scores or rd.scores / "scores.parquet"
         teacher_dir = rd.teacher if rd.teacher.is_dir() else None
-        out = train_student(scores_path, output or rd.student, cfg, data_cfg, teacher_dir=teacher_dir, resume=resume)
+        out = train_student(scores_path, output or rd.student, cfg, data_cfg, teacher_dir=teacher_dir, resume=resume, force=force)
     m = read_json(Path(out) / "manifest.json")
     typer.echo(json.dumps({"student": str(out), "loss": m["loss"], "steps": m["steps"], "dev": {k: m["dev"][k] for k in ("base", "best")}}, indent=2))
+
+
+@distill_app.command("export")
+def export_cmd(
+    run: RunOpt,
+    config: ConfigOpt = None,
+    data: DataOpt = None,
+    scores: Annotated[Optional[Path], typer.Option(help="Teacher scores parquet (default RUN/scores/scores.parquet).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder to write (default RUN/export).")] = None,
+) -> None:
+    """Teacher-labelled train candidates → OUT/flagembedding.jsonl (FlagEmbedding) + OUT/margin-mse/ (sentence-transformers)."""
+    import numpy as np
+
+    from reldistill.artifacts import RunDir, write_manifest
+    from reldistill.config import to_dict
+    from reldistill.distill.examples import blended_targets, margin_rows
+    from reldistill.distill.interchange import flag_records, st_margin_dataset, write_flag_jsonl
+    from reldistill.distill.train import _load_data, scored_frame
+
+    cfg, data_cfg = _configs(config, data)
+    rd = RunDir(run)
+    scores_path = scores or rd.scores / "scores.parquet"
+    data_obj, examples = _load_data(data_cfg)
+    df = scored_frame(scores_path, data_obj, examples)
+    target = blended_targets(df, cfg.human_weight)
+    dest = out or rd.root / "export"
+    dest.mkdir(parents=True, exist_ok=True)
+    records = flag_records(df, target)
+    flag = write_flag_jsonl(records, dest / "flagembedding.jsonl")
+    triplets = margin_rows(df, target, cfg, np.random.default_rng(cfg.seed))
+    st_dir = dest / "margin-mse"
+    st_margin_dataset(triplets).save_to_disk(str(st_dir))
+    write_manifest(dest, "labelled-data", scores=str(Path(scores_path).resolve()), flagembedding=flag.name,
+                   flagembedding_queries=len(records), margin_mse=st_dir.name, margin_mse_rows=len(triplets["label"]),
+                   distill=to_dict(cfg))
+    typer.echo(json.dumps({"flagembedding": str(flag), "queries": len(records), "margin_mse": str(st_dir),
+                           "triplets": len(triplets["label"])}, indent=2))
 
 
 @distill_app.command("eval")

@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from reldistill.config import DataConfig, from_dict, load_yaml
+from reldistill.config import DataConfig, from_dict, load_yaml, require_float, require_int
 from reldistill.errors import UserError
 
 LOSSES = ("margin-mse", "kl", "mse")
@@ -93,15 +93,19 @@ class DistillConfig:
             raise UserError(f"distill.eval_steps must be a step count or a fraction in (0, 1), got {self.eval_steps}.")
         if self.keep_checkpoints < 1:
             raise UserError("distill.keep_checkpoints must be at least 1.")
+        # finite numbers (NaN and inf pass the comparisons above) — issue 16
+        require_float(self.epochs, "distill.epochs", 0.0)
+        for name in ("lr", "kl_temperature", "score_scale", "eval_steps"):
+            require_float(getattr(self, name), f"distill.{name}", 0.0, low_open=True)
+        for name in ("mnrl_weight", "weight_decay"):
+            require_float(getattr(self, name), f"distill.{name}", 0.0)
+        require_int(self.batch_size, "distill.batch_size", 2)
 
 
 def load_distill_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> tuple[DistillConfig, DataConfig]:
     """(distill, data) sections of a recipe file (defaults when ``path`` is None), with CLI ``overrides``."""
-    raw = load_yaml(path) if path is not None else {}
+    raw = load_yaml(path) if path is not None else {}  # sections are checked there (mappings, known names)
     where = f"{path}" if path is not None else "defaults"
-    for section in ("distill", "data"):
-        if section in raw and raw[section] is not None and not isinstance(raw[section], dict):
-            raise UserError(f"{where}: section '{section}' must be a mapping.")
     distill = dict(raw.get("distill") or {})
     distill.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return (from_dict(DistillConfig, distill, f"{where}: distill"),

@@ -109,6 +109,8 @@ def build_rows(df: pd.DataFrame, target: np.ndarray, cfg: DistillConfig,
             extra = [(q, t) for q, t in zip(human_positives["query"], human_positives["text"]) if (q, t) not in seen]
             pos["query"] += [q for q, _ in extra]
             pos["positive"] += [t for _, t in extra]
+        pairs = sorted(zip(pos["query"], pos["positive"]))  # one order whatever the input row order (the sampler shuffles)
+        pos = {"query": [q for q, _ in pairs], "positive": [t for _, t in pairs]}
         if len(pos["query"]) >= 2:
             rows["mnrl"] = pos
     return rows

@@ -18,13 +18,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reldistill.artifacts import atomic_path, data_fingerprint, read_manifest, write_json, write_manifest
+from reldistill.artifacts import atomic_path, check_replaceable, data_fingerprint, read_manifest, write_json, write_manifest
 from reldistill.config import DataConfig, to_dict
 from reldistill.data import load_esci
 from reldistill.errors import UserError
 
 from .config import DistillConfig
 from .examples import blended_targets, build_rows
+from .interchange import read_flag_jsonl, read_st_dataset
 from .mine import _norm, with_dev_split
 from .scores import load_scores
 
@@ -89,6 +90,17 @@ def _checkpoint_dir(out_dir: Path) -> Path:
     return out_dir.parent / f"{out_dir.name}.checkpoints"
 
 
+def _remove_checkpoints(ckpt_dir: Path) -> None:
+    """Delete ``ckpt_dir`` only when it is ours (holds the run.json marker, or nothing); else one UserError."""
+    if not ckpt_dir.exists():
+        return
+    if ckpt_dir.is_dir() and ((ckpt_dir / "run.json").is_file() or not any(ckpt_dir.iterdir())):
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        return
+    raise UserError(f"{ckpt_dir} exists but does not hold student checkpoints (no run.json) — refusing to delete it; "
+                    "move it away or pass another --output.")
+
+
 def _last_checkpoint(ckpt_dir: Path, fingerprint: dict) -> str | None:
     """The latest checkpoint of an interrupted run with the same inputs, else None (stale ones are removed)."""
     from transformers.trainer_utils import get_last_checkpoint
@@ -101,14 +113,14 @@ def _last_checkpoint(ckpt_dir: Path, fingerprint: dict) -> str | None:
     except (OSError, json.JSONDecodeError):
         same = False
     if not same:
-        log.warning("%s holds checkpoints of another run — starting afresh", ckpt_dir)
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        _remove_checkpoints(ckpt_dir)
+        log.warning("%s held checkpoints of another run — starting afresh", ckpt_dir)
         return None
     return get_last_checkpoint(str(ckpt_dir))
 
 
 def fit(rows: dict[str, dict[str, list]], out_dir: str | Path, cfg: DistillConfig, data, examples: pd.DataFrame,
-        manifest_fields: dict, resume: bool = True) -> Path:
+        manifest_fields: dict, resume: bool = True, force: bool = False) -> Path:
     """Train ``cfg.student`` on ``rows`` with SentenceTransformerTrainer; write the best model + manifest to ``out_dir``."""
     import torch
     from datasets import Dataset, DatasetDict
@@ -121,7 +133,7 @@ def fit(rows: dict[str, dict[str, list]], out_dir: str | Path, cfg: DistillConfi
 
     out_dir = Path(out_dir)
     torch.manual_seed(cfg.seed)
-    model = load_student(cfg.student)
+    model = load_student(cfg.student, backend="torch")  # trained: PyTorch weights
     model.max_seq_length = cfg.max_seq_length
     datasets = {k: Dataset.from_dict(v) for k, v in rows.items()}
     losses = make_losses(model, cfg, list(datasets))
@@ -141,7 +153,7 @@ def fit(rows: dict[str, dict[str, list]], out_dir: str | Path, cfg: DistillConfi
                **{k: manifest_fields.get(k) for k in ("teacher", "scores")}}
     last = _last_checkpoint(ckpt_dir, run_key) if resume else None
     if not resume:
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        _remove_checkpoints(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     write_json(ckpt_dir / "run.json", run_key)
 
@@ -167,7 +179,7 @@ def fit(rows: dict[str, dict[str, list]], out_dir: str | Path, cfg: DistillConfi
     result = trainer.train(resume_from_checkpoint=last)
     best_dev = _best_from_history(evaluator, trainer) if evaluator is not None else None
 
-    with atomic_path(out_dir) as tmp:
+    with atomic_path(out_dir, force=force) as tmp:
         model.save(str(tmp))
         _save_best_vectors(tmp, evaluator, trainer.state.best_model_checkpoint, data.products)
         write_manifest(tmp, KIND, student_base=cfg.student, loss=cfg.loss if manifest_fields.get("teacher") else f"{cfg.loss} (human labels)",
@@ -179,7 +191,7 @@ def fit(rows: dict[str, dict[str, list]], out_dir: str | Path, cfg: DistillConfi
                             "history": evaluator.history if evaluator is not None else [],
                             "best_checkpoint": trainer.state.best_model_checkpoint},
                        **{k: v for k, v in manifest_fields.items() if k != "data_path"})
-    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    _remove_checkpoints(ckpt_dir)
     if base_dev and best_dev and best_dev["ndcg@10"] < base_dev["ndcg@10"]:
         log.warning("the trained student (dev nDCG@10 %.4f) is below the base model (%.4f)", best_dev["ndcg@10"], base_dev["ndcg@10"])
     return out_dir
@@ -215,34 +227,80 @@ def _teacher_info(teacher_dir: str | Path | None) -> dict | None:
     return {"dir": str(p.resolve()), **{k: m.get(k) for k in ("kind", "base_model", "created_at") if k in m}}
 
 
-def train_student(scores_path: str | Path, out_dir: str | Path, cfg: DistillConfig, data_cfg: DataConfig,
-                  teacher_dir: str | Path | None = None, resume: bool = True) -> Path:
-    """Distil the teacher scores in ``scores_path`` into ``cfg.student``; returns ``out_dir``."""
-    from reldistill.artifacts import file_fingerprint
-
-    data, examples = _load_data(data_cfg)
-    catalog = data.products.set_index("product_id")["text"]
-    df = load_scores(scores_path, set(catalog.index))
+def scored_frame(scores_path: str | Path, data, examples: pd.DataFrame) -> pd.DataFrame:
+    """Scored candidates of train queries with product text, from our scores parquet or FlagEmbedding JSONL."""
+    p = Path(scores_path)
+    if p.suffix.lower() == ".jsonl":
+        if not p.is_file():
+            raise UserError(f"FlagEmbedding file {p} does not exist — write it with `reldistill distill export`.")
+        df = read_flag_jsonl(p)
+    else:
+        catalog = data.products.set_index("product_id")["text"]
+        df = load_scores(p, set(catalog.index))
+        df["text"] = df["product_id"].map(catalog).astype(str)
     df = _train_only(df, examples)
     if df.empty:
         raise UserError(f"scores file {scores_path} has no pairs of train queries — mine and label candidates for the train split.")
-    df["text"] = df["product_id"].map(catalog).astype(str)
+    return df
+
+
+def _human_mnrl(examples: pd.DataFrame) -> dict[str, list]:
+    hp = _human_positives(examples)
+    return {"query": hp["query"].tolist(), "positive": hp["text"].tolist()}
+
+
+def training_rows(scores_path: str | Path, cfg: DistillConfig, data, examples: pd.DataFrame) -> tuple[dict, dict]:
+    """Training rows from a scores parquet, a FlagEmbedding JSONL, or a sentence-transformers Margin-MSE
+    dataset folder (then the MNRL rows are the judged Exact pairs only); returns (rows, source summary)."""
+    p = Path(scores_path)
+    if p.is_dir():
+        if cfg.loss != "margin-mse":
+            raise UserError(f"{p} is a Margin-MSE dataset; train it with --loss margin-mse (or pass scores / FlagEmbedding JSONL).")
+        rows = read_st_dataset(p)
+        held = set(_norm(examples.loc[examples["split"] != "train", "query"]))
+        keep = [i for i, q in enumerate(_norm(pd.Series(rows["query"]))) if q not in held]
+        rows = {k: [v[i] for i in keep] for k, v in rows.items()}
+        if not keep:
+            raise UserError(f"{p} has no rows of train queries.")
+        out = {"distill": rows}
+        human = _human_mnrl(examples)
+        if cfg.mnrl_weight > 0 and len(human["query"]) >= 2:
+            out["mnrl"] = human
+        return out, {"rows": len(keep), "queries": len(set(rows["query"]))}
+    df = scored_frame(p, data, examples)
     target = blended_targets(df, cfg.human_weight)
     rows = build_rows(df, target, cfg, human_positives=_human_positives(examples))
-    return fit(rows, out_dir, cfg, data, examples, resume=resume, manifest_fields={
+    return rows, {"pairs": len(df), "queries": int(df["query_id"].nunique())}
+
+
+def train_student(scores_path: str | Path, out_dir: str | Path, cfg: DistillConfig, data_cfg: DataConfig,
+                  teacher_dir: str | Path | None = None, resume: bool = True, force: bool = False) -> Path:
+    """Distil the teacher scores in ``scores_path`` (scores parquet, FlagEmbedding JSONL or a
+    sentence-transformers Margin-MSE dataset folder) into ``cfg.student``; returns ``out_dir``.
+
+    ``out_dir`` must be absent, empty or a student (``force`` replaces anything).
+    """
+    from reldistill.artifacts import file_fingerprint
+
+    check_replaceable(out_dir, KIND, force)
+    data, examples = _load_data(data_cfg)
+    rows, summary = training_rows(scores_path, cfg, data, examples)
+    digest = file_fingerprint(scores_path) if Path(scores_path).is_file() else None
+    return fit(rows, out_dir, cfg, data, examples, resume=resume, force=force, manifest_fields={
         "teacher": _teacher_info(teacher_dir) or {"dir": None},
-        "scores": {"path": str(Path(scores_path).resolve()), "sha256": file_fingerprint(scores_path), "pairs": len(df),
-                   "queries": int(df["query_id"].nunique())},
+        "scores": {"path": str(Path(scores_path).resolve()), "sha256": digest, **summary},
         "data_path": data_cfg.path})
 
 
-def train_human_student(out_dir: str | Path, cfg: DistillConfig, data_cfg: DataConfig, resume: bool = True) -> Path:
+def train_human_student(out_dir: str | Path, cfg: DistillConfig, data_cfg: DataConfig, resume: bool = True,
+                        force: bool = False) -> Path:
     """The same student and loss trained on judged train pairs only, targets = soft labels (no teacher)."""
+    check_replaceable(out_dir, KIND, force)
     data, examples = _load_data(data_cfg)
     judged = examples[examples["split"] == "train"].copy()
     judged["teacher_score"] = judged["soft_label"].astype(float)
     target = judged["soft_label"].to_numpy(dtype=float)
     rows = build_rows(judged.reset_index(drop=True), target, cfg, human_positives=_human_positives(examples))
-    return fit(rows, out_dir, cfg, data, examples, resume=resume, manifest_fields={
+    return fit(rows, out_dir, cfg, data, examples, resume=resume, force=force, manifest_fields={
         "teacher": None, "scores": {"human_labels_only": True, "pairs": len(judged), "queries": int(judged["query_id"].nunique())},
         "data_path": data_cfg.path})

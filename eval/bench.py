@@ -1,9 +1,12 @@
 """`reldistill bench`: every speed figure measured in one run on this machine, rendered as one markdown table.
 
-Sections: matmul peak (fp32, bf16) → teacher scoring fp32 vs bf16 (pairs/s, tokens/s, fraction of the
-peak) → student encoding (reldistill vs plain sentence-transformers) → index build (time, memory) →
-search latency per mode → GPU teacher (only where CUDA is available). Ratios compare figures taken in
-the same run.
+Sections: matmul peak per dtype this CPU runs natively (fp32; bf16 only with AVX512-BF16 / AMX — a
+dtype the hardware lacks is skipped and the output says so) → teacher scoring per dtype (pairs/s,
+tokens/s, fraction of that dtype's measured peak) → student catalog encoding and one-query encoding
+(today's PyTorch path vs the student backend in use) → index build (time, memory) → search latency
+per mode, hybrid on both student paths → GPU teacher (only where CUDA is available). Every speed
+figure is also given as a ratio against a baseline measured in the same run; ``figures`` in the JSON
+holds the headline numbers under stable names.
 """
 
 from __future__ import annotations
@@ -30,37 +33,42 @@ def run_bench(cfg: BenchConfig, data_cfg: DataConfig, run: Path | None = None) -
     import torch
 
     from reldistill.data import load_esci
-    from reldistill.eval.bench_compute import machine, matmul_peak, teacher_throughput
-    from reldistill.eval.bench_search import build_indexes, search_latency, student_encoding
+    from reldistill.eval.bench_compute import cpu_dtypes, machine, matmul_peak, teacher_throughput
+    from reldistill.eval.bench_search import build_indexes, query_encoding, search_latency, student_encoding
     from reldistill.student import load_student
 
     t_all = time.perf_counter()
     res: dict[str, Any] = {"machine": machine(), "config": dict(cfg.__dict__)}
-    with _step("matmul peak"):
-        res["matmul"] = {dt: matmul_peak(cfg.matmul_n, dt, cfg.repeats) for dt in ("float32", "bfloat16")}
+    dtypes, res["skipped"] = cpu_dtypes()
+    with _step(f"matmul peak ({', '.join(dtypes)})"):
+        res["matmul"] = {dt: matmul_peak(cfg.matmul_n, dt, cfg.repeats) for dt in dtypes}
     peaks = {dt: m["gflops"] for dt, m in res["matmul"].items()}
     data = load_esci(data_cfg)
     pairs = data.split("test") if len(data.split("test")) else data.examples
     pairs = pairs.head(cfg.teacher_pairs)
     teacher_dir = run / "teacher" if run is not None and (run / "teacher" / MANIFEST).is_file() else None
-    with _step(f"teacher scoring, {len(pairs)} pairs × fp32/bf16"):
+    with _step(f"teacher scoring, {len(pairs)} pairs × {'/'.join(dtypes)}"):
         res["teacher"] = teacher_throughput(pairs["query"].tolist(), pairs["text"].tolist(), cfg.teacher, teacher_dir,
                                             cfg.teacher_batch, peaks)
     student_name = str(run / "student") if run is not None and (run / "student" / MANIFEST).is_file() else cfg.student
-    model = load_student(student_name)
+    baseline = load_student(student_name, backend="torch")  # today's path: PyTorch
+    with _step("student backend (auto measures once per CPU and student)"):
+        model = load_student(student_name)  # the backend student.backend / $RELDISTILL_STUDENT_BACKEND picks
     products = data.products if cfg.index_docs is None else data.products.head(cfg.index_docs)
-    with _step(f"student encoding, {min(cfg.student_docs, len(data.products))} docs × 2 methods"):
-        res["student"] = {"model": student_name, **student_encoding(model, data.products["text"].head(cfg.student_docs).tolist())}
+    with _step(f"student encoding, {min(cfg.student_docs, len(data.products))} docs × 2 paths"):
+        res["student"] = {"model": student_name, **student_encoding(baseline, model, data.products["text"].head(cfg.student_docs).tolist())}
     with _step(f"index build, {len(products):,} products"):
         built, res["index"] = build_indexes(model, products, data.examples)
     queries = list(dict.fromkeys(list(data.split("test")["query"]) + list(data.examples["query"])))[: cfg.search_queries]
+    with _step(f"query encoding, {len(queries)} queries one at a time × 2 paths"):
+        res["query_encode"] = query_encoding({"torch": baseline, "new": model}, queries)
     reranker = None
     if teacher_dir is not None:
         from reldistill.teacher.rerank import TeacherReranker
 
         reranker = TeacherReranker.load(teacher_dir)
     with _step(f"search latency, {len(queries)} queries per mode"):
-        res["search"] = search_latency(built, model, queries, reranker)
+        res["search"] = search_latency(built, model, queries, reranker, baseline=baseline)
     res["search_index_products"] = len(products)
     if torch.cuda.is_available():
         from reldistill.eval.bench_gpu import gpu_teacher_bench
@@ -70,8 +78,36 @@ def run_bench(cfg: BenchConfig, data_cfg: DataConfig, run: Path | None = None) -
     else:
         res["gpu"] = None
     res["total_s"] = time.perf_counter() - t_all
+    res["figures"] = figures(res)
     res["markdown"] = render(res)
     return res
+
+
+def figures(res: dict[str, Any]) -> dict[str, Any]:
+    """The headline figures under stable names: baseline (torch / fp32) and new path side by side, with ratios."""
+    m, s, q, srch, t = res["machine"], res["student"], res["query_encode"], res["search"], res["teacher"]
+    used = "bfloat16" if "bfloat16" in t["dtypes"] else "float32"  # what teacher dtype auto picks on this CPU
+    hyb, hyb0 = srch["hybrid"]["total_ms"], srch.get("hybrid-torch", {}).get("total_ms")
+    rr = next((v["total_ms"]["p50_ms"] for k, v in srch.items() if k.startswith("rerank@")), None)
+    out = {
+        "cpu": m["cpu"], "cpu_flags": m["cpu_flags"], "load_avg_1m": m.get("load_avg_1m"),
+        "student_backend": s["backend"], "student_precision": s["precision"],
+        "query_encode_p50_ms_torch": q["torch"]["p50_ms"], "query_encode_p50_ms_new": q["new"]["p50_ms"],
+        "query_encode_speedup": q["torch"]["p50_ms"] / q["new"]["p50_ms"],
+        "hybrid_p50_ms_new": hyb["p50_ms"], "hybrid_p99_ms_new": hyb["p99_ms"],
+        "hybrid_p50_ms_torch": hyb0["p50_ms"] if hyb0 else None, "hybrid_p99_ms_torch": hyb0["p99_ms"] if hyb0 else None,
+        "hybrid_p50_speedup": hyb0["p50_ms"] / hyb["p50_ms"] if hyb0 else None,
+        "catalog_encode_docs_per_s_torch": s["plain_docs_per_s"], "catalog_encode_docs_per_s_new": s["reldistill_docs_per_s"],
+        "catalog_encode_speedup": s["ratio_vs_plain"],
+        "teacher_dtype": used, "teacher_pairs_per_s": t["dtypes"][used]["pairs_per_s"],
+        "teacher_peak_fraction": t["dtypes"][used]["peak_fraction"],
+        "teacher_fp32_pairs_per_s": t["dtypes"]["float32"]["pairs_per_s"],
+        "teacher_speedup_vs_fp32": t["dtypes"][used]["pairs_per_s"] / t["dtypes"]["float32"]["pairs_per_s"],
+        "rerank_top20_p50_ms": rr,
+        "matmul_peak_gflops": {dt: mm["gflops"] for dt, mm in res["matmul"].items()},
+        "skipped": res.get("skipped", {}),
+    }
+    return out
 
 
 def _f(v: float, digits: int = 1) -> str:
@@ -83,12 +119,14 @@ def render(res: dict[str, Any]) -> str:
     m = res["machine"]
     load = f", 1-min load average {m['load_avg_1m']} at start" if "load_avg_1m" in m else ""
     head = [f"# reldistill bench — {m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads), "
-            f"{m['memory_gib']} GiB RAM, CPU bf16: {', '.join(m['cpu_bf16']) or 'none'}{load}; "
+            f"{m['memory_gib']} GiB RAM, CPU flags: {', '.join(m['cpu_flags']) or 'none of AVX2/AVX-512/AMX'}{load}; "
             f"torch {m['torch']}, Python {m['python']}; GPU: {m['gpu'] or 'none'}", ""]
     rows: list[tuple[str, str, str, str]] = []
     for dt, mm in res["matmul"].items():
         rows.append(("matmul peak", f"{dt}, {mm['n']}² @ {mm['n']}²", f"{_f(mm['gflops'])} GFLOP/s", "= 100% (reference)"))
     t = res["teacher"]
+    for dt, why in res.get("skipped", {}).items():
+        rows.append((f"matmul peak / teacher scoring ({dt})", "-", why, "-"))
     for dt, d in t["dtypes"].items():
         rel = f"{d['peak_fraction']:.1%} of {dt} peak"
         if dt == "bfloat16":
@@ -96,8 +134,11 @@ def render(res: dict[str, Any]) -> str:
         rows.append((f"teacher scoring ({dt})", f"{t['pairs']} ESCI pairs, {t['tokens']:,} tokens, batch {t['batch_size']}",
                      f"{_f(d['pairs_per_s'])} pairs/s · {_f(d['tokens_per_s'], 0)} tok/s · {_f(d['gflops'])} GFLOP/s", rel))
     s = res["student"]
-    rows.append(("student encode (plain ST)", f"{s['docs']:,} catalog texts, batch {s['batch_size']}", f"{_f(s['plain_docs_per_s'])} docs/s", "baseline"))
-    rows.append(("student encode (reldistill)", f"same texts, encode_documents ({s['precision']}; min cosine {s['min_cosine_vs_plain']:.5f})", f"{_f(s['reldistill_docs_per_s'])} docs/s", f"{s['ratio_vs_plain']:.2f}× plain"))
+    rows.append(("student encode (plain ST)", f"{s['docs']:,} catalog texts, batch {s['batch_size']}, torch fp32", f"{_f(s['plain_docs_per_s'])} docs/s", "baseline"))
+    rows.append(("student encode (reldistill)", f"same texts, encode_documents ({s['backend']}, {s['precision']}; min cosine {s['min_cosine_vs_plain']:.5f})", f"{_f(s['reldistill_docs_per_s'])} docs/s", f"{s['ratio_vs_plain']:.2f}× plain"))
+    q = res["query_encode"]
+    rows.append(("query encode (torch)", f"{q['torch']['n']} queries, one at a time", f"p50 {q['torch']['p50_ms']:.2f} ms · p99 {q['torch']['p99_ms']:.2f} ms", "baseline"))
+    rows.append((f"query encode ({s['backend']})", "same queries, interleaved with the baseline", f"p50 {q['new']['p50_ms']:.2f} ms · p99 {q['new']['p99_ms']:.2f} ms", f"{q['torch']['p50_ms'] / q['new']['p50_ms']:.2f}× faster p50"))
     ix = res["index"]
     for key, label in (("encode", "encode catalog"), ("faiss_flat", "FAISS flat"), ("faiss_hnsw", "FAISS HNSW"), ("bm25", "BM25 (bm25s)")):
         st = ix[key]
@@ -106,10 +147,13 @@ def render(res: dict[str, Any]) -> str:
             mem += f", RSS {st['rss_growth_mib']:+,.1f} MiB"
         rows.append((f"index build: {label}", f"{ix['products']:,} products", f"{st['seconds']:.2f} s", mem))
     ref = res["search"].get("dense-flat", {}).get("total_ms", {}).get("p50_ms")
+    base = res["search"].get("hybrid-torch", {}).get("total_ms", {}).get("p50_ms")
     for mode, stages in res["search"].items():
         tot = stages["total_ms"]
         parts = ", ".join(f"{k[:-3]} {v['p50_ms']:.1f}" for k, v in stages.items() if k != "total_ms")
         rel = f"{tot['p50_ms'] / ref:.2f}× dense-flat p50" if ref else ""
+        if mode == "hybrid" and base:
+            rel = f"{base / tot['p50_ms']:.2f}× faster p50 than hybrid-torch; " + rel
         rows.append((f"search latency: {mode}", f"{tot['n']} queries, {res['search_index_products']:,} products, k=10",
                      f"p50 {tot['p50_ms']:.1f} ms · p99 {tot['p99_ms']:.1f} ms", f"{rel} (p50 stages ms: {parts})"))
     g = res.get("gpu")
@@ -125,6 +169,8 @@ def render(res: dict[str, Any]) -> str:
              f"attention scores excluded); load {t['load_s']:.1f} s. Student: {s['model']}.",
              "GPU teacher: not run (no CUDA device on this machine)." if not g else
              f"GPU peak memory {g['peak_memory_gib']:.1f} GiB; LoRA trainable params {g['lora_trainable_params']:,}.",
+             f"Student backend: {s['backend']} (hybrid-torch and the baselines run the same student through PyTorch). "
+             "Timings on a shared machine are inflated by its load; compare the ratios, taken in the same run.",
              f"Total bench time {res['total_s']:.0f} s."]
     return "\n".join(head + table + notes) + "\n"
 

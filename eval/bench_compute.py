@@ -17,19 +17,12 @@ import numpy as np
 
 
 def machine() -> dict[str, Any]:
-    """CPU model, cores, threads, memory, CPU bf16 support, library versions, GPU (if any)."""
+    """CPU model and its speed flags (AVX2, AVX-512, AVX512-BF16, AMX), cores, threads, memory, versions, GPU."""
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    flags: set[str] = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and cpu in ("", platform.machine(), platform.processor()):
-                cpu = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
+    from reldistill.precision import cpu_info
+
+    info = cpu_info()
     mem = None
     try:
         import psutil
@@ -38,9 +31,8 @@ def machine() -> dict[str, Any]:
     except ImportError:
         pass
     out = {
-        "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "memory_gib": mem,
-        "cpu_bf16": sorted(f for f in flags if f in ("avx512_bf16", "amx_bf16", "avx512f", "amx_tile")),
-        "python": platform.python_version(), "torch": torch.__version__, "system": platform.system(),
+        "cpu": info["model"], "cpu_flags": info["flags"], "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "memory_gib": mem, "python": platform.python_version(), "torch": torch.__version__, "system": platform.system(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
     try:
@@ -48,6 +40,15 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     return out
+
+
+def cpu_dtypes() -> tuple[list[str], dict[str, str]]:
+    """The dtypes this CPU runs natively (fp32 always; bf16 with AVX512-BF16 or AMX) and why others are skipped."""
+    from reldistill import precision
+
+    if precision.cpu_has_bf16():
+        return ["float32", "bfloat16"], {}
+    return ["float32"], {"bfloat16": "skipped: this CPU has no AVX512-BF16 or AMX, so bf16 would only be emulated"}
 
 
 def matmul_peak(n: int = 2048, dtype: str = "float32", repeats: int = 3, device: str = "cpu") -> dict[str, float]:
@@ -95,7 +96,7 @@ def _teacher_for_bench(teacher_dir: Path | None, base: str):
 
 def teacher_throughput(queries: list[str], texts: list[str], base: str, teacher_dir: Path | None,
                        batch_size: int, peaks: dict[str, float]) -> dict[str, Any]:
-    """pairs/s, tokens/s, GFLOP/s and fraction of the measured matmul peak, fp32 then bf16, same pairs."""
+    """pairs/s, tokens/s, GFLOP/s and fraction of the measured matmul peak per dtype in ``peaks``, same pairs."""
     import torch
 
     t0 = time.perf_counter()
@@ -105,7 +106,7 @@ def teacher_throughput(queries: list[str], texts: list[str], base: str, teacher_
     tokens = int(sum(len(r) for r in teacher.encoder.encode(queries, texts)))
     out: dict[str, Any] = {"model": what, "load_s": load_s, "pairs": len(queries), "tokens": tokens,
                            "matmul_params": n_params, "batch_size": batch_size, "dtypes": {}}
-    for dtype in ("float32", "bfloat16"):
+    for dtype in peaks:
         teacher.model.backbone.to(getattr(torch, dtype))  # the head stays fp32, as Teacher.load keeps it
         teacher.score_pairs(queries[:batch_size], texts[:batch_size], batch_size=batch_size)  # warm-up
         t = time.perf_counter()
@@ -115,6 +116,6 @@ def teacher_throughput(queries: list[str], texts: list[str], base: str, teacher_
         out["dtypes"][dtype] = {"seconds": sec, "pairs_per_s": len(queries) / sec, "tokens_per_s": tokens / sec,
                                 "gflops": gflops, "peak_fraction": gflops / peaks[dtype],
                                 "mean_score": float(np.mean(scores))}
-    fp32, bf16 = out["dtypes"]["float32"], out["dtypes"]["bfloat16"]
-    out["bf16_speedup"] = bf16["pairs_per_s"] / fp32["pairs_per_s"]
+    if "bfloat16" in out["dtypes"]:
+        out["bf16_speedup"] = out["dtypes"]["bfloat16"]["pairs_per_s"] / out["dtypes"]["float32"]["pairs_per_s"]
     return out

@@ -24,25 +24,41 @@ def _rss_mib() -> float | None:
         return None
 
 
-def student_encoding(model, texts: list[str], batch_size: int = 64) -> dict[str, Any]:
-    """docs/s of ``reldistill.student.encode_documents`` (its precision: bf16 autocast where the CPU has it)
-    vs plain fp32 ``SentenceTransformer.encode`` on the same texts, and the lowest cosine between the two."""
+def student_encoding(baseline, model, texts: list[str], batch_size: int = 64) -> dict[str, Any]:
+    """Catalog docs/s: plain fp32 ``SentenceTransformer.encode`` on the torch ``baseline`` (today's path) vs
+    ``reldistill.student.encode_documents`` on ``model`` (its backend and precision), and their lowest cosine."""
     from reldistill.precision import student_dtype
     from reldistill.student import encode_documents
 
     warm = texts[: min(len(texts), batch_size)]
-    model.encode(warm, batch_size=batch_size)
+    baseline.encode(warm, batch_size=batch_size, show_progress_bar=False)
     encode_documents(model, warm, batch_size=batch_size)
     t = time.perf_counter()
-    ref = model.encode(texts, batch_size=batch_size, show_progress_bar=False, normalize_embeddings=True)
+    ref = baseline.encode(texts, batch_size=batch_size, show_progress_bar=False, normalize_embeddings=True)
     plain = time.perf_counter() - t
     t = time.perf_counter()
     emb = encode_documents(model, texts, batch_size=batch_size)
     ours = time.perf_counter() - t
     return {"docs": len(texts), "batch_size": batch_size, "dim": int(emb.shape[1]),
+            "backend": getattr(model, "reldistill_backend", "torch"),
             "precision": str(student_dtype()).removeprefix("torch."),
             "plain_docs_per_s": len(texts) / plain, "reldistill_docs_per_s": len(texts) / ours,
             "ratio_vs_plain": plain / ours, "min_cosine_vs_plain": float(np.min(np.sum(ref * emb, axis=1)))}
+
+
+def query_encoding(models: dict[str, Any], queries: list[str]) -> dict[str, dict[str, float]]:
+    """p50/p99 ms of ``encode_queries`` on one query at a time, per model, interleaved so load hits all alike."""
+    from reldistill.student import encode_queries
+
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for m in models.values():
+        encode_queries(m, queries[:1])
+    for q in queries:
+        for name, m in models.items():
+            t = time.perf_counter()
+            encode_queries(m, [q])
+            times[name].append((time.perf_counter() - t) * 1000)
+    return {name: _pct(v) for name, v in times.items()}
 
 
 def _measured(fn, *args, **kwargs) -> tuple[Any, dict[str, float]]:
@@ -88,8 +104,9 @@ def _pct(values: list[float]) -> dict[str, float]:
 
 
 def search_latency(built: dict[str, Any], model, queries: list[str], reranker=None, rerank_queries: int = 5,
-                   rerank_k: int = 20) -> dict[str, Any]:
-    """Per-query latency (p50/p99 of total and of each stage) for bm25, dense (flat and HNSW), hybrid, rerank."""
+                   rerank_k: int = 20, baseline=None) -> dict[str, Any]:
+    """Per-query latency (p50/p99 of total and of each stage) for bm25, dense (flat and HNSW), hybrid, rerank;
+    with ``baseline`` (the torch student) also ``hybrid-torch``: the same hybrid search on today's path."""
     from reldistill.retrieval.config import SearchConfig
     from reldistill.retrieval.pipeline import SearchPipeline
 
@@ -97,8 +114,11 @@ def search_latency(built: dict[str, Any], model, queries: list[str], reranker=No
     cfg = SearchConfig(rerank_k=rerank_k)
     plans = [("bm25", "flat", "bm25"), ("dense", "flat", "dense-flat"), ("dense", "hnsw", "dense-hnsw"),
              ("hybrid", "flat", "hybrid")]
+    if baseline is not None:
+        plans.append(("hybrid", "flat", "hybrid-torch"))
     for mode, kind, label in plans:
-        pipe = SearchPipeline(built[kind], built["bm25"], built["catalog"], model, config=cfg, name=label)
+        student = baseline if label == "hybrid-torch" else model
+        pipe = SearchPipeline(built[kind], built["bm25"], built["catalog"], student, config=cfg, name=label)
         pipe.search(queries[0], mode=mode, k=10)  # warm-up
         stages: dict[str, list[float]] = {}
         for q in queries:

@@ -40,10 +40,12 @@ def eval_cmd(
     from reldistill.eval.config import EvalConfig, load_section
     from reldistill.eval.report import evaluate_run, render_markdown
     from reldistill.retrieval.config import IndexConfig, SearchConfig
+    from reldistill.student.backend import configure_from_recipe
 
     _quiet()
     RunDir(run)  # a missing run directory is a UserError before anything loads
     data_cfg = from_dict(DataConfig, (load_yaml(config).get("data") if config else None) or {}, f"{config}:data")
+    configure_from_recipe(load_yaml(config) if config else None)
     cfg = load_section(config, "eval", EvalConfig)
     search_cfg = load_section(config, "search", SearchConfig)
     index_cfg = load_section(config, "index", IndexConfig)

@@ -11,10 +11,12 @@ import contextlib
 import datetime as _dt
 import hashlib
 import json
+import logging
 import os
 import platform
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
@@ -23,26 +25,116 @@ from typing import Any
 from reldistill import __version__
 from reldistill.errors import UserError
 
+log = logging.getLogger(__name__)
+
 MANIFEST = "manifest.json"
 TRACKED_PACKAGES = ("torch", "transformers", "peft", "accelerate", "sentence-transformers", "faiss-cpu", "bm25s", "datasets")
 
 
+OLD_MARK = ".old-"  # ``.<name>.old-<pid>``: the previous copy of a directory during a swap
+TMP_SUFFIX = ".tmp"  # ``.<name>.<pid>-<random>.tmp``: a directory being built
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _leftover_pid(entry: str, name: str) -> tuple[str, int] | None:
+    """('old'|'tmp', pid) when ``entry`` is a swap leftover of ``name`` made by process ``pid``, else None."""
+    head = f".{name}"
+    if not entry.startswith(head):
+        return None
+    rest = entry[len(head):]
+    if rest.startswith(OLD_MARK) and rest[len(OLD_MARK):].isdigit():
+        return "old", int(rest[len(OLD_MARK):])
+    if rest.startswith(".") and rest.endswith(TMP_SUFFIX):
+        pid = rest[1:].split("-", 1)[0]
+        if pid.isdigit():
+            return "tmp", int(pid)
+    return None
+
+
+def recover_swaps(final: str | Path) -> None:
+    """Undo or finish what a killed swap of ``final`` left behind (call before using ``final``).
+
+    A kill between the two renames of a directory swap leaves no ``final`` and its previous copy
+    as ``.<name>.old-<pid>``: that copy is renamed back. When ``final`` exists, the leftover copy
+    (whose deletion was cut short) and the temp directories of dead processes are removed.
+    """
+    final = Path(final)
+    parent = final.parent
+    if not parent.is_dir():
+        return
+    for entry in sorted(os.listdir(parent)):
+        left = _leftover_pid(entry, final.name)
+        # our own temp dirs may be in use; our own .old copy never is between calls (a reused pid)
+        if left is None or (_pid_alive(left[1]) and not (left[0] == "old" and left[1] == os.getpid())):
+            continue
+        path = parent / entry
+        if left[0] == "old" and not final.exists():
+            os.replace(path, final)
+            log.warning("restored %s from %s (a swap was interrupted)", final, path.name)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _manifest_kind(directory: Path) -> str | None:
+    try:
+        m = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return m.get("kind") if isinstance(m, dict) else None
+
+
+def check_replaceable(directory: str | Path, kind: str, force: bool = False) -> None:
+    """Refuse (UserError) to replace ``directory`` unless it is absent, empty or a finished ``kind`` artifact.
+
+    ``force`` overrides. Call it before long work, so a wrong ``--output`` fails at once.
+    """
+    d = Path(directory)
+    recover_swaps(d)
+    if force or not d.exists():
+        return
+    if not d.is_dir():
+        raise UserError(f"{d} is a file, not a {kind!r} directory — pass another output path.")
+    if not any(d.iterdir()):
+        return
+    found = _manifest_kind(d)
+    if found != kind:
+        what = f"a {found!r} artifact" if found else "files that are not a reldistill artifact"
+        raise UserError(f"{d} already holds {what}, not a {kind!r} one — refusing to replace it; "
+                        f"pass another output path, or --force to replace it.")
+
+
 @contextlib.contextmanager
-def atomic_path(final: str | Path) -> Iterator[Path]:
+def atomic_path(final: str | Path, force: bool = False) -> Iterator[Path]:
     """Yield a temp path beside ``final``; on success rename it over ``final`` (file or directory).
 
-    On error the temp path is removed and ``final`` (if it existed) is untouched.
+    On error the temp path is removed and ``final`` (if it existed) is untouched. A directory that
+    holds a manifest replaces an existing non-empty ``final`` only when that one is an artifact of
+    the same kind (``force`` overrides). A kill between the swap's two renames is repaired by
+    ``recover_swaps`` (run here first, and by ``RunDir``).
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    recover_swaps(final)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}-", suffix=TMP_SUFFIX, dir=final.parent))
     target = tmp / final.name
     try:
         yield target
         if not target.exists():
             raise RuntimeError(f"atomic_path: nothing was written to {target}")
-        if target.is_dir() and final.is_dir():
-            old = final.parent / f".{final.name}.old-{os.getpid()}"
+        if target.is_dir() and final.exists():
+            kind = _manifest_kind(target)
+            if kind is not None:
+                check_replaceable(final, kind, force)
+            old = final.parent / f".{final.name}{OLD_MARK}{os.getpid()}"
             os.replace(final, old)
             os.replace(target, final)
             shutil.rmtree(old, ignore_errors=True)
@@ -115,9 +207,14 @@ def _versions() -> dict[str, str]:
 
 
 def write_manifest(directory: str | Path, kind: str, **fields: Any) -> dict[str, Any]:
-    """Write ``directory/manifest.json``: kind, time, versions, host, plus ``fields`` (config, models, data...)."""
+    """Write ``directory/manifest.json``: kind, a unique id, time, versions, host, plus ``fields`` (config, models, data...).
+
+    The id makes every rewrite of an artifact distinct, so stages that record the digest of this
+    manifest see that it was redone (even within the same second).
+    """
     manifest = {
         "kind": kind,
+        "artifact_id": uuid.uuid4().hex,
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "versions": _versions(),
         "host": {"machine": platform.machine(), "system": platform.system(), "cpus": os.cpu_count()},
@@ -146,10 +243,13 @@ class RunDir:
 
     def __init__(self, root: str | Path, create: bool = False):
         self.root = Path(root)
+        recover_swaps(self.root)
         if create:
             self.root.mkdir(parents=True, exist_ok=True)
         elif not self.root.is_dir():
             raise UserError(f"run directory {self.root} does not exist — create it with `reldistill demo` or pass an existing --run.")
+        for stage in (*RunDir.STAGES, "student-human"):
+            recover_swaps(self.root / stage)
 
     def __getattr__(self, name: str) -> Path:
         if name in RunDir.STAGES:

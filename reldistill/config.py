@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
 import types
 import typing
 from pathlib import Path
@@ -16,6 +18,31 @@ from reldistill.labels import DEFAULT_GAINS, DEFAULT_SOFT_LABELS
 T = TypeVar("T")
 
 DEFAULT_DATA_DIR = "../shared/data/esci-sample"
+# The top-level sections a recipe may hold (each is read by some command); anything else is a typo.
+RECIPE_SECTIONS = ("data", "teacher", "train", "score", "distill", "eval", "bench", "index", "search", "serve")
+
+
+def require_int(value: Any, where: str, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum`` (bools and other types refused); else one UserError naming ``where``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UserError(f"{where} must be an integer of at least {minimum}, got {value!r}.")
+    return value
+
+
+def require_float(value: Any, where: str, low: float | None = None, high: float | None = None,
+                  low_open: bool = False, high_open: bool = False) -> float:
+    """``value`` as a finite float within the bounds given (open or closed ends); else one UserError naming ``where``."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        lo = "" if low is None else f"{'(' if low_open else '['}{low:g}, "
+        hi = "" if high is None else f"{high:g}{')' if high_open else ']'}"
+        rng = f" in {lo or '(-inf, '}{hi or 'inf)'}" if low is not None or high is not None else ""
+        raise UserError(f"{where} must be a finite number{rng}, got {value!r}.")
+    return float(value)
 
 
 @dataclasses.dataclass
@@ -36,13 +63,16 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         for name in ("test_fraction", "dev_fraction"):
-            v = getattr(self, name)
-            if not 0.0 <= v < 1.0:
-                raise UserError(f"data.{name} must be in [0, 1), got {v}.")
-        if self.max_text_chars < 16:
-            raise UserError(f"data.max_text_chars must be at least 16, got {self.max_text_chars}.")
+            require_float(getattr(self, name), f"data.{name}", 0.0, 1.0, high_open=True)
+        require_int(self.max_text_chars, "data.max_text_chars", 16)
         if set(self.soft_labels) != set(self.gains):
             raise UserError("data.soft_labels and data.gains must name the same labels.")
+        if not self.soft_labels:
+            raise UserError("data.soft_labels is empty — map each label (E, S, C, I) to a training target.")
+        for label, v in self.soft_labels.items():
+            require_float(v, f"data.soft_labels.{label}", 0.0, 1.0)  # a BCE target: a probability
+        for label, v in self.gains.items():
+            require_float(v, f"data.gains.{label}", 0.0)
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -58,6 +88,15 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise UserError(f"config file {p} must hold a mapping of sections, not a {type(data).__name__}.")
+    for name, section in data.items():
+        if name not in RECIPE_SECTIONS:
+            close = difflib.get_close_matches(str(name), RECIPE_SECTIONS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UserError(f"config file {p} has unknown section {name!r}{hint}; known sections: {', '.join(RECIPE_SECTIONS)}.")
+        if section is None:
+            raise UserError(f"config file {p}: section {name!r} is empty — give it settings, or remove it to use the defaults.")
+        if not isinstance(section, dict):
+            raise UserError(f"config file {p}: section {name!r} must be a mapping of settings, not {section!r}.")
     return data
 
 
@@ -98,6 +137,8 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
 
 def from_dict(cls: type[T], data: dict[str, Any] | None, where: str) -> T:
     """Build dataclass ``cls`` from a mapping; unknown keys and wrong types raise UserError naming ``where``."""
+    if data is not None and not isinstance(data, dict):
+        raise UserError(f"{where} must be a mapping of settings, not {data!r}.")
     data = dict(data or {})
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(fields))

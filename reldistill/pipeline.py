@@ -3,7 +3,9 @@
 data check → teacher train → candidate mining → teacher scoring → student distillation (+ the
 human-labels-only student) → index build → eval on the test split → report. Each stage is finished
 when its artifact's manifest exists; a rerun after Ctrl-C or kill skips finished stages, and the
-stages themselves resume (teacher checkpoints, scoring shards, student checkpoints).
+stages themselves resume (teacher checkpoints, scoring shards, student checkpoints). Each stage
+records a digest of its inputs (its recipe sections, the data's fingerprint, the manifests of the
+stages it reads); a finished stage whose inputs changed is redone, and with it everything downstream.
 
 ``budget_minutes`` steers the CPU-sized stages: the teacher's training time and the number of
 unlabeled queries the teacher labels scale with it (the recipe's values are for the default budget).
@@ -12,11 +14,11 @@ unlabeled queries the teacher labels scale with it (the recipe's values are for 
 from __future__ import annotations
 
 import dataclasses
-import shutil
+import functools
 from pathlib import Path
 from typing import Any
 
-from reldistill.artifacts import MANIFEST, RunDir, read_manifest, write_manifest
+from reldistill.artifacts import MANIFEST, RunDir, data_fingerprint, file_fingerprint, read_manifest, write_manifest
 from reldistill.config import DataConfig, from_dict, load_yaml
 from reldistill.errors import UserError
 from reldistill.progress import console
@@ -24,6 +26,9 @@ from reldistill.stages import Stage, run_stages
 
 DEFAULT_BUDGET_MINUTES = 18.0  # what configs/demo-cpu.yaml is sized for (pipeline work, not set-up)
 TEACHER_SHARE = 0.35  # of the budget, for teacher training
+# distill.* fields candidate mining reads (the others only change the student's training)
+MINING_FIELDS = ("student", "bm25_depth", "dense_depth", "unlabeled_depth", "min_judged", "max_unlabeled_queries",
+                 "queries_path", "drop_near_duplicates", "near_duplicate_threshold", "max_seq_length")
 
 
 @dataclasses.dataclass
@@ -36,12 +41,67 @@ class Pipeline:
     def __post_init__(self) -> None:
         if self.budget_minutes < 3:
             raise UserError(f"--budget-minutes must be at least 3, got {self.budget_minutes:g}.")
+        from reldistill.teacher.config import load_recipe
+
         self.recipe = load_yaml(self.config)
+        from reldistill.student.backend import configure_from_recipe
+
+        configure_from_recipe(self.recipe)  # student.backend for every encode of the run
         self.data_cfg = from_dict(DataConfig, self.recipe.get("data"), f"{self.config}:data")
         if self.data_path:
             self.data_cfg.path = self.data_path
+        self.teacher_recipe = load_recipe(self.config)  # teacher/train/score sections, validated
         self.run = RunDir(self.run_root, create=True)
         self.scale = self.budget_minutes / DEFAULT_BUDGET_MINUTES
+
+    # -- stage inputs (what each artifact is made from) --------------------------------------------
+    @functools.cached_property
+    def data_inputs(self) -> dict[str, Any]:
+        p = Path(self.data_cfg.path)
+        files = data_fingerprint(p) if p.exists() else {}
+        extra = Path(self.data_cfg.products_path) if self.data_cfg.products_path else None
+        if extra is not None and extra.exists():
+            files = {**files, **{f"products:{k}": v for k, v in data_fingerprint(extra).items()}}
+        return {"data": dataclasses.asdict(self.data_cfg), "data_files": files}
+
+    def _manifest_digest(self, stage: str) -> str | None:
+        m = self.run.root / stage / MANIFEST
+        return file_fingerprint(m) if m.is_file() else None
+
+    def _teacher_minutes(self) -> float:
+        return float(self.teacher_recipe.train.max_minutes or 0) * self.scale or TEACHER_SHARE * self.budget_minutes
+
+    def stage_inputs(self, name: str) -> dict[str, Any]:
+        """The inputs of stage ``name`` whose digests decide whether its finished artifact is still valid."""
+        r = self.teacher_recipe
+        if name == "data":
+            return self.data_inputs
+        if name == "teacher":
+            return {**self.data_inputs, "teacher": dataclasses.asdict(r.teacher), "train": dataclasses.asdict(r.train),
+                    "minutes": self._teacher_minutes()}
+        cfg = dataclasses.asdict(self._distill_cfg())
+        if name == "candidates":
+            q = cfg["queries_path"]
+            return {**self.data_inputs, "distill (mining)": {k: cfg[k] for k in MINING_FIELDS},
+                    "queries_file": file_fingerprint(q) if q and Path(q).is_file() else None}
+        if name == "scores":
+            cands = self.run.scores / "candidates.parquet"
+            return {**self.data_inputs, "score": dataclasses.asdict(r.score), "teacher manifest": self._manifest_digest("teacher"),
+                    "candidates": file_fingerprint(cands) if cands.is_file() else None}
+        if name == "student":
+            return {**self.data_inputs, "distill": cfg, "scores manifest": self._manifest_digest("scores"),
+                    "teacher manifest": self._manifest_digest("teacher")}
+        if name == "student-human":
+            return {**self.data_inputs, "distill": cfg}
+        if name == "index":
+            return {**self.data_inputs, "index": self.recipe.get("index") or {},
+                    "student manifest": self._manifest_digest("student")}
+        if name == "eval":
+            from reldistill.eval.config import EvalConfig, load_section
+
+            return {**self.data_inputs, "eval": dataclasses.asdict(load_section(self.config, "eval", EvalConfig)),
+                    **{f"{s} manifest": self._manifest_digest(s) for s in ("teacher", "student", "student-human", "index")}}
+        raise KeyError(name)
 
     # -- stages ----------------------------------------------------------------------------------
     def data_stage(self) -> str:
@@ -57,8 +117,7 @@ class Pipeline:
     def teacher_stage(self, force: bool) -> str:
         from reldistill.teacher.train import train_teacher
 
-        minutes = float(self.recipe.get("train", {}).get("max_minutes") or 0) * self.scale or TEACHER_SHARE * self.budget_minutes
-        train_teacher(self.config, self.run.teacher, resume=not force, max_minutes=minutes, data_path=self.data_path)
+        train_teacher(self.config, self.run.teacher, resume=not force, max_minutes=self._teacher_minutes(), data_path=self.data_path)
         m = read_manifest(self.run.teacher)
         return _teacher_summary(m)
 
@@ -86,13 +145,13 @@ class Pipeline:
 
         from reldistill.distill.label import label_candidates
 
-        score = self.recipe.get("score", {}) or {}
+        score = self.teacher_recipe.score  # validated: batch_size and shard_size >= 1
         out = label_candidates(self.run.scores / "candidates.parquet", self.run.teacher, self.run.scores / "scores.parquet",
-                               self.data_cfg, batch_size=score.get("batch_size"), dtype=score.get("dtype", "auto"),
-                               shard_size=score.get("shard_size", 512))
+                               self.data_cfg, batch_size=score.batch_size, dtype=score.dtype, shard_size=score.shard_size)
         df = pd.read_parquet(out, columns=["teacher_score"])
+        cands = self.run.scores / "candidates.parquet"
         write_manifest(self.run.scores, "scores", teacher=str(self.run.teacher), pairs=len(df),
-                       candidates=str(self.run.scores / "candidates.parquet"), scores=str(out))
+                       candidates=str(cands), candidates_sha256=file_fingerprint(cands), scores=str(out))
         return f"{len(df):,} pairs scored by the teacher (mean score {df['teacher_score'].mean():.3f})"
 
     def student_stage(self, human: bool, force: bool) -> str:
@@ -137,25 +196,31 @@ class Pipeline:
         return f"{len(sysm)} systems on {report['n_queries']} {report['split']} queries; best {key} {sysm[best][key]:.4f} ({best})"
 
     # -- driver ----------------------------------------------------------------------------------
-    def stages(self, force: bool) -> list[Stage]:
+    def stages(self) -> list[Stage]:
         run = self.run
+
+        def stage(name: str, title: str, is_done, work) -> Stage:
+            return Stage(name, title, is_done, work, lambda: self.stage_inputs(name))
+
         return [
-            Stage("data", "data check", lambda: run.done("data"), self.data_stage),
-            Stage("teacher", "teacher training (LoRA cross-encoder)", lambda: run.done("teacher"), lambda: self.teacher_stage(force)),
-            Stage("candidates", "candidate mining", lambda: (run.scores / "candidates.parquet").is_file(), self.candidates_stage),
-            Stage("scores", "teacher scoring of candidates", lambda: run.done("scores"), self.scores_stage),
-            Stage("student", "student distillation", lambda: run.done("student"), lambda: self.student_stage(False, force)),
-            Stage("student-human", "human-labels-only student", lambda: (run.root / "student-human" / MANIFEST).is_file(),
-                  lambda: self.student_stage(True, force)),
-            Stage("index", "index build (FAISS + BM25)", lambda: run.done("index"), self.index_stage),
-            Stage("eval", "evaluation on the test split", lambda: run.done("eval") and run.report_json.is_file(), self.eval_stage),
+            stage("data", "data check", lambda: run.done("data"), lambda fresh: self.data_stage()),
+            stage("teacher", "teacher training (LoRA cross-encoder)", lambda: run.done("teacher"), self.teacher_stage),
+            stage("candidates", "candidate mining", lambda: (run.scores / "candidates.parquet").is_file(),
+                  lambda fresh: self.candidates_stage()),
+            stage("scores", "teacher scoring of candidates", lambda: run.done("scores"), lambda fresh: self.scores_stage()),
+            stage("student", "student distillation", lambda: run.done("student"), lambda fresh: self.student_stage(False, fresh)),
+            stage("student-human", "human-labels-only student", lambda: (run.root / "student-human" / MANIFEST).is_file(),
+                  lambda fresh: self.student_stage(True, fresh)),
+            stage("index", "index build (FAISS + BM25)", lambda: run.done("index"), lambda fresh: self.index_stage()),
+            stage("eval", "evaluation on the test split", lambda: run.done("eval") and run.report_json.is_file(),
+                  lambda fresh: self.eval_stage()),
         ]
 
     def run_all(self, force: bool = False) -> dict[str, Any]:
-        if force:
-            for name in ("data", "scores", "index", "eval"):
-                shutil.rmtree(self.run.root / name, ignore_errors=True)
-        return run_stages(self.run.root, self.stages(force), force=force)
+        """Run (or reuse) every stage. ``force`` redoes each one into a fresh artifact swapped in when it
+        is finished; nothing is deleted up front, so a Ctrl-C keeps the previous artifacts, and the
+        stages not yet redone stay marked stale (their recorded inputs name the old upstream manifests)."""
+        return run_stages(self.run.root, self.stages(), force=force)
 
 
 def _teacher_summary(m: dict[str, Any]) -> str:

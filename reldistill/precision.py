@@ -9,15 +9,34 @@ from pathlib import Path
 import torch
 
 PRECISION_ENV = "RELDISTILL_STUDENT_PRECISION"  # auto | float32 | bfloat16 for student encoding and training
+CPU_BF16_ENV = "RELDISTILL_CPU_BF16"  # 0: act as a CPU without native bf16 (what an AVX2-only machine does)
+
+
+SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile")
 
 
 @functools.cache
-def cpu_has_bf16() -> bool:
-    """True when this CPU has native bf16 (AVX512-BF16 or AMX)."""
+def cpu_info() -> dict:
+    """This CPU's model name and which of the SIMD / matrix flags that change kernels it has (Linux /proc/cpuinfo)."""
+    import platform
+
+    model, flags = platform.processor() or platform.machine(), set()
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
     except OSError:
+        pass
+    return {"model": model, "flags": [f for f in SPEED_FLAGS if f in flags]}
+
+
+def cpu_has_bf16() -> bool:
+    """True when this CPU has native bf16 (AVX512-BF16 or AMX) and $RELDISTILL_CPU_BF16 is not 0."""
+    if os.environ.get(CPU_BF16_ENV, "").strip() in ("0", "false", "no"):
         return False
+    flags = cpu_info()["flags"]
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 

@@ -7,9 +7,35 @@ protocol only, never on a concrete model class.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from typing import Protocol, runtime_checkable
+
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("rerank_deadline", default=None)
+
+
+class RerankTimeout(Exception):
+    """The deadline set by :func:`deadline` passed; a reranker raises it between batches."""
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Within this block (in this thread), :func:`check_deadline` raises once ``seconds`` have passed."""
+    token = _DEADLINE.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def check_deadline() -> None:
+    """Raise :class:`RerankTimeout` when the current deadline has passed (rerankers call it between batches)."""
+    d = _DEADLINE.get()
+    if d is not None and time.monotonic() > d:
+        raise RerankTimeout
 
 
 @dataclasses.dataclass(frozen=True)

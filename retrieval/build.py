@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reldistill.artifacts import atomic_path, data_fingerprint, file_fingerprint, read_manifest, write_manifest
+from reldistill.artifacts import atomic_path, check_replaceable, data_fingerprint, file_fingerprint, read_manifest, write_manifest
 from reldistill.config import DataConfig, to_dict
 from reldistill.errors import UserError
 from reldistill.models import resolve_model
@@ -23,7 +23,7 @@ from reldistill.retrieval.catalog import Catalog
 from reldistill.retrieval.config import IndexConfig
 from reldistill.retrieval.dense import DenseIndex
 from reldistill.retrieval.lexical import BM25Index
-from reldistill.student.catalog_vectors import catalog_digest, load_vectors
+from reldistill.student.catalog_vectors import catalog_digest, encode_precision, load_vectors
 
 log = logging.getLogger(__name__)
 
@@ -88,16 +88,18 @@ def encode_catalog(model, ids: list[str], texts: list[str], cache: Path | None =
 
 def build_index(run_dir_or_index_dir: str | Path, student_path: str | None = None, data_cfg: DataConfig | None = None,
                 kind: str = "flat", config: IndexConfig | None = None, products: pd.DataFrame | None = None,
-                examples: pd.DataFrame | None = None) -> Path:
+                examples: pd.DataFrame | None = None, force: bool = False) -> Path:
     """Encode the catalog with the student and write ``<run>/index/`` atomically; returns the index directory.
 
     ``products``/``examples`` override the catalog and judged pairs loaded from ``data_cfg`` (tests, subsets).
+    An existing index directory that is not an index is refused unless ``force``.
     """
     from reldistill.data import load_esci
     from reldistill.student import load_student
 
     index_dir = index_dir_of(run_dir_or_index_dir)
     run_dir = index_dir.parent
+    check_replaceable(index_dir, INDEX_KIND, force)
     _remove_stale_temps(index_dir)
     cfg = config or IndexConfig(kind=kind)
     if config is not None and kind != cfg.kind:
@@ -113,14 +115,14 @@ def build_index(run_dir_or_index_dir: str | Path, student_path: str | None = Non
     texts = products["text"].astype(str).tolist()
     model = load_student(student_path)
     dim = int(model.get_embedding_dimension())
-    cache = run_dir / CACHE_DIR / f"{student_id.replace('/', '_')}-{catalog_digest(ids, texts)[:16]}"
+    cache = run_dir / CACHE_DIR / f"{student_id.replace('/', '_')}-{catalog_digest(ids, texts)[:16]}-{encode_precision()}"
     emb = load_vectors(student_path, ids, texts) if Path(student_path).is_dir() else None
     if emb is None:
         emb = encode_catalog(model, ids, texts, cache=cache, batch_size=cfg.batch_size)
     dense = DenseIndex.build(emb, ids, kind=cfg.kind, model=student_id, config=cfg)
     bm25 = BM25Index.build(ids, texts)
     fingerprint = data_fingerprint(data_cfg.path) if Path(data_cfg.path).exists() else {}
-    with atomic_path(index_dir) as tmp:
+    with atomic_path(index_dir, force=force) as tmp:
         tmp.mkdir()
         dense.save(tmp)
         bm25.save(tmp)

@@ -19,8 +19,11 @@ ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", min=1, help="tor
 
 def _sections(config: Path | None) -> dict:
     from reldistill.config import load_yaml
+    from reldistill.student.backend import configure_from_recipe
 
-    return load_yaml(config) if config is not None else {}
+    sections = load_yaml(config) if config is not None else {}
+    configure_from_recipe(sections)  # student.backend for index build, search and serve
+    return sections
 
 
 def _data_cfg(sections: dict, data: Path | None):
@@ -47,6 +50,7 @@ def index_build_cmd(
     kind: Annotated[Optional[str], typer.Option(help="flat (exact, default) | hnsw | ivfpq.")] = None,
     config: ConfigOpt = None,
     threads: ThreadsOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace <run>/index even when it is not an index directory.")] = False,
 ) -> None:
     """Encode the catalog with the student and write <run>/index/ (FAISS + BM25 + products + manifest), atomically."""
     from reldistill.config import from_dict
@@ -58,7 +62,7 @@ def index_build_cmd(
     if not run.exists():
         run.mkdir(parents=True)
     _threads(threads)
-    out = build_index(run, student, _data_cfg(sections, data), kind=icfg.kind, config=icfg)
+    out = build_index(run, student, _data_cfg(sections, data), kind=icfg.kind, config=icfg, force=force)
     typer.echo(str(out))
 
 
@@ -135,6 +139,8 @@ def serve_cmd(
     port: Annotated[Optional[int], typer.Option(help="Port (default 8000).")] = None,
     api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="RELDISTILL_API_KEY", help="Require this X-API-Key header on API calls.")] = None,
     compare: Annotated[Optional[str], typer.Option(help="Second pipeline for the side-by-side page: a run directory with an index, or a student (e.g. minilm-l6, indexed in memory).")] = None,
+    allow_remote_without_key: Annotated[bool, typer.Option("--allow-remote-without-key", help="Allow a non-loopback --host without --api-key (anyone who reaches the port can use the service).")] = False,
+    trusted_host: Annotated[Optional[list[str]], typer.Option("--trusted-host", help="Host header to accept (repeatable; \"*\" for any). Default: loopback names, plus the bound address.")] = None,
     config: ConfigOpt = None,
     threads: ThreadsOpt = 1,
 ) -> None:
@@ -144,16 +150,18 @@ def serve_cmd(
     import uvicorn
 
     from reldistill.config import from_dict
-    from reldistill.retrieval.config import ServeConfig
+    from reldistill.retrieval.config import LOOPBACK_HOSTS, ServeConfig
     from reldistill.retrieval.service import create_app
 
     sections = _sections(config)
     scfg = from_dict(ServeConfig, sections.get("serve"), "serve")
-    over = {k: v for k, v in (("host", host), ("port", port), ("api_key", api_key)) if v is not None}
+    over = {k: v for k, v in (("host", host), ("port", port), ("api_key", api_key), ("trusted_hosts", trusted_host)) if v}
+    if allow_remote_without_key:
+        over["allow_remote_without_key"] = True
     scfg = ServeConfig(**{**dataclasses.asdict(scfg), **over})
-    if scfg.host not in ("127.0.0.1", "localhost", "::1") and scfg.api_key is None:
-        typer.echo(f"warning: binding {scfg.host} exposes the service beyond this machine without an API key; "
-                   "pass --api-key to require one.", err=True)
+    scfg.check_exposure()
+    if not scfg.loopback and scfg.trusted_hosts == list(LOOPBACK_HOSTS):  # clients name the bound address (any, for 0.0.0.0)
+        scfg.trusted_hosts = ["*"] if scfg.host in ("0.0.0.0", "::") else [*LOOPBACK_HOSTS, scfg.host]
     _threads(threads)
     pipe = _pipeline(run, sections)
     other = None

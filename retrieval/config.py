@@ -7,6 +7,7 @@ import dataclasses
 from reldistill.errors import UserError
 
 INDEX_KINDS = ("flat", "hnsw", "ivfpq")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 MODES = ("bm25", "dense", "hybrid", "rerank")
 
 
@@ -69,16 +70,33 @@ class ServeConfig:
     max_body_bytes: int = 1 << 20
     max_rerank_documents: int = 1000
     max_document_chars: int = 4096
+    max_rerank_tokens: int = 65536  # documents x tokens one /rerank request may cost (each doc capped at the teacher's max length)
+    max_concurrent_reranks: int = 2  # reranks running at once; more get 503 at once
     rerank_timeout_s: float = 30.0
     cors_origins: list[str] = dataclasses.field(default_factory=list)
+    trusted_hosts: list[str] = dataclasses.field(default_factory=lambda: list(LOOPBACK_HOSTS))  # Host headers accepted ("*": any)
+    allow_remote_without_key: bool = False  # a non-loopback bind without api_key is refused unless this is true
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise UserError(f"serve.port must be in [0, 65535], got {self.port}.")
-        for name in ("max_q_chars", "max_k", "max_body_bytes", "max_rerank_documents", "max_document_chars"):
+        for name in ("max_q_chars", "max_k", "max_body_bytes", "max_rerank_documents", "max_document_chars",
+                     "max_rerank_tokens", "max_concurrent_reranks"):
             if getattr(self, name) < 1:
                 raise UserError(f"serve.{name} must be at least 1, got {getattr(self, name)}.")
         if self.rerank_timeout_s <= 0:
             raise UserError(f"serve.rerank_timeout_s must be positive, got {self.rerank_timeout_s}.")
         if self.api_key is not None and len(self.api_key) < 8:
             raise UserError("serve.api_key must be at least 8 characters long.")
+        if not self.trusted_hosts:
+            raise UserError("serve.trusted_hosts must name at least one host (\"*\" accepts any).")
+
+    @property
+    def loopback(self) -> bool:
+        return self.host in LOOPBACK_HOSTS
+
+    def check_exposure(self) -> None:
+        """Refuse a non-loopback bind without an API key unless ``allow_remote_without_key`` says so."""
+        if not self.loopback and self.api_key is None and not self.allow_remote_without_key:
+            raise UserError(f"binding {self.host} exposes the service beyond this machine without an API key — "
+                            "pass --api-key (or set serve.api_key), or --allow-remote-without-key to do it anyway.")

@@ -80,6 +80,7 @@ class SearchPipeline:
         self.default_mode = "hybrid"  # the mode a caller gets when it names none (the run's serving.json sets it)
         self.query_vectors: dict[str, np.ndarray] | None = None  # set to {} to encode each query once (eval)
         self._lock = threading.Lock()
+        self._teacher_of: SearchPipeline | None = None  # with_student copies load the teacher through their source
         if student is not None:
             dim = int(student.get_embedding_dimension())
             if dim != dense.dim:
@@ -144,6 +145,7 @@ class SearchPipeline:
         pipe = SearchPipeline(dense, self.bm25, self.catalog, model, reranker=self._reranker, config=self.config,
                               name=name or str(student), teacher_dir=self.teacher_dir, student_id=dense.model)
         pipe.default_mode = self.default_mode
+        pipe._teacher_of = self  # one teacher in memory for both, however many columns rerank
         return pipe
 
     def with_config(self, config: SearchConfig | None = None, reranker: Reranker | None = None) -> SearchPipeline:
@@ -152,6 +154,7 @@ class SearchPipeline:
                               config=config or self.config, name=self.name, teacher_dir=self.teacher_dir,
                               student_id=self.student_id)
         pipe.index_dir, pipe.default_mode, pipe.query_vectors = self.index_dir, self.default_mode, self.query_vectors
+        pipe._teacher_of = None if reranker is not None else self
         return pipe
 
     # ---- reranker -----------------------------------------------------------------------------
@@ -162,6 +165,8 @@ class SearchPipeline:
             return self._load_reranker()
 
     def _load_reranker(self) -> Reranker:
+        if self._reranker is None and self._teacher_of is not None:
+            self._reranker = self._teacher_of.reranker
         if self._reranker is None:
             if self.teacher_dir is None:
                 raise UserError("mode 'rerank' needs a teacher: this run has no teacher/ — train one or pass a reranker.")

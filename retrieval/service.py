@@ -1,15 +1,24 @@
-"""The search service (FastAPI): search, products, similar items, stats, health, a hosted-style /rerank, and the web page.
+"""The search service (FastAPI): search, products, similar items, stats, health, a Cohere-compatible rerank, and the web page.
 
-Hardening: loopback by default (the CLI), optional ``X-API-Key`` header, body size / q length / k
-limits, a timeout on rerank, CORS off unless origins are configured, and error bodies that never
-echo inputs or internals (validation errors list field + message only; unexpected errors say
-"internal error").
+``POST /rerank`` (also ``/v1/rerank`` and ``/v2/rerank``) speaks the Cohere rerank contract that search
+engines call unchanged: OpenSearch ML Commons' ``connector.pre_process.cohere.rerank`` /
+``post_process.cohere.rerank`` connector and Elasticsearch's ``custom`` inference service (task
+``rerank``). Every document comes back unless ``top_n`` asks for fewer.
+
+Hardening: loopback by default (the CLI), a trusted-Host allow-list (loopback names by default, so a web
+page cannot drive the local server), optional ``X-API-Key`` header, body size (declared or chunked) /
+q length / k limits, a per-request rerank budget (documents x tokens), at most
+``max_concurrent_reranks`` reranks at once (503 when busy), a rerank deadline checked between batches,
+a failed teacher load remembered (clients get a generic 503, the log the detail), CORS off unless
+origins are configured, and error bodies that never echo inputs or internals.
 """
 
 
 import asyncio
 import hmac
 import logging
+import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from typing import Annotated, Literal
@@ -17,12 +26,12 @@ from typing import Annotated, Literal
 from fastapi import Depends, FastAPI, HTTPException, Path as PathParam, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
-from fastapi.security import APIKeyHeader
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reldistill.errors import UserError
-from reldistill.rerank import Reranker
+from reldistill.rerank import RerankTimeout, Reranker, deadline
 from reldistill.retrieval.config import ServeConfig
 from reldistill.retrieval.pipeline import SearchPipeline
 
@@ -74,13 +83,14 @@ class RerankDocument(BaseModel):
 
 
 class RerankIn(BaseModel):
-    """Cohere/Jina-style request: documents are strings or {id, text}; ``top_n`` limits the answer."""
+    """Cohere v1/v2-style request: documents are strings or {id, text}; ``top_n`` limits the answer."""
 
     query: str = Field(..., min_length=1)
     documents: list[str | RerankDocument] = Field(..., min_length=1)
     top_n: int | None = Field(None, ge=1)
     model: str | None = Field(None, max_length=256, description="ignored: the service's teacher answers")
     return_documents: bool = False
+    max_tokens_per_doc: int | None = Field(None, ge=1, description="cut each document after this many tokens")
 
 
 class RerankResult(BaseModel):
@@ -91,8 +101,12 @@ class RerankResult(BaseModel):
 
 
 class RerankOut(BaseModel):
+    """Cohere's answer shape: ``id``, ``results`` (best first, ``index`` into the request) and ``meta``."""
+
+    id: str
     model: str
     results: list[RerankResult]
+    meta: dict
 
 
 class Message(BaseModel):
@@ -109,7 +123,11 @@ def _error(status: int, message: str) -> JSONResponse:
 
 
 class BodyLimit:
-    """ASGI middleware: refuse request bodies larger than ``limit`` bytes with 413 (declared or streamed)."""
+    """ASGI middleware: refuse request bodies larger than ``limit`` bytes with 413 (declared or streamed).
+
+    A body without Content-Length (chunked) is read here first, up to the limit, and replayed to the app:
+    a parse error inside the app must not turn "too large" into a 400.
+    """
 
     def __init__(self, app, limit: int):
         self.app, self.limit = app, limit
@@ -117,10 +135,31 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
         too_big = _error(413, f"request body larger than {self.limit} bytes")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
             return await too_big(scope, receive, send)
+        if declared is None and b"chunked" in headers.get(b"transfer-encoding", b"").lower():
+            body, more = b"", True
+            while more:
+                msg = await receive()
+                if msg["type"] != "http.request":
+                    return
+                body += msg.get("body", b"")
+                more = msg.get("more_body", False)
+                if len(body) > self.limit:
+                    return await too_big(scope, receive, send)
+            replayed = False
+
+            async def replay():
+                nonlocal replayed
+                if replayed:
+                    return await receive()
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            return await self.app(scope, replay, send)
         seen = 0
 
         async def limited():
@@ -150,21 +189,75 @@ class _BodyTooLarge(Exception):
     pass
 
 
+def _host_name(host_header: str) -> str:
+    """The name in a Host header, without the port (``[::1]:8000`` -> ``::1``)."""
+    h = host_header.strip().lower()
+    if h.startswith("["):
+        return h[1:].split("]", 1)[0]
+    return h.rsplit(":", 1)[0] if h.count(":") == 1 else h
+
+
+class TrustedHosts:
+    """ASGI middleware: answer 400 unless the Host header names an allowed host (DNS-rebinding guard).
+
+    Starlette's ``TrustedHostMiddleware`` cuts ``[::1]:8000`` at the first colon, so IPv6 loopback
+    would never match; this one parses bracketed hosts.
+    """
+
+    def __init__(self, app, hosts: list[str]):
+        self.app = app
+        self.any = "*" in hosts
+        self.hosts = {h.strip("[]").lower() for h in hosts}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or self.any:
+            return await self.app(scope, receive, send)
+        host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+        if _host_name(host) not in self.hosts:
+            return await _error(400, "invalid Host header")(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
+class _Unavailable(Exception):
+    pass
+
+
+def truncate_tokens(rr: Reranker, texts: list[str], max_tokens: int) -> list[str]:
+    """Each text cut after ``max_tokens`` tokens of the reranker's tokenizer (words when it has none)."""
+    if hasattr(rr, "truncate"):
+        return rr.truncate(texts, max_tokens)
+    return [" ".join(t.split()[:max_tokens]) for t in texts]
+
+
+def rerank_cost(rr: Reranker, texts: list[str]) -> int:
+    """The work of one rerank: the sum over documents of their tokens, each capped at what the reranker reads."""
+    counts = rr.count_tokens(texts) if hasattr(rr, "count_tokens") else [len(t.split()) for t in texts]
+    cap = getattr(rr, "max_length", None)
+    return int(sum(min(c, cap) if cap else c for c in counts))
+
+
 def create_app(pipeline: SearchPipeline, config: ServeConfig | None = None, compare: SearchPipeline | None = None,
                reranker: Reranker | None = None) -> FastAPI:
     """Build the app around a loaded pipeline (and optionally a second one for the side-by-side page)."""
     cfg = config or ServeConfig()
     pipelines = {"main": pipeline, **({"compare": compare} if compare is not None else {})}
-    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rerank")
+    pool = ThreadPoolExecutor(max_workers=cfg.max_concurrent_reranks, thread_name_prefix="rerank")
+    slots = threading.BoundedSemaphore(cfg.max_concurrent_reranks)
+    failed_loads: set[int] = set()  # pipelines whose teacher failed to load: not retried
     app = FastAPI(title="reldistill search", version="1", summary="Hybrid product search distilled from an LLM teacher.",
                   description="BM25 + distilled dense retrieval fused with RRF, optional LLM-teacher rerank.")
     app.state.pipelines = pipelines
     app.state.config = cfg
     key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+    bearer = HTTPBearer(auto_error=False)  # Cohere clients and connectors send "Authorization: Bearer <key>"
 
-    def require_key(key: Annotated[str | None, Depends(key_header)]) -> None:
-        if cfg.api_key is not None and not (key and hmac.compare_digest(key.encode(), cfg.api_key.encode())):
-            raise HTTPException(status_code=401, detail="missing or wrong X-API-Key header")
+    def require_key(key: Annotated[str | None, Depends(key_header)],
+                    token: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+        if cfg.api_key is None:
+            return
+        given = [k for k in (key, token.credentials if token else None) if k]
+        if not any(hmac.compare_digest(k.encode(), cfg.api_key.encode()) for k in given):
+            raise HTTPException(status_code=401, detail="missing or wrong X-API-Key header (or Authorization: Bearer key)")
 
     guarded = [Depends(require_key)]
 
@@ -194,7 +287,7 @@ def create_app(pipeline: SearchPipeline, config: ServeConfig | None = None, comp
         return pipelines[name]
 
     # ---- API --------------------------------------------------------------------------------------
-    errors = {c: {"model": Message} for c in (400, 401, 404, 413, 504)}
+    errors = {c: {"model": Message} for c in (400, 401, 404, 413, 503, 504)}
 
     @app.get("/search", response_model=SearchOut, dependencies=guarded, tags=["search"], responses=errors)
     async def search(q: Annotated[str, Query(min_length=1, max_length=cfg.max_q_chars, description="the query")],
@@ -209,6 +302,7 @@ def create_app(pipeline: SearchPipeline, config: ServeConfig | None = None, comp
             raise HTTPException(status_code=400, detail="mode 'rerank' needs a teacher, and this server has none")
         call = lambda: p.search(q, mode=mode, k=k, rerank_k=rerank_k)  # noqa: E731
         if mode == "rerank":
+            await _timed(lambda: _load(p))
             res = await _timed(call)
         else:
             res = await asyncio.to_thread(call)
@@ -216,10 +310,38 @@ def create_app(pipeline: SearchPipeline, config: ServeConfig | None = None, comp
         return SearchOut(pipeline=pipeline, **out)
 
     async def _timed(fn):
+        """Run ``fn`` on the rerank pool: 503 at once when every slot is busy, 504 past the deadline.
+
+        The deadline also holds inside the worker (``check_deadline`` between batches), so a timed-out
+        rerank stops instead of running on; its slot is freed only when the worker really ends.
+        """
+        if not slots.acquire(blocking=False):
+            raise HTTPException(status_code=503, detail="the reranker is busy; retry shortly", headers={"Retry-After": "1"})
+
+        def job():
+            try:
+                with deadline(cfg.rerank_timeout_s):
+                    return fn()
+            finally:
+                slots.release()
+
         try:
-            return await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(pool, fn), cfg.rerank_timeout_s)
-        except asyncio.TimeoutError:
+            return await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(pool, job), cfg.rerank_timeout_s)
+        except (asyncio.TimeoutError, RerankTimeout):
             raise HTTPException(status_code=504, detail=f"rerank took longer than {cfg.rerank_timeout_s:g} s") from None
+        except _Unavailable:
+            raise HTTPException(status_code=503, detail="the reranker is unavailable (see the server log)") from None
+
+    def _load(p: SearchPipeline) -> Reranker:
+        """The pipeline's reranker, loaded once; a failed load is logged, remembered and never retried."""
+        if id(p) in failed_loads:
+            raise _Unavailable
+        try:
+            return p.reranker
+        except Exception:
+            log.exception("loading the reranker of pipeline %r failed; rerank stays off until restart", p.name)
+            failed_loads.add(id(p))
+            raise _Unavailable from None
 
     @app.get("/products/{product_id}", response_model=Product, dependencies=guarded, tags=["catalog"], responses=errors)
     async def product(product_id: Annotated[str, PathParam(pattern=PRODUCT_ID)]):
@@ -253,8 +375,13 @@ def create_app(pipeline: SearchPipeline, config: ServeConfig | None = None, comp
         return {"status": "ok", "products": len(pipeline.catalog)}
 
     @app.post("/rerank", response_model=RerankOut, dependencies=guarded, tags=["rerank"],
-              responses={**errors, 503: {"model": Message}})
-    async def rerank(body: RerankIn):
+              responses=errors)
+    @app.post("/v1/rerank", response_model=RerankOut, dependencies=guarded, tags=["rerank"],
+              responses=errors)
+    @app.post("/v2/rerank", response_model=RerankOut, dependencies=guarded, tags=["rerank"],
+              responses=errors)
+    async def rerank(body: RerankIn, request: Request):
+        """Cohere-compatible rerank: every document scored by the teacher, best first, ``index`` into the request."""
         if len(body.query) > cfg.max_q_chars:
             raise _invalid(["body", "query"], f"query longer than {cfg.max_q_chars} characters")
         if len(body.documents) > cfg.max_rerank_documents:
@@ -268,15 +395,24 @@ def create_app(pipeline: SearchPipeline, config: ServeConfig | None = None, comp
         if rr is None:
             if not pipeline.has_reranker:
                 raise HTTPException(status_code=503, detail="this server has no reranker (start it on a run with a teacher)")
-            rr = await _timed(lambda: pipeline.reranker)
-        cands = [(str(i), t) for i, (_, t) in enumerate(docs)]
+            rr = await _timed(lambda: _load(pipeline))
+        texts = [t for _, t in docs]
+        if body.max_tokens_per_doc is not None:
+            texts = await asyncio.to_thread(truncate_tokens, rr, texts, body.max_tokens_per_doc)
+        cost = await asyncio.to_thread(rerank_cost, rr, texts)
+        if cost > cfg.max_rerank_tokens:
+            raise HTTPException(status_code=413, detail=f"this rerank costs {cost} tokens (documents x tokens); the limit "
+                                f"is {cfg.max_rerank_tokens} — send fewer or shorter documents, or set max_tokens_per_doc")
+        cands = [(str(i), t) for i, t in enumerate(texts)]
         ranked = await _timed(lambda: rr.rerank(body.query, cands, top_k=body.top_n))
         results = []
         for r in ranked:
             i = int(r.id)
             results.append(RerankResult(index=i, id=docs[i][0], relevance_score=float(r.score),
                                         document={"text": docs[i][1]} if body.return_documents else None))
-        return RerankOut(model=getattr(rr, "name", "reranker"), results=results)
+        version = "2" if request.url.path.startswith("/v2/") else "1"
+        return RerankOut(id=str(uuid.uuid4()), model=getattr(rr, "name", "reranker"), results=results,
+                         meta={"api_version": {"version": version}, "billed_units": {"search_units": 1}})
 
     # ---- web page ---------------------------------------------------------------------------------
     static = resources.files("reldistill.retrieval") / "static"
@@ -298,6 +434,7 @@ def create_app(pipeline: SearchPipeline, config: ServeConfig | None = None, comp
         app.add_middleware(CORSMiddleware, allow_origins=list(cfg.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["X-API-Key", "Content-Type"])
     app.add_middleware(BodyLimit, limit=cfg.max_body_bytes)
+    app.add_middleware(TrustedHosts, hosts=list(cfg.trusted_hosts))
 
     @app.on_event("shutdown")
     def _close() -> None:

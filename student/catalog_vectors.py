@@ -1,8 +1,9 @@
 """A student's catalog encoding saved beside its weights, so later stages need not encode the catalog again.
 
 Distillation evaluates the student on the full catalog (dev nDCG@10); the vectors of the checkpoint it
-keeps are written next to the saved model. The index build and `eval` reuse them only when both the
-weights (sha256 of the weight files) and the catalog (product ids + texts) are byte-identical.
+keeps are written next to the saved model. The index build and `eval` reuse them only when the
+weights (sha256 of the weight files), the catalog (product ids + texts) and the encoding precision
+(fp32 or bf16 autocast, see ``reldistill.precision.student_dtype``) are the same.
 """
 
 from __future__ import annotations
@@ -43,6 +44,13 @@ def catalog_digest(ids: Sequence[str], texts: Sequence[str]) -> str:
     return h.hexdigest()
 
 
+def encode_precision() -> str:
+    """The student's encoding precision now ('float32' or 'bfloat16'): part of every catalog-vector cache key."""
+    from reldistill.precision import student_dtype
+
+    return str(student_dtype()).removeprefix("torch.")
+
+
 def save_vectors(model_dir: str | Path, ids: Sequence[str], texts: Sequence[str], vectors: np.ndarray) -> None:
     """Write ``vectors`` (one row per product, in ``ids`` order) beside the weights in ``model_dir``."""
     d = Path(model_dir)
@@ -52,7 +60,8 @@ def save_vectors(model_dir: str | Path, ids: Sequence[str], texts: Sequence[str]
     with atomic_path(d / VECTORS_FILE) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, np.ascontiguousarray(vectors, dtype=np.float32), allow_pickle=False)
-    meta = {"weights": w, "catalog": catalog_digest(ids, texts), "count": len(ids), "dim": int(vectors.shape[1])}
+    meta = {"weights": w, "catalog": catalog_digest(ids, texts), "precision": encode_precision(), "count": len(ids),
+            "dim": int(vectors.shape[1])}
     with atomic_path(d / META_FILE) as tmp:
         Path(tmp).write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
@@ -64,7 +73,8 @@ def load_vectors(model_dir: str | Path, ids: Sequence[str], texts: Sequence[str]
         return None
     try:
         meta = json.loads((d / META_FILE).read_text(encoding="utf-8"))
-        if meta.get("count") != len(ids) or meta.get("weights") != weights_digest(d) or meta.get("catalog") != catalog_digest(ids, texts):
+        if (meta.get("count") != len(ids) or meta.get("weights") != weights_digest(d) or meta.get("precision") != encode_precision()
+                or meta.get("catalog") != catalog_digest(ids, texts)):
             return None
         vectors = np.load(d / VECTORS_FILE, allow_pickle=False)
     except (OSError, ValueError, json.JSONDecodeError) as e:

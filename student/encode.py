@@ -1,4 +1,4 @@
-"""Load a sentence-transformers student and encode queries / product texts with its prompts."""
+"""Load a sentence-transformers student (on its inference backend) and encode queries / product texts with its prompts."""
 
 from __future__ import annotations
 
@@ -24,16 +24,48 @@ def family_prompts(name: str) -> dict[str, str] | None:
     return None
 
 
-def load_student(name_or_path: str, device: str | None = None, **kwargs: Any):
-    """SentenceTransformer from a short name, hub id or folder; adds E5/BGE prompts when the model has none."""
+def load_student(name_or_path: str, device: str | None = None, backend: str | None = None, **kwargs: Any):
+    """SentenceTransformer from a short name, hub id or folder, ready to encode; adds E5/BGE prompts when it has none.
+
+    ``backend`` (default: $RELDISTILL_STUDENT_BACKEND, else the recipe's ``student.backend``, else auto)
+    picks the inference runtime: torch, onnx (ONNX Runtime) or openvino, or auto = the fastest measured
+    on this CPU. Index build, eval, search and serve load through here; training passes ``backend="torch"``.
+    ``model.reldistill_backend`` says which runtime encodes.
+    """
+    from pathlib import Path
+
     from sentence_transformers import SentenceTransformer
 
+    from reldistill.student import backend as rt
+    from reldistill.student.catalog_vectors import weights_digest
+
     r = resolve_model(name_or_path)
-    model = SentenceTransformer(r.path, device=device or "cpu", trust_remote_code=False, **kwargs)
-    if not getattr(model, "prompts", None) or not any(model.prompts.values()):
-        prompts = family_prompts(r.hub_id or r.name)
-        if prompts:
-            model.prompts = dict(prompts)
+
+    def load_torch():
+        m = SentenceTransformer(r.path, device=device or "cpu", trust_remote_code=False, **kwargs)
+        if not getattr(m, "prompts", None) or not any(m.prompts.values()):
+            prompts = family_prompts(r.hub_id or r.name)
+            if prompts:
+                m.prompts = dict(prompts)
+        m.reldistill_backend = "torch"
+        return m
+
+    choice = rt.backend_setting(backend)
+    digest = weights_digest(r.path) if Path(r.path).is_dir() else None
+    if choice == "torch" or (device or "cpu") != "cpu" or digest is None:
+        return load_torch()
+    if choice != "auto" and not rt.runtime_installed(choice):
+        rt.log.warning("student backend %s is not installed (pip install 'reldistill[%s]'); encoding with torch", choice, choice)
+        return load_torch()
+    if choice == "auto":
+        choice = rt.auto_backend(load_torch, Path(r.path), digest)
+    model = load_torch()
+    if choice != "torch":
+        try:
+            rt.attach_runtime(model, choice, Path(r.path), digest)
+        except Exception as e:  # noqa: BLE001 - an export or runtime failure costs speed, never the encode
+            rt.log.warning("student backend %s failed (%s: %s); encoding with torch", choice, type(e).__name__, e)
+            model = load_torch()
     return model
 
 

@@ -107,8 +107,10 @@ def eval_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """MSE of sigmoid(logit) vs soft label, graded nDCG of each query's judged candidates, per-label score distributions."""
+    from reldistill.config import require_int
     from reldistill.teacher.evaluate import evaluate_teacher
 
+    require_int(batch_size, "--batch-size")
     res = evaluate_teacher(teacher, split=split, data_path=str(data) if data else None, dtype=dtype, batch_size=batch_size)
     if as_json:
         _print(res)
@@ -148,5 +150,18 @@ def plan_cmd(config: ConfigOpt, as_json: Annotated[bool, typer.Option("--json", 
     typer.echo("fits       " + ", ".join(f"{g}: {'yes' if ok else 'no'}" for g, ok in e["fits"].items()))
 
 
+@teacher_app.command("export")
+def export_cmd(
+    teacher: TeacherOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write (AutoModelForSequenceClassification + tokenizer).")],
+    dtype: Annotated[str, typer.Option(help="fp32 | bf16: the weights' precision in the export.")] = "fp32",
+    force: Annotated[bool, typer.Option("--force", help="Replace --out even when it is not an earlier export.")] = False,
+) -> None:
+    """Merge LoRA into the backbone and write a folder plain transformers loads (linear and lm heads)."""
+    from reldistill.teacher.export import export_teacher
+
+    typer.echo(str(export_teacher(teacher, out, dtype=dtype, force=force)))
+
 def register(app: typer.Typer) -> None:
     app.add_typer(teacher_app, name="teacher")
+

@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from reldistill.config import DataConfig, from_dict, load_yaml
+from reldistill.config import DataConfig, from_dict, load_yaml, require_float, require_int
 from reldistill.errors import UserError
 
 DEFAULT_TEMPLATE = "Query: {query}\nProduct: {text}\nRelevant:"
@@ -99,6 +99,23 @@ class TrainConfig:
             raise UserError(f"train.max_steps must be >= 0, got {self.max_steps}.")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise UserError(f"train.max_minutes must be positive, got {self.max_minutes}.")
+        # finite numbers, positive counts, and model selection on a held-out train share only (issue 16)
+        require_float(self.lr, "train.lr", 0.0, low_open=True)
+        require_float(self.epochs, "train.epochs", 0.0, low_open=True)
+        for name in ("head_lr", "max_minutes"):
+            if getattr(self, name) is not None:
+                require_float(getattr(self, name), f"train.{name}", 0.0, low_open=True)
+        require_float(self.weight_decay, "train.weight_decay", 0.0)
+        require_float(self.max_grad_norm, "train.max_grad_norm", 0.0, low_open=True)
+        require_float(self.warmup_ratio, "train.warmup_ratio", 0.0, 1.0, high_open=True)
+        for name in ("batch_size", "grad_accum", "eval_batch_size", "log_every", "keep_checkpoints"):
+            require_int(getattr(self, name), f"train.{name}")
+        if self.eval_max_pairs is not None:
+            require_int(self.eval_max_pairs, "train.eval_max_pairs")
+        if self.eval_split not in ("dev", "train"):
+            raise UserError(f"train.eval_split must be 'dev' (or 'train'), never the test split — got {self.eval_split!r}.")
+        if self.cpu_threads is not None and self.cpu_threads != "auto":
+            require_int(self.cpu_threads, "train.cpu_threads (a thread count, 'auto' or null)")
 
 
 @dataclasses.dataclass
@@ -112,8 +129,8 @@ class ScoreConfig:
 
     def __post_init__(self) -> None:
         self.dtype = normalise_dtype(self.dtype, "score.dtype")
-        if self.batch_size < 1 or self.shard_size < 1:
-            raise UserError("score.batch_size and score.shard_size must be >= 1.")
+        require_int(self.batch_size, "score.batch_size")
+        require_int(self.shard_size, "score.shard_size")
 
 
 @dataclasses.dataclass

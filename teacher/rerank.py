@@ -7,11 +7,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from reldistill.rerank import RankedResult
+from reldistill.rerank import RankedResult, check_deadline
 
 
 class TeacherReranker:
-    """Score every (query, candidate text) with the teacher; return the best ``top_k``, best first."""
+    """Score every (query, candidate text) with the teacher; return the best ``top_k``, best first.
+
+    Candidates are scored one batch at a time (longest first, so batches hold similar lengths), and
+    :func:`reldistill.rerank.check_deadline` is called between batches: a timed-out request stops.
+    """
 
     def __init__(self, teacher, batch_size: int | None = None):
         self.teacher = teacher
@@ -25,12 +29,32 @@ class TeacherReranker:
 
         return cls(Teacher.load(directory, dtype=dtype), batch_size)
 
+    @property
+    def max_length(self) -> int:
+        """Tokens the teacher reads per (query, document) pair; longer documents are cut."""
+        return int(self.teacher.cfg.max_length)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens of each text alone (the work a document costs, before the pair is cut to ``max_length``)."""
+        return [len(ids) for ids in self.teacher.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+    def truncate(self, texts: Sequence[str], max_tokens: int) -> list[str]:
+        """Each text cut after its first ``max_tokens`` tokens (at the character offset the tokenizer reports)."""
+        enc = self.teacher.tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
+        return [t if len(off) <= max_tokens else t[: off[max_tokens - 1][1]] for t, off in zip(texts, enc["offset_mapping"])]
+
     def rerank(self, query: str, candidates: Sequence[tuple[str, str]], top_k: int | None = None) -> list[RankedResult]:
         if not candidates:
             return []
         ids = [str(c[0]) for c in candidates]
         texts = [str(c[1]) for c in candidates]
-        scores = self.teacher.score_pairs([query] * len(texts), texts, batch_size=self.batch_size)
+        scores = np.zeros(len(texts), dtype=np.float32)
+        bs = self.batch_size or self.teacher.batch_size
+        by_length = np.argsort([-len(t) for t in texts], kind="stable")
+        for start in range(0, len(by_length), bs):
+            check_deadline()
+            chunk = by_length[start: start + bs]
+            scores[chunk] = self.teacher.score_pairs([query] * len(chunk), [texts[i] for i in chunk], batch_size=bs)
         order = np.argsort(-scores, kind="stable")  # ties keep the input (first-stage) order
         if top_k is not None:
             order = order[: max(int(top_k), 0)]

@@ -70,10 +70,17 @@ def read_pairs(pairs_path: str | os.PathLike, data_cfg: DataConfig | None = None
     return df, ids.map(text).tolist()
 
 
-def _signature(teacher_dir: Path, pairs_path: Path, dtype: str, batch_size: int | None, shard_size: int) -> dict[str, Any]:
+def _signature(teacher_dir: Path, pairs_path: Path, dtype: str, batch_size: int | None, shard_size: int,
+               df: pd.DataFrame, texts: list[str]) -> dict[str, Any]:
+    """What the shards depend on; pairs without a text column add a digest of the catalog text they were given."""
+    from reldistill.student.catalog_vectors import catalog_digest
+
     manifest = teacher_dir / "manifest.json"
-    return {"teacher": str(teacher_dir.resolve()), "teacher_manifest": file_fingerprint(manifest),
-            "pairs": file_fingerprint(pairs_path), "dtype": dtype, "batch_size": batch_size, "shard_size": shard_size}
+    sig = {"teacher": str(teacher_dir.resolve()), "teacher_manifest": file_fingerprint(manifest),
+           "pairs": file_fingerprint(pairs_path), "dtype": dtype, "batch_size": batch_size, "shard_size": shard_size}
+    if "text" not in df.columns:
+        sig["catalog"] = catalog_digest(df["product_id"].astype(str).tolist(), texts)
+    return sig
 
 
 def shard_dir_for(out_path: Path) -> Path:
@@ -135,7 +142,7 @@ def score_file_stats(teacher_dir, pairs_path, out_path, data_cfg=None, batch_siz
 
     state = PartialState(cpu=not torch.cuda.is_available())  # CPU processes use gloo
     main, rank, world = state.is_main_process, state.process_index, state.num_processes
-    sig = _signature(teacher_dir, pairs_path, dtype, batch_size, shard_size) | {"limit": limit}
+    sig = _signature(teacher_dir, pairs_path, dtype, batch_size, shard_size, df, texts) | {"limit": limit}
     sdir = shard_dir_for(out)
     _prepare_shards(sdir, sig, main)
     state.wait_for_everyone()

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from reldistill.config import require_int
 from reldistill.errors import UserError
 from reldistill.teacher.artifact import ADAPTER_DIR, HEAD_FILE, TOKENIZER_DIR, load_head_state, open_artifact
 from reldistill.teacher.backbone import load_backbone, load_tokenizer, resolve_base, resolve_dtype
@@ -104,6 +105,8 @@ class Teacher:
         """Raw relevance logits, in input order (batches are length-bucketed internally)."""
         if len(queries) != len(texts):
             raise ValueError(f"{len(queries)} queries but {len(texts)} texts")
+        if batch_size is not None:
+            require_int(batch_size, "the teacher's batch size (--batch-size, score.batch_size)")
         n = len(queries)
         out = np.zeros(n, dtype=np.float32)
         if n == 0:

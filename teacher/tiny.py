@@ -62,7 +62,7 @@ def tiny_teacher_config(**overrides):
     return TeacherConfig(**base)
 
 
-def build_tiny_teacher(out_dir: str | Path, seed: int = 0) -> Path:
+def build_tiny_teacher(out_dir: str | Path, seed: int = 0, **overrides) -> Path:
     """Write a complete, self-contained tiny random teacher artifact that ``Teacher.load`` accepts.
 
     LoRA B matrices and the head are random (not zero), so merging and scoring are exercised and
@@ -73,7 +73,7 @@ def build_tiny_teacher(out_dir: str | Path, seed: int = 0) -> Path:
 
     with tempfile.TemporaryDirectory(prefix="tiny-base-") as tmp:
         base = build_tiny_base(Path(tmp) / "base", seed)
-        cfg = tiny_teacher_config()
+        cfg = tiny_teacher_config(**overrides)
         torch.manual_seed(seed)
         model, tok, _ = build_cross_encoder(cfg, torch.float32, base=str(base))
         with torch.no_grad():

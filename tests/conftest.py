@@ -11,6 +11,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Students encode through PyTorch unless a test picks a backend (auto would export and time each tiny student).
+os.environ.setdefault("RELDISTILL_STUDENT_BACKEND", "torch")
 
 REPO = Path(__file__).resolve().parents[1]
 ESCI_SAMPLE = REPO.parent / "shared" / "data" / "esci-sample"

@@ -71,8 +71,8 @@ def test_index_build_and_eval_reuse_them_without_encoding(trained, tiny, tmp_pat
     saved = load_vectors(out, ids, texts)
     dense = DenseIndex.load(index_dir)
     assert np.allclose(dense.vector(ids[3]), saved[3])
-    searcher = retrievers.DenseSearcher("dense-distilled", load_student(str(out)), str(out), ids, texts)
-    assert searcher.source.startswith("vectors saved with") and np.allclose(searcher.embeddings, saved)
+    emb, source = retrievers.catalog_vectors("dense-distilled", load_student(str(out)), str(out), ids, texts)
+    assert source.startswith("vectors saved with") and np.allclose(emb, saved)
 
 
 def test_student_precision_setting(monkeypatch):

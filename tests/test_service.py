@@ -23,7 +23,7 @@ def pipe(run):
 
 @pytest.fixture(scope="module")
 def client(pipe):
-    return TestClient(create_app(pipe, ServeConfig(), reranker=FakeReranker()))
+    return TestClient(create_app(pipe, ServeConfig(), reranker=FakeReranker()), base_url="http://127.0.0.1")
 
 
 def test_search_returns_judged_products_with_labels(client, run):
@@ -119,11 +119,13 @@ def test_rerank_hosted_api_shape(client):
 def test_hardening_body_limit_api_key_timeout_cors(pipe):
     app = create_app(pipe, ServeConfig(api_key="s3cret-key", max_body_bytes=2000, rerank_timeout_s=0.2),
                      reranker=FakeReranker(delay_s=2.0))
-    c = TestClient(app)
+    c = TestClient(app, base_url="http://127.0.0.1")
     assert c.get("/search", params={"q": "shoes"}).status_code == 401
     assert c.get("/search", params={"q": "shoes"}, headers={"X-API-Key": "wrong-key!"}).status_code == 401
     ok = {"X-API-Key": "s3cret-key"}
     assert c.get("/search", params={"q": "shoes"}, headers=ok).status_code == 200
+    assert c.get("/search", params={"q": "shoes"}, headers={"Authorization": "Bearer s3cret-key"}).status_code == 200  # Cohere clients
+    assert c.get("/search", params={"q": "shoes"}, headers={"Authorization": "Bearer wrong-key!"}).status_code == 401
     assert c.get("/health").status_code == 200  # liveness needs no key
     big = {"query": "q", "documents": ["word " * 100] * 10}
     r = c.post("/rerank", json=big, headers=ok)
@@ -135,7 +137,7 @@ def test_hardening_body_limit_api_key_timeout_cors(pipe):
 
 
 def test_internal_errors_do_not_leak(pipe, monkeypatch):
-    c = TestClient(create_app(pipe), raise_server_exceptions=False)
+    c = TestClient(create_app(pipe), raise_server_exceptions=False, base_url="http://127.0.0.1")
 
     def broken(*a, **k):
         raise RuntimeError("secret path /etc/shadow")

@@ -80,6 +80,17 @@ def _read(dset: ds.Dataset, cols: list[str], flt, path: Path) -> pd.DataFrame:
         raise UserError(f"{path} could not be read ({str(e).splitlines()[0][:160]}) — is it truncated or mistyped?") from None
 
 
+def _ids(values: pd.Series, column: str, where: str) -> pd.Series:
+    """``values`` as strings; a null or blank id is one UserError (never the string 'nan' merging rows into one)."""
+    text = values.astype("string")
+    bad = text.isna() | (text.str.strip() == "")
+    if bad.any():
+        first = int(np.flatnonzero(bad.to_numpy())[0])
+        raise UserError(f"{where} has an empty {column} in {int(bad.sum())} row(s) (first at data row {first + 1}) — "
+                        "fill or drop those rows; rows without an id cannot be told apart.")
+    return text.astype(str)
+
+
 def load_products(cfg: DataConfig, product_ids: set[str] | None = None, path: Path | None = None) -> tuple[pd.DataFrame, list[str]]:
     """The product catalog (locale-filtered, optionally restricted to ``product_ids``) with a ``text`` column.
 
@@ -96,7 +107,7 @@ def load_products(cfg: DataConfig, product_ids: set[str] | None = None, path: Pa
         cond = pc.field("product_id").isin(pa.array(sorted(product_ids), pa.string()))
         flt = cond if flt is None else flt & cond
     df = _read(dset, cols, flt, path)
-    df["product_id"] = df["product_id"].astype(str)
+    df["product_id"] = _ids(df["product_id"], "product_id", str(path))
     dups = df["product_id"].duplicated()
     if dups.any():
         raise UserError(f"{path} lists product_id {df.loc[dups, 'product_id'].iloc[0]!r} more than once — product ids must be unique.")
@@ -115,8 +126,8 @@ def _finish(examples: pd.DataFrame, products: pd.DataFrame, cfg: DataConfig, whe
     if empty_q.any():
         raise UserError(f"{where} has an empty query in column 'query' ({int(empty_q.sum())} row(s)) — drop or fill those rows.")
     examples["query"] = examples["query"].astype(str)
-    examples["query_id"] = examples["query_id"].astype(str)
-    examples["product_id"] = examples["product_id"].astype(str)
+    examples["query_id"] = _ids(examples["query_id"], "query_id", where)
+    examples["product_id"] = _ids(examples["product_id"], "product_id", where)
     examples["esci_label"] = normalise_labels(examples["esci_label"], cfg.soft_labels, f"{where} column 'esci_label'")
     examples["soft_label"] = map_labels(examples["esci_label"], cfg.soft_labels, where)
     examples["gain"] = map_labels(examples["esci_label"], cfg.gains, where)
@@ -211,8 +222,8 @@ def load_table(cfg: DataConfig) -> EsciData:
     if "product_id" not in df.columns:
         basis = df[text_cols].astype("string").fillna("").agg("|".join, axis=1) if text_cols else df["text"]
         df["product_id"] = _stable_id(basis, "p")
+    df["product_id"] = _ids(df["product_id"], "product_id", str(path))
     prod = df.drop_duplicates("product_id").copy()
-    prod["product_id"] = prod["product_id"].astype(str)
     if "text" in prod.columns and not text_cols:
         prod["product_title"] = prod["text"]
         fields = ["title"]

@@ -1,0 +1,344 @@
+"""Student inference backends: PyTorch, ONNX Runtime or OpenVINO behind the same SentenceTransformer.
+
+``student.backend`` (recipe) or ``$RELDISTILL_STUDENT_BACKEND``: ``auto | torch | onnx | openvino``.
+The non-torch backends run one ONNX export of the student's transformer (``torch.onnx.export``,
+dynamic batch and sequence axes); sentence-transformers keeps its own tokenizer, prompts, pooling,
+normalisation and batching — only the transformer module's ``model`` is swapped for a runtime session,
+as sentence-transformers' own ``backend=`` does through optimum (which needs transformers < 5 here).
+
+The export is written once beside the student folder (``<student>.exports/<weights digest>/``; models
+installed in site-packages export under ``$RELDISTILL_CACHE``) and reused while the weights digest is
+the same. ``auto`` times each installed backend once on this machine (query latency and batch
+throughput) and caches the choice keyed by CPU model + flags + student weights. A backend that is not
+installed (or cannot export) falls back to torch with one log line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from reldistill.artifacts import atomic_path
+from reldistill.errors import UserError
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "torch", "onnx", "openvino")
+BACKEND_ENV = "RELDISTILL_STUDENT_BACKEND"
+ONNX_FILE = "model.onnx"
+INT8_FILE = "model-int8.onnx"
+EXPORT_META = "export.json"
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+_default = {"backend": "auto"}
+
+
+def set_default_backend(setting: str | None) -> None:
+    """The recipe's ``student.backend`` for this process ($RELDISTILL_STUDENT_BACKEND still wins)."""
+    _default["backend"] = check_backend(setting or "auto", "student.backend")
+
+
+def configure_from_recipe(sections: dict[str, Any] | None) -> None:
+    """Apply a recipe's ``student:`` section (``backend``) to this process."""
+    student = (sections or {}).get("student") or {}
+    if not isinstance(student, dict):
+        raise UserError("the recipe's student: section must be a mapping (e.g. student: {backend: auto}).")
+    unknown = set(student) - {"backend"}
+    if unknown:
+        raise UserError(f"the recipe's student: section has unknown key {sorted(unknown)[0]!r}; known: backend.")
+    set_default_backend(student.get("backend"))
+
+
+def check_backend(setting: str, where: str = BACKEND_ENV) -> str:
+    s = str(setting).strip().lower()
+    if s not in BACKENDS:
+        raise UserError(f"{where} must be one of {', '.join(BACKENDS)} — got {setting!r}.")
+    return s
+
+
+def backend_setting(setting: str | None = None) -> str:
+    """``setting``, else $RELDISTILL_STUDENT_BACKEND, else the recipe's default, else auto."""
+    if setting:
+        return check_backend(setting, "backend")
+    env = os.environ.get(BACKEND_ENV)
+    return check_backend(env) if env else _default["backend"]
+
+
+def runtime_installed(backend: str) -> bool:
+    """Whether the runtime of ``backend`` imports (torch always does)."""
+    mod = {"torch": "torch", "onnx": "onnxruntime", "openvino": "openvino"}[backend]
+    try:
+        __import__(mod)
+    except ImportError:
+        return False
+    return True
+
+
+def installed_backends() -> list[str]:
+    return [b for b in ("torch", "onnx", "openvino") if runtime_installed(b)]
+
+
+@functools.cache
+def cpu_signature() -> str:
+    """CPU model name and the SIMD flags that change which kernels run (AVX2, AVX-512, bf16, AMX, VNNI)."""
+    from reldistill.precision import cpu_info
+
+    info = cpu_info()
+    return f"{info['model']} [{' '.join(info['flags'])}] x{os.cpu_count()}"
+
+
+# ---- export -------------------------------------------------------------------------------------
+def exports_dir(model_dir: Path, digest: str) -> Path:
+    """Where the exports of a student folder live: beside it, or under $RELDISTILL_CACHE for installed models."""
+    from reldistill.gguf_cache import cache_root
+
+    model_dir = Path(model_dir).resolve()
+    if "site-packages" in model_dir.parts or not os.access(model_dir.parent, os.W_OK):
+        return cache_root() / "student-exports" / f"{model_dir.name}-{digest[:16]}"
+    return model_dir.parent / f"{model_dir.name}.exports" / digest[:16]
+
+
+class _Wrapped(torch.nn.Module):
+    """The transformer's forward with named inputs in a fixed order (what the exporter traces)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        kw = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, **kw).last_hidden_state
+
+
+def export_onnx(st_model, out: Path) -> Path:
+    """Export the student's transformer (input ids/mask[/token types] → last_hidden_state) to ``out``."""
+    hf = st_model[0].model.eval()
+    feats = st_model[0].preprocess(["a short query", "a somewhat longer product title with brand and colour"])
+    names = tuple(n for n in INPUTS if n in feats)
+    batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq", max=int(hf.config.max_position_embeddings))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp, torch.no_grad(), _quiet():
+        torch.onnx.export(_Wrapped(hf), tuple(feats[n] for n in names), str(tmp), input_names=list(names),
+                          output_names=["last_hidden_state"],
+                          dynamic_shapes={n: {0: batch, 1: seq} if n in names else None for n in INPUTS},
+                          dynamo=True, external_data=False, verbose=False)
+    return out
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the exporter's progress prints and warnings (they are not the user's business)."""
+    import io
+    import warnings
+
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        quiet.setLevel(level)
+
+
+def quantize_int8(src: Path, out: Path) -> Path:
+    """Dynamic int8 quantisation of the exported graph's MatMul weights (ONNX Runtime's quantize_dynamic)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with atomic_path(out) as tmp:
+        quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+    return out
+
+
+def ensure_export(st_model, model_dir: Path, digest: str, int8: bool = False) -> Path:
+    """The ONNX file of this student (exported once per weights digest; int8 derived from it)."""
+    d = exports_dir(model_dir, digest)
+    onnx_path = d / ONNX_FILE
+    if not onnx_path.is_file():
+        t = time.perf_counter()
+        export_onnx(st_model, onnx_path)
+        _update_meta(d, weights=digest, exported_from=str(model_dir), export_seconds=round(time.perf_counter() - t, 2))
+        log.info("exported %s to %s", model_dir, onnx_path)
+    if not int8:
+        return onnx_path
+    q = d / INT8_FILE
+    if not q.is_file():
+        quantize_int8(onnx_path, q)
+    return q
+
+
+def read_meta(d: Path) -> dict[str, Any]:
+    try:
+        return json.loads((d / EXPORT_META).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _update_meta(d: Path, **fields: Any) -> None:
+    meta = read_meta(d) | fields
+    with atomic_path(d / EXPORT_META) as tmp:
+        Path(tmp).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+
+
+# ---- runtime sessions -----------------------------------------------------------------------------
+class RuntimeModel(torch.nn.Module):
+    """Stands in for the HF transformer inside sentence-transformers' Transformer module.
+
+    ``forward(input_ids, attention_mask, token_type_ids)`` runs an ONNX Runtime session or an OpenVINO
+    compiled model, created once and reused by every call, and returns ``last_hidden_state``. Small
+    inputs (one short query: up to ``SMALL_TOKENS`` tokens) run on a one-thread session: splitting
+    a few hundred tokens across cores costs more than it saves, the more so on a busy machine.
+    """
+
+    SMALL_TOKENS = 256
+
+    def __init__(self, backend: str, onnx_path: Path, config, threads: int | None = None):
+        super().__init__()
+        if backend not in ("onnx", "openvino"):
+            raise UserError(f"unknown runtime backend {backend!r}.")
+        self.backend, self.path, self.config = backend, Path(onnx_path), config
+        self.device = torch.device("cpu")
+        self.dtype = torch.float32
+        self.threads = threads or torch.get_num_threads()
+        self.precision = "f32"
+        self._runners: dict[int, Any] = {}
+        self._lock = threading.Lock()
+        self.input_names = self._runner(self.threads)[0]
+
+    def _runner(self, threads: int):
+        """(input names, run(feed) → last_hidden_state) on ``threads`` threads, built on first use."""
+        with self._lock:
+            if threads not in self._runners:
+                self._runners[threads] = self._ort(threads) if self.backend == "onnx" else self._ov(threads)
+            return self._runners[threads]
+
+    def _ort(self, threads: int):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        session = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
+        return tuple(i.name for i in session.get_inputs()), lambda feed: session.run(None, feed)[0]
+
+    def _ov(self, threads: int):
+        import openvino as ov
+
+        from reldistill.precision import student_dtype
+
+        core = ov.Core()
+        bf16 = student_dtype() == torch.bfloat16 and "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        self.precision = "bf16" if bf16 else "f32"
+        compiled = core.compile_model(core.read_model(str(self.path)), "CPU", {
+            "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": self.precision})
+        request, lock = compiled.create_infer_request(), threading.Lock()
+
+        def run(feed):
+            with lock:  # one infer request, reused; a request is not thread-safe
+                return request.infer(feed)[0].copy()
+
+        return tuple(i.get_any_name() for i in compiled.inputs), run
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, **_: Any) -> dict[str, torch.Tensor]:
+        given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        feed = {}
+        for n in self.input_names:
+            v = given.get(n)
+            if v is None:
+                v = torch.ones_like(input_ids) if n == "attention_mask" else torch.zeros_like(input_ids)
+            feed[n] = v.numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
+        small = input_ids.shape[0] * input_ids.shape[1] <= self.SMALL_TOKENS
+        _, run = self._runner(1 if small else self.threads)
+        return {"last_hidden_state": torch.from_numpy(run(feed))}
+
+
+def attach_runtime(st_model, backend: str, model_dir: Path, digest: str, int8: bool = False) -> None:
+    """Swap the student's transformer for a ``backend`` session over its (cached) ONNX export."""
+    path = ensure_export(st_model, model_dir, digest, int8=int8)
+    first = st_model[0]
+    first.model = RuntimeModel(backend, path, first.model.config)
+    st_model.reldistill_backend = backend + ("-int8" if int8 else "")
+
+
+# ---- auto: measure once per machine and student ------------------------------------------------------
+PROBE_QUERY = "wireless noise cancelling headphones"
+PROBE_DOCS = [f"Brand {i} stainless steel water bottle {i % 7 + 1} l, insulated, colour {i % 5}" for i in range(64)]
+
+
+def time_backend(st_model, repeats: int = 15) -> dict[str, float]:
+    """p50 ms of one short query and docs/s of 64 product-like texts, through ``encode_queries/documents``."""
+    from reldistill.student.encode import encode_documents, encode_queries
+
+    encode_queries(st_model, [PROBE_QUERY])
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        encode_queries(st_model, [PROBE_QUERY])
+        ts.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    encode_documents(st_model, PROBE_DOCS)
+    docs_s = len(PROBE_DOCS) / (time.perf_counter() - t)
+    return {"query_p50_ms": float(np.median(ts) * 1000), "docs_per_s": docs_s}
+
+
+def choose_fastest(timings: dict[str, dict[str, float]]) -> str:
+    """The backend with the lowest geometric mean of (query latency, time per document) relative to torch."""
+    ref = timings["torch"]
+
+    def cost(t: dict[str, float]) -> float:
+        return float(np.sqrt(t["query_p50_ms"] / ref["query_p50_ms"] * ref["docs_per_s"] / t["docs_per_s"]))
+
+    return min(timings, key=lambda b: (cost(timings[b]), b != "torch"))
+
+
+def _decision_file() -> Path:
+    from reldistill.gguf_cache import cache_root
+
+    return cache_root() / "student-backend.json"
+
+
+def auto_backend(load_torch, model_dir: Path, digest: str) -> str:
+    """The fastest installed backend for this student on this CPU (measured once, then read from the cache)."""
+    key = hashlib.sha256(f"{cpu_signature()}|{digest}|{','.join(installed_backends())}".encode()).hexdigest()[:24]
+    path = _decision_file()
+    try:
+        cached = json.loads(path.read_text(encoding="utf-8")).get(key)
+    except (OSError, json.JSONDecodeError):
+        cached = None
+    if cached:
+        return cached["backend"]
+    timings = {}
+    for b in installed_backends():
+        try:
+            m = load_torch()
+            if b != "torch":
+                attach_runtime(m, b, model_dir, digest)
+            timings[b] = time_backend(m)
+        except Exception as e:  # noqa: BLE001 - a backend that fails here is simply not chosen
+            log.warning("student backend %s unavailable (%s: %s)", b, type(e).__name__, e)
+    best = choose_fastest(timings)
+    log.info("student backend auto → %s (%s)", best, timings)
+    try:
+        table = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        table = {}
+    table[key] = {"backend": best, "cpu": cpu_signature(), "weights": digest, "timings": timings,
+                  "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(table, indent=1), encoding="utf-8")
+    return best

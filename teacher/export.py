@@ -1,0 +1,141 @@
+"""`reldistill teacher export`: LoRA merged into the backbone + the score row → a plain transformers folder.
+
+The folder loads with ``AutoModelForSequenceClassification`` (no reldistill import): the merged
+backbone, ``score.weight`` = the head's one row (``linear`` head: its weights; ``lm`` head: W[yes] − W[no],
+the conversion vLLM and TEI use for yes/no rerankers), ``pad_token_id`` set to the teacher's non-EOS pad
+token so HF's last-non-pad-token pooling picks the last real token, and the tokenizer with the teacher's
+padding side (and BOS added the way the teacher adds it). HF's sequence-classification ``score`` layer
+has no bias, so the head's bias is recorded in ``config.json`` as ``reldistill.score_bias``:
+``sigmoid(logit + score_bias)`` is the teacher's probability; the ranking is the same without it.
+Only heads with one linear score row export; ``mlp`` (two layers with a GELU) cannot.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from reldistill.artifacts import atomic_path, check_replaceable, write_manifest
+from reldistill.errors import UserError
+
+EXPORTABLE_HEADS = ("linear", "lm")
+KIND = "teacher-export"
+
+
+def check_head(kind: str) -> None:
+    if kind not in EXPORTABLE_HEADS:
+        raise UserError(f"teacher.head {kind!r} cannot be exported to a plain transformers model: only the "
+                        f"{' and '.join(EXPORTABLE_HEADS)} heads (one score row) export — retrain with teacher.head: linear or lm.")
+
+
+def score_row(head: nn.Module, kind: str) -> tuple[torch.Tensor, float]:
+    """The head's single score row ``[1, hidden]`` and its bias; one clear error for heads that do not export."""
+    check_head(kind)
+    linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
+    if len(linears) != 1 or linears[0].out_features != 1:
+        raise UserError(f"the {kind} head holds {len(linears)} linear layers, not one score row — the artifact is not exportable.")
+    row = linears[0]
+    bias = float(row.bias.detach().float().item()) if row.bias is not None else 0.0
+    return row.weight.detach().float().cpu().clone(), bias
+
+
+def _bos_like_teacher(tokenizer, encoder) -> None:
+    """Make ``tokenizer(prompt)`` start with BOS exactly when the teacher's pair encoder adds one."""
+    from tokenizers import processors
+
+    wants = bool(encoder.bos)
+    ids = tokenizer("x")["input_ids"]
+    has = bool(ids) and tokenizer.bos_token_id is not None and ids[0] == tokenizer.bos_token_id
+    if wants and not has:
+        bos = tokenizer.bos_token
+        tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, tokenizer.bos_token_id)])
+    elif has and not wants:
+        raise UserError("the teacher's tokenizer adds BOS but its pair encoder does not — the export would score "
+                        "different token ids; retrain or export a teacher whose tokenizer matches its recipe.")
+
+
+def export_teacher(teacher_dir: str | Path, out: str | Path, dtype: str = "float32", force: bool = False) -> Path:
+    """Write ``out``: merged backbone + score row as ``AutoModelForSequenceClassification``, tokenizer, card.
+
+    ``out`` must be absent, empty or an earlier export (``force`` replaces anything)."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    from reldistill.teacher.artifact import TOKENIZER_DIR, open_artifact
+    from reldistill.teacher.teacher import Teacher
+
+    art = open_artifact(teacher_dir)  # one clear error for a missing/broken artifact, before any model loads
+    check_head(art.cfg.head)
+    check_replaceable(out, KIND, force)
+    teacher = Teacher.load(teacher_dir, dtype=dtype, merge_lora=True, device="cpu")
+    weight, bias = score_row(teacher.model.head, art.cfg.head)
+    backbone = teacher.model.backbone
+    tok = teacher.tokenizer
+    base = {k: v for k, v in backbone.config.to_dict().items() if k not in ("id2label", "label2id")}
+    cfg = AutoConfig.for_model(**{**base, "num_labels": 1, "pad_token_id": tok.pad_token_id})
+    cfg.architectures = None
+    cfg.reldistill = {"head": art.cfg.head, "score_bias": bias, "template": art.cfg.template, "add_bos": bool(teacher.encoder.bos),
+                      "max_length": art.cfg.max_length, "padding_side": art.cfg.padding_side,
+                      "score": "sigmoid(logits + score_bias) is the teacher's probability",
+                      **({"answer_token_ids": art.manifest["answer_token_ids"]} if "answer_token_ids" in art.manifest else {})}
+    try:
+        model = AutoModelForSequenceClassification.from_config(cfg, dtype=teacher.dtype)
+    except ValueError as e:
+        raise UserError(f"transformers has no sequence-classification model for {cfg.model_type!r} ({str(e)[:80]}).") from None
+    if not isinstance(getattr(model, "score", None), nn.Linear):
+        raise UserError(f"{type(model).__name__} has no `score` layer — only decoder backbones (Llama, Qwen, ...) export.")
+    missing, unexpected = getattr(model, model.base_model_prefix).load_state_dict(backbone.state_dict(), strict=False)
+    if unexpected or [k for k in missing if "rotary" not in k]:
+        raise UserError(f"the merged backbone does not fit {type(model).__name__} (missing {missing[:3]}, unexpected {unexpected[:3]}).")
+    with torch.no_grad():
+        model.score.weight.copy_(weight.to(model.score.weight.dtype))
+    tok = AutoTokenizer.from_pretrained(str(art.root / TOKENIZER_DIR), padding_side=art.cfg.padding_side,
+                                        pad_token=teacher.tokenizer.pad_token)  # init kwargs are what gets saved
+    _bos_like_teacher(tok, teacher.encoder)
+    out = Path(out)
+    with atomic_path(out, force=force) as tmp:
+        model.save_pretrained(str(tmp))
+        tok.save_pretrained(str(tmp))
+        (tmp / "README.md").write_text(_card(art.cfg, bias), encoding="utf-8")
+        write_manifest(tmp, KIND, source=str(Path(teacher_dir).resolve()), head=art.cfg.head, score_bias=bias,
+                       base_model=art.manifest.get("base_model"))
+    return out
+
+
+def _card(cfg, bias: float) -> str:
+    return f"""# reldistill teacher (exported)
+
+A LoRA-tuned cross-encoder with its adapter merged in; head `{cfg.head}` as one score row. The teacher
+tokenizes the prompt's parts separately (its text cut first to fit {cfg.max_length} tokens); tokenizing the
+whole prompt at once changes the ids at the joints and moves scores slightly. To get the teacher's scores:
+
+```python
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+tok = AutoTokenizer.from_pretrained(PATH)
+model = AutoModelForSequenceClassification.from_pretrained(PATH, dtype=torch.float32).eval()
+info = model.config.reldistill
+before, after = info["template"].split("{{text}}", 1)
+bos = [tok.bos_token_id] if info["add_bos"] else []
+
+
+def encode(query, text):
+    head = tok(before.replace("{{query}}", query), add_special_tokens=False)["input_ids"]
+    tail = tok(after.replace("{{query}}", query), add_special_tokens=False)["input_ids"]
+    body = tok(text, add_special_tokens=False)["input_ids"]
+    return (bos + head + body[: max(info["max_length"] - len(bos) - len(head) - len(tail), 0)] + tail)[: info["max_length"]]
+
+
+def score(pairs):
+    batch = tok.pad({{"input_ids": [encode(q, t) for q, t in pairs]}}, return_tensors="pt")  # pads on the teacher's side
+    with torch.no_grad():
+        logits = model(**batch).logits[:, 0]
+    return logits, torch.sigmoid(logits + info["score_bias"])  # the teacher's probability (ranking: logits alone)
+```
+
+Score bias: {bias:.6g}.
+"""

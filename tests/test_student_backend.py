@@ -1,0 +1,134 @@
+"""Student inference backends: same search results on torch, ONNX Runtime and OpenVINO; export reuse; fall-back."""
+
+from __future__ import annotations
+
+import builtins
+import logging
+
+import numpy as np
+import pytest
+
+from reldistill.errors import UserError
+from reldistill.student import backend as rt
+from reldistill.student import encode_documents, encode_queries, load_student
+
+RUNTIMES = [b for b in ("onnx", "openvino") if rt.runtime_installed(b)]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from reldistill.student.tiny import build_tiny_student
+
+    return build_tiny_student(tmp_path_factory.mktemp("student"), normalize=True)
+
+
+@pytest.fixture
+def fp32(monkeypatch, tmp_path):
+    """fp32 everywhere (OpenVINO would otherwise run bf16 on a bf16 CPU) and a private cache."""
+    monkeypatch.setenv("RELDISTILL_STUDENT_PRECISION", "float32")
+    monkeypatch.setenv("RELDISTILL_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.mark.skipif(not RUNTIMES, reason="neither onnxruntime nor openvino is installed (pip install 'reldistill[onnx]')")
+@pytest.mark.parametrize("backend", RUNTIMES)
+def test_search_results_equal_across_backends(tiny, fp32, esci_dir, backend):
+    from reldistill.config import DataConfig
+    from reldistill.data import load_esci
+    from reldistill.retrieval.catalog import Catalog
+    from reldistill.retrieval.dense import DenseIndex
+    from reldistill.retrieval.lexical import BM25Index
+    from reldistill.retrieval.pipeline import SearchPipeline
+
+    data = load_esci(DataConfig(path=str(esci_dir)))
+    products = data.products.head(400)
+    ids, texts = products["product_id"].astype(str).tolist(), products["text"].astype(str).tolist()
+    queries = list(dict.fromkeys(data.split("test")["query"]))[:12]
+    ref_model = load_student(str(tiny), backend="torch")
+    assert ref_model.reldistill_backend == "torch"
+    model = load_student(str(tiny), backend=backend)
+    assert model.reldistill_backend == backend
+    ref_docs, docs = encode_documents(ref_model, texts), encode_documents(model, texts)
+    assert np.abs(ref_docs - docs).max() < 1e-4  # fp32 tolerance
+    assert np.abs(encode_queries(ref_model, queries) - encode_queries(model, queries)).max() < 1e-4
+    dense = DenseIndex.build(ref_docs, ids)
+    bm25, catalog = BM25Index.build(ids, texts), Catalog.from_data(products, data.examples)
+    ref_pipe = SearchPipeline(dense, bm25, catalog, ref_model)
+    pipe = SearchPipeline(dense, bm25, catalog, model)
+    for mode in ("dense", "hybrid"):
+        for q in queries:
+            a, b = ref_pipe.search(q, mode=mode, k=10).results, pipe.search(q, mode=mode, k=10).results
+            sa, sb = np.array([h.score for h in a]), np.array([h.score for h in b])
+            assert np.abs(sa - sb).max() < 1e-4
+            # ids agree wherever neighbouring scores are not tied within the tolerance
+            for i, (ha, hb) in enumerate(zip(a, b)):
+                if ha.product_id != hb.product_id:
+                    assert abs(sa[i] - sb[i]) < 1e-4 and any(abs(sa[i] - s) < 2e-4 for j, s in enumerate(sa) if j != i)
+
+
+@pytest.mark.skipif("onnx" not in RUNTIMES, reason="onnxruntime is not installed")
+def test_export_is_written_once_beside_the_student_and_reused(tiny, fp32):
+    from reldistill.student.catalog_vectors import weights_digest
+
+    load_student(str(tiny), backend="onnx")
+    d = rt.exports_dir(tiny, weights_digest(tiny))
+    assert d.parent == tiny.parent / f"{tiny.name}.exports"
+    onnx = d / rt.ONNX_FILE
+    stamp = onnx.stat().st_mtime_ns
+    assert rt.read_meta(d)["weights"] == weights_digest(tiny)
+    load_student(str(tiny), backend="onnx")
+    assert onnx.stat().st_mtime_ns == stamp  # reused, not exported again
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_missing_runtime_falls_back_to_torch(tiny, fp32, monkeypatch, caplog, backend):
+    real_import = builtins.__import__
+    blocked = {"onnx": "onnxruntime", "openvino": "openvino"}[backend]
+
+    def no_runtime(name, *args, **kwargs):
+        if name == blocked or name.startswith(blocked + "."):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_runtime)
+    assert backend not in rt.installed_backends()
+    with caplog.at_level(logging.WARNING, logger=rt.log.name):
+        model = load_student(str(tiny), backend=backend)
+    assert model.reldistill_backend == "torch"
+    assert "not installed" in caplog.text
+    ref = encode_documents(load_student(str(tiny), backend="torch"), ["red running shoes"])
+    assert np.allclose(encode_documents(model, ["red running shoes"]), ref, atol=1e-6)
+
+
+def test_auto_measures_once_and_caches_the_choice(tiny, fp32, monkeypatch):
+    calls = []
+    real = rt.time_backend
+
+    def counting(model, repeats=15):
+        calls.append(model.reldistill_backend)
+        return real(model, repeats=3)
+
+    monkeypatch.setattr(rt, "time_backend", counting)
+    first = load_student(str(tiny), backend="auto").reldistill_backend
+    assert sorted(calls) == sorted(rt.installed_backends())
+    assert first in rt.installed_backends()
+    n = len(calls)
+    assert load_student(str(tiny), backend="auto").reldistill_backend == first
+    assert len(calls) == n  # the decision came from the cache
+    table = rt._decision_file().read_text()
+    assert rt.cpu_signature().split(" [")[0] in table
+
+
+def test_choose_fastest_prefers_lower_latency_and_higher_throughput():
+    t = {"torch": {"query_p50_ms": 10.0, "docs_per_s": 100.0},
+         "onnx": {"query_p50_ms": 2.0, "docs_per_s": 150.0},
+         "openvino": {"query_p50_ms": 3.0, "docs_per_s": 90.0}}
+    assert rt.choose_fastest(t) == "onnx"
+    assert rt.choose_fastest({"torch": t["torch"]}) == "torch"
+
+
+def test_bad_backend_setting_is_one_clear_error(monkeypatch):
+    monkeypatch.setenv(rt.BACKEND_ENV, "tensorrt")
+    with pytest.raises(UserError, match="RELDISTILL_STUDENT_BACKEND must be one of auto, torch, onnx, openvino"):
+        rt.backend_setting()
+    with pytest.raises(UserError, match="student: section has unknown key"):
+        rt.configure_from_recipe({"student": {"backnd": "onnx"}})

@@ -1,0 +1,60 @@
+"""`reldistill teacher export`: the merged teacher loads with plain transformers (no reldistill import) and
+scores like `Teacher.score_pairs` (fp32, within 1e-4); the mlp head is refused with one sentence."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import assert_user_error
+
+PAIRS = [("running shoes", "red running shoes for men size 10 black"), ("usb c charger", "fast charging cable usb c"),
+         ("dog food", "grain free dog food small breed"), ("water bottle", "stainless steel water bottle 32 oz"),
+         ("tea", "organic green tea bags 100 count, a very long product text " * 3), ("phone case", "clear case")]
+
+# Runs in a fresh interpreter that never imports reldistill: the export's own README recipe, as a user runs it.
+PLAIN = r"""
+import json, re, sys
+path, pairs = sys.argv[1], json.loads(sys.argv[2])
+card = open(path + "/README.md", encoding="utf-8").read()
+env = {"PATH": path}
+exec(re.search(r"```python\n(.*?)```", card, re.S).group(1), env)
+logits, prob = env["score"](pairs)
+print(json.dumps({"logits": logits.tolist(), "prob": prob.tolist(), "padding_side": env["tok"].padding_side,
+                  "class": type(env["model"]).__name__, "reldistill_loaded": any(m.startswith("reldistill") for m in sys.modules)}))
+"""
+
+
+@pytest.mark.parametrize("padding_side", ["left", "right"])
+def test_linear_head_export_loads_with_plain_transformers(tmp_path, cli, padding_side):
+    from reldistill.teacher.teacher import Teacher
+    from reldistill.teacher.tiny import build_tiny_teacher
+
+    tdir = build_tiny_teacher(tmp_path / "teacher", head="linear", padding_side=padding_side)
+    proc = cli("teacher", "export", "--teacher", tdir, "--out", tmp_path / "export", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    plain = subprocess.run([sys.executable, "-c", PLAIN, str(tmp_path / "export"), json.dumps(PAIRS)],
+                           capture_output=True, text=True, timeout=300)
+    assert plain.returncode == 0, plain.stderr
+    got = json.loads(plain.stdout.strip().splitlines()[-1])
+    assert got["class"] == "LlamaForSequenceClassification" and not got["reldistill_loaded"]
+    assert got["padding_side"] == padding_side
+    teacher = Teacher.load(tdir, dtype="fp32")
+    q, t = zip(*PAIRS)
+    want_logit, want_prob = teacher.score_logits(q, t), teacher.score_pairs(q, t)
+    bias = json.loads((tmp_path / "export" / "config.json").read_text())["reldistill"]["score_bias"]
+    assert abs(bias) > 1e-3  # the tiny teacher's head bias is random: the bias path is exercised
+    np.testing.assert_allclose(np.array(got["logits"]) + bias, want_logit, atol=1e-4)
+    np.testing.assert_allclose(got["prob"], want_prob, atol=1e-4)
+    assert list(np.argsort(got["logits"])) == list(np.argsort(want_logit))  # same ranking without the bias
+
+
+def test_mlp_head_export_is_refused(tmp_path, cli):
+    from reldistill.teacher.tiny import build_tiny_teacher
+
+    tdir = build_tiny_teacher(tmp_path / "teacher")  # the seed recipe's mlp head
+    proc = cli("teacher", "export", "--teacher", tdir, "--out", tmp_path / "export", timeout=300)
+    assert_user_error(proc, "teacher.head 'mlp' cannot be exported", "only the linear and lm heads")
+    assert not (tmp_path / "export").exists()
