@@ -100,6 +100,7 @@ class Pipeline:
             from reldistill.eval.config import EvalConfig, load_section
 
             return {**self.data_inputs, "eval": dataclasses.asdict(load_section(self.config, "eval", EvalConfig)),
+                    "search": self.recipe.get("search") or {},  # eval runs the served pipeline under search:
                     **{f"{s} manifest": self._manifest_digest(s) for s in ("teacher", "student", "student-human", "index")}}
         raise KeyError(name)
 
