@@ -174,7 +174,7 @@ def test_training_changes_the_student_and_resumes(tiny, scored, tmp_path):
         seen.append(real_last(d, key))
         return seen[-1]
 
-    def crash(path):
+    def crash(path, **kwargs):
         raise KeyboardInterrupt
 
     cfg2 = tiny_cfg(tiny, max_steps=2, eval_each="steps", eval_steps=1)
