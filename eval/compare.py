@@ -274,7 +274,7 @@ class Evaluation:
             pipe = pipe.with_config(cfg, reranker=cached_reranker(self.teacher_cache))
             k = max(cfg.rerank_k, self.cfg.ndcg_k, self.cfg.mrr_k)
             pools = pipe.search_many(queries, "hybrid", k=k)  # score every pool's pairs in one batched pass
-            self.teacher_cache.scores([q for q, pool in zip(queries, pools) for _ in pool],
+            self.teacher_cache.scores([q.strip() for q, pool in zip(queries, pools) for _ in pool],  # as search strips it
                                       [pipe.catalog.text(p) for pool in pools for p, _ in pool], progress=True)
         else:
             pipe = pipe.with_config(cfg)
