@@ -159,8 +159,10 @@ class Evaluation:
 
     def _needs_student(self, system: str) -> bool:
         hybrid = "hybrid-" + system.split("-", 1)[1]
-        return (self.wants(system) or self.wants(hybrid) or self.wants("hybrid+rerank")
-                or ((self.choose_serving or self.serving is not None) and system == self._served_student()))
+        served = system == self._served_student()
+        rerank = self.wants("hybrid+rerank") and (self.run.root / "teacher" / MANIFEST).is_file()
+        return (self.wants(system) or self.wants(hybrid)
+                or (served and (rerank or self.choose_serving or self.serving is not None)))
 
     def _served_student(self) -> str:
         return "dense-distilled" if (self.run.root / "student" / MANIFEST).is_file() else "dense-base"
@@ -272,7 +274,7 @@ class Evaluation:
             pipe = pipe.with_config(cfg, reranker=cached_reranker(self.teacher_cache))
             k = max(cfg.rerank_k, self.cfg.ndcg_k, self.cfg.mrr_k)
             pools = pipe.search_many(queries, "hybrid", k=k)  # score every pool's pairs in one batched pass
-            self.teacher_cache.scores([q for q, pool in zip(queries, pools) for _ in pool],
+            self.teacher_cache.scores([q.strip() for q, pool in zip(queries, pools) for _ in pool],  # as search strips it
                                       [pipe.catalog.text(p) for pool in pools for p, _ in pool], progress=True)
         else:
             pipe = pipe.with_config(cfg)
@@ -367,6 +369,12 @@ class Evaluation:
             add(Serving(mode, weights=dict(self.search_cfg.weights)), self.search(student, inp, mode), inp.query_ids)
         hybrids = [add(Serving("hybrid", weights=weights_of(w)), self.search(student, inp, "hybrid", weights_of(w)), inp.query_ids)
                    for w in self.cfg.weight_grid]
+        for other in self.pipes:  # the other students on dev too (reported; the run's index serves only `student`)
+            if other != student:
+                for mode in ("dense",) + (("hybrid",) if other == "dense-base" else ()):
+                    name = other if mode == "dense" else "hybrid-base"
+                    table[name] = {**evaluate(qrels, to_run(self.search(other, inp, mode), name, inp.query_ids), self.specs)[0],
+                                   "queries": len(inp.query_ids), "not_served": True}
         if self._teacher_ready():
             best = max(hybrids, key=lambda c: c.mean)
             sub = _seeded_subset(inp.query_ids, self.cfg.dev_rerank_queries, self.data_cfg.seed)

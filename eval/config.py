@@ -39,7 +39,7 @@ class EvalConfig:
     max_queries: int | None = None  # evaluate only the first N queries of the split (smoke runs)
     systems: list[str] | None = None  # evaluate only these systems (None: every system the run has)
     # choosing the served configuration on dev (never on test): search: settings are the served ones
-    choose_on: str = "dev"  # split the served configuration is chosen on ("none": keep search: as it is)
+    choose_on: str = "dev"  # dev: choose the served configuration there; none: keep serving.json / search: as they are
     weight_grid: list[float] = dataclasses.field(default_factory=lambda: [0.5, 1.0, 2.0])  # dense weight, bm25 = 1
     rerank_k_grid: list[int] = dataclasses.field(default_factory=lambda: [10, 20])
     dev_rerank_queries: int = 100  # dev queries (seeded, whole queries) the rerank candidates are scored on
@@ -54,6 +54,9 @@ class EvalConfig:
             raise UserError(f"eval.weight_grid must list positive dense weights (bm25 weight 1), got {self.weight_grid}.")
         if any(k < 1 or k > self.depth for k in self.rerank_k_grid):
             raise UserError(f"eval.rerank_k_grid values must be in [1, eval.depth={self.depth}], got {self.rerank_k_grid}.")
+        if self.choose_on not in ("dev", "none"):
+            raise UserError(f"eval.choose_on must be dev (the split carved from train) or none, got {self.choose_on!r} — "
+                            "the served configuration is never chosen on test.")
         if self.min_gain < 0:
             raise UserError(f"eval.min_gain must be at least 0, got {self.min_gain}.")
         if self.stat_test not in STAT_TESTS:

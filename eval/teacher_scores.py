@@ -67,6 +67,7 @@ class _CachedTeacher:
     def __init__(self, cache: TeacherScoreCache):
         self._cache = cache
         self.manifest = read_json(cache.teacher_dir / MANIFEST)
+        self.batch_size = cache.batch_size  # what TeacherReranker batches by; scoring itself batches in the cache
 
     def score_pairs(self, queries: Sequence[str], texts: Sequence[str], batch_size: int | None = None, **_: Any) -> np.ndarray:
         return self._cache.scores(list(queries), list(texts))

@@ -103,6 +103,7 @@ class Pipeline:
 
             return {**self.data_inputs, "eval": dataclasses.asdict(load_section(self.config, "eval", EvalConfig)),
                     "student": self.recipe.get("student") or {},
+                    "search": self.recipe.get("search") or {},  # eval runs the served pipeline under search:
                     **{f"{s} manifest": self._manifest_digest(s) for s in ("teacher", "student", "student-human", "index")}}
         raise KeyError(name)
 

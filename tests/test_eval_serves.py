@@ -139,3 +139,20 @@ def test_eval_cli_writes_serving_and_search_uses_it(run, cli, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(json.dumps({"eval": {"rrf_k": 60}}))
     assert_user_error(cli("eval", "--run", root, "--config", bad), "search.rrf_k")
+
+
+def test_teacher_score_cache_is_keyed_by_query_and_product_text(run, tmp_path):
+    """A pair is scored once; another product text (or query text) under the same ids is scored afresh."""
+    from reldistill.eval.teacher_scores import TeacherScoreCache
+
+    root, _ = run
+    with torch_threads(1):
+        cache = TeacherScoreCache(root / "teacher", tmp_path, "float32", 4)
+        first = cache.scores(["red shoe", "red shoe"], ["leather boot", "garden hose"])
+        assert cache.scored == 2
+        again = TeacherScoreCache(root / "teacher", tmp_path, "float32", 4)  # from the parquet on disk
+        assert again.scores(["red shoe"], ["garden hose"])[0] == first[1] and again.scored == 0 and again.hits == 1
+        again.scores(["red shoe", "blue shoe"], ["garden hose, 50 ft", "garden hose"])
+        assert again.scored == 2  # other product text, other query text: both new
+        other_dtype = TeacherScoreCache(root / "teacher", tmp_path, "bfloat16", 4)
+        assert other_dtype.path != cache.path and not other_dtype.known
