@@ -325,8 +325,10 @@ def create_app(pipeline: SearchPipeline, config: ServeConfig | None = None, comp
             finally:
                 slots.release()
 
-        try:
-            return await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(pool, job), cfg.rerank_timeout_s)
+        fut = asyncio.get_running_loop().run_in_executor(pool, job)
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception())  # a late RerankTimeout is not "never retrieved"
+        try:  # shielded: a job is never cancelled before it starts, so its finally always frees the slot
+            return await asyncio.wait_for(asyncio.shield(fut), cfg.rerank_timeout_s)
         except (asyncio.TimeoutError, RerankTimeout):
             raise HTTPException(status_code=504, detail=f"rerank took longer than {cfg.rerank_timeout_s:g} s") from None
         except _Unavailable:
