@@ -12,7 +12,6 @@ Only heads with one linear score row export; ``mlp`` (two layers with a GELU) ca
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
