@@ -325,8 +325,10 @@ def create_app(pipeline: SearchPipeline, config: ServeConfig | None = None, comp
             finally:
                 slots.release()
 
-        try:
-            return await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(pool, job), cfg.rerank_timeout_s)
+        fut = asyncio.get_running_loop().run_in_executor(pool, job)
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception())  # a late RerankTimeout is not "never retrieved"
+        try:  # shielded: a job is never cancelled before it starts, so its finally always frees the slot
+            return await asyncio.wait_for(asyncio.shield(fut), cfg.rerank_timeout_s)
         except (asyncio.TimeoutError, RerankTimeout):
             raise HTTPException(status_code=504, detail=f"rerank took longer than {cfg.rerank_timeout_s:g} s") from None
         except _Unavailable:
@@ -396,15 +398,17 @@ def create_app(pipeline: SearchPipeline, config: ServeConfig | None = None, comp
             if not pipeline.has_reranker:
                 raise HTTPException(status_code=503, detail="this server has no reranker (start it on a run with a teacher)")
             rr = await _timed(lambda: _load(pipeline))
-        texts = [t for _, t in docs]
-        if body.max_tokens_per_doc is not None:
-            texts = await asyncio.to_thread(truncate_tokens, rr, texts, body.max_tokens_per_doc)
-        cost = await asyncio.to_thread(rerank_cost, rr, texts)
-        if cost > cfg.max_rerank_tokens:
-            raise HTTPException(status_code=413, detail=f"this rerank costs {cost} tokens (documents x tokens); the limit "
-                                f"is {cfg.max_rerank_tokens} — send fewer or shorter documents, or set max_tokens_per_doc")
-        cands = [(str(i), t) for i, t in enumerate(texts)]
-        ranked = await _timed(lambda: rr.rerank(body.query, cands, top_k=body.top_n))
+        def work():  # in a rerank slot: a busy server answers 503 before it tokenizes anything
+            texts = [t for _, t in docs]
+            if body.max_tokens_per_doc is not None:
+                texts = truncate_tokens(rr, texts, body.max_tokens_per_doc)
+            cost = rerank_cost(rr, texts)
+            if cost > cfg.max_rerank_tokens:
+                raise HTTPException(status_code=413, detail=f"this rerank costs {cost} tokens (documents x tokens); the limit "
+                                    f"is {cfg.max_rerank_tokens} — send fewer or shorter documents, or set max_tokens_per_doc")
+            return rr.rerank(body.query, [(str(i), t) for i, t in enumerate(texts)], top_k=body.top_n)
+
+        ranked = await _timed(work)
         results = []
         for r in ranked:
             i = int(r.id)

@@ -12,7 +12,6 @@ Only heads with one linear score row export; ``mlp`` (two layers with a GELU) ca
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -80,7 +79,7 @@ def export_teacher(teacher_dir: str | Path, out: str | Path, dtype: str = "float
     cfg.reldistill = {"head": art.cfg.head, "score_bias": bias, "template": art.cfg.template, "add_bos": bool(teacher.encoder.bos),
                       "max_length": art.cfg.max_length, "padding_side": art.cfg.padding_side,
                       "score": "sigmoid(logits + score_bias) is the teacher's probability",
-                      **({"answer_token_ids": art.manifest["answer_token_ids"]} if "answer_token_ids" in art.manifest else {})}
+                      **_answer_tokens(art)}
     try:
         model = AutoModelForSequenceClassification.from_config(cfg, dtype=teacher.dtype)
     except ValueError as e:
@@ -103,6 +102,15 @@ def export_teacher(teacher_dir: str | Path, out: str | Path, dtype: str = "float
         write_manifest(tmp, KIND, source=str(Path(teacher_dir).resolve()), head=art.cfg.head, score_bias=bias,
                        base_model=art.manifest.get("base_model"))
     return out
+
+
+def _answer_tokens(art) -> dict:
+    """For the ``lm`` head: the [yes, no] answer tokens and ids the score row was made from (from the recipe and manifest)."""
+    if art.cfg.head != "lm":
+        return {}
+    info = art.manifest.get("score_head") or {}
+    tokens = info.get("answer_tokens") or getattr(art.cfg, "answer_tokens", None)
+    return {k: v for k, v in (("answer_tokens", tokens), ("answer_token_ids", info.get("answer_token_ids"))) if v}
 
 
 def _card(cfg, bias: float) -> str:

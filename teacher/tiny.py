@@ -62,11 +62,11 @@ def tiny_teacher_config(**overrides):
     return TeacherConfig(**base)
 
 
-def build_tiny_teacher(out_dir: str | Path, seed: int = 0, **overrides) -> Path:
+def build_tiny_teacher(out_dir: str | Path, seed: int = 0, random_head: bool = True, **overrides) -> Path:
     """Write a complete, self-contained tiny random teacher artifact that ``Teacher.load`` accepts.
 
-    LoRA B matrices and the head are random (not zero), so merging and scoring are exercised and
-    different candidates get different scores.
+    LoRA B matrices and the head (unless ``random_head`` is false) are random (not zero), so merging and
+    scoring are exercised and different candidates get different scores. ``overrides`` go to the recipe.
     """
     from reldistill.teacher.artifact import save_teacher
     from reldistill.teacher.teacher import build_cross_encoder
@@ -78,7 +78,7 @@ def build_tiny_teacher(out_dir: str | Path, seed: int = 0, **overrides) -> Path:
         model, tok, _ = build_cross_encoder(cfg, torch.float32, base=str(base))
         with torch.no_grad():
             for name, p in model.named_parameters():
-                if "lora_B" in name or name.startswith("head."):
+                if "lora_B" in name or (random_head and name.startswith("head.")):
                     p.copy_(torch.randn_like(p) * 0.5)
         from reldistill.teacher.inputs import choose_pad_token
 

@@ -18,32 +18,25 @@ import pytest
 from reldistill.distill.mine import mine_candidates, with_dev_split
 from reldistill.distill.train import training_rows
 from conftest import assert_user_error, run_cli
-from test_distill import build_tiny_student, fake_scores, tiny_cfg, write_tiny_esci
+from test_distill import fake_scores, tiny, tiny_cfg  # noqa: F401 - tiny is a fixture
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    from reldistill.config import DataConfig
-    from reldistill.data import load_esci
+def exported(tiny):
+    """A run with stand-in teacher scores of mined candidates (tiny ESCI), exported by `distill export`."""
     from reldistill.distill.config import DistillConfig
 
-    root = tmp_path_factory.mktemp("interchange")
-    esci = write_tiny_esci(root / "esci")
-    student = build_tiny_student(root / "student")
-    data_cfg = DataConfig(path=str(esci), dev_fraction=0.2, seed=3)
-    data = load_esci(data_cfg)
-    tiny = {"student": str(student)}
-    cands = mine_candidates(data, tiny_cfg(tiny), dev_fraction=0.2, seed=3)
-    run = root / "run"
+    cands = mine_candidates(tiny["data"], tiny_cfg(tiny), dev_fraction=0.2, seed=3)
+    run = tiny["root"] / "interchange-run"
     (run / "scores").mkdir(parents=True)
     fake_scores(cands).to_parquet(run / "scores" / "scores.parquet", index=False)
-    recipe = root / "recipe.yaml"
-    recipe.write_text(json.dumps({"data": {"path": str(esci), "dev_fraction": 0.2, "seed": 3},
-                                  "distill": {"student": str(student), "batch_size": 4, "max_steps": 2, "max_seq_length": 32}}))
+    recipe = tiny["root"] / "interchange.yaml"
+    recipe.write_text(json.dumps({"data": {"path": tiny["data_cfg"].path, "dev_fraction": 0.2, "seed": 3},
+                                  "distill": {"student": tiny["student"], "batch_size": 4, "max_steps": 2, "max_seq_length": 32}}))
     proc = run_cli("distill", "export", "--config", recipe, "--run", run)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return {"run": run, "recipe": recipe, "data": data, "examples": with_dev_split(data, 0.2, 3),
-            "cfg": lambda **kw: DistillConfig(**{"student": str(student), "batch_size": 4, "max_steps": 2, "max_seq_length": 32, **kw}),
+    return {"run": run, "recipe": recipe, "data": tiny["data"], "examples": with_dev_split(tiny["data"], 0.2, 3),
+            "cfg": lambda **kw: DistillConfig(**{"student": tiny["student"], "batch_size": 4, "max_steps": 2, "max_seq_length": 32, **kw}),
             "flag": run / "export" / "flagembedding.jsonl", "st": run / "export" / "margin-mse"}
 
 
