@@ -116,6 +116,10 @@ def teacher_throughput(queries: list[str], texts: list[str], base: str, teacher_
         out["dtypes"][dtype] = {"seconds": sec, "pairs_per_s": len(queries) / sec, "tokens_per_s": tokens / sec,
                                 "gflops": gflops, "peak_fraction": gflops / peaks[dtype],
                                 "mean_score": float(np.mean(scores))}
+    from reldistill.teacher.score import int8_check
+
+    teacher.model.backbone.to(torch.float32)
+    out["int8"] = int8_check(teacher, queries, texts, batch_size)  # what a CPU without bf16 can use instead
     if "bfloat16" in out["dtypes"]:
         out["bf16_speedup"] = out["dtypes"]["bfloat16"]["pairs_per_s"] / out["dtypes"]["float32"]["pairs_per_s"]
     return out

@@ -46,18 +46,21 @@ def student_encoding(baseline, model, texts: list[str], batch_size: int = 64) ->
             "ratio_vs_plain": plain / ours, "min_cosine_vs_plain": float(np.min(np.sum(ref * emb, axis=1)))}
 
 
-def query_encoding(models: dict[str, Any], queries: list[str]) -> dict[str, dict[str, float]]:
-    """p50/p99 ms of ``encode_queries`` on one query at a time, per model, interleaved so load hits all alike."""
+def query_encoding(models: dict[str, Any], queries: list[str], block: int = 10) -> dict[str, dict[str, float]]:
+    """p50/p99 ms of ``encode_queries`` on one query at a time, per model; the models take turns in blocks of
+    ``block`` queries, so a shared machine's load hits all alike and one runtime's idle spinning threads
+    barely touch the next one's timings."""
     from reldistill.student import encode_queries
 
     times: dict[str, list[float]] = {name: [] for name in models}
     for m in models.values():
         encode_queries(m, queries[:1])
-    for q in queries:
+    for start in range(0, len(queries), block):
         for name, m in models.items():
-            t = time.perf_counter()
-            encode_queries(m, [q])
-            times[name].append((time.perf_counter() - t) * 1000)
+            for q in queries[start:start + block]:
+                t = time.perf_counter()
+                encode_queries(m, [q])
+                times[name].append((time.perf_counter() - t) * 1000)
     return {name: _pct(v) for name, v in times.items()}
 
 

@@ -90,7 +90,10 @@ def bench_cmd(
     from reldistill.eval.bench import run_bench, write_bench
     from reldistill.eval.config import BenchConfig, load_section
 
+    from reldistill.student.backend import configure_from_recipe
+
     cfg = load_section(config, "bench", BenchConfig)
+    configure_from_recipe(load_yaml(config) if config else None)  # student.backend of the path timed as "new"
     overrides = {k: v for k, v in (("teacher_pairs", teacher_pairs), ("student_docs", student_docs),
                                    ("search_queries", search_queries), ("index_docs", index_docs)) if v is not None}
     if overrides:

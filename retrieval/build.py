@@ -115,10 +115,15 @@ def build_index(run_dir_or_index_dir: str | Path, student_path: str | None = Non
     texts = products["text"].astype(str).tolist()
     model = load_student(student_path)
     dim = int(model.get_embedding_dimension())
-    cache = run_dir / CACHE_DIR / f"{student_id.replace('/', '_')}-{catalog_digest(ids, texts)[:16]}-{encode_precision()}"
-    emb = load_vectors(student_path, ids, texts) if Path(student_path).is_dir() else None
+    backend = model.reldistill_backend
+    cache = run_dir / CACHE_DIR / f"{student_id.replace('/', '_')}-{backend}-{catalog_digest(ids, texts)[:16]}-{encode_precision()}"
+    reuse = Path(student_path).is_dir() and not backend.endswith("int8")  # saved vectors are fp32 ones
+    emb = load_vectors(student_path, ids, texts) if reuse else None
     if emb is None:
         emb = encode_catalog(model, ids, texts, cache=cache, batch_size=cfg.batch_size)
+    int8 = None
+    if backend in ("onnx", "onnx-int8") and examples is not None:
+        model, emb, int8 = int8_gate(student_path, model, emb, products, examples, data_cfg, cfg.batch_size)
     dense = DenseIndex.build(emb, ids, kind=cfg.kind, model=student_id, config=cfg)
     bm25 = BM25Index.build(ids, texts)
     fingerprint = data_fingerprint(data_cfg.path) if Path(data_cfg.path).exists() else {}
@@ -130,10 +135,47 @@ def build_index(run_dir_or_index_dir: str | Path, student_path: str | None = Non
         write_manifest(tmp, INDEX_KIND, student=student_id, student_path=str(Path(student_path).resolve())
                        if Path(student_path).exists() else student_path, dim=dim, index_kind=cfg.kind, count=len(ids),
                        normalized=True, metric="inner_product", index=to_dict(cfg),
+                       student_backend=model.reldistill_backend, student_int8=int8,
                        data={"path": str(data_cfg.path), "fingerprint": fingerprint})
     shutil.rmtree(cache, ignore_errors=True)
     log.info("wrote %s (%d products, dim %d, %s)", index_dir, len(ids), dim, cfg.kind)
     return index_dir
+
+
+def int8_gate(student_path: str, model, emb: np.ndarray, products: pd.DataFrame, examples: pd.DataFrame,
+              data_cfg: DataConfig, batch_size: int = 64):
+    """With ``student.int8: auto``, measure dev nDCG@10 of the int8 ONNX export against fp32 once per student
+    (recorded beside the export); returns (model, catalog vectors, verdict) — int8 ones only when it held."""
+    from reldistill.data.split import carve_dev
+    from reldistill.distill.dev_eval import evaluate_student
+    from reldistill.student import backend as rt
+    from reldistill.student import load_student
+    from reldistill.student.catalog_vectors import weights_digest
+
+    folder = Path(resolve_model(student_path).path)
+    digest = weights_digest(folder)
+    if rt.int8_setting() != "auto" or digest is None:
+        return model, emb, None
+    ids, texts = products["product_id"].astype(str).tolist(), products["text"].astype(str).tolist()
+    verdict = rt.int8_verdict(folder, digest)
+    if verdict is None or verdict.get("catalog") != catalog_digest(ids, texts):
+        ex = examples.copy()
+        if "split" not in ex.columns or not (ex["split"] == "dev").any():
+            ex["split"] = carve_dev(ex, data_cfg.dev_fraction, data_cfg.seed)
+        if not (ex["split"] == "dev").any():
+            return model, emb, None
+        if model.reldistill_backend != "onnx":  # an int8 model from an earlier verdict: measure against fp32 again
+            model = load_student(student_path, backend="onnx", int8=False)
+            emb = encode_catalog(model, ids, texts, batch_size=batch_size)
+        quant = load_student(student_path, backend="onnx", int8=True)
+        quant_emb = encode_catalog(quant, ids, texts, batch_size=batch_size)
+        fp32 = evaluate_student(model, ex, products, "dev", doc_embeddings=emb)["ndcg@10"]
+        q8 = evaluate_student(quant, ex, products, "dev", doc_embeddings=quant_emb)["ndcg@10"]
+        verdict = rt.record_int8_verdict(folder, digest, fp32, q8, catalog_digest(ids, texts))
+        log.info("int8 student export: dev nDCG@10 %.4f vs fp32 %.4f → %s", q8, fp32, "kept" if verdict["kept"] else "not used")
+        if verdict["kept"]:
+            return quant, quant_emb, verdict
+    return model, emb, verdict
 
 
 def _remove_stale_temps(index_dir: Path) -> None:

@@ -23,10 +23,24 @@ IDS_FILE = "dense_ids.parquet"
 DENSE_MANIFEST = "dense.json"
 
 
+SMALL_QUERY_BATCH = 8  # up to this many query vectors search on one OpenMP thread
+_omp_default: list[int] = []
+
+
 def _faiss():
     import faiss
 
+    if not _omp_default:
+        _omp_default.append(faiss.omp_get_max_threads())
     return faiss
+
+
+def _search_threads(n_queries: int) -> None:
+    """One OpenMP thread for a few query vectors (waking the pool for ~3M multiply-adds costs more than it
+    saves: 0.6 ms vs 37 ms p50 for one query over 8.5k vectors on a busy 2-core machine), all of them for
+    batches. OpenMP's thread count is per calling thread, so concurrent requests do not disturb each other."""
+    faiss = _faiss()
+    faiss.omp_set_num_threads(1 if n_queries <= SMALL_QUERY_BATCH else _omp_default[0])
 
 
 def _as_matrix(vecs, dim: int | None, what: str) -> np.ndarray:
@@ -132,6 +146,7 @@ class DenseIndex:
         if live == 0:
             return [[] for _ in range(len(q))], [[] for _ in range(len(q))]
         fetch = min(k + len(self._tombstones), self.index.ntotal)
+        _search_threads(len(q))
         scores, keys = self.index.search(q, fetch)
         out_ids, out_scores = [], []
         for srow, krow in zip(scores, keys):

@@ -36,28 +36,58 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "torch", "onnx", "openvino")
 BACKEND_ENV = "RELDISTILL_STUDENT_BACKEND"
+INT8_ENV = "RELDISTILL_STUDENT_INT8"  # auto (int8 where its dev gate passed) | off
+INT8_SETTINGS = ("auto", "off")
+INT8_MAX_DROP = 0.005  # dev nDCG@10 an int8 export may lose against fp32 and still be used
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model-int8.onnx"
 EXPORT_META = "export.json"
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
-_default = {"backend": "auto"}
+_default = {"backend": "auto", "int8": "off"}
 
 
-def set_default_backend(setting: str | None) -> None:
-    """The recipe's ``student.backend`` for this process ($RELDISTILL_STUDENT_BACKEND still wins)."""
+def set_default_backend(setting: str | None, int8: str | None = None) -> None:
+    """The recipe's ``student.backend`` / ``student.int8`` for this process (the environment still wins)."""
     _default["backend"] = check_backend(setting or "auto", "student.backend")
+    _default["int8"] = check_int8(int8 or "off", "student.int8")
 
 
 def configure_from_recipe(sections: dict[str, Any] | None) -> None:
-    """Apply a recipe's ``student:`` section (``backend``) to this process."""
+    """Apply a recipe's ``student:`` section (``backend``, ``int8``) to this process."""
     student = (sections or {}).get("student") or {}
     if not isinstance(student, dict):
         raise UserError("the recipe's student: section must be a mapping (e.g. student: {backend: auto}).")
-    unknown = set(student) - {"backend"}
+    unknown = set(student) - {"backend", "int8"}
     if unknown:
-        raise UserError(f"the recipe's student: section has unknown key {sorted(unknown)[0]!r}; known: backend.")
-    set_default_backend(student.get("backend"))
+        raise UserError(f"the recipe's student: section has unknown key {sorted(unknown)[0]!r}; known: backend, int8.")
+    set_default_backend(student.get("backend"), student.get("int8"))
+
+
+def check_int8(setting: str | bool, where: str = INT8_ENV) -> str:
+    s = {True: "auto", False: "off"}.get(setting, setting) if isinstance(setting, bool) else str(setting).strip().lower()
+    if s not in INT8_SETTINGS:
+        raise UserError(f"{where} must be auto (int8 where its dev nDCG@10 gate passed) or off — got {setting!r}.")
+    return s
+
+
+def int8_setting() -> str:
+    env = os.environ.get(INT8_ENV)
+    return check_int8(env) if env else _default["int8"]
+
+
+def int8_verdict(model_dir: Path, digest: str) -> dict[str, Any] | None:
+    """The recorded dev-nDCG@10 gate of this student's int8 export (None until measured)."""
+    return read_meta(exports_dir(model_dir, digest)).get("int8")
+
+
+def record_int8_verdict(model_dir: Path, digest: str, fp32_ndcg: float, int8_ndcg: float, catalog: str) -> dict[str, Any]:
+    """Store the gate's measurement beside the export: int8 is used only when it lost < ``INT8_MAX_DROP``."""
+    verdict = {"dev_ndcg10_fp32": fp32_ndcg, "dev_ndcg10_int8": int8_ndcg, "drop": fp32_ndcg - int8_ndcg,
+               "max_drop": INT8_MAX_DROP, "kept": fp32_ndcg - int8_ndcg < INT8_MAX_DROP, "catalog": catalog,
+               "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    _update_meta(exports_dir(model_dir, digest), int8=verdict)
+    return verdict
 
 
 def check_backend(setting: str, where: str = BACKEND_ENV) -> str:
@@ -267,7 +297,9 @@ class RuntimeModel(torch.nn.Module):
 
 
 def attach_runtime(st_model, backend: str, model_dir: Path, digest: str, int8: bool = False) -> None:
-    """Swap the student's transformer for a ``backend`` session over its (cached) ONNX export."""
+    """Swap the student's transformer for a ``backend`` session over its (cached) ONNX export (int8: ONNX Runtime only)."""
+    if int8 and backend != "onnx":
+        raise UserError("the int8 student export runs on ONNX Runtime only — use student.backend: onnx.")
     path = ensure_export(st_model, model_dir, digest, int8=int8)
     first = st_model[0]
     first.model = RuntimeModel(backend, path, first.model.config)

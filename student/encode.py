@@ -24,13 +24,15 @@ def family_prompts(name: str) -> dict[str, str] | None:
     return None
 
 
-def load_student(name_or_path: str, device: str | None = None, backend: str | None = None, **kwargs: Any):
+def load_student(name_or_path: str, device: str | None = None, backend: str | None = None, int8: bool | None = None,
+                 **kwargs: Any):
     """SentenceTransformer from a short name, hub id or folder, ready to encode; adds E5/BGE prompts when it has none.
 
     ``backend`` (default: $RELDISTILL_STUDENT_BACKEND, else the recipe's ``student.backend``, else auto)
     picks the inference runtime: torch, onnx (ONNX Runtime) or openvino, or auto = the fastest measured
     on this CPU. Index build, eval, search and serve load through here; training passes ``backend="torch"``.
-    ``model.reldistill_backend`` says which runtime encodes.
+    ``int8`` (default: ``student.int8`` is auto and the recorded dev gate passed) runs the int8 ONNX
+    export on ONNX Runtime. ``model.reldistill_backend`` says which runtime encodes.
     """
     from pathlib import Path
 
@@ -60,9 +62,12 @@ def load_student(name_or_path: str, device: str | None = None, backend: str | No
     if choice == "auto":
         choice = rt.auto_backend(load_torch, Path(r.path), digest)
     model = load_torch()
+    if int8 is None:
+        verdict = rt.int8_verdict(Path(r.path), digest) if rt.int8_setting() == "auto" else None
+        int8 = bool(verdict and verdict.get("kept"))
     if choice != "torch":
         try:
-            rt.attach_runtime(model, choice, Path(r.path), digest)
+            rt.attach_runtime(model, choice, Path(r.path), digest, int8=int8 and choice == "onnx")
         except Exception as e:  # noqa: BLE001 - an export or runtime failure costs speed, never the encode
             rt.log.warning("student backend %s failed (%s: %s); encoding with torch", choice, type(e).__name__, e)
             model = load_torch()

@@ -36,7 +36,7 @@ def test_bench_prints_one_table(cli, small_esci, tmp_path, cpu_bf16, backend):  
     wants = ["matmul peak", "teacher scoring (float32)", "student encode (plain ST)", "student encode (reldistill)",
              "query encode (torch)", f"query encode ({backend})", "index build: FAISS flat", "index build: BM25 (bm25s)",
              "search latency: bm25", "search latency: dense-flat", "search latency: hybrid", "search latency: hybrid-torch",
-             "search latency: rerank@20"]
+             "search latency: rerank@20", "teacher scoring (int8 dynamic, linear layers)"]
     wants.append("teacher scoring (bfloat16)" if native_bf16 else "matmul peak / teacher scoring (bfloat16)")
     for want in wants:
         assert want in names, (want, names)
@@ -51,6 +51,8 @@ def test_bench_prints_one_table(cli, small_esci, tmp_path, cpu_bf16, backend):  
     fig = res["figures"]
     for name in FIGURES:
         assert isinstance(fig[name], float) and fig[name] > 0, (name, fig.get(name))
+    assert -1.0 <= fig["teacher_int8_spearman_vs_fp32"] <= 1.0 and fig["teacher_int8_pairs_per_s"] > 0
+    assert fig["teacher_int8_kept"] == (fig["teacher_int8_spearman_vs_fp32"] >= 0.99 and fig["teacher_int8_speedup_vs_fp32"] > 1)
     assert fig["student_backend"] == backend and fig["teacher_dtype"] == ("bfloat16" if native_bf16 else "float32")
     assert fig["query_encode_speedup"] == pytest.approx(fig["query_encode_p50_ms_torch"] / fig["query_encode_p50_ms_new"])
     assert fig["cpu"] == res["machine"]["cpu"] and fig["cpu_flags"] == res["machine"]["cpu_flags"]

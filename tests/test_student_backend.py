@@ -132,3 +132,47 @@ def test_bad_backend_setting_is_one_clear_error(monkeypatch):
         rt.backend_setting()
     with pytest.raises(UserError, match="student: section has unknown key"):
         rt.configure_from_recipe({"student": {"backnd": "onnx"}})
+
+
+@pytest.mark.skipif("onnx" not in RUNTIMES, reason="onnxruntime is not installed")
+def test_int8_used_only_where_the_recorded_dev_gate_passed(tiny, fp32, monkeypatch):
+    from reldistill.student.catalog_vectors import weights_digest
+
+    monkeypatch.setenv(rt.INT8_ENV, "auto")
+    digest = weights_digest(tiny)
+    assert load_student(str(tiny), backend="onnx").reldistill_backend == "onnx"  # no verdict yet: fp32
+    rt.record_int8_verdict(tiny, digest, fp32_ndcg=0.40, int8_ndcg=0.39, catalog="c")  # lost 0.01: refused
+    assert rt.int8_verdict(tiny, digest)["kept"] is False
+    assert load_student(str(tiny), backend="onnx").reldistill_backend == "onnx"
+    rt.record_int8_verdict(tiny, digest, fp32_ndcg=0.40, int8_ndcg=0.398, catalog="c")  # lost 0.002: kept
+    quant = load_student(str(tiny), backend="onnx")
+    assert quant.reldistill_backend == "onnx-int8"
+    texts = ["red running shoes for women", "stainless steel water bottle 1 l", "usb c charger 65 w"]
+    ref = encode_documents(load_student(str(tiny), backend="torch"), texts)
+    cos = np.sum(ref * encode_documents(quant, texts), axis=1)
+    assert cos.min() > 0.95 and np.abs(ref - encode_documents(quant, texts)).max() > 1e-6  # int8 moved, slightly
+    monkeypatch.setenv(rt.INT8_ENV, "off")
+    assert load_student(str(tiny), backend="onnx").reldistill_backend == "onnx"
+
+
+@pytest.mark.skipif("onnx" not in RUNTIMES, reason="onnxruntime is not installed")
+def test_index_build_measures_the_int8_gate_and_records_it(tmp_path, fp32, monkeypatch, esci_dir):
+    from reldistill.artifacts import read_manifest
+    from reldistill.config import DataConfig
+    from reldistill.data import load_esci
+    from reldistill.retrieval.build import build_index
+    from reldistill.student.tiny import build_tiny_student
+
+    monkeypatch.setenv(rt.BACKEND_ENV, "onnx")
+    monkeypatch.setenv(rt.INT8_ENV, "auto")
+    student = build_tiny_student(tmp_path / "student", normalize=True)
+    data = load_esci(DataConfig(path=str(esci_dir)))
+    ex = data.examples[data.examples["query_id"].isin(sorted(data.examples["query_id"].unique())[:150])]
+    products = data.products[data.products["product_id"].isin(set(ex["product_id"]))].reset_index(drop=True)
+    out = build_index(tmp_path / "run", student_path=str(student), data_cfg=DataConfig(path=str(esci_dir)),
+                      products=products, examples=ex)
+    m = read_manifest(out)
+    v = m["student_int8"]
+    assert v["dev_ndcg10_fp32"] > 0 and v["drop"] == pytest.approx(v["dev_ndcg10_fp32"] - v["dev_ndcg10_int8"])
+    assert v["kept"] == (v["drop"] < rt.INT8_MAX_DROP)
+    assert m["student_backend"] == ("onnx-int8" if v["kept"] else "onnx")
