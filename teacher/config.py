@@ -97,6 +97,7 @@ class TrainConfig:
     train_layers: int = 0  # > 0: LoRA on the top N layers only; the lower layers' states are cached once per pair
     cache_prefix: bool = True  # train_layers: run the frozen lower layers once per pair (False: every step, same result)
     cache_dir: str | None = None  # prefix cache home (default: $RELDISTILL_CACHE/teacher-prefix)
+    bundled: str | None = None  # a shipped trained teacher `reldistill demo` reuses (see teacher/bundle.py)
     eval_batch_size: int = 32
     eval_at_start: bool = True  # score the untrained model first (the baseline in the manifest)
     select_best: bool = True  # the artifact gets the checkpoint with the best dev select_metric

@@ -39,7 +39,7 @@ OPTIM_FILE = "optimizer.pt"
 LOG_FILE = "train_log.jsonl"
 # Recipe fields that may change between a run and its resume (budgets and eval cadence only).
 RESUME_FREE = {"max_steps", "max_minutes", "log_every", "eval_max_pairs", "eval_max_queries", "eval_batch_size",
-               "keep_checkpoints", "cpu_threads", "cache_dir", "cache_prefix"}
+               "keep_checkpoints", "cpu_threads", "cache_dir", "cache_prefix", "bundled"}
 
 
 @dataclasses.dataclass

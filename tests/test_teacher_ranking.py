@@ -164,3 +164,24 @@ def test_dev_eval_covers_whole_queries_and_selects_by_ndcg(tiny, tmp_path):
     assert all(h["dev"]["ndcg_queries"] == 2 for h in evals)
     best = max(evals, key=lambda h: h["dev"]["ndcg@10"])  # ties: the first (earliest) best wins
     assert m["chosen_step"] == best["step"] and m["dev_metrics"] == best["dev"]
+
+
+def test_bundled_teacher_is_installed_only_for_the_same_data(tiny, tmp_path):
+    from reldistill.teacher import Teacher
+    from reldistill.teacher.bundle import bundle_matches, install_bundle, make_bundle
+    from reldistill.teacher.train import train_teacher
+
+    with one_thread():
+        out = train_teacher(_lm_recipe(tiny, tmp_path / "r.yaml", epochs=1), tmp_path / "t", progress=False)
+    src = make_bundle(out, tmp_path / "bundle", "python scripts/train_bundled_teacher.py", str(tiny["data"]))
+    assert not (src / "checkpoints").exists() and (src / "adapter").is_dir()
+    info = json.loads((src / "bundle.json").read_text())
+    assert info["command"].startswith("python scripts/") and info["data_fingerprint"]
+    assert bundle_matches(src, str(tiny["data"])) == (True, "")
+    other = write_pairs_table(tmp_path / "other.csv", queries=5, seed=3)
+    ok, why = bundle_matches(src, str(other))
+    assert not ok and "other data" in why
+    dest = tmp_path / "run" / "teacher"
+    install_bundle(src, dest)
+    s = Teacher.load(dest, dtype="float32").score_pairs(["shoes red"], ["shoes mug item 1"])
+    assert 0 <= s[0] <= 1
