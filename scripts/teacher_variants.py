@@ -29,6 +29,8 @@ VARIANTS: dict[str, dict] = {
     "mlp-bce-all": {"teacher": {}, "train": {}},
     # LM yes/no head, untrained: the backbone's zero-shot judgement
     "lm-zeroshot": {"teacher": LM, "train": {"max_steps": 0, "train_layers": 4, "include_sparse": False}},
+    # the same, all layers through the full model (any backbone: no prefix slicing)
+    "lm-zeroshot-full": {"teacher": LM, "train": {"max_steps": 0, "include_sparse": False}},
     "lm-bce-all": {"teacher": LM, "train": {}},
     "lm-bce-top4": {"teacher": LM, "train": {"train_layers": 4, "epochs": 4, "max_minutes": 14, "include_sparse": False,
                                              "checkpoint_fraction": 0.5}},
@@ -58,42 +60,16 @@ def recipe_for(base: dict, name: str, extra: dict | None = None) -> dict:
 
 
 def run_variant(name: str, base: dict, out_root: Path, extra: dict | None = None, tag: str = "") -> dict:
-    from reldistill.teacher.evaluate import evaluate_teacher
     from reldistill.teacher.train import train_teacher
 
-    key = name + (f"@{tag}" if tag else "")
+    key = name + (f"@{tag}".replace("/", "_") if tag else "")
     vdir = out_root / key
     vdir.mkdir(parents=True, exist_ok=True)
     recipe = recipe_for(base, name, extra)
     rpath = vdir / "recipe.yaml"
     rpath.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
-    t0 = time.monotonic()
     tdir = train_teacher(rpath, vdir / "teacher", resume=False, progress=False)
-    train_min = (time.monotonic() - t0) / 60
-    m = json.loads((tdir / "manifest.json").read_text())
-    t1 = time.monotonic()
-    if recipe["train"].get("train_layers"):
-        test = cached_test_eval(tdir, recipe, rpath)
-    else:
-        test = evaluate_teacher(tdir, split="test", progress=False)
-    test_min = (time.monotonic() - t1) / 60
-    tc, tr = recipe["teacher"], recipe["train"]
-    row = {
-        "variant": key, "backbone": tc.get("model"), "head": tc.get("head", "mlp"),
-        "loss": tr.get("loss", "bce") + (f"+{tr['bce_weight']}bce" if tr.get("loss", "bce") != "bce" and tr.get("bce_weight") else ""),
-        "group_size": tr.get("group_size", 0), "train_layers": tr.get("train_layers", 0) or "all",
-        "epochs": m["epochs_done"], "steps": m["steps"], "chosen_step": m["chosen_step"],
-        "dev_ndcg10": (m.get("dev_metrics") or {}).get("ndcg@10"), "dev_ndcg10_untrained": (m.get("dev_metrics_untrained") or {}).get("ndcg@10"),
-        "dev_queries": m.get("dev_queries"), "test_ndcg10": test["metrics"]["ndcg@10"], "test_queries": test["metrics"]["ndcg_queries"],
-        "train_wall_min": round(train_min, 2), "prefix_cache_s": m.get("prefix_cache_s"), "test_eval_wall_min": round(test_min, 2),
-        "precision": m.get("precision"), "threads": _threads(), "by_label_test_mean": {k: round(v["mean"], 4) for k, v in test["by_label"].items()},
-        "command": f"python scripts/teacher_variants.py --variants {name}" + (f" --set {tag}" if tag else ""),
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    with (out_root / "results.jsonl").open("a", encoding="utf-8") as f:
-        f.write(json.dumps(row) + "\n")
-    print("ROW " + json.dumps(row), flush=True)
-    return row
+    return row_for_artifact(tdir, key, out_root, f"python scripts/teacher_variants.py --variants {name}" + (f" --set {tag}" if tag else ""))
 
 
 def cached_test_eval(tdir: Path, recipe: dict, rpath: Path) -> dict:
@@ -137,6 +113,39 @@ def cached_test_eval(tdir: Path, recipe: dict, rpath: Path) -> dict:
                                 acc.autocast), split)
     metrics = ev(model, acc)
     return {"metrics": metrics, "by_label": label_distributions(df.assign(teacher_score=ev.last_probs))}
+
+
+def row_for_artifact(tdir: Path, name: str, out_root: Path, command: str) -> dict:
+    """A table row for an existing teacher artifact (e.g. the bundled one): dev from its manifest, test via the cache."""
+    m = json.loads((tdir / "manifest.json").read_text())
+    recipe = {"data": m["data"], "teacher": m["teacher"], "train": {k: v for k, v in m["train"].items() if k != "bundled"}}
+    rpath = out_root / name / "artifact-recipe.yaml"
+    rpath.parent.mkdir(parents=True, exist_ok=True)
+    rpath.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
+    t1 = time.monotonic()
+    if recipe["train"].get("train_layers"):
+        test = cached_test_eval(tdir, recipe, rpath)
+    else:
+        from reldistill.teacher.evaluate import evaluate_teacher
+
+        test = evaluate_teacher(tdir, split="test", progress=False)
+    tc, tr = recipe["teacher"], recipe["train"]
+    row = {
+        "variant": name, "backbone": tc.get("model"), "head": tc.get("head"),
+        "loss": tr.get("loss", "bce") + (f"+{tr['bce_weight']}bce" if tr.get("loss", "bce") != "bce" and tr.get("bce_weight") else ""),
+        "group_size": tr.get("group_size", 0), "train_layers": tr.get("train_layers", 0) or "all",
+        "epochs": m["epochs_done"], "steps": m["steps"], "chosen_step": m["chosen_step"],
+        "dev_ndcg10": (m.get("dev_metrics") or {}).get("ndcg@10"), "dev_ndcg10_untrained": (m.get("dev_metrics_untrained") or {}).get("ndcg@10"),
+        "dev_queries": m.get("dev_queries"), "test_ndcg10": test["metrics"]["ndcg@10"], "test_queries": test["metrics"]["ndcg_queries"],
+        "train_wall_min": m.get("train_minutes"), "prefix_cache_s": m.get("prefix_cache_s"),
+        "test_eval_wall_min": round((time.monotonic() - t1) / 60, 2), "precision": m.get("precision"), "threads": _threads(),
+        "by_label_test_mean": {k: round(v["mean"], 4) for k, v in test["by_label"].items()}, "command": command,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    with (out_root / "results.jsonl").open("a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+    print("ROW " + json.dumps(row), flush=True)
+    return row
 
 
 def _threads() -> int:
@@ -194,7 +203,7 @@ def table(out_root: Path) -> str:
             lines.append(f"| {r['variant']} | – | – | – | – | – | – | {f(r['dev_ndcg10'])} ({r['dev_queries']}) | "
                          f"{f(r['test_ndcg10'])} ({r['test_queries']}) | – |")
         else:
-            lines.append(f"| {r['variant']} | {r['backbone']} | {r['head']} | {r['loss']} | {r['group_size'] or '–'} | "
+            lines.append(f"| {r['variant'].split('@')[0]} | {Path(str(r['backbone'])).name} | {r['head']} | {r['loss']} | {r['group_size'] or '–'} | "
                          f"{r['train_layers']} | {r['epochs']} | {f(r['dev_ndcg10'])} ({r['dev_queries']}) | "
                          f"{f(r['test_ndcg10'])} ({r['test_queries']}) | {r['train_wall_min']} ({r['threads']}) |")
     text = head + "\n".join(lines) + "\n"
@@ -210,6 +219,8 @@ def main() -> None:
     ap.add_argument("--set", default="", help="extra overrides as section.key=value,... (e.g. train.epochs=8)")
     ap.add_argument("--baselines", action="store_true")
     ap.add_argument("--table-only", action="store_true")
+    ap.add_argument("--artifact", nargs=3, metavar=("DIR", "NAME", "COMMAND"),
+                    help="add a row for an existing teacher artifact (e.g. the bundled one) and the command that made it")
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -230,6 +241,8 @@ def main() -> None:
             baselines(base, out_root)
         for name in a.variants:
             run_variant(name, base, out_root, extra, a.set)
+        if a.artifact:
+            row_for_artifact(Path(a.artifact[0]), a.artifact[1], out_root, a.artifact[2])
     print(table(out_root))
 
 

@@ -103,14 +103,19 @@ class _layers:
 
     def __enter__(self) -> nn.Module:
         b = self.base
+        self.types = getattr(b.config, "layer_types", None)  # per-layer attention kinds (Gemma 3: sliding/full), by index
         self.saved = (b.layers, b.norm)
         b.layers = nn.ModuleList(list(self.saved[0])[self.start:self.end])
+        if self.types is not None:
+            b.config.layer_types = list(self.types)[self.start:self.end]
         if not self.final_norm:
             b.norm = nn.Identity()
         return b
 
     def __exit__(self, *exc) -> bool:
         self.base.layers, self.base.norm = self.saved
+        if self.types is not None:
+            self.base.config.layer_types = self.types
         return False
 
 

@@ -18,7 +18,7 @@ def test_smollm2_teacher_trains_and_scores(esci_dir, tmp_path):
 
     raw = yaml.safe_load(open("configs/demo-cpu.yaml"))
     recipe = {"data": {**raw["data"], "path": str(esci_dir)}, "teacher": raw["teacher"],
-              "train": {**raw["train"], "batch_size": 4, "eval_max_pairs": 8, "eval_at_start": False,
+              "train": {**raw["train"], "batch_size": 2, "eval_max_queries": 1, "eval_at_start": False, "cache_prefix": False,
                                       "max_minutes": None}}
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
