@@ -23,10 +23,15 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-LM = {"head": "lm", "template": None, "lora_r": 16, "lora_alpha": 32, "max_length": 96}
+LM = {"model": "smollm2-135m", "head": "lm", "template": None, "lora_r": 16, "lora_alpha": 32, "max_length": 96}
 VARIANTS: dict[str, dict] = {
-    # the demo recipe as it was: MLP head, pointwise BCE, LoRA on all layers, 4 min
-    "mlp-bce-all": {"teacher": {}, "train": {}},
+    # configs/demo-cpu.yaml's teacher exactly as `reldistill demo` trains it (its own minutes budget)
+    "demo": {"teacher": {}, "train": {}},
+    # the demo recipe as it was before head lm: MLP head, pointwise BCE, LoRA on all layers, 4 min
+    "mlp-bce-all": {"teacher": {"model": "smollm2-135m", "head": "mlp", "head_hidden": 256, "max_length": 64,
+                                "template": "Query: {query}\nProduct: {text}\nRelevant:"},
+                    "train": {"loss": "bce", "group_size": 0, "batch_size": 16, "epochs": 1, "include_sparse": True,
+                              "checkpoint_fraction": 0.2}},
     # LM yes/no head, untrained: the backbone's zero-shot judgement
     "lm-zeroshot": {"teacher": LM, "train": {"max_steps": 0, "train_layers": 4, "include_sparse": False}},
     # the same, all layers through the full model (any backbone: no prefix slicing)
@@ -148,6 +153,41 @@ def row_for_artifact(tdir: Path, name: str, out_root: Path, command: str) -> dic
     return row
 
 
+def zeroshot_row(model: str, base: dict, out_root: Path) -> dict:
+    """Dev and test Task-1 nDCG@10 of an untrained ``head: lm`` teacher (no LoRA, no training): the backbone's own judgement."""
+    import torch
+
+    from reldistill.config import DataConfig, from_dict
+    from reldistill.teacher.backbone import resolve_dtype
+    from reldistill.teacher.config import TeacherConfig
+    from reldistill.teacher.metrics import evaluate_scores
+    from reldistill.teacher.pairs import cap_queries, split_pairs
+    from reldistill.teacher.teacher import Teacher, build_cross_encoder
+
+    cfg = TeacherConfig(model=model, head="lm", max_length=LM["max_length"], lora_r=0)
+    pairs = split_pairs(from_dict(DataConfig, base["data"], "data"))
+    t0 = time.monotonic()
+    net, tok, _ = build_cross_encoder(cfg, resolve_dtype("auto"))
+    teacher = Teacher(net, tok, cfg)
+    res, secs = {}, {}
+    for split in ("dev", "test"):
+        df = cap_queries(pairs[split], None)
+        t1 = time.monotonic()
+        res[split] = evaluate_scores(df, teacher.score_pairs(df["query"].tolist(), df["text"].tolist()))
+        secs[split] = round(time.monotonic() - t1, 1)
+    row = {"variant": f"lm-zeroshot:{model}", "backbone": model, "head": "lm", "loss": "–", "group_size": 0, "train_layers": "none",
+           "epochs": 0.0, "dev_ndcg10": res["dev"]["ndcg@10"], "dev_queries": res["dev"]["ndcg_queries"],
+           "test_ndcg10": res["test"]["ndcg@10"], "test_queries": res["test"]["ndcg_queries"], "train_wall_min": 0.0,
+           "score_seconds": secs, "pairs": {k: res[k]["pairs"] for k in res}, "precision": str(next(net.parameters()).dtype),
+           "threads": _threads(), "total_wall_min": round((time.monotonic() - t0) / 60, 2),
+           "command": f"python scripts/teacher_variants.py --zeroshot {model}",
+           "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    with (out_root / "results.jsonl").open("a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+    print("ROW " + json.dumps(row), flush=True)
+    return row
+
+
 def _threads() -> int:
     import torch
 
@@ -195,7 +235,7 @@ def table(out_root: Path) -> str:
         r = json.loads(line)
         rows[r["variant"]] = r  # the latest run of each variant
     head = ("| variant | backbone | head | loss | group | trained layers | epochs | dev nDCG@10 (queries) | "
-            "test nDCG@10 (queries) | train wall min (threads) |\n|---|---|---|---|---|---|---|---|---|---|\n")
+            "test nDCG@10 (queries) | train wall min |\n|---|---|---|---|---|---|---|---|---|---|\n")
     f = lambda v: "–" if v is None else f"{v:.4f}"  # noqa: E731
     lines = []
     for r in rows.values():
@@ -203,10 +243,15 @@ def table(out_root: Path) -> str:
             lines.append(f"| {r['variant']} | – | – | – | – | – | – | {f(r['dev_ndcg10'])} ({r['dev_queries']}) | "
                          f"{f(r['test_ndcg10'])} ({r['test_queries']}) | – |")
         else:
-            lines.append(f"| {r['variant'].split('@')[0]} | {Path(str(r['backbone'])).name} | {r['head']} | {r['loss']} | {r['group_size'] or '–'} | "
-                         f"{r['train_layers']} | {r['epochs']} | {f(r['dev_ndcg10'])} ({r['dev_queries']}) | "
-                         f"{f(r['test_ndcg10'])} ({r['test_queries']}) | {r['train_wall_min']} ({r['threads']}) |")
-    text = head + "\n".join(lines) + "\n"
+            untrained = not r["epochs"]
+            lines.append(f"| {r['variant'].split('@')[0]} | {Path(str(r['backbone'])).name} | {r['head']} | "
+                         f"{'– (untrained)' if untrained else r['loss']} | {r['group_size'] or '–'} | "
+                         f"{'none' if untrained else r['train_layers']} | {r['epochs']} | {f(r['dev_ndcg10'])} ({r['dev_queries']}) | "
+                         f"{f(r['test_ndcg10'])} ({r['test_queries']}) | {r['train_wall_min']} |")
+    cmds = "\n".join(f"- {r['variant'].split('@')[0]}: `{r['command']}`"
+                     + (f" (scoring: dev {r['score_seconds']['dev']} s / {r['pairs']['dev']} pairs, test {r['score_seconds']['test']} s / "
+                        f"{r['pairs']['test']} pairs)" if r.get("score_seconds") else "") for r in rows.values())
+    text = head + "\n".join(lines) + "\n\nCommands (each row's, from results.jsonl):\n\n" + cmds + "\n"
     (out_root / "table.md").write_text(text, encoding="utf-8")
     return text
 
@@ -219,6 +264,7 @@ def main() -> None:
     ap.add_argument("--set", default="", help="extra overrides as section.key=value,... (e.g. train.epochs=8)")
     ap.add_argument("--baselines", action="store_true")
     ap.add_argument("--table-only", action="store_true")
+    ap.add_argument("--zeroshot", nargs="*", default=[], help="backbones to score untrained with head lm (dev + test)")
     ap.add_argument("--artifact", nargs=3, metavar=("DIR", "NAME", "COMMAND"),
                     help="add a row for an existing teacher artifact (e.g. the bundled one) and the command that made it")
     ap.add_argument("--threads", type=int, default=2)
@@ -241,6 +287,8 @@ def main() -> None:
             baselines(base, out_root)
         for name in a.variants:
             run_variant(name, base, out_root, extra, a.set)
+        for model in a.zeroshot:
+            zeroshot_row(model, base, out_root)
         if a.artifact:
             row_for_artifact(Path(a.artifact[0]), a.artifact[1], out_root, a.artifact[2])
     print(table(out_root))
