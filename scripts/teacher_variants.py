@@ -1,0 +1,298 @@
+"""Train + evaluate teacher variants on the ESCI sample and write the README's variant table.
+
+Each variant is the demo recipe (configs/demo-cpu.yaml) with a few teacher:/train: overrides. For each
+one: `train_teacher` (dev Task-1 nDCG@10 over whole dev queries picks the checkpoint), then
+`evaluate_teacher` on the test split (Task-1: each query's judged candidates, nDCG@10 with the ESCI
+gains). Rows are appended to <out>/results.jsonl; the markdown table is rebuilt from all rows.
+Baselines (BM25 and the base MiniLM on the same judged pairs) come from `--baselines`.
+
+    .venv/bin/python scripts/teacher_variants.py --variants lm-zeroshot lm-listwise-top4 ...
+    .venv/bin/python scripts/teacher_variants.py --baselines
+    .venv/bin/python scripts/teacher_variants.py --table-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+LM = {"model": "smollm2-135m", "head": "lm", "template": None, "lora_r": 16, "lora_alpha": 32, "max_length": 96}
+VARIANTS: dict[str, dict] = {
+    # configs/demo-cpu.yaml's teacher exactly as `reldistill demo` trains it (its own minutes budget)
+    "demo": {"teacher": {}, "train": {}},
+    # the demo recipe as it was before head lm: MLP head, pointwise BCE, LoRA on all layers, 4 min
+    "mlp-bce-all": {"teacher": {"model": "smollm2-135m", "head": "mlp", "head_hidden": 256, "max_length": 64,
+                                "template": "Query: {query}\nProduct: {text}\nRelevant:"},
+                    "train": {"loss": "bce", "group_size": 0, "batch_size": 16, "epochs": 1, "include_sparse": True,
+                              "checkpoint_fraction": 0.2}},
+    # LM yes/no head, untrained: the backbone's zero-shot judgement
+    "lm-zeroshot": {"teacher": LM, "train": {"max_steps": 0, "train_layers": 4, "include_sparse": False}},
+    # the same, all layers through the full model (any backbone: no prefix slicing)
+    "lm-zeroshot-full": {"teacher": LM, "train": {"max_steps": 0, "include_sparse": False}},
+    "lm-bce-all": {"teacher": LM, "train": {}},
+    "lm-bce-top4": {"teacher": LM, "train": {"train_layers": 4, "epochs": 4, "max_minutes": 14, "include_sparse": False,
+                                             "checkpoint_fraction": 0.5}},
+    "lm-listwise-top4": {"teacher": LM, "train": {"train_layers": 4, "epochs": 4, "max_minutes": 14, "loss": "listwise",
+                                                  "bce_weight": 0.5, "group_size": 8, "batch_size": 4, "include_sparse": False,
+                                                  "checkpoint_fraction": 0.5}},
+    "lm-ranknet-top4": {"teacher": LM, "train": {"train_layers": 4, "epochs": 4, "max_minutes": 14, "loss": "ranknet",
+                                                 "bce_weight": 0.5, "group_size": 8, "batch_size": 4, "include_sparse": False,
+                                                 "checkpoint_fraction": 0.5}},
+    "lm-listwise-top8": {"teacher": LM, "train": {"train_layers": 8, "epochs": 4, "max_minutes": 14, "loss": "listwise",
+                                                  "bce_weight": 0.5, "group_size": 8, "batch_size": 4, "include_sparse": False,
+                                                  "checkpoint_fraction": 0.5}},
+    "mlp-listwise-top4": {"teacher": {"max_length": 96}, "train": {"train_layers": 4, "epochs": 4, "max_minutes": 14,
+                                                                  "loss": "listwise", "bce_weight": 0.5, "group_size": 8,
+                                                                  "batch_size": 4, "include_sparse": False, "checkpoint_fraction": 0.5}},
+}
+
+
+def recipe_for(base: dict, name: str, extra: dict | None = None) -> dict:
+    r = copy.deepcopy(base)
+    v = VARIANTS[name]
+    for sec in ("teacher", "train"):
+        r[sec] = {**r.get(sec, {}), **v.get(sec, {}), **((extra or {}).get(sec, {}))}
+    r["train"].setdefault("eval_max_queries", None)
+    r["train"]["eval_max_pairs"] = None  # dev: every whole dev query that nDCG can rank
+    return r
+
+
+def run_variant(name: str, base: dict, out_root: Path, extra: dict | None = None, tag: str = "") -> dict:
+    from reldistill.teacher.train import train_teacher
+
+    key = name + (f"@{tag}".replace("/", "_") if tag else "")
+    vdir = out_root / key
+    vdir.mkdir(parents=True, exist_ok=True)
+    recipe = recipe_for(base, name, extra)
+    rpath = vdir / "recipe.yaml"
+    rpath.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
+    tdir = train_teacher(rpath, vdir / "teacher", resume=False, progress=False)
+    return row_for_artifact(tdir, key, out_root, f"python scripts/teacher_variants.py --variants {name}" + (f" --set {tag}" if tag else ""))
+
+
+def cached_test_eval(tdir: Path, recipe: dict, rpath: Path) -> dict:
+    """Test Task-1 metrics of the trained teacher through the cached frozen prefix (the lower layers carry no
+    LoRA, so their states are the same for every variant with the same split; tests/test_teacher_ranking.py
+    checks cached == uncached). The same numbers as `evaluate_teacher`, minus the repeated prefix forward."""
+    import torch
+    from accelerate import Accelerator
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from reldistill.gguf_cache import cache_root
+    from reldistill.precision import reset_accelerate_state
+    from reldistill.teacher.backbone import resolve_dtype
+    from reldistill.teacher.config import load_recipe
+    from reldistill.teacher.inputs import PairEncoder
+    from reldistill.teacher.metrics import label_distributions
+    from reldistill.teacher.model import num_layers
+    from reldistill.teacher.pairs import split_pairs
+    from reldistill.teacher.prefix_cache import cache_key, prefix_states
+    from reldistill.teacher.teacher import build_cross_encoder
+    from reldistill.teacher.train import _Evaluator
+
+    r = load_recipe(rpath)
+    tc, tr = r.teacher, r.train
+    dtype = resolve_dtype(tr.precision)
+    reset_accelerate_state()
+    acc = Accelerator(mixed_precision="bf16" if dtype == torch.bfloat16 else "no", cpu=True)
+    model, tok, resolved = build_cross_encoder(tc, dtype, train_layers=tr.train_layers)
+    model.head.load_state_dict(load_file(str(tdir / "head.safetensors")))
+    if tc.lora_r > 0:
+        set_peft_model_state_dict(model.backbone, load_file(str(tdir / "adapter" / "adapter_model.safetensors")))
+    model.eval()
+    df = split_pairs(r.data)["test"]
+    enc = PairEncoder(tok, tc.template, tc.max_length, tc.padding_side)
+    ev = _Evaluator(df, enc, tr.eval_batch_size)
+    split = num_layers(model.backbone) - tr.train_layers
+    pdtype = next(model.backbone.parameters()).dtype
+    key = cache_key(f"{resolved.hub_id or resolved.path}:{resolved.gguf_file}", split, pdtype, ev.ids)
+    ev.use_prefix(prefix_states(model, enc, ev.ids, split, tr.eval_batch_size, cache_root() / "teacher-prefix" / f"{key}.safetensors",
+                                acc.autocast), split)
+    metrics = ev(model, acc)
+    return {"metrics": metrics, "by_label": label_distributions(df.assign(teacher_score=ev.last_probs))}
+
+
+def row_for_artifact(tdir: Path, name: str, out_root: Path, command: str) -> dict:
+    """A table row for an existing teacher artifact (e.g. the bundled one): dev from its manifest, test via the cache."""
+    m = json.loads((tdir / "manifest.json").read_text())
+    recipe = {"data": m["data"], "teacher": m["teacher"], "train": {k: v for k, v in m["train"].items() if k != "bundled"}}
+    rpath = out_root / name / "artifact-recipe.yaml"
+    rpath.parent.mkdir(parents=True, exist_ok=True)
+    rpath.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
+    t1 = time.monotonic()
+    if recipe["train"].get("train_layers"):
+        test = cached_test_eval(tdir, recipe, rpath)
+    else:
+        from reldistill.teacher.evaluate import evaluate_teacher
+
+        test = evaluate_teacher(tdir, split="test", progress=False)
+    tc, tr = recipe["teacher"], recipe["train"]
+    row = {
+        "variant": name, "backbone": tc.get("model"), "head": tc.get("head"),
+        "loss": tr.get("loss", "bce") + (f"+{tr['bce_weight']}bce" if tr.get("loss", "bce") != "bce" and tr.get("bce_weight") else ""),
+        "group_size": tr.get("group_size", 0), "train_layers": tr.get("train_layers", 0) or "all",
+        "epochs": m["epochs_done"], "steps": m["steps"], "chosen_step": m["chosen_step"],
+        "dev_ndcg10": (m.get("dev_metrics") or {}).get("ndcg@10"), "dev_ndcg10_untrained": (m.get("dev_metrics_untrained") or {}).get("ndcg@10"),
+        "dev_queries": m.get("dev_queries"), "test_ndcg10": test["metrics"]["ndcg@10"], "test_queries": test["metrics"]["ndcg_queries"],
+        "train_wall_min": m.get("train_minutes"), "prefix_cache_s": m.get("prefix_cache_s"),
+        "test_eval_wall_min": round((time.monotonic() - t1) / 60, 2), "precision": m.get("precision"), "threads": _threads(),
+        "by_label_test_mean": {k: round(v["mean"], 4) for k, v in test["by_label"].items()}, "command": command,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    with (out_root / "results.jsonl").open("a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+    print("ROW " + json.dumps(row), flush=True)
+    return row
+
+
+def zeroshot_row(model: str, base: dict, out_root: Path) -> dict:
+    """Dev and test Task-1 nDCG@10 of an untrained ``head: lm`` teacher (no LoRA, no training): the backbone's own judgement."""
+    import torch
+
+    from reldistill.config import DataConfig, from_dict
+    from reldistill.teacher.backbone import resolve_dtype
+    from reldistill.teacher.config import TeacherConfig
+    from reldistill.teacher.metrics import evaluate_scores
+    from reldistill.teacher.pairs import cap_queries, split_pairs
+    from reldistill.teacher.teacher import Teacher, build_cross_encoder
+
+    cfg = TeacherConfig(model=model, head="lm", max_length=LM["max_length"], lora_r=0)
+    pairs = split_pairs(from_dict(DataConfig, base["data"], "data"))
+    t0 = time.monotonic()
+    net, tok, _ = build_cross_encoder(cfg, resolve_dtype("auto"))
+    teacher = Teacher(net, tok, cfg)
+    res, secs = {}, {}
+    for split in ("dev", "test"):
+        df = cap_queries(pairs[split], None)
+        t1 = time.monotonic()
+        res[split] = evaluate_scores(df, teacher.score_pairs(df["query"].tolist(), df["text"].tolist()))
+        secs[split] = round(time.monotonic() - t1, 1)
+    row = {"variant": f"lm-zeroshot:{model}", "backbone": model, "head": "lm", "loss": "–", "group_size": 0, "train_layers": "none",
+           "epochs": 0.0, "dev_ndcg10": res["dev"]["ndcg@10"], "dev_queries": res["dev"]["ndcg_queries"],
+           "test_ndcg10": res["test"]["ndcg@10"], "test_queries": res["test"]["ndcg_queries"], "train_wall_min": 0.0,
+           "score_seconds": secs, "pairs": {k: res[k]["pairs"] for k in res}, "precision": str(next(net.parameters()).dtype),
+           "threads": _threads(), "total_wall_min": round((time.monotonic() - t0) / 60, 2),
+           "command": f"python scripts/teacher_variants.py --zeroshot {model}",
+           "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    with (out_root / "results.jsonl").open("a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+    print("ROW " + json.dumps(row), flush=True)
+    return row
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def baselines(base: dict, out_root: Path) -> None:
+    """BM25 (catalog index) and the base MiniLM (cosine) on the same dev/test judged pairs, same nDCG@10."""
+    import numpy as np
+
+    from reldistill.config import DataConfig, from_dict
+    from reldistill.data import load_esci
+    from reldistill.models import load_sentence_transformer
+    from reldistill.teacher.metrics import mean_ndcg
+    from reldistill.teacher.pairs import cap_queries, split_pairs
+
+    from reldistill.eval.retrievers import BM25Searcher
+
+    cfg = from_dict(DataConfig, base["data"], "data")
+    pairs = split_pairs(cfg)
+    products = load_esci(cfg).products
+    row_of = {p: i for i, p in enumerate(products["product_id"].astype(str))}
+    bm25 = BM25Searcher(products["product_id"].astype(str).tolist(), products["text"].astype(str).tolist())
+    st = load_sentence_transformer(base.get("eval", {}).get("base_student", "minilm-l6"))
+    for system in ("bm25", "minilm-base"):
+        row = {"variant": f"baseline:{system}", "command": "python scripts/teacher_variants.py --baselines"}
+        for split in ("dev", "test"):
+            df = cap_queries(pairs[split], None)
+            if system == "bm25":
+                s = bm25.score_pairs(df["query"].tolist(), [row_of[str(p)] for p in df["product_id"]])
+            else:
+                q = st.encode(df["query"].tolist(), normalize_embeddings=True, batch_size=64)
+                t = st.encode(df["text"].tolist(), normalize_embeddings=True, batch_size=64)
+                s = np.sum(q * t, axis=1)
+            v, n = mean_ndcg(df.assign(teacher_score=s), k=10)
+            row[f"{split}_ndcg10"], row[f"{split}_queries"] = v, n
+        with (out_root / "results.jsonl").open("a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        print("ROW " + json.dumps(row), flush=True)
+
+
+def table(out_root: Path) -> str:
+    rows = {}
+    for line in (out_root / "results.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        rows[r["variant"]] = r  # the latest run of each variant
+    head = ("| variant | backbone | head | loss | group | trained layers | epochs | dev nDCG@10 (queries) | "
+            "test nDCG@10 (queries) | train wall min |\n|---|---|---|---|---|---|---|---|---|---|\n")
+    f = lambda v: "–" if v is None else f"{v:.4f}"  # noqa: E731
+    lines = []
+    for r in rows.values():
+        if r["variant"].startswith("baseline:"):
+            lines.append(f"| {r['variant']} | – | – | – | – | – | – | {f(r['dev_ndcg10'])} ({r['dev_queries']}) | "
+                         f"{f(r['test_ndcg10'])} ({r['test_queries']}) | – |")
+        else:
+            untrained = not r["epochs"]
+            lines.append(f"| {r['variant'].split('@')[0]} | {Path(str(r['backbone'])).name} | {r['head']} | "
+                         f"{'– (untrained)' if untrained else r['loss']} | {r['group_size'] or '–'} | "
+                         f"{'none' if untrained else r['train_layers']} | {r['epochs']} | {f(r['dev_ndcg10'])} ({r['dev_queries']}) | "
+                         f"{f(r['test_ndcg10'])} ({r['test_queries']}) | {r['train_wall_min']} |")
+    cmds = "\n".join(f"- {r['variant'].split('@')[0]}: `{r['command']}`"
+                     + (f" (scoring: dev {r['score_seconds']['dev']} s / {r['pairs']['dev']} pairs, test {r['score_seconds']['test']} s / "
+                        f"{r['pairs']['test']} pairs)" if r.get("score_seconds") else "") for r in rows.values())
+    text = head + "\n".join(lines) + "\n\nCommands (each row's, from results.jsonl):\n\n" + cmds + "\n"
+    (out_root / "table.md").write_text(text, encoding="utf-8")
+    return text
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default=str(REPO / "configs" / "demo-cpu.yaml"))
+    ap.add_argument("--out", default=str(REPO / "runs" / "teacher-variants"))
+    ap.add_argument("--variants", nargs="*", default=[], choices=sorted(VARIANTS))
+    ap.add_argument("--set", default="", help="extra overrides as section.key=value,... (e.g. train.epochs=8)")
+    ap.add_argument("--baselines", action="store_true")
+    ap.add_argument("--table-only", action="store_true")
+    ap.add_argument("--zeroshot", nargs="*", default=[], help="backbones to score untrained with head lm (dev + test)")
+    ap.add_argument("--artifact", nargs=3, metavar=("DIR", "NAME", "COMMAND"),
+                    help="add a row for an existing teacher artifact (e.g. the bundled one) and the command that made it")
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    torch.set_num_threads(a.threads)
+    os.chdir(REPO)
+    out_root = Path(a.out)
+    out_root.mkdir(parents=True, exist_ok=True)
+    base = yaml.safe_load(Path(a.config).read_text())
+    extra: dict = {}
+    for kv in filter(None, a.set.split(",")):
+        k, v = kv.split("=", 1)
+        sec, key = k.split(".", 1)
+        extra.setdefault(sec, {})[key] = yaml.safe_load(v)
+    if not a.table_only:
+        if a.baselines:
+            baselines(base, out_root)
+        for name in a.variants:
+            run_variant(name, base, out_root, extra, a.set)
+        for model in a.zeroshot:
+            zeroshot_row(model, base, out_root)
+        if a.artifact:
+            row_for_artifact(Path(a.artifact[0]), a.artifact[1], out_root, a.artifact[2])
+    print(table(out_root))
+
+
+if __name__ == "__main__":
+    main()
