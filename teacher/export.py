@@ -135,7 +135,11 @@ def encode(query, text):
     head = tok(before.replace("{{query}}", query), add_special_tokens=False)["input_ids"]
     tail = tok(after.replace("{{query}}", query), add_special_tokens=False)["input_ids"]
     body = tok(text, add_special_tokens=False)["input_ids"]
-    return (bos + head + body[: max(info["max_length"] - len(bos) - len(head) - len(tail), 0)] + tail)[: info["max_length"]]
+    budget = info["max_length"] - len(bos)
+    if len(head) + len(tail) > budget - 4:  # a long prompt: keep the start of the head and the whole tail
+        head = head[: max(budget - len(tail) - 4, 1)]
+    room = max(budget - len(head) - len(tail), 0)
+    return (bos + head + body[:room] + tail)[: info["max_length"]]
 
 
 def score(pairs):

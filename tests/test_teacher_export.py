@@ -58,3 +58,32 @@ def test_mlp_head_export_is_refused(tmp_path, cli):
     proc = cli("teacher", "export", "--teacher", tdir, "--out", tmp_path / "export", timeout=300)
     assert_user_error(proc, "teacher.head 'mlp' cannot be exported", "only the linear and lm heads")
     assert not (tmp_path / "export").exists()
+
+
+def test_lm_head_exports_as_one_yes_minus_no_row(tmp_path, cli):
+    """``head: lm`` → ``score.weight`` = W[yes] − W[no] of the (tied) LM head, scores as the teacher's."""
+    from reldistill.teacher.teacher import Teacher
+    from reldistill.teacher.tiny import build_tiny_teacher
+
+    tdir = build_tiny_teacher(tmp_path / "teacher", head="lm", answer_tokens=["Y", "N"], random_head=False)
+    proc = cli("teacher", "export", "--teacher", tdir, "--out", tmp_path / "export", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    plain = subprocess.run([sys.executable, "-c", PLAIN + ROW, str(tmp_path / "export"), json.dumps(PAIRS)],
+                           capture_output=True, text=True, timeout=300)
+    assert plain.returncode == 0, plain.stderr
+    lines = plain.stdout.strip().splitlines()
+    got, row = json.loads(lines[-2]), json.loads(lines[-1])
+    info = json.loads((tmp_path / "export" / "config.json").read_text())["reldistill"]
+    assert info["head"] == "lm" and info["answer_tokens"] == ["Y", "N"]
+    assert row["max_abs_diff"] < 1e-6  # the score row is exactly embed[Y] − embed[N]
+    teacher = Teacher.load(tdir, dtype="fp32")
+    q, t = zip(*PAIRS)
+    np.testing.assert_allclose(got["prob"], teacher.score_pairs(q, t), atol=1e-4)
+
+
+ROW = r"""
+model, tok = env["model"], env["tok"]
+ids = [tok(x, add_special_tokens=False)["input_ids"][0] for x in model.config.reldistill["answer_tokens"]]
+emb = model.get_input_embeddings().weight
+print(json.dumps({"max_abs_diff": float((model.score.weight[0] - (emb[ids[0]] - emb[ids[1]])).abs().max())}))
+"""
