@@ -36,6 +36,7 @@ from reldistill.eval.metrics import MetricSpec, evaluate, metric_specs, to_qrels
 from reldistill.eval.retrievers import catalog_vectors, dense_pair_scores
 from reldistill.eval.significance import compare_to_baselines
 from reldistill.eval.teacher_scores import TeacherScoreCache, cached_reranker
+from reldistill.retrieval.catalog import normalise_query
 from reldistill.retrieval.config import IndexConfig, SearchConfig
 from reldistill.retrieval.serving import Serving
 
@@ -418,9 +419,8 @@ class Evaluation:
         if not cands.is_file():
             return set()
         df = pd.read_parquet(cands, columns=["query_id", "query"])
-        norm = lambda s: " ".join(str(s).lower().split())  # noqa: E731
-        seen_ids, seen_text = set(df["query_id"].astype(str)), set(map(norm, df["query"]))
-        return {q for q, t in zip(dev.query_ids, dev.queries) if str(q) in seen_ids or norm(t) in seen_text}
+        seen_ids, seen_text = set(df["query_id"].astype(str)), set(map(normalise_query, df["query"]))
+        return {q for q, t in zip(dev.query_ids, dev.queries) if str(q) in seen_ids or normalise_query(t) in seen_text}
 
     def _served(self) -> None:
         """The dev-chosen configuration on the report split (and its parts, to show what it adds)."""
