@@ -108,9 +108,9 @@ def teacher_throughput(queries: list[str], texts: list[str], base: str, teacher_
                            "matmul_params": n_params, "batch_size": batch_size, "dtypes": {}}
     for dtype in peaks:
         teacher.model.backbone.to(getattr(torch, dtype))  # the head stays fp32, as Teacher.load keeps it
-        teacher.score_pairs(queries[:batch_size], texts[:batch_size], batch_size=batch_size)  # warm-up
+        teacher.score_pairs(queries[:batch_size], texts[:batch_size], batch_size=batch_size, memo=False)  # warm-up
         t = time.perf_counter()
-        scores = teacher.score_pairs(queries, texts, batch_size=batch_size)
+        scores = teacher.score_pairs(queries, texts, batch_size=batch_size, memo=False)
         sec = time.perf_counter() - t
         gflops = 2 * n_params * tokens / sec / 1e9
         out["dtypes"][dtype] = {"seconds": sec, "pairs_per_s": len(queries) / sec, "tokens_per_s": tokens / sec,
