@@ -92,6 +92,7 @@ class Teacher:
         self.encoder = PairEncoder(tokenizer, cfg.template, cfg.max_length, cfg.padding_side)
         self.memo = MEMO if memo is None else memo
         self.int8 = False  # set by reldistill.teacher.int8.quantize_linear_int8
+        self.int8_verdict: dict | None = None  # the int8 gate's verdict when load considered int8
         self.forward_calls = 0  # model forward passes run (one per batch)
 
     @functools.cached_property
@@ -119,8 +120,12 @@ class Teacher:
 
     @classmethod
     def load(cls, directory: str | os.PathLike, dtype: str = "auto", merge_lora: bool = True,
-             device: str | None = None) -> Teacher:
-        """Restore a teacher artifact: base model (via reldistill.models) + adapter (merged) + head + tokenizer."""
+             device: str | None = None, int8: str | None = None, data_cfg=None) -> Teacher:
+        """Restore a teacher artifact: base model (via reldistill.models) + adapter (merged) + head + tokenizer.
+
+        ``int8``: auto | off (default $RELDISTILL_TEACHER_INT8, auto on a CPU without bf16) — an fp32 CPU
+        teacher is quantised where its gate passed (reldistill.teacher.int8; ``data_cfg``: the dev data
+        the gate measures on, default the teacher's own); the verdict is in ``int8_verdict``."""
         from transformers import AutoTokenizer
 
         art = open_artifact(directory)
@@ -149,7 +154,12 @@ class Teacher:
         model = CrossEncoder(backbone, head)
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         model.to(dev)
-        return cls(model, tokenizer, art.cfg, art.manifest, art.root)
+        teacher = cls(model, tokenizer, art.cfg, art.manifest, art.root)
+        if merge_lora:
+            from reldistill.teacher.int8 import apply_int8
+
+            teacher.int8_verdict = apply_int8(teacher, int8, data_cfg)
+        return teacher
 
     def score_logits(self, queries: Sequence[str], texts: Sequence[str], batch_size: int | None = None,
                      progress: bool = False, memo: bool = True) -> np.ndarray:

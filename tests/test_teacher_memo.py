@@ -55,7 +55,7 @@ def test_scoring_the_same_pairs_twice_runs_the_model_once(tdir, pairs):
 
 
 def test_a_score_is_reused_only_for_the_same_teacher_and_input(tdir, pairs, tmp_path):
-    from reldistill.teacher.score import quantize_linear_int8
+    from reldistill.teacher.int8 import quantize_linear_int8
     from reldistill.teacher.score_memo import ScoreMemo
     from reldistill.teacher.tiny import build_tiny_teacher
 
