@@ -108,10 +108,25 @@ def gate(teacher, data_cfg, batch_size: int | None = None) -> dict[str, Any]:
         return {**out, "kept": False, "reason": f"only {len(df)} dev Task-1 pairs: nothing to check int8 on"}
     q, t = df["query"].astype(str).tolist(), df["text"].astype(str).tolist()
     dense = teacher.model.backbone
-    fp32, out["float32_pairs_per_s"] = _timed_logits(teacher, q, t, batch_size)
-    teacher.model.backbone = torch.ao.quantization.quantize_dynamic(dense, {torch.nn.Linear}, dtype=torch.qint8, inplace=False)
-    teacher.int8 = True
-    int8, out["int8_pairs_per_s"] = _timed_logits(teacher, q, t, batch_size)
+    quant = torch.ao.quantization.quantize_dynamic(dense, {torch.nn.Linear}, dtype=torch.qint8, inplace=False)
+
+    def both(n: int):
+        teacher.model.backbone, teacher.int8 = dense, False
+        a, out["float32_pairs_per_s"] = _timed_logits(teacher, q[:n], t[:n], batch_size)
+        teacher.model.backbone, teacher.int8 = quant, True
+        b, out["int8_pairs_per_s"] = _timed_logits(teacher, q[:n], t[:n], batch_size)
+        return a, b
+
+    first = min(INT8_CHECK_PAIRS, len(q))  # a cheap look first: most failures show on the first pairs
+    fp32, int8 = both(first)
+    rho = float(spearmanr(fp32, int8).statistic)
+    if not rho >= INT8_MIN_SPEARMAN or out["int8_pairs_per_s"] <= out["float32_pairs_per_s"]:
+        teacher.model.backbone, teacher.int8 = dense, False
+        return {**out, "pairs": first, "spearman": rho, "speedup": out["int8_pairs_per_s"] / out["float32_pairs_per_s"],
+                "kept": False, "reason": f"on the first {first} dev pairs: Spearman {rho:.4f} (needs ≥ {INT8_MIN_SPEARMAN}), "
+                f"{out['int8_pairs_per_s'] / out['float32_pairs_per_s']:.2f}x fp32"}
+    if first < len(q):
+        fp32, int8 = both(len(q))
     sig = lambda x: 1.0 / (1.0 + np.exp(-x.astype(np.float64)))  # noqa: E731
     m32, m8 = evaluate_scores(df, sig(fp32)), evaluate_scores(df, sig(int8))
     out.update(spearman=float(spearmanr(fp32, int8).statistic), speedup=out["int8_pairs_per_s"] / out["float32_pairs_per_s"],

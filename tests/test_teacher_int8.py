@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
-from teacher_testkit import one_thread
+from teacher_testkit import esci_title_pairs, one_thread
 
 
 @pytest.fixture(scope="module")
@@ -22,10 +22,7 @@ def tdir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pairs(esci_dir):
-    ex = pd.read_parquet(esci_dir / "shopping_queries_dataset_examples.parquet", columns=["query", "product_id", "product_locale"])
-    pr = pd.read_parquet(esci_dir / "shopping_queries_dataset_products.parquet", columns=["product_id", "product_title"])
-    ex = ex[ex["product_locale"] == "us"].merge(pr, on="product_id").head(120)
-    return ex["query"].tolist(), ex["product_title"].astype(str).tolist()
+    return esci_title_pairs(esci_dir, 120)
 
 
 @pytest.fixture
@@ -66,7 +63,7 @@ def test_auto_is_the_default_only_without_bf16(monkeypatch):
 
 def test_gate_measures_on_dev_once_per_teacher_and_cpu(tdir, data_cfg, pairs):
     from reldistill.teacher import Teacher
-    from reldistill.teacher.int8 import GATE_FILE, INT8_MIN_SPEARMAN, cpu_key, gate_pairs
+    from reldistill.teacher.int8 import GATE_FILE, INT8_CHECK_PAIRS, INT8_MIN_SPEARMAN, cpu_key, gate_pairs
 
     q, t = pairs
     (tdir / GATE_FILE).unlink(missing_ok=True)
@@ -75,8 +72,11 @@ def test_gate_measures_on_dev_once_per_teacher_and_cpu(tdir, data_cfg, pairs):
         teacher = Teacher.load(tdir, dtype="float32", int8="auto", data_cfg=data_cfg)
         v = teacher.int8_verdict
         dev = gate_pairs(data_cfg)
-        assert v["pairs"] == len(dev) and v["queries"] == dev["query_id"].nunique() >= 2 and not v["cached"]
-        rule = (v["spearman"] >= INT8_MIN_SPEARMAN and v["int8_dev_ndcg10"] >= v["float32_dev_ndcg10"] and v["speedup"] > 1.0)
+        full = "int8_dev_ndcg10" in v  # else it stopped after a first look at INT8_CHECK_PAIRS pairs
+        assert v["pairs"] == (len(dev) if full else min(INT8_CHECK_PAIRS, len(dev))) and not v["cached"]
+        assert v["queries"] == dev["query_id"].nunique() >= 2
+        rule = (v["spearman"] >= INT8_MIN_SPEARMAN and v["speedup"] > 1.0
+                and (not full or v["int8_dev_ndcg10"] >= v["float32_dev_ndcg10"]))
         assert v["kept"] == rule == teacher.int8
         scores = teacher.score_logits(q, t, memo=False)
         assert np.allclose(scores, ref, atol=1e-5) != teacher.int8  # int8 scores differ; a rejected gate leaves fp32

@@ -4,11 +4,11 @@ and `POST /rerank` tokenizes each document once (budget check and scoring share 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
 from retrieval_testkit import small_run, torch_threads
+from teacher_testkit import esci_title_pairs
 
 
 @pytest.fixture(scope="module")
@@ -20,10 +20,7 @@ def tdir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pairs(esci_dir):
-    ex = pd.read_parquet(esci_dir / "shopping_queries_dataset_examples.parquet", columns=["query", "product_id", "product_locale"])
-    pr = pd.read_parquet(esci_dir / "shopping_queries_dataset_products.parquet", columns=["product_id", "product_title"])
-    ex = ex[ex["product_locale"] == "us"].merge(pr, on="product_id").head(40)
-    return ex["query"].tolist(), ex["product_title"].astype(str).tolist()
+    return esci_title_pairs(esci_dir, 40)
 
 
 def _teacher(tdir, **kw):

@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from reldistill.artifacts import MANIFEST, RunDir, data_fingerprint, file_fingerprint, read_manifest, write_manifest
+from reldistill.artifacts import (MANIFEST, RunDir, data_fingerprint, file_fingerprint, read_json, read_manifest, write_json,
+                                  write_manifest)
 from reldistill.config import DataConfig, from_dict, load_yaml
 from reldistill.errors import UserError
 from reldistill.progress import console
@@ -81,7 +82,6 @@ class Pipeline:
         were sized before (so a resumed run keeps its stage inputs), else measured now and recorded there."""
         if self.demo is None:
             return None
-        from reldistill.artifacts import read_json, write_json
         from reldistill.workflow import sizing as sz
 
         state_file = self.run.root / STATE_FILE
