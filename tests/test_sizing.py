@@ -48,6 +48,9 @@ def test_between_the_extremes_the_sized_work_fills_the_target():
     assert 0 < p["fraction_of_caps"] < 1
     assert p["sizes"]["teacher_minutes"] == pytest.approx(DEMO.min_teacher_minutes, abs=0.1)  # the others only shrink once the teacher is at its minimum
     assert p["predicted_total_s"] == pytest.approx(p["target_s"], abs=20)
+    spent = sz.plan(DEMO, sz.Speeds(14.0, 1.0, 120.0, 300.0), WORK, spent_s=120.0)  # the measuring counts in the target
+    assert spent["predicted_s"]["measuring"] == 120.0
+    assert spent["fraction_of_caps"] < p["fraction_of_caps"] and all(spent["sizes"][k] <= p["sizes"][k] for k in p["sizes"])
 
 
 def test_bad_demo_settings_and_speeds_are_one_sentence():

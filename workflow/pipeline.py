@@ -103,7 +103,7 @@ class Pipeline:
                           load_section(self.config, "search", SearchConfig),
                           int8_check=(self.recipe.get("student") or {}).get("int8", "off") == "auto")
         speeds = sz.measure(self.teacher_recipe, dcfg, data, self.demo)
-        p = sz.plan(self.demo, speeds, work)
+        p = sz.plan(self.demo, speeds, work, spent_s=speeds.detail.get("probe_s", 0.0))
         rec = {"key": key, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **p,
                "speeds": {"teacher_pairs_per_s": round(speeds.teacher_pairs_per_s, 2),
                           "student_steps_per_s": round(speeds.student_steps_per_s, 3),
