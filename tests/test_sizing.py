@@ -98,3 +98,43 @@ def test_the_pipeline_sizes_from_the_probe_once_and_records_it(tmp_path, esci_di
     path.write_text(yaml.safe_dump(no_demo))
     assert Pipeline(path, tmp_path / "run2").sizing is None  # recipes without demo: keep their own values
     assert len(calls) == 2
+
+
+def test_a_demo_recipe_runs_at_the_sizes_it_measured(tmp_path):
+    """End to end on tiny models: the real probe measures, and the stages run at the sizes it chose."""
+    import yaml
+
+    from reldistill.artifacts import read_manifest
+    from reldistill.teacher.tiny import build_tiny_base
+    from reldistill.workflow.pipeline import Pipeline
+    from tests.teacher_testkit import one_thread
+    from tests.test_distill import build_tiny_student, write_tiny_esci
+
+    esci = write_tiny_esci(tmp_path / "esci")
+    student = build_tiny_student(tmp_path / "student-base")
+    cfg = {
+        "data": {"path": str(esci), "dev_fraction": 0.2, "seed": 3},
+        "teacher": {"model": str(build_tiny_base(tmp_path / "teacher-base")), "head_hidden": 16, "lora_r": 4,
+                    "lora_alpha": 8, "max_length": 48},
+        "train": {"lr": 1e-3, "epochs": 1, "batch_size": 8, "precision": "fp32", "log_every": 1},
+        "score": {"batch_size": 16, "dtype": "float32", "shard_size": 32},
+        "distill": {"student": str(student), "bm25_depth": 4, "dense_depth": 4, "unlabeled_depth": 2, "min_judged": 3,
+                    "max_unlabeled_queries": 10, "batch_size": 4, "max_seq_length": 32, "epochs": 1,
+                    "eval_split": "dev", "eval_base": False, "precision": "float32"},
+        "search": {"rerank_k": 5},
+        "eval": {"split": "test", "depth": 20, "base_student": str(student), "teacher_dtype": "float32",
+                 "teacher_batch": 8, "batch_size": 16, "dev_rerank_queries": 6},
+        "demo": {"target_minutes": 6, "min_teacher_minutes": 0.2, "max_teacher_minutes": 0.5, "min_student_steps": 2,
+                 "max_student_steps": 3, "min_unlabeled_queries": 2, "min_dev_rerank_queries": 2, "overhead_s": 5,
+                 "probe_seconds": 0.5},
+    }
+    path = tmp_path / "tiny-demo.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    with one_thread():
+        pipe = Pipeline(path, tmp_path / "run")
+        pipe.run_all()
+    z = json.loads((tmp_path / "run" / "pipeline.json").read_text())["sizing"]["sizes"]
+    assert z["student_steps"] in (2, 3) and 0.2 <= z["teacher_minutes"] <= 0.5
+    assert read_manifest(tmp_path / "run" / "student")["steps"] == z["student_steps"]
+    assert read_manifest(tmp_path / "run" / "student-human")["steps"] == z["student_steps"]
+    assert (tmp_path / "run" / "report.json").is_file()
