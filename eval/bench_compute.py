@@ -86,7 +86,7 @@ def _teacher_for_bench(teacher_dir: Path | None, base: str):
     from reldistill.teacher.teacher import Teacher, build_cross_encoder
 
     if teacher_dir is not None:
-        return Teacher.load(teacher_dir, dtype="float32", device="cpu"), str(teacher_dir)
+        return Teacher.load(teacher_dir, dtype="float32", device="cpu", int8="off"), str(teacher_dir)
     cfg = TeacherConfig(model=base)
     model, tok, _ = build_cross_encoder(cfg, torch.float32)
     if cfg.lora_r > 0:  # Teacher.load merges LoRA into the weights; do the same so the compute matches
@@ -108,15 +108,15 @@ def teacher_throughput(queries: list[str], texts: list[str], base: str, teacher_
                            "matmul_params": n_params, "batch_size": batch_size, "dtypes": {}}
     for dtype in peaks:
         teacher.model.backbone.to(getattr(torch, dtype))  # the head stays fp32, as Teacher.load keeps it
-        teacher.score_pairs(queries[:batch_size], texts[:batch_size], batch_size=batch_size)  # warm-up
+        teacher.score_pairs(queries[:batch_size], texts[:batch_size], batch_size=batch_size, memo=False)  # warm-up
         t = time.perf_counter()
-        scores = teacher.score_pairs(queries, texts, batch_size=batch_size)
+        scores = teacher.score_pairs(queries, texts, batch_size=batch_size, memo=False)
         sec = time.perf_counter() - t
         gflops = 2 * n_params * tokens / sec / 1e9
         out["dtypes"][dtype] = {"seconds": sec, "pairs_per_s": len(queries) / sec, "tokens_per_s": tokens / sec,
                                 "gflops": gflops, "peak_fraction": gflops / peaks[dtype],
                                 "mean_score": float(np.mean(scores))}
-    from reldistill.teacher.score import int8_check
+    from reldistill.teacher.int8 import int8_check
 
     teacher.model.backbone.to(torch.float32)
     out["int8"] = int8_check(teacher, queries, texts, batch_size)  # what a CPU without bf16 can use instead

@@ -29,7 +29,10 @@ class TeacherScoreCache:
 
     def __init__(self, teacher_dir: Path, cache_dir: Path, dtype: str = "auto", batch_size: int = 32):
         self.teacher_dir, self.dtype, self.batch_size = Path(teacher_dir), dtype, batch_size
-        digest = hashlib.sha256(((self.teacher_dir / MANIFEST).read_text(encoding="utf-8") + "\0" + dtype).encode()).hexdigest()[:16]
+        from reldistill.teacher.int8 import cpu_key, int8_mode
+
+        int8 = f"int8-{int8_mode()}:{cpu_key()}"  # int8 (where its gate passed) scores are not mixed with fp32 ones
+        digest = hashlib.sha256(((self.teacher_dir / MANIFEST).read_text(encoding="utf-8") + "\0" + dtype + "\0" + int8).encode()).hexdigest()[:16]
         self.path = Path(cache_dir) / f"teacher-scores-{digest}.parquet"
         self.known: dict[str, float] = {}
         if self.path.is_file():

@@ -19,7 +19,7 @@ T = TypeVar("T")
 
 DEFAULT_DATA_DIR = "../shared/data/esci-sample"
 # The top-level sections a recipe may hold (each is read by some command); anything else is a typo.
-RECIPE_SECTIONS = ("data", "teacher", "train", "score", "student", "distill", "eval", "bench", "index", "search", "serve")
+RECIPE_SECTIONS = ("data", "teacher", "train", "score", "student", "distill", "eval", "bench", "index", "search", "serve", "demo")
 
 
 def require_int(value: Any, where: str, minimum: int = 1) -> int:

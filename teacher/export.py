@@ -69,7 +69,7 @@ def export_teacher(teacher_dir: str | Path, out: str | Path, dtype: str = "float
     art = open_artifact(teacher_dir)  # one clear error for a missing/broken artifact, before any model loads
     check_head(art.cfg.head)
     check_replaceable(out, KIND, force)
-    teacher = Teacher.load(teacher_dir, dtype=dtype, merge_lora=True, device="cpu")
+    teacher = Teacher.load(teacher_dir, dtype=dtype, merge_lora=True, device="cpu", int8="off")
     weight, bias = score_row(teacher.model.head, art.cfg.head)
     backbone = teacher.model.backbone
     tok = teacher.tokenizer

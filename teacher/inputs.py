@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -40,10 +42,18 @@ def choose_pad_token(tokenizer) -> None:
 
 
 class PairEncoder:
-    """Encode (query, product text) pairs with the recipe's template and max length."""
+    """Encode (query, product text) pairs with the recipe's template and max length.
+
+    The token ids of the last ``text_memo`` product texts are kept (LRU), so a text counted for a rerank's
+    budget (:meth:`text_ids`) is not tokenized again when it is scored.
+    """
+
+    text_memo = 4096
 
     def __init__(self, tokenizer, template: str, max_length: int, padding_side: str = "left"):
         choose_pad_token(tokenizer)
+        self._text_ids: OrderedDict[str, list[int]] = OrderedDict()
+        self._lock = threading.Lock()
         self.tok = tokenizer
         self.max_length = max_length
         self.padding_side = padding_side
@@ -54,6 +64,23 @@ class PairEncoder:
     def _ids(self, texts: Sequence[str]) -> list[list[int]]:
         return self.tok(list(texts), add_special_tokens=False)["input_ids"]
 
+    def text_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each product text alone (no special tokens); texts seen lately are not tokenized again."""
+        texts = [str(t) for t in texts]
+        with self._lock:
+            known = [self._text_ids.get(t) for t in texts]
+        todo = list(dict.fromkeys(t for t, k in zip(texts, known) if k is None))
+        if todo:
+            fresh = dict(zip(todo, self._ids(todo)))
+            with self._lock:
+                for t, ids in fresh.items():
+                    self._text_ids[t] = ids
+                    self._text_ids.move_to_end(t)
+                while len(self._text_ids) > self.text_memo:
+                    self._text_ids.popitem(last=False)
+            known = [fresh[t] if k is None else k for t, k in zip(texts, known)]
+        return known
+
     def encode(self, queries: Sequence[str], texts: Sequence[str]) -> list[list[int]]:
         """Token ids per pair (no padding), at most ``max_length``; the product text is cut first."""
         if len(queries) != len(texts):
@@ -62,7 +89,7 @@ class PairEncoder:
             return []
         heads = [self.before_text.replace("{query}", q) for q in queries]
         tails = [self.after_text.replace("{query}", q) for q in queries]
-        h_ids, t_ids, x_ids = self._ids(heads), self._ids(tails), self._ids([str(t) for t in texts])
+        h_ids, t_ids, x_ids = self._ids(heads), self._ids(tails), self.text_ids(texts)
         out = []
         budget = self.max_length - len(self.bos)
         for h, x, t in zip(h_ids, x_ids, t_ids):

@@ -143,8 +143,10 @@ def score_file_stats(teacher_dir, pairs_path, out_path, data_cfg=None, batch_siz
     state = PartialState(cpu=not torch.cuda.is_available())  # CPU processes use gloo
     main, rank, world = state.is_main_process, state.process_index, state.num_processes
     sig = _signature(teacher_dir, pairs_path, dtype, batch_size, shard_size, df, texts) | {"limit": limit}
-    if os.environ.get(TEACHER_INT8_ENV, "off") == "auto":
-        sig["int8"] = "auto"  # shards scored with int8 are not mixed with fp32 ones
+    from reldistill.teacher.int8 import cpu_key, int8_mode
+
+    if int8_mode() == "auto":
+        sig["int8"] = f"auto:{cpu_key()}"  # shards scored with int8 are not mixed with fp32 ones
     sdir = shard_dir_for(out)
     _prepare_shards(sdir, sig, main)
     state.wait_for_everyone()
@@ -155,17 +157,16 @@ def score_file_stats(teacher_dir, pairs_path, out_path, data_cfg=None, batch_siz
     todo = [i for i in range(len(bounds)) if i % world == rank and not _shard_ok(paths[i], bounds[i][1] - bounds[i][0])]
     done_rows = sum(b - a for i, (a, b) in enumerate(bounds) if i % world == rank and i not in todo)
     scored, t0 = 0, time.monotonic()
+    int8 = None
     if todo:
         from reldistill.teacher.backbone import set_cpu_threads
         from reldistill.teacher.teacher import Teacher
 
         set_cpu_threads("auto")
-        teacher = Teacher.load(teacher_dir, dtype=dtype, device=str(state.device) if world > 1 else None)
+        teacher = Teacher.load(teacher_dir, dtype=dtype, device=str(state.device) if world > 1 else None,
+                               data_cfg=data_cfg)  # int8 where its gate passed (reldistill.teacher.int8)
+        int8 = teacher.int8_verdict
         queries = df["query"].astype(str).tolist()
-        first = bounds[todo[0]][0]
-        int8 = maybe_int8(teacher, queries[first:], texts[first:], batch_size)
-        if int8 is not None and not int8["kept"]:  # quantised in place for the check: back to fp32
-            teacher = Teacher.load(teacher_dir, dtype=dtype, device=str(state.device) if world > 1 else None)
         mine = sum(b - a for i, (a, b) in enumerate(bounds) if i % world == rank)
         import contextlib
 
@@ -197,52 +198,5 @@ def score_file_stats(teacher_dir, pairs_path, out_path, data_cfg=None, batch_siz
     state.wait_for_everyone()
     return {"out": out, "pairs": n, "scored_now": scored, "seconds": seconds,
             "pairs_per_s": scored / seconds if scored and seconds > 0 else None, "shards": len(bounds), "dtype": dtype,
+            "int8": int8,
             "signature": hashlib.sha256(json.dumps(sig, sort_keys=True).encode()).hexdigest()[:12]}
-
-
-# ---- int8 on CPUs without bf16 ------------------------------------------------------------------------
-TEACHER_INT8_ENV = "RELDISTILL_TEACHER_INT8"  # auto: int8 linear layers where fp32 is the CPU's best dtype and the check passes
-INT8_MIN_SPEARMAN = 0.99
-INT8_CHECK_PAIRS = 64
-
-
-def quantize_linear_int8(teacher):
-    """int8 dynamic quantisation (PyTorch ``quantize_dynamic``) of the fp32 CPU teacher backbone's Linear layers, in place."""
-    import torch
-
-    torch.ao.quantization.quantize_dynamic(teacher.model.backbone, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
-    return teacher
-
-
-def int8_check(teacher, queries, texts, batch_size: int | None = None) -> dict[str, Any]:
-    """Score the same pairs fp32 then int8 (quantising ``teacher`` in place): pairs/s of each and Spearman of the scores."""
-    from scipy.stats import spearmanr
-
-    queries, texts = list(queries), list(texts)
-    out: dict[str, Any] = {"pairs": len(queries)}
-    for name in ("float32", "int8"):
-        if name == "int8":
-            quantize_linear_int8(teacher)
-        teacher.score_logits(queries[:4], texts[:4], batch_size=batch_size)  # warm-up
-        t = time.perf_counter()
-        out[name] = teacher.score_logits(queries, texts, batch_size=batch_size)
-        out[f"{name}_pairs_per_s"] = len(queries) / (time.perf_counter() - t)
-    out["spearman"] = float(spearmanr(out["float32"], out["int8"]).statistic)
-    out["speedup"] = out["int8_pairs_per_s"] / out["float32_pairs_per_s"]
-    out["kept"] = out["spearman"] >= INT8_MIN_SPEARMAN and out["speedup"] > 1.0
-    out.pop("float32"), out.pop("int8")
-    return out
-
-
-def maybe_int8(teacher, queries, texts, batch_size: int | None = None) -> dict[str, Any] | None:
-    """With $RELDISTILL_TEACHER_INT8=auto and an fp32 CPU teacher: check int8 on the first pairs and keep it
-    only where it is faster with Spearman ≥ 0.99 to fp32 (otherwise the fp32 weights are reloaded)."""
-    import torch
-
-    if os.environ.get(TEACHER_INT8_ENV, "off") != "auto" or teacher.dtype != torch.float32 or teacher.device.type != "cpu":
-        return None
-    n = min(INT8_CHECK_PAIRS, len(queries))
-    verdict = int8_check(teacher, queries[:n], texts[:n], batch_size)
-    log.info("teacher int8 check: Spearman %.4f, %.2fx fp32 → %s", verdict["spearman"], verdict["speedup"],
-             "kept" if verdict["kept"] else "fp32")
-    return verdict

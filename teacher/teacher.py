@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import os
 from collections.abc import Sequence
@@ -17,6 +19,7 @@ from reldistill.teacher.backbone import load_backbone, load_tokenizer, resolve_b
 from reldistill.teacher.config import TeacherConfig, normalise_dtype
 from reldistill.teacher.inputs import PairEncoder, length_buckets
 from reldistill.teacher.model import CrossEncoder, answer_token_ids, build_head, lora_config, num_layers
+from reldistill.teacher.score_memo import MEMO, ScoreMemo, pair_key
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +75,14 @@ def build_cross_encoder(cfg: TeacherConfig, dtype: torch.dtype = torch.float32, 
 
 
 class Teacher:
-    """A loaded teacher: ``score_pairs(queries, texts) -> probabilities`` (sigmoid of the relevance logit)."""
+    """A loaded teacher: ``score_pairs(queries, texts) -> probabilities`` (sigmoid of the relevance logit).
+
+    Pairs it has scored before (same identity, same query and text) come from ``memo``
+    (:mod:`reldistill.teacher.score_memo`) without running the model.
+    """
 
     def __init__(self, model: CrossEncoder, tokenizer, cfg: TeacherConfig, manifest: dict | None = None,
-                 path: Path | None = None, batch_size: int = 32):
+                 path: Path | None = None, batch_size: int = 32, memo: ScoreMemo | None = None):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.cfg = cfg
@@ -83,6 +90,25 @@ class Teacher:
         self.path = path
         self.batch_size = batch_size
         self.encoder = PairEncoder(tokenizer, cfg.template, cfg.max_length, cfg.padding_side)
+        self.memo = MEMO if memo is None else memo
+        self.int8 = False  # set by reldistill.teacher.int8.quantize_linear_int8
+        self.int8_verdict: dict | None = None  # the int8 gate's verdict when load considered int8
+        self.forward_calls = 0  # model forward passes run (one per batch)
+
+    @functools.cached_property
+    def _artifact_key(self) -> str:
+        """The artifact this teacher was loaded from: its id and a digest of its manifest (as loaded)."""
+        art = self.manifest.get("artifact_id") or (str(Path(self.path).resolve()) if self.path else f"in-memory:{id(self)}")
+        manifest = Path(self.path) / "manifest.json" if self.path else None
+        digest = hashlib.sha256(manifest.read_bytes()).hexdigest()[:16] if manifest is not None and manifest.is_file() else ""
+        return f"{art}:{digest}"
+
+    @property
+    def identity(self) -> str:
+        """What a score depends on besides the pair: artifact, dtype, device, int8, template, max_length, padding side."""
+        c = self.cfg
+        return "|".join(map(str, (self._artifact_key, self.dtype, self.device.type, "int8" if self.int8 else "dense",
+                                  c.template, c.max_length, c.padding_side)))
 
     @property
     def device(self) -> torch.device:
@@ -94,8 +120,12 @@ class Teacher:
 
     @classmethod
     def load(cls, directory: str | os.PathLike, dtype: str = "auto", merge_lora: bool = True,
-             device: str | None = None) -> Teacher:
-        """Restore a teacher artifact: base model (via reldistill.models) + adapter (merged) + head + tokenizer."""
+             device: str | None = None, int8: str | None = None, data_cfg=None) -> Teacher:
+        """Restore a teacher artifact: base model (via reldistill.models) + adapter (merged) + head + tokenizer.
+
+        ``int8``: auto | off (default $RELDISTILL_TEACHER_INT8, auto on a CPU without bf16) — an fp32 CPU
+        teacher is quantised where its gate passed (reldistill.teacher.int8; ``data_cfg``: the dev data
+        the gate measures on, default the teacher's own); the verdict is in ``int8_verdict``."""
         from transformers import AutoTokenizer
 
         art = open_artifact(directory)
@@ -124,21 +154,53 @@ class Teacher:
         model = CrossEncoder(backbone, head)
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         model.to(dev)
-        return cls(model, tokenizer, art.cfg, art.manifest, art.root)
+        teacher = cls(model, tokenizer, art.cfg, art.manifest, art.root)
+        if merge_lora:
+            from reldistill.teacher.int8 import apply_int8
 
-    @torch.inference_mode()
+            teacher.int8_verdict = apply_int8(teacher, int8, data_cfg)
+        return teacher
+
     def score_logits(self, queries: Sequence[str], texts: Sequence[str], batch_size: int | None = None,
-                     progress: bool = False) -> np.ndarray:
-        """Raw relevance logits, in input order (batches are length-bucketed internally)."""
+                     progress: bool = False, memo: bool = True) -> np.ndarray:
+        """Raw relevance logits, in input order (batches are length-bucketed internally).
+
+        With ``memo`` (default) pairs already in the memo are not scored again, and a pair repeated in
+        the call is scored once; ``memo=False`` runs every pair (timings).
+        """
         if len(queries) != len(texts):
             raise ValueError(f"{len(queries)} queries but {len(texts)} texts")
         if batch_size is not None:
             require_int(batch_size, "the teacher's batch size (--batch-size, score.batch_size)")
+        queries, texts = [str(q) for q in queries], [str(t) for t in texts]
+        if not memo or not self.memo.max_pairs or not queries:
+            return self._run(queries, texts, batch_size, progress)
+        ident = self.identity
+        keys = [pair_key(ident, q, t) for q, t in zip(queries, texts)]
+        known = self.memo.get_many(keys)
+        todo: dict[bytes, int] = {}
+        for i, (k, v) in enumerate(zip(keys, known)):
+            if v is None and k not in todo:
+                todo[k] = i
+        out = np.array([np.nan if v is None else v for v in known], dtype=np.float32)
+        if todo:
+            idx = list(todo.values())
+            new = self._run([queries[i] for i in idx], [texts[i] for i in idx], batch_size, progress)
+            self.memo.put_many(list(todo), new.tolist())
+            fresh = dict(zip(todo, new))
+            for i, (k, v) in enumerate(zip(keys, known)):
+                if v is None:
+                    out[i] = fresh[k]
+        return out
+
+    @torch.inference_mode()
+    def _run(self, queries: list[str], texts: list[str], batch_size: int | None, progress: bool) -> np.ndarray:
+        """The model's logits for every pair (no memo)."""
         n = len(queries)
         out = np.zeros(n, dtype=np.float32)
         if n == 0:
             return out
-        ids = self.encoder.encode([str(q) for q in queries], [str(t) for t in texts])
+        ids = self.encoder.encode(queries, texts)
         batches = length_buckets([len(r) for r in ids], batch_size or self.batch_size)
         dev = self.device
         if progress:
@@ -153,12 +215,13 @@ class Teacher:
             for b in batches:
                 enc = self.encoder.collate([ids[i] for i in b])
                 logits = self.model(enc["input_ids"].to(dev), enc["attention_mask"].to(dev))
+                self.forward_calls += 1
                 out[b] = logits.float().cpu().numpy()
                 advance(len(b))
         return out
 
     def score_pairs(self, queries: Sequence[str], texts: Sequence[str], batch_size: int | None = None,
-                    progress: bool = False) -> np.ndarray:
+                    progress: bool = False, memo: bool = True) -> np.ndarray:
         """Relevance probabilities sigmoid(logit) in [0, 1], one per (query, text) pair, in input order."""
-        logits = self.score_logits(queries, texts, batch_size, progress)
+        logits = self.score_logits(queries, texts, batch_size, progress, memo)
         return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)

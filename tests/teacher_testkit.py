@@ -58,3 +58,11 @@ def write_recipe(path: Path, base: Path, data: Path, **train) -> Path:
 
 def env(**extra: str) -> dict[str, str]:
     return {**os.environ, **ONE_THREAD, **extra}
+
+
+def esci_title_pairs(esci_dir: Path, n: int) -> tuple[list[str], list[str]]:
+    """The first ``n`` (query, product title) pairs of the real ESCI sample's US examples."""
+    ex = pd.read_parquet(esci_dir / "shopping_queries_dataset_examples.parquet", columns=["query", "product_id", "product_locale"])
+    pr = pd.read_parquet(esci_dir / "shopping_queries_dataset_products.parquet", columns=["product_id", "product_title"])
+    ex = ex[ex["product_locale"] == "us"].merge(pr, on="product_id").head(n)
+    return ex["query"].tolist(), ex["product_title"].astype(str).tolist()

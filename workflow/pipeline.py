@@ -7,22 +7,28 @@ stages themselves resume (teacher checkpoints, scoring shards, student checkpoin
 records a digest of its inputs (its recipe sections, the data's fingerprint, the manifests of the
 stages it reads); a finished stage whose inputs changed is redone, and with it everything downstream.
 
-``budget_minutes`` steers the CPU-sized stages: the teacher's training time and the number of
-unlabeled queries the teacher labels scale with it (the recipe's values are for the default budget).
+A recipe with a ``demo:`` section is sized from the speed measured on this machine at start-up
+(reldistill.workflow.sizing): the teacher's training minutes, the unlabeled queries it labels, each
+student's steps and the dev rerank queries fit ``demo.target_minutes`` (``budget_minutes`` overrides it);
+the measured speeds and the sizes go to pipeline.json (``sizing``) and are reused when the run resumes.
+Without ``demo:``, ``budget_minutes`` scales the teacher's minutes and the unlabeled queries from the
+recipe's values (which are for the default budget).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import time
 from pathlib import Path
 from typing import Any
 
-from reldistill.artifacts import MANIFEST, RunDir, data_fingerprint, file_fingerprint, read_manifest, write_manifest
+from reldistill.artifacts import (MANIFEST, RunDir, data_fingerprint, file_fingerprint, read_json, read_manifest, write_json,
+                                  write_manifest)
 from reldistill.config import DataConfig, from_dict, load_yaml
 from reldistill.errors import UserError
 from reldistill.progress import console
-from reldistill.workflow.stages import Stage, run_stages
+from reldistill.workflow.stages import STATE_FILE, Stage, input_digests, run_stages
 
 DEFAULT_BUDGET_MINUTES = 18.0  # what configs/demo-cpu.yaml is sized for (pipeline work, not set-up)
 TEACHER_SHARE = 0.35  # of the budget, for teacher training
@@ -35,12 +41,12 @@ MINING_FIELDS = ("student", "bm25_depth", "dense_depth", "unlabeled_depth", "min
 class Pipeline:
     config: Path
     run_root: Path
-    budget_minutes: float = DEFAULT_BUDGET_MINUTES
+    budget_minutes: float | None = None  # default: demo.target_minutes, else DEFAULT_BUDGET_MINUTES
     data_path: str | None = None
     train_teacher: bool = False  # train the teacher here even when the recipe ships a bundled one
 
     def __post_init__(self) -> None:
-        if self.budget_minutes < 3:
+        if self.budget_minutes is not None and self.budget_minutes < 3:
             raise UserError(f"--budget-minutes must be at least 3, got {self.budget_minutes:g}.")
         from reldistill.teacher.config import load_recipe
 
@@ -53,7 +59,61 @@ class Pipeline:
             self.data_cfg.path = self.data_path
         self.teacher_recipe = load_recipe(self.config)  # teacher/train/score sections, validated
         self.run = RunDir(self.run_root, create=True)
-        self.scale = self.budget_minutes / DEFAULT_BUDGET_MINUTES
+        from reldistill.workflow.sizing import DemoConfig
+
+        self.demo = None
+        if self.recipe.get("demo") is not None:
+            self.demo = from_dict(DemoConfig, self.recipe.get("demo"), f"{self.config}:demo")
+            if self.budget_minutes is not None:
+                self.demo = dataclasses.replace(self.demo, target_minutes=float(self.budget_minutes))
+        self.budget_minutes = self.budget_minutes if self.budget_minutes is not None else DEFAULT_BUDGET_MINUTES
+        self.scale = 1.0 if self.demo is not None else self.budget_minutes / DEFAULT_BUDGET_MINUTES
+
+    # -- sizing from measured speed (recipes with demo:) ------------------------------------------
+    def _sizing_key(self) -> str:
+        from reldistill.teacher.int8 import cpu_key
+
+        sections = {k: self.recipe.get(k) for k in ("teacher", "train", "score", "distill", "eval", "search", "student")}
+        return input_digests({"k": [dataclasses.asdict(self.demo), sections, self.data_inputs, cpu_key()]})["k"]
+
+    @functools.cached_property
+    def sizing(self) -> dict[str, Any] | None:
+        """The measured speeds and chosen sizes (demo: recipes): from pipeline.json when the same recipe, data and CPU
+        were sized before (so a resumed run keeps its stage inputs), else measured now and recorded there."""
+        if self.demo is None:
+            return None
+        from reldistill.workflow import sizing as sz
+
+        state_file = self.run.root / STATE_FILE
+        state = read_json(state_file) if state_file.is_file() else {"stages": {}}
+        key = self._sizing_key()
+        old = state.get("sizing")
+        if isinstance(old, dict) and old.get("key") == key:
+            console.print(f"[bold]sizing[/] (measured {old['measured_at']}, reused):\n{old['text']}", highlight=False)
+            return old
+        from reldistill.data import load_esci
+        from reldistill.distill.config import load_distill_config
+        from reldistill.eval.config import EvalConfig, load_section
+        from reldistill.retrieval.config import SearchConfig
+
+        console.rule("[bold]sizing the stages from this machine's speed")
+        data = load_esci(self.data_cfg)
+        dcfg, _ = load_distill_config(self.config)
+        work = sz.work_of(data, self.data_cfg, dcfg, load_section(self.config, "eval", EvalConfig),
+                          load_section(self.config, "search", SearchConfig),
+                          int8_check=(self.recipe.get("student") or {}).get("int8", "off") == "auto")
+        speeds = sz.measure(self.teacher_recipe, dcfg, data, self.demo)
+        p = sz.plan(self.demo, speeds, work, spent_s=speeds.detail.get("probe_s", 0.0))
+        rec = {"key": key, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **p,
+               "speeds": {"teacher_pairs_per_s": round(speeds.teacher_pairs_per_s, 2),
+                          "student_steps_per_s": round(speeds.student_steps_per_s, 3),
+                          "student_docs_per_s": round(speeds.student_docs_per_s, 1),
+                          "backend_docs_per_s": round(speeds.backend_docs_per_s or speeds.student_docs_per_s, 1), **speeds.detail},
+               "work": dataclasses.asdict(work), "demo": dataclasses.asdict(self.demo), "text": sz.describe(p, speeds)}
+        state["sizing"] = rec
+        write_json(state_file, state)
+        console.print(rec["text"], highlight=False)
+        return rec
 
     # -- stage inputs (what each artifact is made from) --------------------------------------------
     @functools.cached_property
@@ -72,6 +132,8 @@ class Pipeline:
         return file_fingerprint(m) if m.is_file() else None
 
     def _teacher_minutes(self) -> float:
+        if self.sizing is not None:
+            return float(self.sizing["sizes"]["teacher_minutes"])
         return float(self.teacher_recipe.train.max_minutes or 0) * self.scale or TEACHER_SHARE * self.budget_minutes
 
     def stage_inputs(self, name: str) -> dict[str, Any]:
@@ -102,7 +164,7 @@ class Pipeline:
         if name == "eval":
             from reldistill.eval.config import EvalConfig, load_section
 
-            return {**self.data_inputs, "eval": dataclasses.asdict(load_section(self.config, "eval", EvalConfig)),
+            return {**self.data_inputs, "eval": dataclasses.asdict(self._eval_cfg()),
                     "student": self.recipe.get("student") or {},
                     "search": self.recipe.get("search") or {},  # eval runs the served pipeline under search:
                     **{f"{s} manifest": self._manifest_digest(s) for s in ("teacher", "student", "student-human", "index")}}
@@ -142,8 +204,19 @@ class Pipeline:
         from reldistill.distill.config import load_distill_config
 
         cfg, _ = load_distill_config(self.config)
+        if self.sizing is not None:
+            z = self.sizing["sizes"]
+            return dataclasses.replace(cfg, max_unlabeled_queries=z["unlabeled_queries"], max_steps=z["student_steps"])
         if cfg.max_unlabeled_queries is not None:
             cfg = dataclasses.replace(cfg, max_unlabeled_queries=max(0, round(cfg.max_unlabeled_queries * self.scale)))
+        return cfg
+
+    def _eval_cfg(self):
+        from reldistill.eval.config import EvalConfig, load_section
+
+        cfg = load_section(self.config, "eval", EvalConfig)
+        if self.sizing is not None:
+            cfg = dataclasses.replace(cfg, dev_rerank_queries=self.sizing["sizes"]["dev_rerank_queries"])
         return cfg
 
     def candidates_stage(self) -> str:
@@ -165,11 +238,15 @@ class Pipeline:
         score = self.teacher_recipe.score  # validated: batch_size and shard_size >= 1
         out = label_candidates(self.run.scores / "candidates.parquet", self.run.teacher, self.run.scores / "scores.parquet",
                                self.data_cfg, batch_size=score.batch_size, dtype=score.dtype, shard_size=score.shard_size)
+        from reldistill.teacher.int8 import int8_mode, read_verdict
+
         df = pd.read_parquet(out, columns=["teacher_score"])
         cands = self.run.scores / "candidates.parquet"
+        int8 = read_verdict(self.run.teacher) if int8_mode() == "auto" else None  # measured when the teacher loaded
         write_manifest(self.run.scores, "scores", teacher=str(self.run.teacher), pairs=len(df),
-                       candidates=str(cands), candidates_sha256=file_fingerprint(cands), scores=str(out))
-        return f"{len(df):,} pairs scored by the teacher (mean score {df['teacher_score'].mean():.3f})"
+                       candidates=str(cands), candidates_sha256=file_fingerprint(cands), scores=str(out), teacher_int8=int8)
+        how = "" if int8 is None else f"; int8 {'kept' if int8['kept'] else 'not kept'}: {int8['reason']}"
+        return f"{len(df):,} pairs scored by the teacher (mean score {df['teacher_score'].mean():.3f}{how})"
 
     def student_stage(self, human: bool, force: bool) -> str:
         from reldistill.distill.train import train_human_student, train_student
@@ -194,12 +271,12 @@ class Pipeline:
         return f"{m.get('count', '?'):,} products, dim {m.get('dim', '?')}, {m.get('index_kind', 'flat')} FAISS + BM25"
 
     def eval_stage(self) -> str:
-        from reldistill.eval.config import EvalConfig, load_section
+        from reldistill.eval.config import load_section
         from reldistill.eval.report import evaluate_run
         from reldistill.retrieval.config import IndexConfig, SearchConfig
 
         load = lambda section, cls: load_section(self.config, section, cls)  # noqa: E731
-        report = evaluate_run(self.run, self.data_cfg, load("eval", EvalConfig), load("search", SearchConfig), load("index", IndexConfig))
+        report = evaluate_run(self.run, self.data_cfg, self._eval_cfg(), load("search", SearchConfig), load("index", IndexConfig))
         sysm = report["systems"]
         served = report.get("served")
         if served and served.get("metrics"):
@@ -237,6 +314,7 @@ class Pipeline:
         """Run (or reuse) every stage. ``force`` redoes each one into a fresh artifact swapped in when it
         is finished; nothing is deleted up front, so a Ctrl-C keeps the previous artifacts, and the
         stages not yet redone stay marked stale (their recorded inputs name the old upstream manifests)."""
+        self.sizing  # noqa: B018 - measured (or reused) and printed before the first stage
         return run_stages(self.run.root, self.stages(), force=force)
 
 

@@ -12,7 +12,7 @@ def demo_cmd(
     config: Annotated[Path, typer.Option("--config", help="Recipe YAML (data, teacher, train, score, distill, index, eval).")] = Path("configs/demo-cpu.yaml"),
     run: Annotated[Path, typer.Option("--run", help="Run directory to write (and resume).")] = Path("runs/demo"),
     data: Annotated[Optional[Path], typer.Option("--data", help="Override the recipe's data.path.")] = None,
-    budget_minutes: Annotated[float, typer.Option("--budget-minutes", help="Minutes for the CPU-sized stages (teacher training, candidates to label).")] = 18.0,
+    budget_minutes: Annotated[Optional[float], typer.Option("--budget-minutes", help="Target minutes of the pipeline (default: the recipe's demo.target_minutes); the CPU-sized stages fit it.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Redo every stage instead of reusing finished ones.")] = False,
     train_teacher: Annotated[bool, typer.Option("--train-teacher", help="Train the teacher here instead of reusing the recipe's bundled one.")] = False,
 ) -> None:

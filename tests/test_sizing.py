@@ -1,0 +1,140 @@
+"""The demo's stages sized from measured speed: the arithmetic (fake speeds) and the pipeline wiring (fake probe)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from reldistill.workflow import sizing as sz
+
+WORK = sz.Work(catalog=8462, catalog_encodes=4, training_encodes=2, fixed_pairs=5491, pairs_per_unlabeled=3.24,
+               pairs_per_dev_rerank_query=13, max_unlabeled=250, max_dev_rerank=40)  # what work_of counts on the sample
+DEMO = sz.DemoConfig()
+
+
+def _plan(teacher: float, steps: float, docs: float, demo=DEMO, work=WORK):
+    return sz.plan(demo, sz.Speeds(teacher, steps, docs, backend_docs_per_s=2.5 * docs), work)
+
+
+def test_a_fast_cpu_gets_the_caps_and_gives_the_rest_to_the_teacher():
+    p = _plan(200.0, 20.0, 5000.0)
+    assert p["sizes"] == {"unlabeled_queries": 250, "student_steps": 110, "dev_rerank_queries": 40,
+                          "teacher_minutes": DEMO.max_teacher_minutes}  # never above the recipe's caps
+    assert p["fits"] and p["predicted_total_s"] <= p["target_s"]
+
+
+def test_slower_cpus_get_fewer_pairs_and_steps_never_below_the_minimums():
+    last = None
+    for speed in (1.0, 0.8, 0.6, 0.45, 0.35, 0.25, 0.1):  # this machine's idle fp32 speeds, scaled down
+        p = _plan(14.0 * speed, 1.0 * speed, 120.0 * speed)
+        z = p["sizes"]
+        assert DEMO.min_teacher_minutes <= z["teacher_minutes"] <= DEMO.max_teacher_minutes
+        assert DEMO.min_unlabeled_queries <= z["unlabeled_queries"] <= WORK.max_unlabeled
+        assert DEMO.min_student_steps <= z["student_steps"] <= DEMO.max_student_steps
+        assert DEMO.min_dev_rerank_queries <= z["dev_rerank_queries"] <= WORK.max_dev_rerank
+        if last is not None:
+            assert all(z[k] <= last[k] for k in z), (speed, z, last)
+        if p["fits"]:  # the parts add up to the target at most
+            assert sum(p["predicted_s"].values()) == pytest.approx(p["predicted_total_s"], abs=0.5) and p["predicted_total_s"] <= p["target_s"]
+        last = z
+    assert z == {"unlabeled_queries": 50, "student_steps": 30, "dev_rerank_queries": 10, "teacher_minutes": 1.0}
+    assert not p["fits"]  # a tenth of the speed cannot fit: minimums, and it says so
+
+
+def test_between_the_extremes_the_sized_work_fills_the_target():
+    p = _plan(14.0, 1.0, 120.0)  # this CPU idle, fp32 (AMD EPYC, AVX2, no AVX512-BF16)
+    assert 0 < p["fraction_of_caps"] < 1
+    assert p["sizes"]["teacher_minutes"] == pytest.approx(DEMO.min_teacher_minutes, abs=0.1)  # the others only shrink once the teacher is at its minimum
+    assert p["predicted_total_s"] == pytest.approx(p["target_s"], abs=20)
+    spent = sz.plan(DEMO, sz.Speeds(14.0, 1.0, 120.0, 300.0), WORK, spent_s=120.0)  # the measuring counts in the target
+    assert spent["predicted_s"]["measuring"] == 120.0
+    assert spent["fraction_of_caps"] < p["fraction_of_caps"] and all(spent["sizes"][k] <= p["sizes"][k] for k in p["sizes"])
+
+
+def test_bad_demo_settings_and_speeds_are_one_sentence():
+    from reldistill.errors import UserError
+
+    with pytest.raises(UserError, match="target_minutes"):
+        sz.DemoConfig(target_minutes=0)
+    with pytest.raises(UserError, match="min_student_steps"):
+        sz.DemoConfig(min_student_steps=200)
+    with pytest.raises(UserError, match="positive"):
+        _plan(0.0, 1.0, 1.0)
+
+
+def test_the_pipeline_sizes_from_the_probe_once_and_records_it(tmp_path, esci_dir, monkeypatch):
+    import yaml
+
+    from reldistill.workflow.pipeline import Pipeline
+
+    recipe = yaml.safe_load(open("configs/demo-cpu.yaml"))
+    recipe["data"]["path"] = str(esci_dir)
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    calls = []
+
+    def fake_measure(teacher_recipe, distill_cfg, data, demo):
+        calls.append(demo)
+        return sz.Speeds(6.0, 0.5, 80.0, 200.0, {"fake": True})
+
+    monkeypatch.setattr(sz, "measure", fake_measure)
+    pipe = Pipeline(path, tmp_path / "run")
+    z = pipe.sizing["sizes"]
+    assert len(calls) == 1 and calls[0].target_minutes == recipe["demo"]["target_minutes"]
+    assert pipe._teacher_minutes() == z["teacher_minutes"]
+    d = pipe._distill_cfg()
+    assert (d.max_unlabeled_queries, d.max_steps) == (z["unlabeled_queries"], z["student_steps"])
+    assert pipe._eval_cfg().dev_rerank_queries == z["dev_rerank_queries"]
+    state = json.loads((tmp_path / "run" / "pipeline.json").read_text())
+    assert state["sizing"]["sizes"] == z and state["sizing"]["speeds"]["teacher_pairs_per_s"] == 6.0
+    assert state["sizing"]["work"]["catalog"] == 8462  # counted on the real sample
+    again = Pipeline(path, tmp_path / "run")  # a resumed run keeps its sizes (and so its stage inputs)
+    assert again.sizing["sizes"] == z and len(calls) == 1
+    assert again.stage_inputs("teacher") == pipe.stage_inputs("teacher")
+    other = Pipeline(path, tmp_path / "run", budget_minutes=30).sizing["sizes"]  # another target: sized again
+    assert len(calls) == 2 and all(other[k] >= z[k] for k in z) and other != z
+    no_demo = {k: v for k, v in recipe.items() if k != "demo"}
+    path.write_text(yaml.safe_dump(no_demo))
+    assert Pipeline(path, tmp_path / "run2").sizing is None  # recipes without demo: keep their own values
+    assert len(calls) == 2
+
+
+def test_a_demo_recipe_runs_at_the_sizes_it_measured(tmp_path):
+    """End to end on tiny models: the real probe measures, and the stages run at the sizes it chose."""
+    import yaml
+
+    from reldistill.artifacts import read_manifest
+    from reldistill.teacher.tiny import build_tiny_base
+    from reldistill.workflow.pipeline import Pipeline
+    from tests.teacher_testkit import one_thread
+    from tests.test_distill import build_tiny_student, write_tiny_esci
+
+    esci = write_tiny_esci(tmp_path / "esci")
+    student = build_tiny_student(tmp_path / "student-base")
+    cfg = {
+        "data": {"path": str(esci), "dev_fraction": 0.2, "seed": 3},
+        "teacher": {"model": str(build_tiny_base(tmp_path / "teacher-base")), "head_hidden": 16, "lora_r": 4,
+                    "lora_alpha": 8, "max_length": 48},
+        "train": {"lr": 1e-3, "epochs": 1, "batch_size": 8, "precision": "fp32", "log_every": 1},
+        "score": {"batch_size": 16, "dtype": "float32", "shard_size": 32},
+        "distill": {"student": str(student), "bm25_depth": 4, "dense_depth": 4, "unlabeled_depth": 2, "min_judged": 3,
+                    "max_unlabeled_queries": 10, "batch_size": 4, "max_seq_length": 32, "epochs": 1,
+                    "eval_split": "dev", "eval_base": False, "precision": "float32"},
+        "search": {"rerank_k": 5},
+        "eval": {"split": "test", "depth": 20, "base_student": str(student), "teacher_dtype": "float32",
+                 "teacher_batch": 8, "batch_size": 16, "dev_rerank_queries": 6},
+        "demo": {"target_minutes": 6, "min_teacher_minutes": 0.2, "max_teacher_minutes": 0.5, "min_student_steps": 2,
+                 "max_student_steps": 3, "min_unlabeled_queries": 2, "min_dev_rerank_queries": 2, "overhead_s": 5,
+                 "probe_seconds": 0.5},
+    }
+    path = tmp_path / "tiny-demo.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    with one_thread():
+        pipe = Pipeline(path, tmp_path / "run")
+        pipe.run_all()
+    z = json.loads((tmp_path / "run" / "pipeline.json").read_text())["sizing"]["sizes"]
+    assert z["student_steps"] in (2, 3) and 0.2 <= z["teacher_minutes"] <= 0.5
+    assert read_manifest(tmp_path / "run" / "student")["steps"] == z["student_steps"]
+    assert read_manifest(tmp_path / "run" / "student-human")["steps"] == z["student_steps"]
+    assert (tmp_path / "run" / "report.json").is_file()
