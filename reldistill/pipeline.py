@@ -42,7 +42,7 @@ class Pipeline:
     def __post_init__(self) -> None:
         if self.budget_minutes < 3:
             raise UserError(f"--budget-minutes must be at least 3, got {self.budget_minutes:g}.")
-        from reldistill.teacher.config import load_recipe
+        from reldistill.recipe import load_recipe
 
         self.recipe = load_yaml(self.config)
         from reldistill.student.backend import configure_from_recipe
@@ -100,7 +100,7 @@ class Pipeline:
             return {**self.data_inputs, "index": self.recipe.get("index") or {}, "student": self.recipe.get("student") or {},
                     "student manifest": self._manifest_digest("student")}
         if name == "eval":
-            from reldistill.eval.config import EvalConfig, load_section
+            from reldistill.recipe.eval import EvalConfig, load_section
 
             return {**self.data_inputs, "eval": dataclasses.asdict(load_section(self.config, "eval", EvalConfig)),
                     "student": self.recipe.get("student") or {},
@@ -139,7 +139,7 @@ class Pipeline:
         return _teacher_summary(m)
 
     def _distill_cfg(self):
-        from reldistill.distill.config import load_distill_config
+        from reldistill.recipe.distill import load_distill_config
 
         cfg, _ = load_distill_config(self.config)
         if cfg.max_unlabeled_queries is not None:
@@ -185,8 +185,8 @@ class Pipeline:
     def index_stage(self) -> str:
         from reldistill.retrieval.build import build_index
 
-        from reldistill.eval.config import load_section
-        from reldistill.retrieval.config import IndexConfig
+        from reldistill.recipe.eval import load_section
+        from reldistill.recipe.retrieval import IndexConfig
 
         icfg = load_section(self.config, "index", IndexConfig)  # the recipe's index: section (kind, HNSW/IVF-PQ knobs)
         idx = build_index(self.run.root, student_path=str(self.run.student), data_cfg=self.data_cfg, kind=icfg.kind, config=icfg)
@@ -194,9 +194,9 @@ class Pipeline:
         return f"{m.get('count', '?'):,} products, dim {m.get('dim', '?')}, {m.get('index_kind', 'flat')} FAISS + BM25"
 
     def eval_stage(self) -> str:
-        from reldistill.eval.config import EvalConfig, load_section
+        from reldistill.recipe.eval import EvalConfig, load_section
         from reldistill.eval.report import evaluate_run
-        from reldistill.retrieval.config import IndexConfig, SearchConfig
+        from reldistill.recipe.retrieval import IndexConfig, SearchConfig
 
         load = lambda section, cls: load_section(self.config, section, cls)  # noqa: E731
         report = evaluate_run(self.run, self.data_cfg, load("eval", EvalConfig), load("search", SearchConfig), load("index", IndexConfig))

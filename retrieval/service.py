@@ -32,7 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reldistill.errors import UserError
 from reldistill.rerank import RerankTimeout, Reranker, deadline
-from reldistill.retrieval.config import ServeConfig
+from reldistill.recipe.retrieval import ServeConfig
 from reldistill.retrieval.pipeline import SearchPipeline
 
 log = logging.getLogger(__name__)

@@ -128,7 +128,7 @@ def score_file_stats(teacher_dir, pairs_path, out_path, data_cfg=None, batch_siz
     from accelerate import PartialState
 
     from reldistill.teacher.artifact import open_artifact
-    from reldistill.teacher.config import normalise_dtype
+    from reldistill.recipe.teacher import normalise_dtype
 
     teacher_dir, pairs_path, out = Path(teacher_dir), Path(pairs_path), Path(out_path)
     dtype = normalise_dtype(dtype, "--dtype")

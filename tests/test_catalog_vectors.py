@@ -78,7 +78,7 @@ def test_index_build_and_eval_reuse_them_without_encoding(trained, tiny, tmp_pat
 def test_student_precision_setting(monkeypatch):
     import torch
 
-    from reldistill.distill.config import DistillConfig
+    from reldistill.recipe.distill import DistillConfig
     from reldistill.errors import UserError
     from reldistill.precision import PRECISION_ENV, cpu_has_bf16, student_dtype
 

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from conftest import assert_user_error
-from reldistill.distill.config import DistillConfig, load_distill_config
+from reldistill.recipe import load_recipe
+from reldistill.recipe.distill import DistillConfig
 from reldistill.distill.scores import load_scores, validate_scores
 from reldistill.errors import UserError
 
@@ -86,7 +87,7 @@ def test_bad_config(tmp_path, section, needle):
     p = tmp_path / "r.yaml"
     p.write_text(json.dumps({"distill": section}))
     with pytest.raises(UserError) as e:
-        load_distill_config(p)
+        load_recipe(p)
     assert needle in str(e.value)
 
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from reldistill.eval.config import EvalConfig
+from reldistill.recipe.eval import EvalConfig
 from reldistill.eval.metrics import evaluate, metric_specs, to_qrels, to_run
 from reldistill.eval.significance import compare_to_baselines, paired_test
 from reldistill.errors import UserError
