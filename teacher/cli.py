@@ -45,7 +45,7 @@ def train_cmd(
     max_minutes: Annotated[Optional[float], typer.Option(help=option_help(TrainConfig, "max_minutes"))] = None,
     data: DataOpt = None,
 ) -> None:
-    """Train the teacher (BCEWithLogits on soft labels). Works under `accelerate launch -m reldistill.cli`."""
+    """Train the teacher (BCEWithLogits on soft labels). Works under `accelerate launch -m reldistill.workflow.cli`."""
     from reldistill.teacher.train import train_teacher
 
     recipe = load_recipe(config)
