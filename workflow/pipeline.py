@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from reldistill.artifacts import MANIFEST, RunDir, data_fingerprint, file_fingerprint, read_manifest, write_manifest
-from reldistill.config import DataConfig, from_dict, load_yaml
+from reldistill.recipe import load_recipe, override
 from reldistill.errors import UserError
 from reldistill.progress import console
 from reldistill.workflow.stages import Stage, run_stages
@@ -42,16 +42,12 @@ class Pipeline:
     def __post_init__(self) -> None:
         if self.budget_minutes < 3:
             raise UserError(f"--budget-minutes must be at least 3, got {self.budget_minutes:g}.")
-        from reldistill.recipe import load_recipe
+        from reldistill.student.backend import configure_backend
 
-        self.recipe = load_yaml(self.config)
-        from reldistill.student.backend import configure_from_recipe
-
-        configure_from_recipe(self.recipe)  # student.backend for every encode of the run
-        self.data_cfg = from_dict(DataConfig, self.recipe.get("data"), f"{self.config}:data")
-        if self.data_path:
-            self.data_cfg.path = self.data_path
-        self.teacher_recipe = load_recipe(self.config)  # teacher/train/score sections, validated
+        recipe = load_recipe(self.config)  # every section, validated before any stage runs
+        self.recipe = dataclasses.replace(recipe, data=override(recipe.data, path=self.data_path or None))
+        configure_backend(self.recipe.student)  # student.backend for every encode of the run
+        self.data_cfg = self.recipe.data
         self.run = RunDir(self.run_root, create=True)
         self.scale = self.budget_minutes / DEFAULT_BUDGET_MINUTES
 
@@ -72,11 +68,11 @@ class Pipeline:
         return file_fingerprint(m) if m.is_file() else None
 
     def _teacher_minutes(self) -> float:
-        return float(self.teacher_recipe.train.max_minutes or 0) * self.scale or TEACHER_SHARE * self.budget_minutes
+        return float(self.recipe.train.max_minutes or 0) * self.scale or TEACHER_SHARE * self.budget_minutes
 
     def stage_inputs(self, name: str) -> dict[str, Any]:
         """The inputs of stage ``name`` whose digests decide whether its finished artifact is still valid."""
-        r = self.teacher_recipe
+        r = self.recipe
         if name == "data":
             return self.data_inputs
         if name == "teacher":
@@ -97,14 +93,11 @@ class Pipeline:
         if name == "student-human":
             return {**self.data_inputs, "distill": cfg}
         if name == "index":
-            return {**self.data_inputs, "index": self.recipe.get("index") or {}, "student": self.recipe.get("student") or {},
+            return {**self.data_inputs, "index": dataclasses.asdict(r.index), "student": dataclasses.asdict(r.student),
                     "student manifest": self._manifest_digest("student")}
         if name == "eval":
-            from reldistill.recipe.eval import EvalConfig, load_section
-
-            return {**self.data_inputs, "eval": dataclasses.asdict(load_section(self.config, "eval", EvalConfig)),
-                    "student": self.recipe.get("student") or {},
-                    "search": self.recipe.get("search") or {},  # eval runs the served pipeline under search:
+            return {**self.data_inputs, "eval": dataclasses.asdict(r.eval), "student": dataclasses.asdict(r.student),
+                    "search": dataclasses.asdict(r.search),  # eval runs the served pipeline under search:
                     **{f"{s} manifest": self._manifest_digest(s) for s in ("teacher", "student", "student-human", "index")}}
         raise KeyError(name)
 
@@ -122,7 +115,7 @@ class Pipeline:
     def teacher_stage(self, force: bool) -> str:
         from reldistill.teacher.train import train_teacher
 
-        bundled = self.recipe.get("train", {}).get("bundled")
+        bundled = self.recipe.train.bundled
         if bundled and not self.train_teacher:
             from reldistill.teacher.bundle import bundle_dir, bundle_matches, install_bundle
 
@@ -134,14 +127,12 @@ class Pipeline:
                               f"at commit {str(info.get('commit'))[:10]}, not on this machine); `--train-teacher` trains one here", highlight=False)
                 return "bundled teacher (not trained here); " + _teacher_summary(read_manifest(self.run.teacher))
             console.print(f"teacher: {why} — training one here", highlight=False)
-        train_teacher(self.config, self.run.teacher, resume=not force, max_minutes=self._teacher_minutes(), data_path=self.data_path)
+        train_teacher(self.recipe, self.run.teacher, resume=not force, max_minutes=self._teacher_minutes())
         m = read_manifest(self.run.teacher)
         return _teacher_summary(m)
 
     def _distill_cfg(self):
-        from reldistill.recipe.distill import load_distill_config
-
-        cfg, _ = load_distill_config(self.config)
+        cfg = self.recipe.distill
         if cfg.max_unlabeled_queries is not None:
             cfg = dataclasses.replace(cfg, max_unlabeled_queries=max(0, round(cfg.max_unlabeled_queries * self.scale)))
         return cfg
@@ -162,9 +153,8 @@ class Pipeline:
 
         from reldistill.distill.label import label_candidates
 
-        score = self.teacher_recipe.score  # validated: batch_size and shard_size >= 1
         out = label_candidates(self.run.scores / "candidates.parquet", self.run.teacher, self.run.scores / "scores.parquet",
-                               self.data_cfg, batch_size=score.batch_size, dtype=score.dtype, shard_size=score.shard_size)
+                               self.data_cfg, self.recipe.score)
         df = pd.read_parquet(out, columns=["teacher_score"])
         cands = self.run.scores / "candidates.parquet"
         write_manifest(self.run.scores, "scores", teacher=str(self.run.teacher), pairs=len(df),
@@ -185,21 +175,16 @@ class Pipeline:
     def index_stage(self) -> str:
         from reldistill.retrieval.build import build_index
 
-        from reldistill.recipe.eval import load_section
-        from reldistill.recipe.retrieval import IndexConfig
-
-        icfg = load_section(self.config, "index", IndexConfig)  # the recipe's index: section (kind, HNSW/IVF-PQ knobs)
+        icfg = self.recipe.index  # kind, HNSW/IVF-PQ knobs
         idx = build_index(self.run.root, student_path=str(self.run.student), data_cfg=self.data_cfg, kind=icfg.kind, config=icfg)
         m = read_manifest(idx)
         return f"{m.get('count', '?'):,} products, dim {m.get('dim', '?')}, {m.get('index_kind', 'flat')} FAISS + BM25"
 
     def eval_stage(self) -> str:
-        from reldistill.recipe.eval import EvalConfig, load_section
         from reldistill.eval.report import evaluate_run
-        from reldistill.recipe.retrieval import IndexConfig, SearchConfig
 
-        load = lambda section, cls: load_section(self.config, section, cls)  # noqa: E731
-        report = evaluate_run(self.run, self.data_cfg, load("eval", EvalConfig), load("search", SearchConfig), load("index", IndexConfig))
+        r = self.recipe
+        report = evaluate_run(self.run, self.data_cfg, r.eval, r.search, r.index)
         sysm = report["systems"]
         served = report.get("served")
         if served and served.get("metrics"):
