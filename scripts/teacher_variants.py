@@ -89,8 +89,8 @@ def cached_test_eval(tdir: Path, recipe: dict, rpath: Path) -> dict:
 
     from reldistill.gguf_cache import cache_root
     from reldistill.precision import reset_accelerate_state
-    from reldistill.teacher.backbone import resolve_dtype
     from reldistill.recipe import load_recipe
+    from reldistill.teacher.backbone import resolve_dtype
     from reldistill.teacher.inputs import PairEncoder
     from reldistill.teacher.metrics import label_distributions
     from reldistill.teacher.model import num_layers
@@ -159,8 +159,8 @@ def zeroshot_row(model: str, base: dict, out_root: Path) -> dict:
     import torch
 
     from reldistill.config import DataConfig, from_dict
-    from reldistill.teacher.backbone import resolve_dtype
     from reldistill.recipe.teacher import TeacherConfig
+    from reldistill.teacher.backbone import resolve_dtype
     from reldistill.teacher.metrics import evaluate_scores
     from reldistill.teacher.pairs import cap_queries, split_pairs
     from reldistill.teacher.teacher import Teacher, build_cross_encoder

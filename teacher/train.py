@@ -27,8 +27,8 @@ import torch
 
 from reldistill.artifacts import atomic_path, check_replaceable, data_fingerprint, write_json, write_manifest
 from reldistill.errors import UserError
-from reldistill.teacher.artifact import KIND, save_trainables
 from reldistill.recipe import Recipe, override
+from reldistill.teacher.artifact import KIND, save_trainables
 
 log = logging.getLogger(__name__)
 

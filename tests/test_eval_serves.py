@@ -42,8 +42,8 @@ def small(esci_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def run(small, tmp_path_factory):
     """Tiny random teacher and students; the index is HNSW, built as `reldistill index build` does."""
-    from reldistill.retrieval.build import build_index
     from reldistill.recipe.retrieval import IndexConfig
+    from reldistill.retrieval.build import build_index
     from reldistill.teacher.tiny import build_tiny_teacher
 
     root = tmp_path_factory.mktemp("run-serves")

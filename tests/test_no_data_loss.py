@@ -68,8 +68,8 @@ def test_check_replaceable_accepts_absent_empty_and_same_kind(tmp_path):
 
 def test_distill_train_output_onto_a_run_is_refused_before_training(tmp_path):
     from reldistill.config import DataConfig
-    from reldistill.recipe.distill import DistillConfig
     from reldistill.distill.train import train_human_student
+    from reldistill.recipe.distill import DistillConfig
 
     esci = write_tiny_esci(tmp_path / "esci")
     student = build_tiny_student(tmp_path / "base")

@@ -69,9 +69,9 @@ def test_lm_head_answer_token_must_be_one_token(tiny):
 
 
 def test_lm_teacher_trains_saves_loads_and_scores_through_every_path(tiny, tmp_path):
+    from reldistill.recipe import load_recipe
     from reldistill.teacher import Teacher
     from reldistill.teacher.rerank import TeacherReranker
-    from reldistill.recipe import load_recipe
     from reldistill.teacher.train import train_teacher
 
     with one_thread():
@@ -147,8 +147,8 @@ def test_cached_prefix_training_matches_uncached(tiny, tmp_path):
 
 
 def test_dev_eval_covers_whole_queries_and_selects_by_ndcg(tiny, tmp_path):
-    from reldistill.teacher.pairs import cap_queries, split_pairs
     from reldistill.recipe import load_recipe
+    from reldistill.teacher.pairs import cap_queries, split_pairs
     from reldistill.teacher.train import train_teacher
 
     recipe = _lm_recipe(tiny, tmp_path / "r.yaml", epochs=2, eval_max_queries=2, select_best=True, checkpoint_fraction=0.5)
@@ -169,9 +169,9 @@ def test_dev_eval_covers_whole_queries_and_selects_by_ndcg(tiny, tmp_path):
 
 
 def test_bundled_teacher_is_installed_only_for_the_same_data(tiny, tmp_path):
+    from reldistill.recipe import load_recipe
     from reldistill.teacher import Teacher
     from reldistill.teacher.bundle import bundle_matches, install_bundle, make_bundle
-    from reldistill.recipe import load_recipe
     from reldistill.teacher.train import train_teacher
 
     with one_thread():

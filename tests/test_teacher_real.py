@@ -13,9 +13,9 @@ pytestmark = pytest.mark.slow
 
 def test_demo_teacher_trains_and_scores(esci_dir, tmp_path):
     from reldistill.models import resolve_model
+    from reldistill.recipe import load_recipe
     from reldistill.teacher import Teacher
     from reldistill.teacher.rerank import TeacherReranker
-    from reldistill.recipe import load_recipe
     from reldistill.teacher.train import train_teacher
 
     raw = yaml.safe_load(open("configs/demo-cpu.yaml"))

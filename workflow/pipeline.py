@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from reldistill.artifacts import MANIFEST, RunDir, data_fingerprint, file_fingerprint, read_manifest, write_manifest
-from reldistill.recipe import load_recipe, override
 from reldistill.errors import UserError
 from reldistill.progress import console
+from reldistill.recipe import load_recipe, override
 from reldistill.workflow.stages import Stage, run_stages
 
 DEFAULT_BUDGET_MINUTES = 18.0  # what configs/demo-cpu.yaml is sized for (pipeline work, not set-up)
