@@ -81,13 +81,13 @@ SHIPPED = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_every_shipped_recipe_loads_and_holds_what_its_file_says(path):
-    from reldistill.recipe import SECTIONS, load_recipe
+    from reldistill.recipe import OPTIONAL, SECTIONS, load_recipe
     from reldistill.recipe.teacher import normalise_dtype
 
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     recipe = load_recipe(path)
     dump = recipe.to_dict()
-    assert set(dump) == set(SECTIONS)
+    assert set(dump) == set(SECTIONS) - (set(OPTIONAL) - set(raw))  # an optional section only when the file has it
     for section, settings in raw.items():
         for key, value in settings.items():
             if key in ("precision", "dtype"):  # spelt fp32 / bf16 in a file, held as float32 / bfloat16
@@ -106,6 +106,18 @@ def test_a_recipe_written_back_reads_to_the_same_recipe(tmp_path, path):
     again = load_recipe(_recipe(tmp_path, yaml.safe_dump(recipe.to_dict(), allow_unicode=True)))
     assert again == recipe
     assert again.to_dict() == recipe.to_dict()
+
+
+def test_an_optional_section_is_none_unless_the_file_has_it(tmp_path):
+    from reldistill.recipe import load_recipe
+    from reldistill.recipe.demo import DemoConfig
+
+    assert load_recipe(None).demo is None and load_recipe(_recipe(tmp_path, "data:\n  seed: 1\n")).demo is None
+    recipe = load_recipe(_recipe(tmp_path, "demo:\n  target_minutes: 9\n"))
+    assert recipe.demo == DemoConfig(target_minutes=9.0)
+    assert load_recipe(_recipe(tmp_path, yaml.safe_dump(recipe.to_dict()))) == recipe
+    with pytest.raises(UserError, match="demo.target_minutes must be a positive number"):
+        load_recipe(_recipe(tmp_path, "demo:\n  target_minutes: -1\n"))
 
 
 def test_an_unknown_section_names_the_file_and_the_section(tmp_path):
@@ -177,8 +189,8 @@ def test_cli_options_take_help_from_the_recipe_field_and_no_default_of_their_own
     import typer.main
 
     import reldistill.recipe as recipe_mod
-    from reldistill.cli import app
     from reldistill.recipe import option_help
+    from reldistill.workflow.cli import app
 
     cls = next(c for c in recipe_mod.SECTION_OF if c.__name__ == cls_name)
     cmd = typer.main.get_command(app)

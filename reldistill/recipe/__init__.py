@@ -18,6 +18,7 @@ import yaml
 
 from reldistill.config import DataConfig, from_dict
 from reldistill.errors import UserError
+from reldistill.recipe.demo import DemoConfig
 from reldistill.recipe.distill import DistillConfig
 from reldistill.recipe.eval import BenchConfig, EvalConfig
 from reldistill.recipe.retrieval import IndexConfig, SearchConfig, ServeConfig
@@ -32,7 +33,7 @@ MOVED = {"eval": {"rrf_k": "search.rrf_k", "rerank_k": "search.rerank_k"}}
 
 @dataclasses.dataclass
 class Recipe:
-    """Every section of a recipe; a section the file leaves out holds its defaults."""
+    """Every section of a recipe; a section the file leaves out holds its defaults (an optional one, None)."""
 
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     teacher: TeacherConfig = dataclasses.field(default_factory=TeacherConfig)
@@ -45,15 +46,19 @@ class Recipe:
     serve: ServeConfig = dataclasses.field(default_factory=ServeConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     bench: BenchConfig = dataclasses.field(default_factory=BenchConfig)
+    demo: DemoConfig | None = None  # optional: with it `reldistill demo` sizes its CPU stages from measured speed
     path: Path | None = dataclasses.field(default=None, compare=False)  # the file it was read from (None: defaults)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
-        """{section: {key: value}} — what ``load_recipe`` reads back to an equal Recipe."""
-        return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+        """{section: {key: value}} — what ``load_recipe`` reads back to an equal Recipe (optional sections when set)."""
+        return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS if getattr(self, name) is not None}
 
 
 SECTIONS = tuple(f.name for f in dataclasses.fields(Recipe) if f.name != "path")
-SECTION_OF = {f.default_factory: f.name for f in dataclasses.fields(Recipe) if f.name != "path"}  # class -> section name
+OPTIONAL = tuple(f.name for f in dataclasses.fields(Recipe) if f.name != "path" and f.default is None)  # None unless given
+_CLASSES = {name: typing.get_args(tp)[0] if name in OPTIONAL else tp
+            for name, tp in typing.get_type_hints(Recipe).items() if name in SECTIONS}
+SECTION_OF = {cls: name for name, cls in _CLASSES.items()}  # class -> section name
 
 
 def _read_sections(p: Path) -> dict[str, dict[str, Any]]:
@@ -91,9 +96,11 @@ def load_recipe(path: str | Path | None) -> Recipe:
     raw = _read_sections(p)
     sections = {}
     for name in SECTIONS:
-        cls = typing.get_type_hints(Recipe)[name]
+        if name in OPTIONAL and name not in raw:
+            sections[name] = None
+            continue
         try:
-            sections[name] = from_dict(cls, raw.get(name), f"{p}: {name}")
+            sections[name] = from_dict(_CLASSES[name], raw.get(name), f"{p}: {name}")
         except UserError as e:  # a range check names the setting; say which file holds it
             raise e if str(p) in str(e) else UserError(f"config file {p}: {e}") from None
     teacher = sections["teacher"]
