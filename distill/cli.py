@@ -2,27 +2,36 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from reldistill.config import DataConfig, require_int, to_dict
+from reldistill.recipe import Recipe, load_recipe, option_help, override
+from reldistill.recipe.distill import DistillConfig
+from reldistill.recipe.teacher import ScoreConfig, normalise_dtype
+
 distill_app = typer.Typer(help="Distil teacher scores into a bi-encoder student: mine candidates, label them, train.",
                           no_args_is_help=True)
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Recipe YAML (distill/data sections).")]
 RunOpt = Annotated[Path, typer.Option("--run", "-r", help="Run directory (teacher/, scores/, student/ ...).")]
-DataOpt = Annotated[Optional[Path], typer.Option("--data", help="ESCI directory or table (overrides data.path).")]
+DataOpt = Annotated[Optional[Path], typer.Option("--data", help=option_help(DataConfig, "path"))]
 
 
-def _configs(config: Optional[Path], data: Optional[Path], **overrides):
-    from reldistill.distill.config import load_distill_config
+def _opt(name: str, *flags: str):
+    """A typer option mirroring ``distill.<name>`` (None: the recipe's value)."""
+    return typer.Option(*flags, help=option_help(DistillConfig, name))
 
-    cfg, data_cfg = load_distill_config(config, overrides)
-    if data is not None:
-        data_cfg.path = str(data)
-    return cfg, data_cfg
+
+def _recipe(config: Optional[Path], data: Optional[Path], **overrides) -> Recipe:
+    """The recipe (defaults without ``--config``) with ``--data`` and the distill options given."""
+    recipe = load_recipe(config)
+    return dataclasses.replace(recipe, distill=override(recipe.distill, **overrides),
+                               data=override(recipe.data, path=str(data) if data is not None else None))
 
 
 @distill_app.command("mine")
@@ -30,14 +39,15 @@ def mine_cmd(
     run: RunOpt,
     config: ConfigOpt = None,
     data: DataOpt = None,
-    queries: Annotated[Optional[Path], typer.Option(help="Extra unlabeled queries (.txt one per line, or a table with 'query').")] = None,
+    queries: Annotated[Optional[Path], _opt("queries_path", "--queries")] = None,
 ) -> None:
     """Mine candidates for train queries (judged + BM25 + dense + unlabeled) → RUN/scores/candidates.parquet."""
     from reldistill.artifacts import RunDir, write_parquet
     from reldistill.data import load_esci
     from reldistill.distill.mine import mine_candidates
 
-    cfg, data_cfg = _configs(config, data, queries_path=str(queries) if queries else None)
+    r = _recipe(config, data, queries_path=str(queries) if queries else None)
+    cfg, data_cfg = r.distill, r.data
     rd = RunDir(run, create=True)
     cands = mine_candidates(load_esci(data_cfg), cfg, dev_fraction=data_cfg.dev_fraction, seed=data_cfg.seed)
     out = write_parquet(rd.scores / "candidates.parquet", cands)
@@ -52,19 +62,20 @@ def label_cmd(
     data: DataOpt = None,
     teacher: Annotated[Optional[Path], typer.Option("--teacher", "-t", help="Teacher directory (default RUN/teacher).")] = None,
     candidates: Annotated[Optional[Path], typer.Option(help="Candidates parquet (default RUN/scores/candidates.parquet).")] = None,
-    dtype: Annotated[str, typer.Option(help="fp32 | bf16 | auto.")] = "auto",
-    batch_size: Annotated[Optional[int], typer.Option(help="Pairs per teacher forward pass.")] = None,
+    dtype: Annotated[Optional[str], typer.Option(help=option_help(ScoreConfig, "dtype"))] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help=option_help(ScoreConfig, "batch_size"))] = None,
 ) -> None:
     """Score every candidate with the teacher (resumable) → RUN/scores/scores.parquet + manifest."""
     import pandas as pd
 
     from reldistill.artifacts import RunDir, data_fingerprint, file_fingerprint, write_manifest
-    from reldistill.config import require_int, to_dict
     from reldistill.distill.label import label_candidates
 
     if batch_size is not None:
         require_int(batch_size, "--batch-size")
-    cfg, data_cfg = _configs(config, data)
+    r = _recipe(config, data)
+    cfg, data_cfg = r.distill, r.data
+    score = override(r.score, batch_size=batch_size, dtype=normalise_dtype(dtype, "--dtype") if dtype else None)
     rd = RunDir(run)
     teacher_dir = teacher or rd.teacher
     cands = candidates or rd.scores / "candidates.parquet"
@@ -72,7 +83,7 @@ def label_cmd(
         from reldistill.errors import UserError
 
         raise UserError(f"candidates file {cands} does not exist — run `reldistill distill mine --run {run}` first.")
-    out = label_candidates(cands, teacher_dir, rd.scores / "scores.parquet", data_cfg, batch_size=batch_size, dtype=dtype)
+    out = label_candidates(cands, teacher_dir, rd.scores / "scores.parquet", data_cfg, score)
     df = pd.read_parquet(out)
     write_manifest(rd.scores, "scores", teacher=str(Path(teacher_dir).resolve()), candidates=str(Path(cands).resolve()),
                    candidates_sha256=file_fingerprint(cands), pairs=len(df), queries=int(df["query"].nunique()),
@@ -87,14 +98,14 @@ def train_cmd(
     run: RunOpt,
     config: ConfigOpt = None,
     data: DataOpt = None,
-    loss: Annotated[Optional[str], typer.Option(help="margin-mse | kl | mse (default: distill.loss).")] = None,
+    loss: Annotated[Optional[str], _opt("loss")] = None,
     human_only: Annotated[bool, typer.Option("--human-only", help="Train on judged pairs only, without the teacher.")] = False,
     scores: Annotated[Optional[Path], typer.Option(help="Teacher scores parquet (default RUN/scores/scores.parquet), a FlagEmbedding .jsonl or a sentence-transformers Margin-MSE dataset folder (from `distill export`).")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Student directory (default RUN/student or RUN/student-human).")] = None,
-    student: Annotated[Optional[str], typer.Option(help="Base student: short name, hub id or folder (default: distill.student).")] = None,
-    epochs: Annotated[Optional[float], typer.Option(help="Training epochs (default: distill.epochs).")] = None,
-    max_steps: Annotated[Optional[int], typer.Option(help="Optimizer steps cap.")] = None,
-    mnrl_weight: Annotated[Optional[float], typer.Option(help="Weight of the in-batch MNRL term (0 disables).")] = None,
+    student: Annotated[Optional[str], _opt("student")] = None,
+    epochs: Annotated[Optional[float], _opt("epochs")] = None,
+    max_steps: Annotated[Optional[int], _opt("max_steps")] = None,
+    mnrl_weight: Annotated[Optional[float], _opt("mnrl_weight")] = None,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from the last checkpoint.")] = True,
     force: Annotated[bool, typer.Option("--force", help="Replace --output even when it is not a student directory.")] = False,
 ) -> None:
@@ -102,7 +113,8 @@ def train_cmd(
     from reldistill.artifacts import RunDir, read_json
     from reldistill.distill.train import train_human_student, train_student
 
-    cfg, data_cfg = _configs(config, data, loss=loss, student=student, epochs=epochs, max_steps=max_steps, mnrl_weight=mnrl_weight)
+    r = _recipe(config, data, loss=loss, student=student, epochs=epochs, max_steps=max_steps, mnrl_weight=mnrl_weight)
+    cfg, data_cfg = r.distill, r.data
     rd = RunDir(run, create=True)
     if human_only:
         out = train_human_student(output or rd.root / "student-human", cfg, data_cfg, resume=resume, force=force)
@@ -126,12 +138,12 @@ def export_cmd(
     import numpy as np
 
     from reldistill.artifacts import RunDir, write_manifest
-    from reldistill.config import to_dict
     from reldistill.distill.examples import blended_targets, margin_rows
     from reldistill.distill.interchange import flag_records, st_margin_dataset, write_flag_jsonl
     from reldistill.distill.train import _load_data, scored_frame
 
-    cfg, data_cfg = _configs(config, data)
+    r = _recipe(config, data)
+    cfg, data_cfg = r.distill, r.data
     rd = RunDir(run)
     scores_path = scores or rd.scores / "scores.parquet"
     data_obj, examples = _load_data(data_cfg)
@@ -170,7 +182,8 @@ def eval_cmd(
     from reldistill.progress import console
     from reldistill.student.encode import encode_documents, load_student
 
-    cfg, data_cfg = _configs(config, data)
+    r = _recipe(config, data)
+    cfg, data_cfg = r.distill, r.data
     names = list(student or [])
     if not names:
         names = [cfg.student] + sorted(str(p) for p in Path(run).glob("student*") if (p / "manifest.json").is_file())

@@ -12,7 +12,7 @@ import pandas as pd
 
 from reldistill.errors import UserError
 
-from .config import DistillConfig
+from reldistill.recipe.distill import DistillConfig
 
 MIN_MARGIN = 0.05  # pairs whose targets differ by less than this carry no ranking signal
 

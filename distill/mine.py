@@ -27,7 +27,7 @@ from reldistill.errors import UserError
 from reldistill.retrieval.dense import exact_top_k
 from reldistill.retrieval.lexical import BM25Index
 
-from .config import DistillConfig
+from reldistill.recipe.distill import DistillConfig
 
 log = logging.getLogger(__name__)
 

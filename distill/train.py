@@ -23,7 +23,7 @@ from reldistill.config import DataConfig, to_dict
 from reldistill.data import load_esci
 from reldistill.errors import UserError
 
-from .config import DistillConfig
+from reldistill.recipe.distill import DistillConfig
 from .examples import blended_targets, build_rows
 from .interchange import read_flag_jsonl, read_st_dataset
 from .mine import _norm, with_dev_split

@@ -2,7 +2,8 @@
 
 Public API (heavy libraries load lazily):
 ``evaluate_run(run_dir, data_cfg=None, cfg=None) -> dict`` — evaluate every system of a run and write
-report.json / report.md / eval/; ``EvalConfig``, ``BenchConfig``; ``run_bench(cfg, data_cfg, run=None)``.
+report.json / report.md / eval/; ``run_bench(cfg, data_cfg, run=None)``. Their settings are the recipe's
+``eval:`` and ``bench:`` sections (``reldistill.recipe.eval``).
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from reldistill.eval.config import BenchConfig, EvalConfig
+from reldistill.recipe.eval import BenchConfig, EvalConfig
 
-__all__ = ["BenchConfig", "EvalConfig", "evaluate_run", "run_bench"]
+__all__ = ["evaluate_run", "run_bench"]
 
 
 def evaluate_run(run_dir: str | Path, data_cfg=None, cfg: EvalConfig | None = None) -> dict[str, Any]:

@@ -18,8 +18,8 @@ from typing import Any
 
 from reldistill.artifacts import MANIFEST, write_json, write_text
 from reldistill.config import DataConfig
-from reldistill.eval.config import BenchConfig
 from reldistill.progress import console
+from reldistill.recipe.eval import BenchConfig
 
 log = logging.getLogger(__name__)
 

@@ -82,7 +82,7 @@ def _teacher_for_bench(teacher_dir: Path | None, base: str):
     """A Teacher in fp32: the run's trained teacher, else an untrained one on ``base`` (same compute)."""
     import torch
 
-    from reldistill.teacher.config import TeacherConfig
+    from reldistill.recipe.teacher import TeacherConfig
     from reldistill.teacher.teacher import Teacher, build_cross_encoder
 
     if teacher_dir is not None:

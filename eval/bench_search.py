@@ -110,7 +110,7 @@ def search_latency(built: dict[str, Any], model, queries: list[str], reranker=No
                    rerank_k: int = 20, baseline=None) -> dict[str, Any]:
     """Per-query latency (p50/p99 of total and of each stage) for bm25, dense (flat and HNSW), hybrid, rerank;
     with ``baseline`` (the torch student) also ``hybrid-torch``: the same hybrid search on today's path."""
-    from reldistill.retrieval.config import SearchConfig
+    from reldistill.recipe.retrieval import SearchConfig
     from reldistill.retrieval.pipeline import SearchPipeline
 
     out: dict[str, Any] = {}

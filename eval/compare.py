@@ -31,13 +31,13 @@ from reldistill.artifacts import MANIFEST, RunDir, read_json
 from reldistill.config import DataConfig
 from reldistill.errors import UserError
 from reldistill.eval.choose import Candidate, choose
-from reldistill.eval.config import EvalConfig
 from reldistill.eval.metrics import MetricSpec, evaluate, metric_specs, to_qrels, to_run
 from reldistill.eval.retrievers import catalog_vectors, dense_pair_scores
 from reldistill.eval.significance import compare_to_baselines
 from reldistill.eval.teacher_scores import TeacherScoreCache, cached_reranker
+from reldistill.recipe.eval import EvalConfig
+from reldistill.recipe.retrieval import IndexConfig, SearchConfig
 from reldistill.retrieval.catalog import normalise_query
-from reldistill.retrieval.config import IndexConfig, SearchConfig
 from reldistill.retrieval.serving import Serving
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Config dataclasses and YAML loading with clear errors for unknown or mistyped keys."""
+"""The ``data:`` recipe section and the checks every section uses: typed construction from a mapping, number ranges."""
 
 from __future__ import annotations
 
@@ -7,10 +7,7 @@ import difflib
 import math
 import types
 import typing
-from pathlib import Path
 from typing import Any, TypeVar
-
-import yaml
 
 from reldistill.errors import UserError
 from reldistill.labels import DEFAULT_GAINS, DEFAULT_SOFT_LABELS
@@ -18,8 +15,6 @@ from reldistill.labels import DEFAULT_GAINS, DEFAULT_SOFT_LABELS
 T = TypeVar("T")
 
 DEFAULT_DATA_DIR = "../shared/data/esci-sample"
-# The top-level sections a recipe may hold (each is read by some command); anything else is a typo.
-RECIPE_SECTIONS = ("data", "teacher", "train", "score", "student", "distill", "eval", "bench", "index", "search", "serve", "demo")
 
 
 def require_int(value: Any, where: str, minimum: int = 1) -> int:
@@ -49,7 +44,7 @@ def require_float(value: Any, where: str, low: float | None = None, high: float 
 class DataConfig:
     """Where the judged pairs come from and how product text and splits are built."""
 
-    path: str = DEFAULT_DATA_DIR  # ESCI directory, or a CSV/JSONL/parquet table
+    path: str = dataclasses.field(default=DEFAULT_DATA_DIR, metadata={"help": "ESCI directory, or a CSV/JSONL/parquet table."})
     products_path: str | None = None  # products table for a generic table with product_id only
     locale: str | None = "us"  # ESCI product_locale filter; None keeps every locale
     small_version: bool = False  # keep only rows of the ESCI "small" (Task 1) version
@@ -73,31 +68,6 @@ class DataConfig:
             require_float(v, f"data.soft_labels.{label}", 0.0, 1.0)  # a BCE target: a probability
         for label, v in self.gains.items():
             require_float(v, f"data.gains.{label}", 0.0)
-
-
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping; a missing or malformed file is a UserError."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"config file {p} does not exist — pass an existing YAML file (see configs/).")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise UserError(f"config file {p} is not valid YAML ({type(e).__name__}) — fix its syntax.") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise UserError(f"config file {p} must hold a mapping of sections, not a {type(data).__name__}.")
-    for name, section in data.items():
-        if name not in RECIPE_SECTIONS:
-            close = difflib.get_close_matches(str(name), RECIPE_SECTIONS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UserError(f"config file {p} has unknown section {name!r}{hint}; known sections: {', '.join(RECIPE_SECTIONS)}.")
-        if section is None:
-            raise UserError(f"config file {p}: section {name!r} is empty — give it settings, or remove it to use the defaults.")
-        if not isinstance(section, dict):
-            raise UserError(f"config file {p}: section {name!r} must be a mapping of settings, not {section!r}.")
-    return data
 
 
 def _check_type(value: Any, tp: Any, where: str) -> Any:
@@ -141,9 +111,11 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str) -> T:
         raise UserError(f"{where} must be a mapping of settings, not {data!r}.")
     data = dict(data or {})
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(map(str, set(data) - set(fields)))
     if unknown:
-        raise UserError(f"{where} has unknown key(s) {', '.join(unknown)}; known keys: {', '.join(fields)}.")
+        close = difflib.get_close_matches(unknown[0], list(fields), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UserError(f"{where} has unknown key(s) {', '.join(unknown)}{hint}; known keys: {', '.join(fields)}.")
     hints = typing.get_type_hints(cls)
     kwargs = {k: _check_type(v, hints[k], f"{where}.{k}") for k, v in data.items()}
     return cls(**kwargs)  # type: ignore[call-arg]

@@ -17,9 +17,6 @@ _EXPORTS = {
     "SearchResponse": "reldistill.retrieval.pipeline",
     "SearchHit": "reldistill.retrieval.pipeline",
     "Catalog": "reldistill.retrieval.catalog",
-    "IndexConfig": "reldistill.retrieval.config",
-    "SearchConfig": "reldistill.retrieval.config",
-    "ServeConfig": "reldistill.retrieval.config",
     "create_app": "reldistill.retrieval.service",
 }
 __all__ = sorted(_EXPORTS)

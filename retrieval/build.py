@@ -19,8 +19,8 @@ from reldistill.config import DataConfig, to_dict
 from reldistill.errors import UserError
 from reldistill.models import resolve_model
 from reldistill.progress import progress_bar
+from reldistill.recipe.retrieval import IndexConfig
 from reldistill.retrieval.catalog import Catalog
-from reldistill.retrieval.config import IndexConfig
 from reldistill.retrieval.dense import DenseIndex
 from reldistill.retrieval.lexical import BM25Index
 from reldistill.student.catalog_vectors import catalog_digest, encode_precision, load_vectors

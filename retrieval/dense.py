@@ -16,7 +16,7 @@ import pandas as pd
 
 from reldistill.artifacts import atomic_path, file_fingerprint, read_json, write_json, write_parquet
 from reldistill.errors import UserError
-from reldistill.retrieval.config import INDEX_KINDS, IndexConfig
+from reldistill.recipe.retrieval import INDEX_KINDS, IndexConfig
 
 FAISS_FILE = "dense.faiss"
 IDS_FILE = "dense_ids.parquet"

@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 
 from reldistill.errors import UserError
+from reldistill.recipe.retrieval import MODES, IndexConfig, SearchConfig
 from reldistill.rerank import Reranker
 from reldistill.retrieval.build import default_student, index_dir_of, read_index_manifest, student_identity
 from reldistill.retrieval.catalog import Catalog
-from reldistill.retrieval.config import MODES, IndexConfig, SearchConfig
 from reldistill.retrieval.dense import DenseIndex
 from reldistill.retrieval.fusion import rrf_fuse
 from reldistill.retrieval.lexical import BM25Index

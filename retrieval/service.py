@@ -31,8 +31,8 @@ from pydantic import BaseModel, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reldistill.errors import UserError
+from reldistill.recipe.retrieval import ServeConfig
 from reldistill.rerank import RerankTimeout, Reranker, deadline
-from reldistill.retrieval.config import ServeConfig
 from reldistill.retrieval.pipeline import SearchPipeline
 
 log = logging.getLogger(__name__)

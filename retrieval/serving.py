@@ -13,7 +13,7 @@ from typing import Any
 
 from reldistill.artifacts import read_json, write_json
 from reldistill.errors import UserError
-from reldistill.retrieval.config import MODES, SearchConfig
+from reldistill.recipe.retrieval import MODES, SearchConfig
 
 SERVING_FILE = "serving.json"
 

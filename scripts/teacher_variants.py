@@ -65,6 +65,7 @@ def recipe_for(base: dict, name: str, extra: dict | None = None) -> dict:
 
 
 def run_variant(name: str, base: dict, out_root: Path, extra: dict | None = None, tag: str = "") -> dict:
+    from reldistill.recipe import load_recipe
     from reldistill.teacher.train import train_teacher
 
     key = name + (f"@{tag}".replace("/", "_") if tag else "")
@@ -73,7 +74,7 @@ def run_variant(name: str, base: dict, out_root: Path, extra: dict | None = None
     recipe = recipe_for(base, name, extra)
     rpath = vdir / "recipe.yaml"
     rpath.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
-    tdir = train_teacher(rpath, vdir / "teacher", resume=False, progress=False)
+    tdir = train_teacher(load_recipe(rpath), vdir / "teacher", resume=False, progress=False)
     return row_for_artifact(tdir, key, out_root, f"python scripts/teacher_variants.py --variants {name}" + (f" --set {tag}" if tag else ""))
 
 
@@ -88,8 +89,8 @@ def cached_test_eval(tdir: Path, recipe: dict, rpath: Path) -> dict:
 
     from reldistill.gguf_cache import cache_root
     from reldistill.precision import reset_accelerate_state
+    from reldistill.recipe import load_recipe
     from reldistill.teacher.backbone import resolve_dtype
-    from reldistill.teacher.config import load_recipe
     from reldistill.teacher.inputs import PairEncoder
     from reldistill.teacher.metrics import label_distributions
     from reldistill.teacher.model import num_layers
@@ -158,8 +159,8 @@ def zeroshot_row(model: str, base: dict, out_root: Path) -> dict:
     import torch
 
     from reldistill.config import DataConfig, from_dict
+    from reldistill.recipe.teacher import TeacherConfig
     from reldistill.teacher.backbone import resolve_dtype
-    from reldistill.teacher.config import TeacherConfig
     from reldistill.teacher.metrics import evaluate_scores
     from reldistill.teacher.pairs import cap_queries, split_pairs
     from reldistill.teacher.teacher import Teacher, build_cross_encoder

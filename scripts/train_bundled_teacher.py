@@ -24,14 +24,14 @@ def main() -> None:
     a = ap.parse_args()
     os.chdir(REPO)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from reldistill.recipe import load_recipe
     from reldistill.teacher.bundle import bundle_dir, make_bundle
-    from reldistill.teacher.config import load_recipe
     from reldistill.teacher.train import train_teacher
 
     recipe = load_recipe(a.config)
     if not recipe.train.bundled:
         sys.exit(f"{a.config} has no train.bundled folder to write")
-    out = train_teacher(a.config, a.output, resume=False, max_minutes=a.minutes)
+    out = train_teacher(recipe, a.output, resume=False, max_minutes=a.minutes)
     dest = make_bundle(Path(out), bundle_dir(recipe.train.bundled), " ".join(["python", *sys.argv]), recipe.data.path)
     print(f"bundled teacher written to {dest}")
 

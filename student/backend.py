@@ -31,13 +31,12 @@ import torch
 
 from reldistill.artifacts import atomic_path
 from reldistill.errors import UserError
+from reldistill.recipe.student import StudentConfig, check_backend, check_int8
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "torch", "onnx", "openvino")
 BACKEND_ENV = "RELDISTILL_STUDENT_BACKEND"
 INT8_ENV = "RELDISTILL_STUDENT_INT8"  # auto (int8 where its dev gate passed) | off
-INT8_SETTINGS = ("auto", "off")
 INT8_MAX_DROP = 0.005  # dev nDCG@10 an int8 export may lose against fp32 and still be used
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model-int8.onnx"
@@ -47,33 +46,14 @@ INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _default = {"backend": "auto", "int8": "off"}
 
 
-def set_default_backend(setting: str | None, int8: str | None = None) -> None:
+def configure_backend(cfg: StudentConfig) -> None:
     """The recipe's ``student.backend`` / ``student.int8`` for this process (the environment still wins)."""
-    _default["backend"] = check_backend(setting or "auto", "student.backend")
-    _default["int8"] = check_int8(int8 or "off", "student.int8")
-
-
-def configure_from_recipe(sections: dict[str, Any] | None) -> None:
-    """Apply a recipe's ``student:`` section (``backend``, ``int8``) to this process."""
-    student = (sections or {}).get("student") or {}
-    if not isinstance(student, dict):
-        raise UserError("the recipe's student: section must be a mapping (e.g. student: {backend: auto}).")
-    unknown = set(student) - {"backend", "int8"}
-    if unknown:
-        raise UserError(f"the recipe's student: section has unknown key {sorted(unknown)[0]!r}; known: backend, int8.")
-    set_default_backend(student.get("backend"), student.get("int8"))
-
-
-def check_int8(setting: str | bool, where: str = INT8_ENV) -> str:
-    s = {True: "auto", False: "off"}.get(setting, setting) if isinstance(setting, bool) else str(setting).strip().lower()
-    if s not in INT8_SETTINGS:
-        raise UserError(f"{where} must be auto (int8 where its dev nDCG@10 gate passed) or off — got {setting!r}.")
-    return s
+    _default.update(backend=cfg.backend, int8=cfg.int8)
 
 
 def int8_setting() -> str:
     env = os.environ.get(INT8_ENV)
-    return check_int8(env) if env else _default["int8"]
+    return check_int8(env, INT8_ENV) if env else _default["int8"]
 
 
 def int8_verdict(model_dir: Path, digest: str) -> dict[str, Any] | None:
@@ -90,19 +70,12 @@ def record_int8_verdict(model_dir: Path, digest: str, fp32_ndcg: float, int8_ndc
     return verdict
 
 
-def check_backend(setting: str, where: str = BACKEND_ENV) -> str:
-    s = str(setting).strip().lower()
-    if s not in BACKENDS:
-        raise UserError(f"{where} must be one of {', '.join(BACKENDS)} — got {setting!r}.")
-    return s
-
-
 def backend_setting(setting: str | None = None) -> str:
     """``setting``, else $RELDISTILL_STUDENT_BACKEND, else the recipe's default, else auto."""
     if setting:
         return check_backend(setting, "backend")
     env = os.environ.get(BACKEND_ENV)
-    return check_backend(env) if env else _default["backend"]
+    return check_backend(env, BACKEND_ENV) if env else _default["backend"]
 
 
 def runtime_installed(backend: str) -> bool:

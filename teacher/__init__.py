@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Teacher", "TeacherConfig"]
+__all__ = ["Teacher"]
 
 
 def __getattr__(name: str) -> Any:
@@ -18,8 +18,4 @@ def __getattr__(name: str) -> Any:
         from reldistill.teacher.teacher import Teacher
 
         return Teacher
-    if name == "TeacherConfig":
-        from reldistill.teacher.config import TeacherConfig
-
-        return TeacherConfig
     raise AttributeError(name)

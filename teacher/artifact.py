@@ -23,7 +23,7 @@ import torch
 from reldistill.artifacts import atomic_path, read_manifest, write_manifest
 from reldistill.config import from_dict
 from reldistill.errors import UserError
-from reldistill.teacher.config import TeacherConfig
+from reldistill.recipe.teacher import TeacherConfig
 
 KIND = "teacher"
 ADAPTER_DIR = "adapter"

@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from reldistill.config import DataConfig, require_int
+from reldistill.recipe import load_recipe, option_help, override
+from reldistill.recipe.teacher import ScoreConfig, TrainConfig, normalise_dtype
+
 teacher_app = typer.Typer(help="LoRA LLM cross-encoder teacher: train, score pairs, evaluate, plan.", no_args_is_help=True)
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Recipe YAML (teacher/train/score/data sections).")]
+ScoreConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Recipe YAML (its score: and data: sections).")]
 TeacherOpt = Annotated[Path, typer.Option("--teacher", "-t", help="Teacher artifact directory (from `teacher train`).")]
-DataOpt = Annotated[Optional[Path], typer.Option("--data", help="ESCI directory (or table) for product text / judged pairs.")]
+DataOpt = Annotated[Optional[Path], typer.Option("--data", help=option_help(DataConfig, "path"))]
+DtypeOpt = Annotated[Optional[str], typer.Option(help=option_help(ScoreConfig, "dtype"))]
+BatchOpt = Annotated[Optional[int], typer.Option(help=option_help(ScoreConfig, "batch_size"))]
 
 
 def _print(obj) -> None:
     typer.echo(json.dumps(obj, indent=2, default=str))
+
+
+def _score_settings(score: ScoreConfig, **options) -> ScoreConfig:
+    """The recipe's ``score:`` section with the CLI options given (each checked under its flag name first)."""
+    for name, value in options.items():
+        if value is not None:
+            flag = "--" + name.replace("_", "-")
+            options[name] = normalise_dtype(value, flag) if name == "dtype" else require_int(value, flag)
+    return override(score, **options)
 
 
 @teacher_app.command("train")
@@ -24,16 +41,17 @@ def train_cmd(
     config: ConfigOpt,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Teacher directory (default runs/<recipe>/teacher).")] = None,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from the last checkpoint in OUTPUT/checkpoints.")] = True,
-    max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many optimizer steps (0: write the untrained model).")] = None,
-    max_minutes: Annotated[Optional[float], typer.Option(help="Wall-clock budget; stops after a checkpoint.")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help=option_help(TrainConfig, "max_steps"))] = None,
+    max_minutes: Annotated[Optional[float], typer.Option(help=option_help(TrainConfig, "max_minutes"))] = None,
     data: DataOpt = None,
 ) -> None:
     """Train the teacher (BCEWithLogits on soft labels). Works under `accelerate launch -m reldistill.workflow.cli`."""
     from reldistill.teacher.train import train_teacher
 
+    recipe = load_recipe(config)
+    recipe = dataclasses.replace(recipe, data=override(recipe.data, path=str(data) if data else None))
     out = output or Path("runs") / config.stem / "teacher"
-    path = train_teacher(config, out, resume=resume, max_steps=max_steps, max_minutes=max_minutes,
-                         data_path=str(data) if data else None)
+    path = train_teacher(recipe, out, resume=resume, max_steps=max_steps, max_minutes=max_minutes)
     from accelerate import PartialState
 
     if PartialState().is_main_process:  # already initialised by train_teacher
@@ -47,23 +65,24 @@ def score_cmd(
     teacher: TeacherOpt,
     pairs: Annotated[Path, typer.Option("--pairs", "-p", help="Parquet with query, product_id (and optionally text).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output parquet (input columns + teacher_score + teacher_logit).")],
-    dtype: Annotated[str, typer.Option(help="fp32 | bf16 | auto (bf16 where the hardware has it).")] = "auto",
-    batch_size: Annotated[int, typer.Option(help="Pairs per forward pass.")] = 32,
-    shard_size: Annotated[int, typer.Option(help="Rows per resumable shard.")] = 512,
+    dtype: DtypeOpt = None,
+    batch_size: BatchOpt = None,
+    shard_size: Annotated[Optional[int], typer.Option(help=option_help(ScoreConfig, "shard_size"))] = None,
     limit: Annotated[Optional[int], typer.Option(help="Score only the first N rows.")] = None,
     compare_dtypes: Annotated[bool, typer.Option("--compare-dtypes", help="Also time fp32 vs bf16 on the same pairs and print pairs/s.")] = False,
     data: DataOpt = None,
+    config: ScoreConfigOpt = None,
 ) -> None:
     """Score (query, product) pairs with the teacher: sharded, resumable, multi-process under accelerate."""
-    from reldistill.config import DataConfig
     from reldistill.errors import UserError
     from reldistill.teacher.score import read_pairs, score_file_stats
 
-    if batch_size < 1:
-        raise UserError(f"--batch-size must be >= 1, got {batch_size}.")
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be >= 1, got {limit}.")
-    data_cfg = DataConfig(path=str(data)) if data else None
+    recipe = load_recipe(config)
+    score = _score_settings(recipe.score, dtype=dtype, batch_size=batch_size, shard_size=shard_size)
+    dtype, batch_size, shard_size = score.dtype, score.batch_size, score.shard_size
+    data_cfg = override(recipe.data, path=str(data) if data else None) if data or config else None
     if compare_dtypes:
         from reldistill.teacher.artifact import open_artifact
         from reldistill.teacher.bench import compare_dtypes as bench
@@ -77,9 +96,8 @@ def score_cmd(
                        + (f"  (max |Δscore| vs fp32 {r['max_abs_diff']:.4f}, Spearman {r['spearman_vs_first']:.4f})" if "max_abs_diff" in r else ""))
         typer.echo("BENCH " + json.dumps(rows))
         from reldistill.teacher.backbone import resolve_dtype
-        from reldistill.teacher.config import normalise_dtype
 
-        chosen = str(resolve_dtype(normalise_dtype(dtype, "--dtype"))).removeprefix("torch.")
+        chosen = str(resolve_dtype(dtype)).removeprefix("torch.")
         if chosen in logits:  # the timed run of the chosen dtype already scored every pair: write it
             import numpy as np
 
@@ -102,15 +120,15 @@ def eval_cmd(
     teacher: TeacherOpt,
     data: DataOpt = None,
     split: Annotated[str, typer.Option(help="train | dev | test (dev is carved from train as in training).")] = "test",
-    dtype: Annotated[str, typer.Option(help="fp32 | bf16 | auto.")] = "auto",
-    batch_size: Annotated[int, typer.Option(help="Pairs per forward pass.")] = 32,
+    dtype: DtypeOpt = None,
+    batch_size: BatchOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """MSE of sigmoid(logit) vs soft label, graded nDCG of each query's judged candidates, per-label score distributions."""
-    from reldistill.config import require_int
     from reldistill.teacher.evaluate import evaluate_teacher
 
-    require_int(batch_size, "--batch-size")
+    score = _score_settings(ScoreConfig(), dtype=dtype, batch_size=batch_size)
+    dtype, batch_size = score.dtype, score.batch_size
     res = evaluate_teacher(teacher, split=split, data_path=str(data) if data else None, dtype=dtype, batch_size=batch_size)
     if as_json:
         _print(res)
@@ -134,7 +152,7 @@ def plan_cmd(config: ConfigOpt, as_json: Annotated[bool, typer.Option("--json", 
     """Backbone, LoRA/head/total parameters and estimated training GPU memory — offline, no weights."""
     from reldistill.teacher.plan import plan_teacher
 
-    p = plan_teacher(config)
+    p = plan_teacher(load_recipe(config))  # bad recipes fail before the heavy imports
     if as_json:
         _print(p)
         return

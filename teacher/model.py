@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from reldistill.errors import UserError
-from reldistill.teacher.config import TeacherConfig
+from reldistill.recipe.teacher import TeacherConfig
 
 log = logging.getLogger(__name__)
 

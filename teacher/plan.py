@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from reldistill.errors import UserError
-from reldistill.teacher.config import Recipe, load_recipe
+from reldistill.recipe import Recipe
 
 GIB = 1024**3
 CUDA_RESERVE_GIB = 1.5
@@ -53,9 +53,8 @@ def load_architecture(recipe: Recipe):
                         "set teacher.model_config to its config.json.") from None
 
 
-def plan_teacher(config_path: str | Path) -> dict[str, Any]:
+def plan_teacher(recipe: Recipe) -> dict[str, Any]:
     """Parameter counts (backbone, LoRA, head, total) and estimated training memory for a recipe."""
-    recipe = load_recipe(config_path)  # bad recipes fail before the heavy imports
     tc, tr = recipe.teacher, recipe.train
     if tc.model_config and not Path(tc.model_config).is_file():
         raise UserError(f"teacher.model_config {tc.model_config} does not exist — point it at an architecture config.json (see configs/llama-3.2-1b/).")
@@ -98,7 +97,7 @@ def plan_teacher(config_path: str | Path) -> dict[str, Any]:
         "fits": {gpu: total_gib <= cap for gpu, cap in GPUS.items()},
     }
     return {
-        "config": str(config_path),
+        "config": str(recipe.path) if recipe.path else None,
         "backbone": {"model": tc.model, "architecture": type(arch).__name__.removesuffix("Config"),
                      "hidden_size": h, "layers": layers, "vocab_size": getattr(arch, "vocab_size", None),
                      "parameters": base_params},

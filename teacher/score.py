@@ -127,8 +127,8 @@ def score_file_stats(teacher_dir, pairs_path, out_path, data_cfg=None, batch_siz
     """``score_file`` returning {'out', 'pairs', 'scored_now', 'seconds', 'pairs_per_s', 'shards', 'dtype'}."""
     from accelerate import PartialState
 
+    from reldistill.recipe.teacher import normalise_dtype
     from reldistill.teacher.artifact import open_artifact
-    from reldistill.teacher.config import normalise_dtype
 
     teacher_dir, pairs_path, out = Path(teacher_dir), Path(pairs_path), Path(out_path)
     dtype = normalise_dtype(dtype, "--dtype")

@@ -14,9 +14,9 @@ import torch
 
 from reldistill.config import require_int
 from reldistill.errors import UserError
+from reldistill.recipe.teacher import TeacherConfig, normalise_dtype
 from reldistill.teacher.artifact import ADAPTER_DIR, HEAD_FILE, TOKENIZER_DIR, load_head_state, open_artifact
 from reldistill.teacher.backbone import load_backbone, load_tokenizer, resolve_base, resolve_dtype
-from reldistill.teacher.config import TeacherConfig, normalise_dtype
 from reldistill.teacher.inputs import PairEncoder, length_buckets
 from reldistill.teacher.model import CrossEncoder, answer_token_ids, build_head, lora_config, num_layers
 from reldistill.teacher.score_memo import MEMO, ScoreMemo, pair_key

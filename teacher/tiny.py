@@ -54,7 +54,7 @@ def build_tiny_base(out_dir: str | Path, seed: int = 0, hidden_size: int = 32, l
 
 
 def tiny_teacher_config(**overrides):
-    from reldistill.teacher.config import TeacherConfig
+    from reldistill.recipe.teacher import TeacherConfig
 
     base = dict(model="tiny", head="mlp", head_hidden=16, head_dropout=0.0, lora_r=4, lora_alpha=8,
                 lora_dropout=0.0, max_length=64)

@@ -27,8 +27,8 @@ import torch
 
 from reldistill.artifacts import atomic_path, check_replaceable, data_fingerprint, write_json, write_manifest
 from reldistill.errors import UserError
+from reldistill.recipe import Recipe, override
 from reldistill.teacher.artifact import KIND, save_trainables
-from reldistill.teacher.config import Recipe, load_recipe
 
 log = logging.getLogger(__name__)
 
@@ -156,10 +156,10 @@ class _Evaluator:
         return evaluate_scores(self.df, self.last_probs)
 
 
-def train_teacher(config_path: str | os.PathLike, output_dir: str | os.PathLike, resume: bool = True,
-                  max_steps: int | None = None, max_minutes: float | None = None, progress: bool = True,
-                  data_path: str | None = None) -> Path:
-    """Train the teacher of a recipe into ``output_dir`` (in-process or under ``accelerate launch``).
+def train_teacher(recipe: Recipe, output_dir: str | os.PathLike, resume: bool = True,
+                  max_steps: int | None = None, max_minutes: float | None = None, progress: bool = True) -> Path:
+    """Train the teacher of ``recipe`` (its data/teacher/train sections) into ``output_dir`` (in-process or
+    under ``accelerate launch``).
 
     ``max_steps`` / ``max_minutes`` override the recipe's budget: training stops after a checkpoint
     once either is reached and still writes a complete artifact (``max_steps=0`` writes the
@@ -177,18 +177,12 @@ def train_teacher(config_path: str | os.PathLike, output_dir: str | os.PathLike,
     from reldistill.teacher.teacher import build_cross_encoder
 
     t_start = time.monotonic()
-    recipe = load_recipe(config_path)
-    if data_path is not None:
-        recipe.data.path = str(data_path)
+    if max_steps is not None and max_steps < 0:
+        raise UserError(f"--max-steps must be >= 0, got {max_steps}.")
+    if max_minutes is not None and max_minutes <= 0:
+        raise UserError(f"--max-minutes must be positive, got {max_minutes}.")
+    recipe = dataclasses.replace(recipe, train=override(recipe.train, max_steps=max_steps, max_minutes=max_minutes))
     tc, tr = recipe.teacher, recipe.train
-    if max_steps is not None:
-        if max_steps < 0:
-            raise UserError(f"--max-steps must be >= 0, got {max_steps}.")
-        tr.max_steps = max_steps
-    if max_minutes is not None:
-        if max_minutes <= 0:
-            raise UserError(f"--max-minutes must be positive, got {max_minutes}.")
-        tr.max_minutes = max_minutes
     out = Path(output_dir)
     # never train into (and later write over) a folder that is neither a teacher nor a teacher being trained
     if not (out.is_dir() and {p.name for p in out.iterdir()} <= {CKPT_DIR, LOG_FILE, ".artifact.tmp"}):
@@ -437,7 +431,7 @@ def train_teacher(config_path: str | os.PathLike, output_dir: str | os.PathLike,
                 chosen = best["step"]
         final_metrics = next((h["dev"] for h in reversed(history) if h["step"] == chosen), {})
         untrained = next((h["dev"] for h in history if h["step"] == 0), None)
-        _write_artifact(out, raw_model, tokenizer, recipe, resolved, config_path, {
+        _write_artifact(out, raw_model, tokenizer, recipe, resolved, {
             "steps": step, "total_steps": plan.total_steps, "chosen_step": chosen,
             "epochs_done": round(step / plan.steps_per_epoch, 4), "finished": step >= plan.total_steps,
             "processes": world, "precision": "bf16" if use_bf16 else "fp32",
@@ -472,7 +466,7 @@ class _null:
         return False
 
 
-def _write_artifact(out: Path, model, tokenizer, recipe: Recipe, resolved, config_path, fields: dict) -> None:
+def _write_artifact(out: Path, model, tokenizer, recipe: Recipe, resolved, fields: dict) -> None:
     """Replace the artifact files in ``out`` (manifest removed first, written last)."""
     (out / "manifest.json").unlink(missing_ok=True)
     tmp = out / ".artifact.tmp"
@@ -492,4 +486,4 @@ def _write_artifact(out: Path, model, tokenizer, recipe: Recipe, resolved, confi
     write_manifest(out, KIND, base_model=resolved.hub_id or resolved.path, base_source=resolved.source,
                    base_gguf_file=resolved.gguf_file, base_inside=False, teacher=dataclasses.asdict(recipe.teacher),
                    train=dataclasses.asdict(recipe.train), data=dataclasses.asdict(recipe.data),
-                   data_fingerprint=fingerprint, recipe_file=str(config_path), **fields)
+                   data_fingerprint=fingerprint, recipe_file=str(recipe.path) if recipe.path else None, **fields)

@@ -78,9 +78,9 @@ def test_index_build_and_eval_reuse_them_without_encoding(trained, tiny, tmp_pat
 def test_student_precision_setting(monkeypatch):
     import torch
 
-    from reldistill.distill.config import DistillConfig
     from reldistill.errors import UserError
     from reldistill.precision import PRECISION_ENV, cpu_has_bf16, student_dtype
+    from reldistill.recipe.distill import DistillConfig
 
     monkeypatch.setenv(PRECISION_ENV, "float32")
     assert student_dtype() == torch.float32 and student_dtype("auto") == torch.float32

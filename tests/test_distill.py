@@ -11,8 +11,8 @@ import pytest
 
 from reldistill.config import DataConfig
 from reldistill.data import EXAMPLES_FILE, PRODUCTS_FILE, load_esci
-from reldistill.distill.config import DistillConfig
 from reldistill.distill.mine import mine_candidates, with_dev_split
+from reldistill.recipe.distill import DistillConfig
 
 COLOURS = ["red", "blue", "green", "black", "white", "pink", "grey", "brown"]
 THINGS = ["shoe", "shirt", "lamp", "mug", "sofa", "phone case", "backpack", "watch", "kettle", "pillow"]

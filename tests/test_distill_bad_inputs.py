@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 
 from conftest import assert_user_error
-from reldistill.distill.config import DistillConfig, load_distill_config
 from reldistill.distill.scores import load_scores, validate_scores
 from reldistill.errors import UserError
+from reldistill.recipe import load_recipe
+from reldistill.recipe.distill import DistillConfig
 
 CATALOG = {"P1", "P2", "P3"}
 
@@ -86,7 +87,7 @@ def test_bad_config(tmp_path, section, needle):
     p = tmp_path / "r.yaml"
     p.write_text(json.dumps({"distill": section}))
     with pytest.raises(UserError) as e:
-        load_distill_config(p)
+        load_recipe(p)
     assert needle in str(e.value)
 
 

@@ -24,7 +24,7 @@ from test_distill import fake_scores, tiny, tiny_cfg  # noqa: F401 - tiny is a f
 @pytest.fixture(scope="module")
 def exported(tiny):
     """A run with stand-in teacher scores of mined candidates (tiny ESCI), exported by `distill export`."""
-    from reldistill.distill.config import DistillConfig
+    from reldistill.recipe.distill import DistillConfig
 
     cands = mine_candidates(tiny["data"], tiny_cfg(tiny), dev_fraction=0.2, seed=3)
     run = tiny["root"] / "interchange-run"

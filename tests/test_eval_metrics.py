@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from reldistill.eval.config import EvalConfig
+from reldistill.errors import UserError
 from reldistill.eval.metrics import evaluate, metric_specs, to_qrels, to_run
 from reldistill.eval.significance import compare_to_baselines, paired_test
-from reldistill.errors import UserError
 from reldistill.labels import DEFAULT_GAINS as G
+from reldistill.recipe.eval import EvalConfig
 
 L2 = math.log2
 

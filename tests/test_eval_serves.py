@@ -12,8 +12,8 @@ import pytest
 from conftest import assert_user_error
 from reldistill.artifacts import write_manifest
 from reldistill.config import DataConfig
-from reldistill.eval.config import EvalConfig
-from reldistill.retrieval.config import SearchConfig
+from reldistill.recipe.eval import EvalConfig
+from reldistill.recipe.retrieval import SearchConfig
 from reldistill.retrieval.pipeline import SearchPipeline
 from reldistill.retrieval.serving import read_serving
 from retrieval_testkit import build_tiny_student, torch_threads
@@ -42,8 +42,8 @@ def small(esci_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def run(small, tmp_path_factory):
     """Tiny random teacher and students; the index is HNSW, built as `reldistill index build` does."""
+    from reldistill.recipe.retrieval import IndexConfig
     from reldistill.retrieval.build import build_index
-    from reldistill.retrieval.config import IndexConfig
     from reldistill.teacher.tiny import build_tiny_teacher
 
     root = tmp_path_factory.mktemp("run-serves")

@@ -68,8 +68,8 @@ def test_check_replaceable_accepts_absent_empty_and_same_kind(tmp_path):
 
 def test_distill_train_output_onto_a_run_is_refused_before_training(tmp_path):
     from reldistill.config import DataConfig
-    from reldistill.distill.config import DistillConfig
     from reldistill.distill.train import train_human_student
+    from reldistill.recipe.distill import DistillConfig
 
     esci = write_tiny_esci(tmp_path / "esci")
     student = build_tiny_student(tmp_path / "base")
@@ -180,6 +180,7 @@ def test_force_deletes_no_stage_up_front(tmp_path, monkeypatch):
 
 def test_teacher_train_into_a_folder_that_is_not_a_teacher_is_refused(tmp_path):
     """`teacher train --no-resume --output DIR` used to delete DIR/checkpoints and write the adapter into DIR."""
+    from reldistill.recipe import load_recipe
     from reldistill.teacher.train import train_teacher
 
     folder = _finished_run(tmp_path / "run")
@@ -189,5 +190,5 @@ def test_teacher_train_into_a_folder_that_is_not_a_teacher_is_refused(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("train:\n  max_steps: 0\n")
     with pytest.raises(UserError, match="refusing to replace"):
-        train_teacher(recipe, folder, resume=False)
+        train_teacher(load_recipe(recipe), folder, resume=False)
     assert _tree(folder) == before

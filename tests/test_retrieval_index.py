@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from reldistill.errors import UserError
-from reldistill.retrieval.config import IndexConfig
+from reldistill.recipe.retrieval import IndexConfig
 from reldistill.retrieval.dense import DENSE_MANIFEST, FAISS_FILE, IDS_FILE, DenseIndex
 from reldistill.retrieval.lexical import BM25Index
 from retrieval_testkit import unit_vectors

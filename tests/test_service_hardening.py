@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from conftest import assert_user_error
-from reldistill.retrieval.config import ServeConfig
+from reldistill.recipe.retrieval import ServeConfig
 from reldistill.retrieval.pipeline import SearchPipeline
 from reldistill.retrieval.service import create_app
 from reldistill.teacher.rerank import TeacherReranker

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from reldistill.errors import UserError
+from reldistill.recipe import load_recipe
 from reldistill.student import backend as rt
 from reldistill.student import encode_documents, encode_queries, load_student
 
@@ -126,12 +127,14 @@ def test_choose_fastest_prefers_lower_latency_and_higher_throughput():
     assert rt.choose_fastest({"torch": t["torch"]}) == "torch"
 
 
-def test_bad_backend_setting_is_one_clear_error(monkeypatch):
+def test_bad_backend_setting_is_one_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv(rt.BACKEND_ENV, "tensorrt")
     with pytest.raises(UserError, match="RELDISTILL_STUDENT_BACKEND must be one of auto, torch, onnx, openvino"):
         rt.backend_setting()
-    with pytest.raises(UserError, match="student: section has unknown key"):
-        rt.configure_from_recipe({"student": {"backnd": "onnx"}})
+    bad = tmp_path / "recipe.yaml"
+    bad.write_text("student:\n  backnd: onnx\n", encoding="utf-8")
+    with pytest.raises(UserError, match="student has unknown key.*backnd"):
+        load_recipe(bad)
 
 
 @pytest.mark.skipif("onnx" not in RUNTIMES, reason="onnxruntime is not installed")

@@ -100,7 +100,7 @@ def run(tmp_path_factory, esci_dir):
 
 
 def test_rerank_endpoint_tokenizes_each_document_once_and_reuses_scores(run, tdir):
-    from reldistill.retrieval.config import ServeConfig
+    from reldistill.recipe.retrieval import ServeConfig
     from reldistill.retrieval.pipeline import SearchPipeline
     from reldistill.retrieval.service import create_app
     from reldistill.teacher.rerank import TeacherReranker

@@ -24,14 +24,15 @@ def test_plan_reports_seed_lora_params_offline(cli):
 def test_plan_memory_responds_to_4bit_and_checkpointing(tmp_path):
     import yaml
 
+    from reldistill.recipe import load_recipe
     from reldistill.teacher.plan import plan_teacher
 
     raw = yaml.safe_load(open("configs/llama-3.2-1b-a100.yaml"))
     raw["teacher"]["model_config"] = str(__import__("pathlib").Path("configs/llama-3.2-1b/config.json").resolve())
-    base = plan_teacher(_dump(tmp_path / "a.yaml", raw))["training_memory_estimate"]
+    base = plan_teacher(load_recipe(_dump(tmp_path / "a.yaml", raw)))["training_memory_estimate"]
     raw["teacher"]["load_in_4bit"] = True
     raw["train"]["gradient_checkpointing"] = True
-    small = plan_teacher(_dump(tmp_path / "b.yaml", raw))["training_memory_estimate"]
+    small = plan_teacher(load_recipe(_dump(tmp_path / "b.yaml", raw)))["training_memory_estimate"]
     assert small["weights_gib"] < base["weights_gib"] / 2
     assert small["activations_gib"] < base["activations_gib"] / 4
 

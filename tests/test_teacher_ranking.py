@@ -69,12 +69,13 @@ def test_lm_head_answer_token_must_be_one_token(tiny):
 
 
 def test_lm_teacher_trains_saves_loads_and_scores_through_every_path(tiny, tmp_path):
+    from reldistill.recipe import load_recipe
     from reldistill.teacher import Teacher
     from reldistill.teacher.rerank import TeacherReranker
     from reldistill.teacher.train import train_teacher
 
     with one_thread():
-        out = train_teacher(_lm_recipe(tiny, tmp_path / "r.yaml", epochs=1), tmp_path / "t", progress=False)
+        out = train_teacher(load_recipe(_lm_recipe(tiny, tmp_path / "r.yaml", epochs=1)), tmp_path / "t", progress=False)
     m = json.loads((out / "manifest.json").read_text())
     assert m["score_head"]["kind"] == "lm" and m["score_head"]["answer_tokens"] == ["Y", "N"]
     assert len(m["score_head"]["answer_token_ids"]) == 2 and m["score_head"]["row"] == "net.0.weight"
@@ -121,13 +122,14 @@ def test_listwise_and_ranknet_losses_by_hand():
 
 
 def test_cached_prefix_training_matches_uncached(tiny, tmp_path):
+    from reldistill.recipe import load_recipe
     from reldistill.teacher.train import train_teacher
 
     kw = dict(epochs=2, train_layers=2, loss="listwise", bce_weight=0.5, group_size=4, batch_size=2, grad_accum=1,
               group_negatives=1, lr=5e-3, head_lr=5e-3, checkpoint_fraction=0.5, cache_dir=str(tmp_path / "cache"))
     with one_thread():
-        a = train_teacher(_lm_recipe(tiny, tmp_path / "a.yaml", cache_prefix=True, **kw), tmp_path / "a", progress=False)
-        b = train_teacher(_lm_recipe(tiny, tmp_path / "b.yaml", cache_prefix=False, **kw), tmp_path / "b", progress=False)
+        a = train_teacher(load_recipe(_lm_recipe(tiny, tmp_path / "a.yaml", cache_prefix=True, **kw)), tmp_path / "a", progress=False)
+        b = train_teacher(load_recipe(_lm_recipe(tiny, tmp_path / "b.yaml", cache_prefix=False, **kw)), tmp_path / "b", progress=False)
     assert list((tmp_path / "cache").glob("*.safetensors")), "the prefix states were cached"
     la = [json.loads(x) for x in (a / "train_log.jsonl").read_text().splitlines()]
     lb = [json.loads(x) for x in (b / "train_log.jsonl").read_text().splitlines()]
@@ -145,8 +147,8 @@ def test_cached_prefix_training_matches_uncached(tiny, tmp_path):
 
 
 def test_dev_eval_covers_whole_queries_and_selects_by_ndcg(tiny, tmp_path):
+    from reldistill.recipe import load_recipe
     from reldistill.teacher.pairs import cap_queries, split_pairs
-    from reldistill.teacher.config import load_recipe
     from reldistill.teacher.train import train_teacher
 
     recipe = _lm_recipe(tiny, tmp_path / "r.yaml", epochs=2, eval_max_queries=2, select_best=True, checkpoint_fraction=0.5)
@@ -157,7 +159,7 @@ def test_dev_eval_covers_whole_queries_and_selects_by_ndcg(tiny, tmp_path):
         assert len(g) == (dev_all["query_id"] == q).sum()
     assert capped.equals(cap_queries(dev_all, 2, seed=0))  # seeded
     with one_thread():
-        out = train_teacher(recipe, tmp_path / "t", progress=False)
+        out = train_teacher(load_recipe(recipe), tmp_path / "t", progress=False)
     m = json.loads((out / "manifest.json").read_text())
     assert m["dev_queries"] == 2 and m["dev_pairs"] == len(capped) and m["select_metric"] == "ndcg@10"
     evals = [h for h in m["history"] if h["dev"]]
@@ -167,12 +169,13 @@ def test_dev_eval_covers_whole_queries_and_selects_by_ndcg(tiny, tmp_path):
 
 
 def test_bundled_teacher_is_installed_only_for_the_same_data(tiny, tmp_path):
+    from reldistill.recipe import load_recipe
     from reldistill.teacher import Teacher
     from reldistill.teacher.bundle import bundle_matches, install_bundle, make_bundle
     from reldistill.teacher.train import train_teacher
 
     with one_thread():
-        out = train_teacher(_lm_recipe(tiny, tmp_path / "r.yaml", epochs=1), tmp_path / "t", progress=False)
+        out = train_teacher(load_recipe(_lm_recipe(tiny, tmp_path / "r.yaml", epochs=1)), tmp_path / "t", progress=False)
     src = make_bundle(out, tmp_path / "bundle", "python scripts/train_bundled_teacher.py", str(tiny["data"]))
     assert not (src / "checkpoints").exists() and (src / "adapter").is_dir()
     info = json.loads((src / "bundle.json").read_text())

@@ -13,6 +13,7 @@ pytestmark = pytest.mark.slow
 
 def test_demo_teacher_trains_and_scores(esci_dir, tmp_path):
     from reldistill.models import resolve_model
+    from reldistill.recipe import load_recipe
     from reldistill.teacher import Teacher
     from reldistill.teacher.rerank import TeacherReranker
     from reldistill.teacher.train import train_teacher
@@ -23,7 +24,7 @@ def test_demo_teacher_trains_and_scores(esci_dir, tmp_path):
                                       "max_minutes": None}}
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
-    out = train_teacher(path, tmp_path / "teacher", max_steps=2, progress=False)
+    out = train_teacher(load_recipe(path), tmp_path / "teacher", max_steps=2, progress=False)
     m = json.loads((out / "manifest.json").read_text())
     assert m["steps"] == 2 and m["base_model"] == resolve_model(raw["teacher"]["model"]).hub_id
     assert m["score_head"]["kind"] == raw["teacher"]["head"] and m["dev_queries"] == 1

@@ -33,15 +33,16 @@ def _weights(d):
 
 
 def test_resume_after_a_checkpoint_equals_uninterrupted_run(tiny, tmp_path):
+    from reldistill.recipe import load_recipe
     from reldistill.teacher.train import train_teacher
 
     with one_thread():
-        full = train_teacher(tiny["recipe"], tmp_path / "full", progress=False)
-        part = train_teacher(tiny["recipe"], tmp_path / "part", max_steps=5, progress=False)
+        full = train_teacher(load_recipe(tiny["recipe"]), tmp_path / "full", progress=False)
+        part = train_teacher(load_recipe(tiny["recipe"]), tmp_path / "part", max_steps=5, progress=False)
         m_part = json.loads((part / "manifest.json").read_text())
         assert m_part["steps"] == 5 and not m_part["finished"]
         assert (part / "checkpoints" / "step-0000005").is_dir()
-        resumed = train_teacher(tiny["recipe"], tmp_path / "part", progress=False)
+        resumed = train_teacher(load_recipe(tiny["recipe"]), tmp_path / "part", progress=False)
     m_full = json.loads((full / "manifest.json").read_text())
     m_res = json.loads((resumed / "manifest.json").read_text())
     assert m_res["steps"] == m_full["steps"] == m_full["total_steps"] == 14 and m_res["finished"]
@@ -152,10 +153,11 @@ def test_train_bad_inputs(cli, tiny, tmp_path):
 
 
 def test_truncated_checkpoint_is_a_user_error(tiny, tmp_path, cli):
+    from reldistill.recipe import load_recipe
     from reldistill.teacher.train import train_teacher
 
     with one_thread():
-        out = train_teacher(tiny["recipe"], tmp_path / "t", max_steps=2, progress=False)
+        out = train_teacher(load_recipe(tiny["recipe"]), tmp_path / "t", max_steps=2, progress=False)
     ck = sorted((out / "checkpoints").glob("step-*"))[-1]
     w = ck / "trainable.safetensors"
     w.write_bytes(w.read_bytes()[:100])
@@ -170,11 +172,12 @@ def test_truncated_checkpoint_is_a_user_error(tiny, tmp_path, cli):
 
 def test_changed_recipe_refuses_to_resume(tiny, tmp_path):
     from reldistill.errors import UserError
+    from reldistill.recipe import load_recipe
     from reldistill.teacher.train import train_teacher
 
     with one_thread():
-        out = train_teacher(tiny["recipe"], tmp_path / "t", max_steps=1, progress=False)
+        out = train_teacher(load_recipe(tiny["recipe"]), tmp_path / "t", max_steps=1, progress=False)
         other = write_recipe(tmp_path / "other.yaml", tiny["base"], tiny["data"], lr=5e-4)
         with pytest.raises(UserError, match="different recipe"):
-            train_teacher(other, out, progress=False)
-        train_teacher(other, out, resume=False, max_steps=1, progress=False)  # --no-resume starts over
+            train_teacher(load_recipe(other), out, progress=False)
+        train_teacher(load_recipe(other), out, resume=False, max_steps=1, progress=False)  # --no-resume starts over

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reldistill.retrieval.config import ServeConfig
+from reldistill.recipe.retrieval import ServeConfig
 from reldistill.retrieval.pipeline import SearchPipeline
 from reldistill.retrieval.service import create_app
 from retrieval_testkit import FakeReranker, live_server, small_run, torch_threads

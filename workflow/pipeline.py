@@ -23,11 +23,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from reldistill.artifacts import (MANIFEST, RunDir, data_fingerprint, file_fingerprint, read_json, read_manifest, write_json,
-                                  write_manifest)
-from reldistill.config import DataConfig, from_dict, load_yaml
+from reldistill.artifacts import MANIFEST, RunDir, data_fingerprint, file_fingerprint, read_json, read_manifest, write_json, write_manifest
 from reldistill.errors import UserError
 from reldistill.progress import console
+from reldistill.recipe import load_recipe, override
 from reldistill.workflow.stages import STATE_FILE, Stage, input_digests, run_stages
 
 DEFAULT_BUDGET_MINUTES = 18.0  # what configs/demo-cpu.yaml is sized for (pipeline work, not set-up)
@@ -48,22 +47,15 @@ class Pipeline:
     def __post_init__(self) -> None:
         if self.budget_minutes is not None and self.budget_minutes < 3:
             raise UserError(f"--budget-minutes must be at least 3, got {self.budget_minutes:g}.")
-        from reldistill.teacher.config import load_recipe
+        from reldistill.student.backend import configure_backend
 
-        self.recipe = load_yaml(self.config)
-        from reldistill.student.backend import configure_from_recipe
-
-        configure_from_recipe(self.recipe)  # student.backend for every encode of the run
-        self.data_cfg = from_dict(DataConfig, self.recipe.get("data"), f"{self.config}:data")
-        if self.data_path:
-            self.data_cfg.path = self.data_path
-        self.teacher_recipe = load_recipe(self.config)  # teacher/train/score sections, validated
+        recipe = load_recipe(self.config)  # every section, validated before any stage runs
+        self.recipe = dataclasses.replace(recipe, data=override(recipe.data, path=self.data_path or None))
+        configure_backend(self.recipe.student)  # student.backend for every encode of the run
+        self.data_cfg = self.recipe.data
         self.run = RunDir(self.run_root, create=True)
-        from reldistill.workflow.sizing import DemoConfig
-
-        self.demo = None
-        if self.recipe.get("demo") is not None:
-            self.demo = from_dict(DemoConfig, self.recipe.get("demo"), f"{self.config}:demo")
+        self.demo = self.recipe.demo
+        if self.demo is not None:
             if self.budget_minutes is not None:
                 self.demo = dataclasses.replace(self.demo, target_minutes=float(self.budget_minutes))
         self.budget_minutes = self.budget_minutes if self.budget_minutes is not None else DEFAULT_BUDGET_MINUTES
@@ -73,7 +65,7 @@ class Pipeline:
     def _sizing_key(self) -> str:
         from reldistill.teacher.int8 import cpu_key
 
-        sections = {k: self.recipe.get(k) for k in ("teacher", "train", "score", "distill", "eval", "search", "student")}
+        sections = {k: dataclasses.asdict(getattr(self.recipe, k)) for k in ("teacher", "train", "score", "distill", "eval", "search", "student")}
         return input_digests({"k": [dataclasses.asdict(self.demo), sections, self.data_inputs, cpu_key()]})["k"]
 
     @functools.cached_property
@@ -92,17 +84,13 @@ class Pipeline:
             console.print(f"[bold]sizing[/] (measured {old['measured_at']}, reused):\n{old['text']}", highlight=False)
             return old
         from reldistill.data import load_esci
-        from reldistill.distill.config import load_distill_config
-        from reldistill.eval.config import EvalConfig, load_section
-        from reldistill.retrieval.config import SearchConfig
 
         console.rule("[bold]sizing the stages from this machine's speed")
         data = load_esci(self.data_cfg)
-        dcfg, _ = load_distill_config(self.config)
-        work = sz.work_of(data, self.data_cfg, dcfg, load_section(self.config, "eval", EvalConfig),
-                          load_section(self.config, "search", SearchConfig),
-                          int8_check=(self.recipe.get("student") or {}).get("int8", "off") == "auto")
-        speeds = sz.measure(self.teacher_recipe, dcfg, data, self.demo)
+        dcfg = self.recipe.distill
+        work = sz.work_of(data, self.data_cfg, dcfg, self.recipe.eval, self.recipe.search,
+                          int8_check=self.recipe.student.int8 == "auto")
+        speeds = sz.measure(self.recipe, dcfg, data, self.demo)
         p = sz.plan(self.demo, speeds, work, spent_s=speeds.detail.get("probe_s", 0.0))
         rec = {"key": key, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **p,
                "speeds": {"teacher_pairs_per_s": round(speeds.teacher_pairs_per_s, 2),
@@ -134,11 +122,11 @@ class Pipeline:
     def _teacher_minutes(self) -> float:
         if self.sizing is not None:
             return float(self.sizing["sizes"]["teacher_minutes"])
-        return float(self.teacher_recipe.train.max_minutes or 0) * self.scale or TEACHER_SHARE * self.budget_minutes
+        return float(self.recipe.train.max_minutes or 0) * self.scale or TEACHER_SHARE * self.budget_minutes
 
     def stage_inputs(self, name: str) -> dict[str, Any]:
         """The inputs of stage ``name`` whose digests decide whether its finished artifact is still valid."""
-        r = self.teacher_recipe
+        r = self.recipe
         if name == "data":
             return self.data_inputs
         if name == "teacher":
@@ -159,14 +147,11 @@ class Pipeline:
         if name == "student-human":
             return {**self.data_inputs, "distill": cfg}
         if name == "index":
-            return {**self.data_inputs, "index": self.recipe.get("index") or {}, "student": self.recipe.get("student") or {},
+            return {**self.data_inputs, "index": dataclasses.asdict(r.index), "student": dataclasses.asdict(r.student),
                     "student manifest": self._manifest_digest("student")}
         if name == "eval":
-            from reldistill.eval.config import EvalConfig, load_section
-
-            return {**self.data_inputs, "eval": dataclasses.asdict(self._eval_cfg()),
-                    "student": self.recipe.get("student") or {},
-                    "search": self.recipe.get("search") or {},  # eval runs the served pipeline under search:
+            return {**self.data_inputs, "eval": dataclasses.asdict(self._eval_cfg()), "student": dataclasses.asdict(r.student),
+                    "search": dataclasses.asdict(r.search),  # eval runs the served pipeline under search:
                     **{f"{s} manifest": self._manifest_digest(s) for s in ("teacher", "student", "student-human", "index")}}
         raise KeyError(name)
 
@@ -184,7 +169,7 @@ class Pipeline:
     def teacher_stage(self, force: bool) -> str:
         from reldistill.teacher.train import train_teacher
 
-        bundled = self.recipe.get("train", {}).get("bundled")
+        bundled = self.recipe.train.bundled
         if bundled and not self.train_teacher:
             from reldistill.teacher.bundle import bundle_dir, bundle_matches, install_bundle
 
@@ -196,14 +181,12 @@ class Pipeline:
                               f"at commit {str(info.get('commit'))[:10]}, not on this machine); `--train-teacher` trains one here", highlight=False)
                 return "bundled teacher (not trained here); " + _teacher_summary(read_manifest(self.run.teacher))
             console.print(f"teacher: {why} — training one here", highlight=False)
-        train_teacher(self.config, self.run.teacher, resume=not force, max_minutes=self._teacher_minutes(), data_path=self.data_path)
+        train_teacher(self.recipe, self.run.teacher, resume=not force, max_minutes=self._teacher_minutes())
         m = read_manifest(self.run.teacher)
         return _teacher_summary(m)
 
     def _distill_cfg(self):
-        from reldistill.distill.config import load_distill_config
-
-        cfg, _ = load_distill_config(self.config)
+        cfg = self.recipe.distill
         if self.sizing is not None:
             z = self.sizing["sizes"]
             return dataclasses.replace(cfg, max_unlabeled_queries=z["unlabeled_queries"], max_steps=z["student_steps"])
@@ -212,9 +195,7 @@ class Pipeline:
         return cfg
 
     def _eval_cfg(self):
-        from reldistill.eval.config import EvalConfig, load_section
-
-        cfg = load_section(self.config, "eval", EvalConfig)
+        cfg = self.recipe.eval
         if self.sizing is not None:
             cfg = dataclasses.replace(cfg, dev_rerank_queries=self.sizing["sizes"]["dev_rerank_queries"])
         return cfg
@@ -235,11 +216,9 @@ class Pipeline:
 
         from reldistill.distill.label import label_candidates
 
-        score = self.teacher_recipe.score  # validated: batch_size and shard_size >= 1
         out = label_candidates(self.run.scores / "candidates.parquet", self.run.teacher, self.run.scores / "scores.parquet",
-                               self.data_cfg, batch_size=score.batch_size, dtype=score.dtype, shard_size=score.shard_size)
+                               self.data_cfg, self.recipe.score)
         from reldistill.teacher.int8 import int8_mode, read_verdict
-
         df = pd.read_parquet(out, columns=["teacher_score"])
         cands = self.run.scores / "candidates.parquet"
         int8 = read_verdict(self.run.teacher) if int8_mode() == "auto" else None  # measured when the teacher loaded
@@ -262,21 +241,15 @@ class Pipeline:
     def index_stage(self) -> str:
         from reldistill.retrieval.build import build_index
 
-        from reldistill.eval.config import load_section
-        from reldistill.retrieval.config import IndexConfig
-
-        icfg = load_section(self.config, "index", IndexConfig)  # the recipe's index: section (kind, HNSW/IVF-PQ knobs)
+        icfg = self.recipe.index  # kind, HNSW/IVF-PQ knobs
         idx = build_index(self.run.root, student_path=str(self.run.student), data_cfg=self.data_cfg, kind=icfg.kind, config=icfg)
         m = read_manifest(idx)
         return f"{m.get('count', '?'):,} products, dim {m.get('dim', '?')}, {m.get('index_kind', 'flat')} FAISS + BM25"
 
     def eval_stage(self) -> str:
-        from reldistill.eval.config import load_section
         from reldistill.eval.report import evaluate_run
-        from reldistill.retrieval.config import IndexConfig, SearchConfig
 
-        load = lambda section, cls: load_section(self.config, section, cls)  # noqa: E731
-        report = evaluate_run(self.run, self.data_cfg, self._eval_cfg(), load("search", SearchConfig), load("index", IndexConfig))
+        report = evaluate_run(self.run, self.data_cfg, self._eval_cfg(), self.recipe.search, self.recipe.index)
         sysm = report["systems"]
         served = report.get("served")
         if served and served.get("metrics"):

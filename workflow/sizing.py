@@ -12,39 +12,14 @@ their minimums when they do not — and the teacher's training gets what the res
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from typing import Any
 
 from reldistill.errors import UserError
+from reldistill.recipe.demo import DemoConfig
 
 MINED_KEPT = 0.56  # mined rows that are new pairs (not judged, not near-duplicates): 694 of 1,240 in the sample demo
 POOL_NEW = 0.67  # rerank-pool pairs eval has not scored already (Task 1, the other pools): 940 of 1,400 in the sample demo
-
-
-@dataclasses.dataclass
-class DemoConfig:
-    """The recipe's ``demo:`` section: what the pipeline is sized to."""
-
-    target_minutes: float = 15.5  # pipeline wall time; `make demo` adds ~3.5 min of set-up
-    min_teacher_minutes: float = 1.0
-    max_teacher_minutes: float = 8.0
-    min_student_steps: int = 30
-    max_student_steps: int = 110  # each student (distilled and human-labels-only)
-    min_unlabeled_queries: int = 50  # the cap is distill.max_unlabeled_queries
-    min_dev_rerank_queries: int = 10  # the cap is eval.dev_rerank_queries
-    overhead_s: float = 30.0  # what the parts below leave out (BM25, FAISS, writes, process start): not proportional to work
-    probe_seconds: float = 4.0  # student training steps are timed this long (at least one); the teacher scores one pass
-
-    def __post_init__(self) -> None:
-        if not self.target_minutes > 0 or not math.isfinite(self.target_minutes):
-            raise UserError(f"demo.target_minutes must be a positive number of minutes, got {self.target_minutes!r}.")
-        if not 0 <= self.min_teacher_minutes <= self.max_teacher_minutes:
-            raise UserError("demo.min_teacher_minutes must be between 0 and demo.max_teacher_minutes.")
-        if not 1 <= self.min_student_steps <= self.max_student_steps:
-            raise UserError("demo.min_student_steps must be between 1 and demo.max_student_steps.")
-        if self.min_unlabeled_queries < 0 or self.min_dev_rerank_queries < 0 or self.overhead_s < 0 or self.probe_seconds <= 0:
-            raise UserError("demo: minimums and overhead_s must be >= 0 and probe_seconds > 0.")
 
 
 @dataclasses.dataclass
@@ -130,7 +105,7 @@ def probe_teacher(recipe, queries: list[str], texts: list[str]) -> dict[str, Any
     from scipy.stats import spearmanr
 
     from reldistill.teacher.backbone import resolve_dtype
-    from reldistill.teacher.config import normalise_dtype
+    from reldistill.recipe.teacher import normalise_dtype
     from reldistill.teacher.int8 import INT8_MIN_SPEARMAN, int8_mode, quantize_linear_int8
     from reldistill.teacher.score_memo import ScoreMemo
     from reldistill.teacher.teacher import Teacher, build_cross_encoder

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
-from typing import Any
 
-from reldistill.config import DataConfig, from_dict, load_yaml, require_float, require_int
+from reldistill.config import require_float, require_int
 from reldistill.errors import UserError
 
 LOSSES = ("margin-mse", "kl", "mse")
@@ -16,26 +14,29 @@ LOSSES = ("margin-mse", "kl", "mse")
 class DistillConfig:
     """Candidates (judged + BM25 + dense + unlabeled queries), the loss, and the student's training."""
 
-    student: str = "minilm-l6"  # short name, hub id or local sentence-transformers folder
+    student: str = dataclasses.field(default="minilm-l6", metadata={
+        "help": "Base student: short name, hub id or local sentence-transformers folder."})
     # --- candidate mining (train queries only) ---
     bm25_depth: int = 8  # BM25 top-k catalog products per query
     dense_depth: int = 8  # student top-k catalog products per query
     unlabeled_depth: int = 3  # mined products per query for unlabeled / sparsely judged queries (each retriever)
     min_judged: int = 5  # queries with at least this many judged pairs count as "fully judged"
     max_unlabeled_queries: int | None = 600  # cap on unlabeled queries (seeded sample); None keeps all
-    queries_path: str | None = None  # optional file of extra unlabeled queries (txt one per line, csv/parquet 'query')
+    queries_path: str | None = dataclasses.field(default=None, metadata={
+        "help": "Extra unlabeled queries (.txt one per line, or a csv/parquet table with 'query')."})
     drop_near_duplicates: bool = True  # drop mined products whose text nearly equals a judged positive's
     near_duplicate_threshold: float = 0.98  # cosine similarity (student) above which a mined product is a duplicate
     # --- training ---
-    loss: str = "margin-mse"  # margin-mse | kl | mse
-    mnrl_weight: float = 0.0  # > 0 mixes in-batch-negative MNRL on (query, E product[, hard negative])
+    loss: str = dataclasses.field(default="margin-mse", metadata={"help": "margin-mse | kl | mse."})
+    mnrl_weight: float = dataclasses.field(default=0.0, metadata={
+        "help": "Weight of the in-batch-negative MNRL term on (query, E product[, hard negative]); 0 disables."})
     human_weight: float = 0.5  # target = (1-w)*teacher + w*soft_label for judged pairs (0 = teacher only)
     kl_list_size: int = 8  # candidates per KL list (query, c1..cN)
     kl_temperature: float = 1.0  # teacher/student temperature of the KL loss
     score_scale: float = 1.0  # teacher targets are scaled by this before the loss (margins in cosine units)
     negatives_per_positive: int = 4  # Margin-MSE pairs drawn per query positive
-    epochs: float = 2.0
-    max_steps: int | None = None  # optimizer steps cap (overrides epochs)
+    epochs: float = dataclasses.field(default=2.0, metadata={"help": "Training epochs."})
+    max_steps: int | None = dataclasses.field(default=None, metadata={"help": "Optimizer steps cap (overrides epochs)."})
     batch_size: int = 32
     lr: float = 3e-5
     warmup_ratio: float = 0.1
@@ -100,13 +101,3 @@ class DistillConfig:
         for name in ("mnrl_weight", "weight_decay"):
             require_float(getattr(self, name), f"distill.{name}", 0.0)
         require_int(self.batch_size, "distill.batch_size", 2)
-
-
-def load_distill_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> tuple[DistillConfig, DataConfig]:
-    """(distill, data) sections of a recipe file (defaults when ``path`` is None), with CLI ``overrides``."""
-    raw = load_yaml(path) if path is not None else {}  # sections are checked there (mappings, known names)
-    where = f"{path}" if path is not None else "defaults"
-    distill = dict(raw.get("distill") or {})
-    distill.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return (from_dict(DistillConfig, distill, f"{where}: distill"),
-            from_dict(DataConfig, raw.get("data") or {}, f"{where}: data"))

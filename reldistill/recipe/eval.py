@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
-from typing import Any
 
-from reldistill.config import from_dict, load_yaml
 from reldistill.errors import UserError
 
 STAT_TESTS = ("student", "fisher")
-MOVED = {"eval": {"rrf_k": "search.rrf_k", "rerank_k": "search.rerank_k"}}  # section -> {old key: where it lives now}
 SYSTEMS = ("bm25", "dense-base", "dense-human", "dense-distilled", "hybrid-base", "hybrid-distilled",
            "hybrid+rerank", "teacher")
 
@@ -24,7 +20,7 @@ class EvalConfig:
     MAP) count a product as relevant when its label is one of ``relevant_labels`` (default: Exact only).
     """
 
-    split: str = "test"
+    split: str = dataclasses.field(default="test", metadata={"help": "Split to evaluate (dev is carved from train)."})
     depth: int = 100  # full-catalog results per query (Recall@depth, MAP over this depth)
     ndcg_k: int = 10
     mrr_k: int = 10
@@ -36,8 +32,9 @@ class EvalConfig:
     batch_size: int = 64
     teacher_dtype: str = "auto"  # teacher weights dtype for scoring: auto | float32 | bfloat16
     teacher_batch: int = 32
-    max_queries: int | None = None  # evaluate only the first N queries of the split (smoke runs)
-    systems: list[str] | None = None  # evaluate only these systems (None: every system the run has)
+    max_queries: int | None = dataclasses.field(default=None, metadata={"help": "Only the first N queries of the split (smoke runs)."})
+    systems: list[str] | None = dataclasses.field(default=None, metadata={
+        "help": "Evaluate only these systems, e.g. bm25,dense-base; none: every system the run has."})
     # choosing the served configuration on dev (never on test): search: settings are the served ones
     choose_on: str = "dev"  # dev: choose the served configuration there; none: keep serving.json / search: as they are
     weight_grid: list[float] = dataclasses.field(default_factory=lambda: [0.5, 1.0, 2.0])  # dense weight, bm25 = 1
@@ -79,12 +76,12 @@ class BenchConfig:
 
     teacher: str = "smollm2-135m"  # backbone whose forward is timed (the teacher's compute)
     student: str = "minilm-l6"
-    teacher_pairs: int = 64  # ESCI test pairs scored per dtype
+    teacher_pairs: int = dataclasses.field(default=64, metadata={"help": "ESCI test pairs scored per dtype."})
     teacher_batch: int = 16
-    student_docs: int = 1024  # catalog texts encoded per method
+    student_docs: int = dataclasses.field(default=1024, metadata={"help": "Catalog texts encoded per method."})
     matmul_n: int = 2048
-    search_queries: int = 200
-    index_docs: int | None = None  # catalog products indexed (None = whole catalog)
+    search_queries: int = dataclasses.field(default=200, metadata={"help": "Queries timed per search mode."})
+    index_docs: int | None = dataclasses.field(default=None, metadata={"help": "Catalog products indexed (default: the whole catalog)."})
     repeats: int = 3  # best-of for matmul timing
     gpu_model_config: str = "configs/llama-3.2-1b/config.json"
     gpu_seq_len: int = 128
@@ -97,16 +94,3 @@ class BenchConfig:
                 raise UserError(f"bench.{name} must be at least 1, got {getattr(self, name)}.")
         if self.index_docs is not None and self.index_docs < 10:
             raise UserError(f"bench.index_docs must be at least 10, got {self.index_docs}.")
-
-
-def load_section(path: str | Path | None, section: str, cls):
-    """``cls`` from one section of a recipe YAML (defaults when ``path`` is None or the section is absent)."""
-    if path is None:
-        return cls()
-    data: dict[str, Any] = load_yaml(path).get(section) or {}
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: section {section!r} must be a mapping of settings.")
-    for key, where in MOVED.get(section, {}).items():
-        if key in data:
-            raise UserError(f"{path}: {section}.{key} is gone — eval, search and serve share one setting, {where}; move it there.")
-    return from_dict(cls, data, f"{path}:{section}")

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
-from typing import Any
 
-from reldistill.config import DataConfig, from_dict, load_yaml, require_float, require_int
+from reldistill.config import require_float, require_int
 from reldistill.errors import UserError
 
 DEFAULT_TEMPLATE = "Query: {query}\nProduct: {text}\nRelevant:"
@@ -101,8 +99,9 @@ class TrainConfig:
     eval_batch_size: int = 32
     eval_at_start: bool = True  # score the untrained model first (the baseline in the manifest)
     select_best: bool = True  # the artifact gets the checkpoint with the best dev select_metric
-    max_steps: int | None = None  # optimizer steps cap (overrides epochs when smaller)
-    max_minutes: float | None = None  # wall-clock budget; stops after a checkpoint
+    max_steps: int | None = dataclasses.field(default=None, metadata={
+        "help": "Stop after this many optimizer steps (0: write the untrained model); overrides epochs when smaller."})
+    max_minutes: float | None = dataclasses.field(default=None, metadata={"help": "Wall-clock budget; stops after a checkpoint."})
     seed: int = 0
     log_every: int = 10
     cpu_threads: int | str | None = "auto"  # CPU only: "auto" = cores not busy (shared machines), N, or None (torch default)
@@ -153,42 +152,12 @@ class TrainConfig:
 class ScoreConfig:
     """Inference: batch size, dtype, shard size for resumable output."""
 
-    batch_size: int = 32
-    dtype: str = "auto"
-    shard_size: int = 512
+    batch_size: int = dataclasses.field(default=32, metadata={"help": "Pairs per teacher forward pass."})
+    dtype: str = dataclasses.field(default="auto", metadata={"help": "fp32 | bf16 | auto (bf16 where the hardware has it)."})
+    shard_size: int = dataclasses.field(default=512, metadata={"help": "Rows per resumable shard."})
     merge_lora: bool = True
 
     def __post_init__(self) -> None:
         self.dtype = normalise_dtype(self.dtype, "score.dtype")
         require_int(self.batch_size, "score.batch_size")
         require_int(self.shard_size, "score.shard_size")
-
-
-@dataclasses.dataclass
-class Recipe:
-    """The sections of a recipe file the teacher reads."""
-
-    data: DataConfig
-    teacher: TeacherConfig
-    train: TrainConfig
-    score: ScoreConfig
-    path: Path | None = None
-
-
-def load_recipe(path: str | Path) -> Recipe:
-    """Read ``data``/``teacher``/``train``/``score`` from a YAML recipe; other sections are ignored."""
-    raw: dict[str, Any] = load_yaml(path)
-    p = Path(path)
-    teacher = from_dict(TeacherConfig, raw.get("teacher"), f"{p}: teacher")
-    if teacher.model_config and not Path(teacher.model_config).is_absolute():
-        # relative to the repo root (cwd) first, then to the recipe file
-        cand = Path(teacher.model_config)
-        if not cand.exists() and (p.parent / cand).exists():
-            teacher.model_config = str(p.parent / cand)
-    return Recipe(
-        data=from_dict(DataConfig, raw.get("data"), f"{p}: data"),
-        teacher=teacher,
-        train=from_dict(TrainConfig, raw.get("train"), f"{p}: train"),
-        score=from_dict(ScoreConfig, raw.get("score"), f"{p}: score"),
-        path=p,
-    )

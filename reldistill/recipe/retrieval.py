@@ -1,4 +1,4 @@
-"""Config sections of the retrieval stage: ``index:``, ``search:`` and ``serve:`` (validated on creation)."""
+"""Recipe sections of the retrieval stage: ``index:``, ``search:`` and ``serve:`` (validated on creation)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ MODES = ("bm25", "dense", "hybrid", "rerank")
 class IndexConfig:
     """How the dense index is built (FAISS kind and its knobs) and how products are encoded."""
 
-    kind: str = "flat"  # flat (exact inner product) | hnsw | ivfpq
+    kind: str = dataclasses.field(default="flat", metadata={"help": "flat (exact inner product) | hnsw | ivfpq."})
     hnsw_m: int = 32  # HNSW graph degree
     hnsw_ef_construction: int = 80
     hnsw_ef_search: int = 64
@@ -44,7 +44,7 @@ class SearchConfig:
     depth: int = 100  # candidates taken from each retriever before fusion
     rrf_k: int = 60
     weights: dict[str, float] = dataclasses.field(default_factory=lambda: {"bm25": 1.0, "dense": 1.0})
-    rerank_k: int = 20  # fused candidates the teacher reranks
+    rerank_k: int = dataclasses.field(default=20, metadata={"help": "Fused candidates the teacher reranks."})
     max_k: int = 100  # largest k a caller may ask for
 
     def __post_init__(self) -> None:
@@ -62,9 +62,9 @@ class SearchConfig:
 class ServeConfig:
     """HTTP service limits and exposure (loopback, no CORS and no key by default)."""
 
-    host: str = "127.0.0.1"
-    port: int = 8000
-    api_key: str | None = None  # when set, every API call needs header X-API-Key
+    host: str = dataclasses.field(default="127.0.0.1", metadata={"help": "Interface to bind (127.0.0.1: loopback only)."})
+    port: int = dataclasses.field(default=8000, metadata={"help": "Port."})
+    api_key: str | None = dataclasses.field(default=None, metadata={"help": "Require this X-API-Key header on API calls."})
     max_q_chars: int = 512
     max_k: int = 100
     max_body_bytes: int = 1 << 20
@@ -74,8 +74,10 @@ class ServeConfig:
     max_concurrent_reranks: int = 2  # reranks running at once; more get 503 at once
     rerank_timeout_s: float = 30.0
     cors_origins: list[str] = dataclasses.field(default_factory=list)
-    trusted_hosts: list[str] = dataclasses.field(default_factory=lambda: list(LOOPBACK_HOSTS))  # Host headers accepted ("*": any)
-    allow_remote_without_key: bool = False  # a non-loopback bind without api_key is refused unless this is true
+    trusted_hosts: list[str] = dataclasses.field(default_factory=lambda: list(LOOPBACK_HOSTS), metadata={
+        "help": "Host header to accept (repeatable; \"*\" for any). Default: loopback names, plus the bound address."})
+    allow_remote_without_key: bool = dataclasses.field(default=False, metadata={
+        "help": "Allow a non-loopback host without an API key (anyone who reaches the port can use the service)."})
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
