@@ -59,7 +59,7 @@ def student_dtype(setting: str | None = None) -> torch.dtype:
     """The student's compute dtype: ``setting``, else $RELDISTILL_STUDENT_PRECISION, else auto.
 
     bf16 autocast (fp32 weights) nearly doubles MiniLM encoding on an AVX512-BF16 CPU with
-    embeddings at cosine ≥ 0.9999 to fp32 (`python -m reldistill.eval.bench` measures both).
+    embeddings at cosine ≥ 0.9999 to fp32 (the eval stage's bench module measures both).
     """
     if not setting or setting == "auto":
         setting = os.environ.get(PRECISION_ENV) or "auto"

@@ -42,7 +42,7 @@ def rss_mib(pid: int) -> float:
 def serve(run: str, extra: list[str] | None = None, startup_s: float = 300) -> Iterator[tuple[str, int]]:
     """Run `reldistill serve --run RUN` on 127.0.0.1:<free port>; yields (base URL, server pid)."""
     port = free_port()
-    cmd = [sys.executable, "-m", "reldistill.cli", "serve", "--run", run, "--host", "127.0.0.1", "--port", str(port), *(extra or [])]
+    cmd = [sys.executable, "-m", "reldistill.workflow.cli", "serve", "--run", run, "--host", "127.0.0.1", "--port", str(port), *(extra or [])]
     proc = subprocess.Popen(cmd, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:

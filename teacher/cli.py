@@ -28,7 +28,7 @@ def train_cmd(
     max_minutes: Annotated[Optional[float], typer.Option(help="Wall-clock budget; stops after a checkpoint.")] = None,
     data: DataOpt = None,
 ) -> None:
-    """Train the teacher (BCEWithLogits on soft labels). Works under `accelerate launch -m reldistill.cli`."""
+    """Train the teacher (BCEWithLogits on soft labels). Works under `accelerate launch -m reldistill.workflow.cli`."""
     from reldistill.teacher.train import train_teacher
 
     out = output or Path("runs") / config.stem / "teacher"

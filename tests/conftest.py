@@ -28,7 +28,7 @@ def esci_dir() -> Path:
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run `reldistill ARGS` in a subprocess, as a user would; returns the completed process."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "reldistill.cli", *map(str, args)], cwd=cwd or REPO,
+    return subprocess.run([sys.executable, "-m", "reldistill.workflow.cli", *map(str, args)], cwd=cwd or REPO,
                           capture_output=True, text=True, timeout=timeout, env=full_env)
 
 

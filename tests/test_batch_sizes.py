@@ -41,7 +41,7 @@ def test_cli_batch_size_flags_are_checked_first(cli, tmp_path, args):
 
 
 def test_a_negative_score_batch_size_in_the_recipe_stops_the_demo_before_any_stage(tmp_path):
-    from reldistill.pipeline import Pipeline
+    from reldistill.workflow.pipeline import Pipeline
 
     recipe = _recipe(tmp_path, "score:\n  batch_size: -1\n")
     with pytest.raises(UserError, match="score.batch_size"):

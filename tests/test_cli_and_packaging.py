@@ -28,8 +28,8 @@ def test_data_stats_table(cli, esci_dir):
 
 
 def test_namespaced_imports_only(tmp_path):
-    code = ("import importlib.util as u, reldistill.teacher, reldistill.eval, reldistill.retrieval;"
-            "print([m for m in ('teacher','student','distill','retrieval','eval') if u.find_spec(m)])")
+    code = ("import importlib.util as u, reldistill.teacher, reldistill.eval, reldistill.retrieval, reldistill.workflow;"
+            "print([m for m in ('teacher','student','distill','retrieval','eval','workflow') if u.find_spec(m)])")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -43,3 +43,14 @@ def test_wheel_installs_only_reldistill(tmp_path):
     assert tops == {"reldistill", "reldistill-0.1.0.dist-info"}, tops
     names = zipfile.ZipFile(whl).namelist()
     assert "reldistill/teacher/__init__.py" in names and "reldistill/eval/__init__.py" in names
+    assert "reldistill/workflow/cli.py" in names and "reldistill/workflow/pipeline.py" in names
+
+
+def test_core_imports_no_stage():
+    """Dependencies point one way: core (reldistill/) never names a stage package or the workflow layer."""
+    import re
+
+    stage = re.compile(r"reldistill\.(teacher|student|distill|retrieval|eval|workflow)\b")
+    hits = [f"{p.relative_to(REPO)}:{i}" for p in sorted((REPO / "reldistill").rglob("*.py"))
+            for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if stage.search(line)]
+    assert hits == []

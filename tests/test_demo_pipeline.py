@@ -47,7 +47,7 @@ def _mtimes(run: Path) -> dict[str, float]:
 
 
 def test_demo_runs_every_stage_and_resumes_after_an_interruption(recipe, tmp_path, monkeypatch):
-    from reldistill import pipeline as pipeline_mod
+    from reldistill.workflow import pipeline as pipeline_mod
 
     run = tmp_path / "run"
     calls: list[str] = []

@@ -158,7 +158,7 @@ def test_leftovers_of_dead_processes_are_cleaned_when_the_swap_finished(tmp_path
 
 def test_force_deletes_no_stage_up_front(tmp_path, monkeypatch):
     """`demo --force` interrupted in its first stage leaves every finished artifact in place."""
-    from reldistill import pipeline as pipeline_mod
+    from reldistill.workflow import pipeline as pipeline_mod
 
     esci = write_tiny_esci(tmp_path / "esci")
     recipe = tmp_path / "r.yaml"

@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import REPO, assert_user_error, run_cli
-from reldistill.cli import app
+from reldistill.workflow.cli import app
 from reldistill.data.esci import PRODUCTS_FILE
 from reldistill.errors import UserError
 from retrieval_testkit import small_catalog, write_small_esci
@@ -119,7 +119,7 @@ def test_kill_9_mid_build_keeps_previous_index(built, small_data, tmp_path):
     before = json.loads((run / "index" / "manifest.json").read_text())
     args = ["index", "build", "--run", str(run), "--student", "minilm-l6", "--data", str(small_data[0]),
             "--kind", "hnsw", "--threads", "1"]
-    proc = subprocess.Popen([sys.executable, "-m", "reldistill.cli", *args], cwd=REPO, env={**os.environ, **ENV},
+    proc = subprocess.Popen([sys.executable, "-m", "reldistill.workflow.cli", *args], cwd=REPO, env={**os.environ, **ENV},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 240

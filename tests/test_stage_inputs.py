@@ -22,7 +22,7 @@ STAGES = ["data", "teacher", "candidates", "scores", "student", "student-human",
 @pytest.fixture
 def quick_stages(monkeypatch):
     """Replace the stage bodies by quick writers of their artifacts; returns the list of stages run."""
-    from reldistill import pipeline as pipeline_mod
+    from reldistill.workflow import pipeline as pipeline_mod
 
     calls: list[str] = []
     P = pipeline_mod.Pipeline
@@ -79,7 +79,7 @@ def recipe(tmp_path) -> Path:
 
 
 def _run(recipe: Path, run: Path, **kw):
-    from reldistill.pipeline import Pipeline
+    from reldistill.workflow.pipeline import Pipeline
 
     return Pipeline(recipe, run, budget_minutes=3, **kw).run_all()
 

@@ -64,7 +64,7 @@ def test_kill9_scoring_then_rerun_skips_shards_and_matches(tdir, sample_pairs, e
     from reldistill.teacher.score import score_file, shard_dir_for
 
     out = tmp_path / "killed.parquet"
-    cmd = [sys.executable, "-m", "reldistill.cli", "teacher", "score", "--teacher", str(tdir), "--pairs", str(sample_pairs),
+    cmd = [sys.executable, "-m", "reldistill.workflow.cli", "teacher", "score", "--teacher", str(tdir), "--pairs", str(sample_pairs),
            "--out", str(out), "--dtype", "fp32", "--shard-size", "100", "--batch-size", "16", "--data", str(esci_dir)]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sdir = shard_dir_for(out)
@@ -91,7 +91,7 @@ def test_kill9_scoring_then_rerun_skips_shards_and_matches(tdir, sample_pairs, e
 def test_accelerate_two_process_scoring(tdir, sample_pairs, esci_dir, tmp_path):
     out = tmp_path / "mp.parquet"
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "reldistill.cli", "teacher", "score",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "reldistill.workflow.cli", "teacher", "score",
            "--teacher", str(tdir), "--pairs", str(sample_pairs), "--out", str(out), "--dtype", "fp32",
            "--shard-size", "50", "--limit", "400", "--data", str(esci_dir)]
     proc = subprocess.run(cmd, cwd=REPO, env=env(), capture_output=True, text=True, timeout=300)

@@ -74,7 +74,7 @@ def test_kill9_training_then_rerun_resumes_from_last_checkpoint(tiny, tmp_path):
     recipe = write_recipe(tmp_path / "long.yaml", tiny["base"], tiny["data"], epochs=20, keep_checkpoints=2,
                           checkpoint_fraction=0.5)
     out = tmp_path / "teacher"
-    cmd = [sys.executable, "-m", "reldistill.cli", "teacher", "train", "--config", str(recipe), "--output", str(out)]
+    cmd = [sys.executable, "-m", "reldistill.workflow.cli", "teacher", "train", "--config", str(recipe), "--output", str(out)]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     ckdir = out / "checkpoints"
 
@@ -99,7 +99,7 @@ def test_kill9_training_then_rerun_resumes_from_last_checkpoint(tiny, tmp_path):
 def test_accelerate_launch_two_cpu_processes(tiny, tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "reldistill.cli", "teacher", "train",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "reldistill.workflow.cli", "teacher", "train",
            "--config", str(tiny["recipe"]), "--output", str(out)]
     proc = subprocess.run(cmd, cwd=REPO, env=env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]

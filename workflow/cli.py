@@ -33,7 +33,7 @@ STAGE_CLIS = (
     "reldistill.distill.cli",
     "reldistill.retrieval.cli",
     "reldistill.eval.cli",
-    "reldistill.pipeline_cli",
+    "reldistill.workflow.pipeline_cli",
 )
 
 DataOpt = Annotated[Optional[Path], typer.Option("--data", help="ESCI directory or CSV/JSONL/parquet table.")]

@@ -22,7 +22,7 @@ from reldistill.artifacts import MANIFEST, RunDir, data_fingerprint, file_finger
 from reldistill.config import DataConfig, from_dict, load_yaml
 from reldistill.errors import UserError
 from reldistill.progress import console
-from reldistill.stages import Stage, run_stages
+from reldistill.workflow.stages import Stage, run_stages
 
 DEFAULT_BUDGET_MINUTES = 18.0  # what configs/demo-cpu.yaml is sized for (pipeline work, not set-up)
 TEACHER_SHARE = 0.35  # of the budget, for teacher training

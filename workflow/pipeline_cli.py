@@ -26,7 +26,7 @@ def demo_cmd(
 
     from rich.markdown import Markdown
 
-    from reldistill.pipeline import Pipeline
+    from reldistill.workflow.pipeline import Pipeline
     from reldistill.progress import console
 
     t0 = time.perf_counter()
