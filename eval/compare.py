@@ -259,16 +259,19 @@ class Evaluation:
         return self.teacher_cache is not None
 
     def search(self, system: str, inp: EvalInputs, mode: str, weights: dict[str, float] | None = None,
-               rerank_k: int | None = None, query_ids: list[str] | None = None) -> RunDict:
+               rerank_k: int | None = None, query_ids: list[str] | None = None,
+               rerank_weight: float | None | str = "search") -> RunDict:
         """The ranked lists ``search_many`` serves for ``system``'s pipeline under these settings, as a run dict.
 
         bm25 / dense / hybrid return the top ``eval.depth``; rerank returns the reranked pool only (the
         fused top rerank_k, or k=ndcg_k when larger), as `reldistill search --mode rerank --k 10` does.
+        ``rerank_weight`` "search" keeps ``search.rerank_weight``.
         """
         qids = query_ids or inp.query_ids
         qtext = dict(zip(inp.query_ids, inp.queries))
         cfg = dataclasses.replace(self.search_cfg, weights=dict(weights or self.search_cfg.weights),
-                                  rerank_k=rerank_k or self.search_cfg.rerank_k)
+                                  rerank_k=rerank_k or self.search_cfg.rerank_k,
+                                  rerank_weight=self.search_cfg.rerank_weight if rerank_weight == "search" else rerank_weight)
         pipe = self.pipes[system]
         queries = [qtext[q] for q in qids]
         if mode == "rerank":
@@ -381,8 +384,9 @@ class Evaluation:
             sub = _seeded_subset(inp.query_ids, self.cfg.dev_rerank_queries, self.data_cfg.seed)
             self.notes["dev_rerank_queries"] = len(sub)
             for rk in self.cfg.rerank_k_grid:
-                serving = Serving("rerank", weights=dict(best.serving.weights), rerank_k=rk)
-                add(serving, self.search(student, inp, "rerank", serving.weights, rk, query_ids=sub), sub)
+                for rw in self.cfg.rerank_weight_grid:  # the teacher's scores are cached: a blend costs no forward
+                    serving = Serving("rerank", weights=dict(best.serving.weights), rerank_k=rk, rerank_weight=rw)
+                    add(serving, self.search(student, inp, "rerank", serving.weights, rk, query_ids=sub, rerank_weight=rw), sub)
         return cands, table
 
     def _choose(self, data, examples: pd.DataFrame) -> None:
@@ -433,7 +437,7 @@ class Evaluation:
             return
         tag = student.split("-", 1)[1]
         name = f"served: {s.name}"
-        ret[name] = self.search(student, self.inputs, s.mode, s.weights, s.rerank_k)
+        ret[name] = self.search(student, self.inputs, s.mode, s.weights, s.rerank_k, rerank_weight=s.rerank_weight)
         parts = {k: ret[k] for k in ("bm25", student) if k in ret}
         if s.mode == "rerank":
             default = dict(self.search_cfg.weights) == dict(s.weights)

@@ -253,6 +253,9 @@ class SearchPipeline:
         pool = [(p, self.catalog.text(p)) for p, _ in fused[:depth] if p in self.catalog]
         reranked = self.reranker.rerank(query, pool, top_k=None)
         ranked = [(r.id, r.score) for r in reranked]
+        if self.config.rerank_weight is not None:  # blend: RRF of the first-stage order and the teacher's
+            ranked = rrf_fuse({"first": [p for p, _ in pool], "teacher": ranked}, k=self.config.rrf_k,
+                              weights={"first": 1.0, "teacher": self.config.rerank_weight})
         ranks["rerank"] = {p: i for i, (p, _) in enumerate(ranked, start=1)}
         timings["rerank_ms"] = _ms(t)
         return ranked, ranks

@@ -25,6 +25,7 @@ class Serving:
     mode: str
     weights: dict[str, float] = dataclasses.field(default_factory=lambda: {"bm25": 1.0, "dense": 1.0})
     rerank_k: int | None = None
+    rerank_weight: float | None = None  # RRF weight of the teacher's order against the first stage's (None: teacher alone)
     chosen_on: dict[str, Any] = dataclasses.field(default_factory=dict)  # split, queries, figures, rule
 
     def __post_init__(self) -> None:
@@ -37,11 +38,15 @@ class Serving:
         if self.mode in ("bm25", "dense"):
             return self.mode
         w = ",".join(f"{k}={v:g}" for k, v in sorted(self.weights.items()))
-        return f"hybrid({w})" + (f"+rerank@{self.rerank_k}" if self.mode == "rerank" else "")
+        if self.mode != "rerank":
+            return f"hybrid({w})"
+        blend = "" if self.rerank_weight is None else f"(w={self.rerank_weight:g})"
+        return f"hybrid({w})+rerank@{self.rerank_k}{blend}"
 
     def search_config(self, base: SearchConfig) -> SearchConfig:
-        """``base`` with this choice's weights and rerank_k."""
-        return dataclasses.replace(base, weights=dict(self.weights), rerank_k=self.rerank_k or base.rerank_k)
+        """``base`` with this choice's weights, rerank_k and rerank_weight."""
+        return dataclasses.replace(base, weights=dict(self.weights), rerank_k=self.rerank_k or base.rerank_k,
+                                   rerank_weight=self.rerank_weight if self.mode == "rerank" else base.rerank_weight)
 
 
 def serving_path(run_dir: str | Path) -> Path:
@@ -61,4 +66,5 @@ def read_serving(run_dir: str | Path) -> Serving | None:
     if not isinstance(d, dict) or "mode" not in d:
         raise UserError(f"{path} is not a serving configuration — delete it and rerun `reldistill eval`.")
     return Serving(mode=d["mode"], weights=dict(d.get("weights") or {"bm25": 1.0, "dense": 1.0}),
-                   rerank_k=d.get("rerank_k"), chosen_on=d.get("chosen_on") or {})
+                   rerank_k=d.get("rerank_k"),
+                   rerank_weight=d.get("rerank_weight"), chosen_on=d.get("chosen_on") or {})

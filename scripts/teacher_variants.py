@@ -165,7 +165,7 @@ def zeroshot_row(model: str, base: dict, out_root: Path) -> dict:
     from reldistill.teacher.pairs import cap_queries, split_pairs
     from reldistill.teacher.teacher import Teacher, build_cross_encoder
 
-    cfg = TeacherConfig(model=model, head="lm", max_length=LM["max_length"], lora_r=0)
+    cfg = _zeroshot_config(model)
     pairs = split_pairs(from_dict(DataConfig, base["data"], "data"))
     t0 = time.monotonic()
     net, tok, _ = build_cross_encoder(cfg, resolve_dtype("auto"))
@@ -187,6 +187,51 @@ def zeroshot_row(model: str, base: dict, out_root: Path) -> dict:
         f.write(json.dumps(row) + "\n")
     print("ROW " + json.dumps(row), flush=True)
     return row
+
+
+def ensemble_rows(model: str, base: dict, out_root: Path, weights=(0.0, 0.25, 0.5, 0.75, 1.0)) -> None:
+    """The untrained ``head: lm`` teacher blended with the base MiniLM on the same judged pairs: per query, each
+    score z-normalised, then w x LLM + (1 - w) x MiniLM. Dev picks w (test chooses nothing); every w is a row."""
+    import numpy as np
+
+    from reldistill.config import DataConfig, from_dict
+    from reldistill.models import load_sentence_transformer
+    from reldistill.teacher.backbone import resolve_dtype
+    from reldistill.teacher.metrics import mean_ndcg
+    from reldistill.teacher.pairs import cap_queries, split_pairs
+    from reldistill.teacher.teacher import Teacher, build_cross_encoder
+
+    cfg = _zeroshot_config(model)
+    pairs = split_pairs(from_dict(DataConfig, base["data"], "data"))
+    net, tok, _ = build_cross_encoder(cfg, resolve_dtype("auto"))
+    teacher, st = Teacher(net, tok, cfg), load_sentence_transformer(base.get("eval", {}).get("base_student", "minilm-l6"))
+    res: dict[float, dict] = {w: {} for w in weights}
+    for split in ("dev", "test"):
+        df = cap_queries(pairs[split], None)
+        q = st.encode(df["query"].tolist(), normalize_embeddings=True, batch_size=64)
+        t = st.encode(df["text"].tolist(), normalize_embeddings=True, batch_size=64)
+        df = df.assign(llm=np.asarray(teacher.score_pairs(df["query"].tolist(), df["text"].tolist()), dtype=np.float64),
+                       minilm=np.sum(q * t, axis=1))
+        z = {c: df.groupby("query_id")[c].transform(lambda x: (x - x.mean()) / (x.std() + 1e-9)) for c in ("llm", "minilm")}
+        for w in weights:
+            res[w][split] = mean_ndcg(df.assign(teacher_score=w * z["llm"] + (1 - w) * z["minilm"]), k=10)
+    best = max(weights, key=lambda w: res[w]["dev"][0])
+    with (out_root / "results.jsonl").open("a", encoding="utf-8") as f:
+        for w in weights:
+            row = {"variant": f"ensemble:{model}+minilm w={w:g}" + (" (dev pick)" if w == best else ""),
+                   "backbone": model, "head": "lm", "loss": "–", "group_size": 0, "train_layers": "none", "epochs": 0.0,
+                   "dev_ndcg10": res[w]["dev"][0], "dev_queries": res[w]["dev"][1], "test_ndcg10": res[w]["test"][0],
+                   "test_queries": res[w]["test"][1], "train_wall_min": 0.0, "llm_weight": w,
+                   "command": f"python scripts/teacher_variants.py --ensemble {model}",
+                   "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            f.write(json.dumps(row) + "\n")
+            print("ROW " + json.dumps(row), flush=True)
+
+
+def _zeroshot_config(model: str):
+    from reldistill.teacher.config import TeacherConfig
+
+    return TeacherConfig(model=model, head="lm", max_length=LM["max_length"], lora_r=0)
 
 
 def _threads() -> int:
@@ -266,6 +311,7 @@ def main() -> None:
     ap.add_argument("--baselines", action="store_true")
     ap.add_argument("--table-only", action="store_true")
     ap.add_argument("--zeroshot", nargs="*", default=[], help="backbones to score untrained with head lm (dev + test)")
+    ap.add_argument("--ensemble", nargs="*", default=[], help="backbones whose untrained head-lm score is blended with the base MiniLM")
     ap.add_argument("--artifact", nargs=3, metavar=("DIR", "NAME", "COMMAND"),
                     help="add a row for an existing teacher artifact (e.g. the bundled one) and the command that made it")
     ap.add_argument("--threads", type=int, default=2)
@@ -290,6 +336,8 @@ def main() -> None:
             run_variant(name, base, out_root, extra, a.set)
         for model in a.zeroshot:
             zeroshot_row(model, base, out_root)
+        for model in a.ensemble:
+            ensemble_rows(model, base, out_root)
         if a.artifact:
             row_for_artifact(Path(a.artifact[0]), a.artifact[1], out_root, a.artifact[2])
     print(table(out_root))

@@ -104,6 +104,7 @@ def test_eval_ranked_lists_equal_served_search(run):
     assert dev["split"] == "dev" and dev["n_queries"] > 0 and dev["chosen"] == s.name
     assert set(dev["systems"]) >= {"bm25", "dense", "hybrid(bm25=1,dense=0.5)", "hybrid(bm25=1,dense=1)"}
     assert any(n.endswith("+rerank@4") for n in dev["systems"])
+    assert any(n.endswith("+rerank@4(w=0.5)") for n in dev["systems"])  # the rerank_weight_grid blends (default grid)
     # rerank reuses the teacher scores of Task 1 and of the dev grid: no pair is scored twice
     ts = rep["details"]["teacher_scores"]
     assert ts["scored_now"] == len(ev.teacher_cache.known) and ts["reused"] > 0

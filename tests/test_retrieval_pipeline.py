@@ -143,3 +143,34 @@ def test_rerank_with_tiny_teacher(run, tmp_path):
     assert [h.rerank_rank for h in res.results] == [1, 2, 3, 4, 5]
     assert all(0.0 <= h.score <= 1.0 for h in res.results)
     assert p.stats()["reranker"].startswith("teacher:")
+
+
+def test_rerank_weight_blends_first_stage_and_teacher_orders(pipe, run):
+    """search.rerank_weight: the reranked top-k is an RRF of the fused order (weight 1) and the teacher's (weight w)."""
+    import dataclasses
+
+    from reldistill.retrieval.fusion import rrf_fuse
+    from reldistill.retrieval.serving import Serving
+
+    query = run[2]["query"].iloc[0]
+    fused = [p for p, _ in pipe.search_many([query], "hybrid", k=10)[0]]
+    teacher = [p for p, _ in pipe.search_many([query], "rerank", k=10, rerank_k=10)[0]]
+    assert teacher != fused  # the fake teacher reorders this pool, so the blend below is a real test
+
+    def blended(w):
+        p = pipe.with_config(dataclasses.replace(pipe.config, rerank_weight=w))
+        return [h.product_id for h in p.search(query, mode="rerank", k=10, rerank_k=10).results]
+
+    assert blended(1e-6) == fused and blended(1e6) == teacher
+    want = [p for p, _ in rrf_fuse({"first": fused, "teacher": teacher}, k=pipe.config.rrf_k, weights={"first": 1.0, "teacher": 0.5})]
+    assert blended(0.5) == want
+    s = Serving("rerank", weights={"bm25": 1.0, "dense": 2.0}, rerank_k=10, rerank_weight=0.5)
+    assert s.name.endswith("+rerank@10(w=0.5)") and s.search_config(pipe.config).rerank_weight == 0.5
+    assert Serving("hybrid", rerank_weight=0.5).search_config(pipe.config).rerank_weight == pipe.config.rerank_weight
+
+
+def test_rerank_weight_must_be_positive():
+    from reldistill.retrieval.config import SearchConfig
+
+    with pytest.raises(UserError, match="rerank_weight"):
+        SearchConfig(rerank_weight=0.0)

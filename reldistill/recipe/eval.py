@@ -39,6 +39,8 @@ class EvalConfig:
     choose_on: str = "dev"  # dev: choose the served configuration there; none: keep serving.json / search: as they are
     weight_grid: list[float] = dataclasses.field(default_factory=lambda: [0.5, 1.0, 2.0])  # dense weight, bm25 = 1
     rerank_k_grid: list[int] = dataclasses.field(default_factory=lambda: [10, 20])
+    # search.rerank_weight values compared on dev (null: the teacher's order alone; w: RRF blend with the first stage)
+    rerank_weight_grid: list[float | None] = dataclasses.field(default_factory=lambda: [None, 1.0, 0.5])
     dev_rerank_queries: int = 100  # dev queries (seeded, whole queries) the rerank candidates are scored on
     min_gain: float = 0.005  # a system with more parts must beat the simpler choice by this much dev nDCG@10 ...
     # ... and be significant (paired t-test, p < max_p), so noise on a few hundred dev queries picks nothing
@@ -51,6 +53,8 @@ class EvalConfig:
             raise UserError(f"eval.weight_grid must list positive dense weights (bm25 weight 1), got {self.weight_grid}.")
         if any(k < 1 or k > self.depth for k in self.rerank_k_grid):
             raise UserError(f"eval.rerank_k_grid values must be in [1, eval.depth={self.depth}], got {self.rerank_k_grid}.")
+        if not self.rerank_weight_grid or any(w is not None and not w > 0 for w in self.rerank_weight_grid):
+            raise UserError(f"eval.rerank_weight_grid must list positive weights or null, got {self.rerank_weight_grid}.")
         if self.choose_on not in ("dev", "none"):
             raise UserError(f"eval.choose_on must be dev (the split carved from train) or none, got {self.choose_on!r} — "
                             "the served configuration is never chosen on test.")

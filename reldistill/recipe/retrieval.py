@@ -45,6 +45,9 @@ class SearchConfig:
     rrf_k: int = 60
     weights: dict[str, float] = dataclasses.field(default_factory=lambda: {"bm25": 1.0, "dense": 1.0})
     rerank_k: int = dataclasses.field(default=20, metadata={"help": "Fused candidates the teacher reranks."})
+    rerank_weight: float | None = dataclasses.field(default=None, metadata={"help": (
+        "Order of the reranked top-k: null = the teacher's order alone; w = RRF of the fused (first-stage) rank "
+        "(weight 1) and the teacher's rank (weight w), so a teacher weaker than the first stage only nudges it.")})
     max_k: int = 100  # largest k a caller may ask for
 
     def __post_init__(self) -> None:
@@ -56,6 +59,8 @@ class SearchConfig:
             raise UserError(f"search.weights has unknown retriever(s) {', '.join(sorted(unknown))}; use bm25 and dense.")
         if any(w < 0 for w in self.weights.values()):
             raise UserError("search.weights must be non-negative.")
+        if self.rerank_weight is not None and not self.rerank_weight > 0:
+            raise UserError(f"search.rerank_weight must be positive (or null: the teacher's order alone), got {self.rerank_weight}.")
 
 
 @dataclasses.dataclass
