@@ -159,7 +159,6 @@ def zeroshot_row(model: str, base: dict, out_root: Path) -> dict:
     import torch
 
     from reldistill.config import DataConfig, from_dict
-    from reldistill.recipe.teacher import TeacherConfig
     from reldistill.teacher.backbone import resolve_dtype
     from reldistill.teacher.metrics import evaluate_scores
     from reldistill.teacher.pairs import cap_queries, split_pairs
@@ -229,7 +228,7 @@ def ensemble_rows(model: str, base: dict, out_root: Path, weights=(0.0, 0.25, 0.
 
 
 def _zeroshot_config(model: str):
-    from reldistill.teacher.config import TeacherConfig
+    from reldistill.recipe.teacher import TeacherConfig
 
     return TeacherConfig(model=model, head="lm", max_length=LM["max_length"], lora_r=0)
 
