@@ -15,7 +15,6 @@ import logging
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from reldistill.artifacts import atomic_path, check_replaceable, data_fingerprint, read_manifest, write_json, write_manifest

@@ -156,7 +156,6 @@ def row_for_artifact(tdir: Path, name: str, out_root: Path, command: str) -> dic
 
 def zeroshot_row(model: str, base: dict, out_root: Path) -> dict:
     """Dev and test Task-1 nDCG@10 of an untrained ``head: lm`` teacher (no LoRA, no training): the backbone's own judgement."""
-    import torch
 
     from reldistill.config import DataConfig, from_dict
     from reldistill.teacher.backbone import resolve_dtype
