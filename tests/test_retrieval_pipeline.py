@@ -170,7 +170,7 @@ def test_rerank_weight_blends_first_stage_and_teacher_orders(pipe, run):
 
 
 def test_rerank_weight_must_be_positive():
-    from reldistill.retrieval.config import SearchConfig
+    from reldistill.recipe.retrieval import SearchConfig
 
     with pytest.raises(UserError, match="rerank_weight"):
         SearchConfig(rerank_weight=0.0)
