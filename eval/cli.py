@@ -34,12 +34,12 @@ def eval_cmd(
     the run's own data the reports go to <run>/eval/other/<data>-<split>/ and the run's report is left alone."""
     import dataclasses
 
-    from reldistill.artifacts import RunDir
     from reldistill.config import DataConfig, from_dict, load_yaml
     from reldistill.errors import UserError
     from reldistill.eval.config import EvalConfig, load_section
     from reldistill.eval.report import evaluate_run, render_markdown
     from reldistill.retrieval.config import IndexConfig, SearchConfig
+    from reldistill.run_layout import RunDir
     from reldistill.student.backend import configure_from_recipe
 
     _quiet()
@@ -89,6 +89,7 @@ def bench_cmd(
     from reldistill.errors import UserError
     from reldistill.eval.bench import run_bench, write_bench
     from reldistill.eval.config import BenchConfig, load_section
+    from reldistill.run_layout import RunDir
 
     from reldistill.student.backend import configure_from_recipe
 
@@ -104,7 +105,7 @@ def bench_cmd(
     if run is not None and not run.is_dir():
         raise UserError(f"run directory {run} does not exist — pass an existing --run or leave it out.")
     result = run_bench(cfg, data_cfg, run)
-    target = out or (run / "eval" if run is not None else None)
+    target = out or (RunDir(run).eval if run is not None else None)
     if target is not None:
         write_bench(target, result)
     if as_json:

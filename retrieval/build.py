@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reldistill.artifacts import atomic_path, check_replaceable, data_fingerprint, file_fingerprint, read_manifest, write_manifest
+from reldistill.artifacts import MANIFEST, atomic_path, check_replaceable, data_fingerprint, file_fingerprint, read_manifest, write_manifest
 from reldistill.config import DataConfig, to_dict
 from reldistill.errors import UserError
 from reldistill.models import resolve_model
@@ -23,26 +23,20 @@ from reldistill.retrieval.catalog import Catalog
 from reldistill.retrieval.config import IndexConfig
 from reldistill.retrieval.dense import DenseIndex
 from reldistill.retrieval.lexical import BM25Index
+from reldistill.run_layout import RunDir, index_dir_of
 from reldistill.student.catalog_vectors import catalog_digest, encode_precision, load_vectors
 
 log = logging.getLogger(__name__)
 
 INDEX_KIND = "index"
-CACHE_DIR = ".index-cache"
 SHARD = 2048
 SORT_CHUNK = 512  # texts per encode call (length-sorted batches inside it)
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
-def index_dir_of(path: str | Path) -> Path:
-    """``<run>/index`` for a run directory, or the path itself when it already is an index directory."""
-    p = Path(path)
-    return p if p.name == "index" or (p / "dense.json").is_file() else p / "index"
-
-
 def default_student(run_dir: Path) -> str:
-    student = run_dir / "student"
-    if (student / "manifest.json").is_file() or (student / "config.json").is_file():
+    student = RunDir(run_dir, check=False).student
+    if (student / MANIFEST).is_file() or (student / "config.json").is_file():
         return str(student)
     raise UserError(f"{run_dir} has no finished student/ — distil one first or pass --student (e.g. minilm-l6).")
 
@@ -116,7 +110,7 @@ def build_index(run_dir_or_index_dir: str | Path, student_path: str | None = Non
     model = load_student(student_path)
     dim = int(model.get_embedding_dimension())
     backend = model.reldistill_backend
-    cache = run_dir / CACHE_DIR / f"{student_id.replace('/', '_')}-{backend}-{catalog_digest(ids, texts)[:16]}-{encode_precision()}"
+    cache = RunDir(run_dir, check=False).index_cache / f"{student_id.replace('/', '_')}-{backend}-{catalog_digest(ids, texts)[:16]}-{encode_precision()}"
     reuse = Path(student_path).is_dir() and not backend.endswith("int8")  # saved vectors are fp32 ones
     emb = load_vectors(student_path, ids, texts) if reuse else None
     if emb is None:

@@ -152,6 +152,7 @@ def serve_cmd(
     from reldistill.config import from_dict
     from reldistill.retrieval.config import LOOPBACK_HOSTS, ServeConfig
     from reldistill.retrieval.service import create_app
+    from reldistill.run_layout import index_dir_of
 
     sections = _sections(config)
     scfg = from_dict(ServeConfig, sections.get("serve"), "serve")
@@ -167,7 +168,7 @@ def serve_cmd(
     other = None
     if compare:
         cpath = Path(compare)
-        if cpath.is_dir() and ((cpath / "index").is_dir() or (cpath / "dense.json").is_file()):
+        if cpath.is_dir() and index_dir_of(cpath).is_dir():
             other = _pipeline(cpath, sections)
         else:
             other = pipe.with_student(compare, name=compare)

@@ -19,12 +19,13 @@ import pandas as pd
 
 from reldistill.errors import UserError
 from reldistill.rerank import Reranker
-from reldistill.retrieval.build import default_student, index_dir_of, read_index_manifest, student_identity
+from reldistill.retrieval.build import default_student, read_index_manifest, student_identity
 from reldistill.retrieval.catalog import Catalog
 from reldistill.retrieval.config import MODES, IndexConfig, SearchConfig
 from reldistill.retrieval.dense import DenseIndex
 from reldistill.retrieval.fusion import rrf_fuse
 from reldistill.retrieval.lexical import BM25Index
+from reldistill.run_layout import index_dir_of, run_of_index
 
 MAX_QUERY_CHARS = 2048
 
@@ -111,7 +112,7 @@ class SearchPipeline:
         if dense_dim != dense.dim:
             raise UserError(f"the index in {index_dir} holds {dense.dim}-dimensional vectors but the student gives "
                             f"{dense_dim} — rebuild the index with this student or use the one it was built with.")
-        teacher_dir = index_dir.parent / "teacher"
+        teacher_dir = run_of_index(index_dir).teacher
         pipe = cls(dense, BM25Index.load(index_dir), Catalog.load(index_dir), model, reranker=reranker, config=config,
                    name=name or index_dir.parent.name, teacher_dir=teacher_dir if teacher_dir.is_dir() else None,
                    student_id=dense.model)

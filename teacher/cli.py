@@ -29,9 +29,10 @@ def train_cmd(
     data: DataOpt = None,
 ) -> None:
     """Train the teacher (BCEWithLogits on soft labels). Works under `accelerate launch -m reldistill.workflow.cli`."""
+    from reldistill.run_layout import RunDir
     from reldistill.teacher.train import train_teacher
 
-    out = output or Path("runs") / config.stem / "teacher"
+    out = output or RunDir(Path("runs") / config.stem, check=False).teacher
     path = train_teacher(config, out, resume=resume, max_steps=max_steps, max_minutes=max_minutes,
                          data_path=str(data) if data else None)
     from accelerate import PartialState
