@@ -35,7 +35,6 @@ from .config import DistillConfig
 log = logging.getLogger(__name__)
 
 CANDIDATE_COLUMNS = ["query_id", "query", "product_id", "source", "esci_label", "soft_label", "split", "text"]
-SOURCES = ("judged", "bm25", "dense")
 
 
 def with_dev_split(data: EsciData, dev_fraction: float, seed: int) -> pd.DataFrame:

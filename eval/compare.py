@@ -40,6 +40,7 @@ from reldistill.eval.teacher_scores import TeacherScoreCache, cached_reranker
 from reldistill.retrieval.config import IndexConfig, SearchConfig
 from reldistill.retrieval.serving import Serving
 from reldistill.run_layout import RunDir
+from reldistill.student.identity import model_identity
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +79,6 @@ def split_inputs(data, examples: pd.DataFrame, split: str, max_queries: int | No
     products = data.products
     return EvalInputs(qids, [str(first[q]) for q in qids], part.reset_index(drop=True),
                       products["product_id"].astype(str).tolist(), products["text"].astype(str).tolist(), qrels)
-
-
-def load_inputs(data_cfg: DataConfig, split: str, max_queries: int | None = None) -> EvalInputs:
-    """Load the data, keep ``split`` ('dev': carved from train with data.dev_fraction and data.seed), build qrels."""
-    data, examples = load_data(data_cfg)
-    return checked_split(data, examples, split, max_queries)
 
 
 def load_data(data_cfg: DataConfig):
@@ -217,9 +212,8 @@ class Evaluation:
         """One SearchPipeline per student (the saved index for the student it was built with; the others share
         its BM25 and catalog and get an index of the same kind), each encoding a query once."""
         from reldistill.models import resolve_model
-        from reldistill.retrieval.build import student_identity
-        from reldistill.run_layout import index_dir_of
         from reldistill.retrieval.pipeline import SearchPipeline
+        from reldistill.run_layout import index_dir_of
         from reldistill.student import load_student
 
         inp = self.inputs
@@ -229,14 +223,14 @@ class Evaluation:
                 continue
             t0 = time.perf_counter()
             try:
-                model = main.student if main is not None and main.student_id == student_identity(name) else load_student(name)
+                model = main.student if main is not None and main.student_id == model_identity(name) else load_student(name)
             except UserError as e:
                 self.absent[system] = f"{desc} {name!r} cannot be loaded: {e}"
                 continue
             emb, source = catalog_vectors(system, model, resolve_model(name).path, inp.product_ids, inp.texts, self.cache_dir,
                                           self.cfg.batch_size, index_dir_of(self.run.root), name)
             self.vectors[system] = emb
-            if main is not None and main.student_id == student_identity(name):
+            if main is not None and main.student_id == model_identity(name):
                 pipe = main
             elif main is not None:
                 pipe = main.with_student(model, name=system, vectors=emb)

@@ -8,6 +8,7 @@ from typing import Any
 
 from reldistill.config import from_dict, load_yaml
 from reldistill.errors import UserError
+from reldistill.precision import parse_dtype
 
 STAT_TESTS = ("student", "fisher")
 MOVED = {"eval": {"rrf_k": "search.rrf_k", "rerank_k": "search.rerank_k"}}  # section -> {old key: where it lives now}
@@ -47,6 +48,7 @@ class EvalConfig:
     # ... and be significant (paired t-test, p < max_p), so noise on a few hundred dev queries picks nothing
 
     def __post_init__(self) -> None:
+        self.teacher_dtype = parse_dtype(self.teacher_dtype, "eval.teacher_dtype")
         for name in ("depth", "ndcg_k", "mrr_k", "batch_size", "permutations", "teacher_batch", "dev_rerank_queries"):
             if getattr(self, name) < 1:
                 raise UserError(f"eval.{name} must be at least 1, got {getattr(self, name)}.")

@@ -77,10 +77,9 @@ def score_cmd(
             typer.echo(f"{r['dtype']:>9}: {r['pairs']:,} pairs in {r['seconds']:.1f} s = {r['pairs_per_s']:.1f} pairs/s"
                        + (f"  (max |Δscore| vs fp32 {r['max_abs_diff']:.4f}, Spearman {r['spearman_vs_first']:.4f})" if "max_abs_diff" in r else ""))
         typer.echo("BENCH " + json.dumps(rows))
-        from reldistill.teacher.backbone import resolve_dtype
-        from reldistill.teacher.config import normalise_dtype
+        from reldistill.precision import resolve_dtype
 
-        chosen = str(resolve_dtype(normalise_dtype(dtype, "--dtype"))).removeprefix("torch.")
+        chosen = str(resolve_dtype(dtype, "--dtype")).removeprefix("torch.")
         if chosen in logits:  # the timed run of the chosen dtype already scored every pair: write it
             import numpy as np
 

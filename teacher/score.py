@@ -128,10 +128,10 @@ def score_file_stats(teacher_dir, pairs_path, out_path, data_cfg=None, batch_siz
     from accelerate import PartialState
 
     from reldistill.teacher.artifact import open_artifact
-    from reldistill.teacher.config import normalise_dtype
+    from reldistill.precision import parse_dtype
 
     teacher_dir, pairs_path, out = Path(teacher_dir), Path(pairs_path), Path(out_path)
-    dtype = normalise_dtype(dtype, "--dtype")
+    dtype = parse_dtype(dtype, "--dtype")
     if shard_size < 1:
         raise UserError(f"shard size must be >= 1, got {shard_size}.")
     open_artifact(teacher_dir)  # fail fast on a broken teacher, before reading anything big
