@@ -9,10 +9,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from reldistill.config import DataConfig, require_int, to_dict
+from reldistill.config import DataConfig, require_int
 from reldistill.recipe import Recipe, load_recipe, option_help, override
 from reldistill.recipe.distill import DistillConfig
-from reldistill.recipe.teacher import ScoreConfig, normalise_dtype
+from reldistill.precision import parse_dtype
+from reldistill.recipe.teacher import ScoreConfig
 
 distill_app = typer.Typer(help="Distil teacher scores into a bi-encoder student: mine candidates, label them, train.",
                           no_args_is_help=True)
@@ -41,18 +42,15 @@ def mine_cmd(
     data: DataOpt = None,
     queries: Annotated[Optional[Path], _opt("queries_path", "--queries")] = None,
 ) -> None:
-    """Mine candidates for train queries (judged + BM25 + dense + unlabeled) → RUN/scores/candidates.parquet."""
-    from reldistill.artifacts import RunDir, write_parquet
-    from reldistill.data import load_esci
-    from reldistill.distill.mine import mine_candidates
+    """Mine candidates for train queries (judged + BM25 + dense + unlabeled) → RUN/candidates/candidates.parquet + manifest."""
+    from reldistill.distill.mine import mine_to
+    from reldistill.run_layout import RunDir
 
     r = _recipe(config, data, queries_path=str(queries) if queries else None)
     cfg, data_cfg = r.distill, r.data
     rd = RunDir(run, create=True)
-    cands = mine_candidates(load_esci(data_cfg), cfg, dev_fraction=data_cfg.dev_fraction, seed=data_cfg.seed)
-    out = write_parquet(rd.scores / "candidates.parquet", cands)
-    typer.echo(json.dumps({"candidates": str(out), "pairs": len(cands), "queries": int(cands["query_id"].nunique()),
-                           "by_source": {k: int(v) for k, v in cands["source"].value_counts().items()}}, indent=2))
+    m = mine_to(rd.candidates, cfg, data_cfg)
+    typer.echo(json.dumps({"candidates": str(rd.candidates_file), **{k: m[k] for k in ("pairs", "queries", "by_source")}}, indent=2))
 
 
 @distill_app.command("label")
@@ -61,33 +59,28 @@ def label_cmd(
     config: ConfigOpt = None,
     data: DataOpt = None,
     teacher: Annotated[Optional[Path], typer.Option("--teacher", "-t", help="Teacher directory (default RUN/teacher).")] = None,
-    candidates: Annotated[Optional[Path], typer.Option(help="Candidates parquet (default RUN/scores/candidates.parquet).")] = None,
+    candidates: Annotated[Optional[Path], typer.Option(help="Candidates parquet (default RUN/candidates/candidates.parquet).")] = None,
     dtype: Annotated[Optional[str], typer.Option(help=option_help(ScoreConfig, "dtype"))] = None,
     batch_size: Annotated[Optional[int], typer.Option(help=option_help(ScoreConfig, "batch_size"))] = None,
 ) -> None:
     """Score every candidate with the teacher (resumable) → RUN/scores/scores.parquet + manifest."""
     import pandas as pd
 
-    from reldistill.artifacts import RunDir, data_fingerprint, file_fingerprint, write_manifest
     from reldistill.distill.label import label_candidates
+    from reldistill.errors import UserError
+    from reldistill.run_layout import RunDir
 
     if batch_size is not None:
         require_int(batch_size, "--batch-size")
     r = _recipe(config, data)
-    cfg, data_cfg = r.distill, r.data
-    score = override(r.score, batch_size=batch_size, dtype=normalise_dtype(dtype, "--dtype") if dtype else None)
+    data_cfg = r.data
+    score = override(r.score, batch_size=batch_size, dtype=parse_dtype(dtype, "--dtype") if dtype else None)
     rd = RunDir(run)
-    teacher_dir = teacher or rd.teacher
-    cands = candidates or rd.scores / "candidates.parquet"
+    cands = candidates or rd.candidates_file
     if not Path(cands).is_file():
-        from reldistill.errors import UserError
-
         raise UserError(f"candidates file {cands} does not exist — run `reldistill distill mine --run {run}` first.")
-    out = label_candidates(cands, teacher_dir, rd.scores / "scores.parquet", data_cfg, score)
+    out = label_candidates(cands, teacher or rd.teacher, rd.scores_file, data_cfg, score)
     df = pd.read_parquet(out)
-    write_manifest(rd.scores, "scores", teacher=str(Path(teacher_dir).resolve()), candidates=str(Path(cands).resolve()),
-                   candidates_sha256=file_fingerprint(cands), pairs=len(df), queries=int(df["query"].nunique()),
-                   data={"path": data_cfg.path, "fingerprint": data_fingerprint(data_cfg.path)}, distill=to_dict(cfg))
     typer.echo(json.dumps({"scores": str(out), "pairs": len(df),
                            "mean_teacher_score_by_label": {str(k): round(float(v), 4) for k, v in
                                                            df.groupby(df["esci_label"].fillna("unjudged"))["teacher_score"].mean().items()}}, indent=2))
@@ -110,16 +103,17 @@ def train_cmd(
     force: Annotated[bool, typer.Option("--force", help="Replace --output even when it is not a student directory.")] = False,
 ) -> None:
     """Train the student (distilled, or --human-only) → a sentence-transformers folder + manifest.json."""
-    from reldistill.artifacts import RunDir, read_json
+    from reldistill.artifacts import read_json
     from reldistill.distill.train import train_human_student, train_student
+    from reldistill.run_layout import RunDir
 
     r = _recipe(config, data, loss=loss, student=student, epochs=epochs, max_steps=max_steps, mnrl_weight=mnrl_weight)
     cfg, data_cfg = r.distill, r.data
     rd = RunDir(run, create=True)
     if human_only:
-        out = train_human_student(output or rd.root / "student-human", cfg, data_cfg, resume=resume, force=force)
+        out = train_human_student(output or rd.student_human, cfg, data_cfg, resume=resume, force=force)
     else:
-        scores_path = scores or rd.scores / "scores.parquet"
+        scores_path = scores or rd.scores_file
         teacher_dir = rd.teacher if rd.teacher.is_dir() else None
         out = train_student(scores_path, output or rd.student, cfg, data_cfg, teacher_dir=teacher_dir, resume=resume, force=force)
     m = read_json(Path(out) / "manifest.json")
@@ -135,32 +129,16 @@ def export_cmd(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder to write (default RUN/export).")] = None,
 ) -> None:
     """Teacher-labelled train candidates → OUT/flagembedding.jsonl (FlagEmbedding) + OUT/margin-mse/ (sentence-transformers)."""
-    import numpy as np
-
-    from reldistill.artifacts import RunDir, write_manifest
-    from reldistill.distill.examples import blended_targets, margin_rows
-    from reldistill.distill.interchange import flag_records, st_margin_dataset, write_flag_jsonl
-    from reldistill.distill.train import _load_data, scored_frame
+    from reldistill.distill.export import export_labelled
+    from reldistill.run_layout import RunDir
 
     r = _recipe(config, data)
     cfg, data_cfg = r.distill, r.data
     rd = RunDir(run)
-    scores_path = scores or rd.scores / "scores.parquet"
-    data_obj, examples = _load_data(data_cfg)
-    df = scored_frame(scores_path, data_obj, examples)
-    target = blended_targets(df, cfg.human_weight)
-    dest = out or rd.root / "export"
-    dest.mkdir(parents=True, exist_ok=True)
-    records = flag_records(df, target)
-    flag = write_flag_jsonl(records, dest / "flagembedding.jsonl")
-    triplets = margin_rows(df, target, cfg, np.random.default_rng(cfg.seed))
-    st_dir = dest / "margin-mse"
-    st_margin_dataset(triplets).save_to_disk(str(st_dir))
-    write_manifest(dest, "labelled-data", scores=str(Path(scores_path).resolve()), flagembedding=flag.name,
-                   flagembedding_queries=len(records), margin_mse=st_dir.name, margin_mse_rows=len(triplets["label"]),
-                   distill=to_dict(cfg))
-    typer.echo(json.dumps({"flagembedding": str(flag), "queries": len(records), "margin_mse": str(st_dir),
-                           "triplets": len(triplets["label"])}, indent=2))
+    dest = out or rd.export
+    m = export_labelled(scores or rd.scores_file, dest, cfg, data_cfg)
+    typer.echo(json.dumps({"flagembedding": str(dest / m["flagembedding"]), "queries": m["flagembedding_queries"],
+                           "margin_mse": str(dest / m["margin_mse"]), "triplets": m["margin_mse_rows"]}, indent=2))
 
 
 @distill_app.command("eval")

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from reldistill.data.queries import query_id
 from reldistill.errors import UserError
 
 FLAG_KEYS = ("query", "pos", "neg", "pos_scores", "neg_scores")
@@ -82,7 +83,7 @@ def read_flag_jsonl(path: str | Path) -> pd.DataFrame:
             if missing:
                 raise UserError(f"{p} line {n} has no {missing[0]!r} — FlagEmbedding lines need {', '.join(FLAG_KEYS)}.")
             query = str(line["query"])
-            qid = str(line.get("query_id") or " ".join(query.lower().split()))
+            qid = str(line.get("query_id") or query_id(query))
             for key in ("pos", "neg"):
                 texts, scores = line[key], line[f"{key}_scores"]
                 if not isinstance(texts, list) or not isinstance(scores, list) or len(texts) != len(scores):

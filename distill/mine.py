@@ -21,22 +21,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reldistill.data import EsciData, carve_dev
+from reldistill.artifacts import MANIFEST, data_fingerprint, write_manifest, write_parquet
+from reldistill.config import DataConfig, to_dict
+from reldistill.data import EsciData, carve_dev, load_esci, normalise_queries, query_ids
 from reldistill.data.split import query_unit
 from reldistill.errors import UserError
 from reldistill.retrieval.dense import exact_top_k
 from reldistill.retrieval.lexical import BM25Index
+from reldistill.run_layout import CANDIDATES_FILE
 
 from reldistill.recipe.distill import DistillConfig
 
 log = logging.getLogger(__name__)
 
 CANDIDATE_COLUMNS = ["query_id", "query", "product_id", "source", "esci_label", "soft_label", "split", "text"]
-SOURCES = ("judged", "bm25", "dense")
-
-
-def _norm(q: pd.Series) -> pd.Series:
-    return q.astype(str).str.lower().str.split().str.join(" ")
 
 
 def with_dev_split(data: EsciData, dev_fraction: float, seed: int) -> pd.DataFrame:
@@ -105,8 +103,8 @@ def mine_candidates(data: EsciData, cfg: DistillConfig, student=None, dev_fracti
     products = data.products.reset_index(drop=True)
     if products.empty:
         raise UserError("the products catalog is empty — check data.path and data.locale.")
-    held_out = set(_norm(ex.loc[ex["split"] != "train", "query"]))
-    train = ex[(ex["split"] == "train") & ~_norm(ex["query"]).isin(held_out)]
+    held_out = set(normalise_queries(ex.loc[ex["split"] != "train", "query"]))
+    train = ex[(ex["split"] == "train") & ~normalise_queries(ex["query"]).isin(held_out)]
     if train.empty:
         raise UserError("there are no train queries to mine candidates for — check the data's split column and data.dev_fraction.")
 
@@ -122,10 +120,10 @@ def mine_candidates(data: EsciData, cfg: DistillConfig, student=None, dev_fracti
     qtab = judged.drop_duplicates("query_id")[["query_id", "query"]].assign(full=lambda d: d["query_id"].isin(set(full_ids)))
     queries_extra = extra_queries if extra_queries is not None else (read_query_list(cfg.queries_path) if cfg.queries_path else [])
     if queries_extra:
-        known = set(_norm(ex["query"]))
+        known = set(normalise_queries(ex["query"]))
         extra = pd.DataFrame({"query": queries_extra})
-        extra = extra[~_norm(extra["query"]).isin(known)].drop_duplicates("query")
-        extra["query_id"] = "u:" + pd.util.hash_pandas_object(_norm(extra["query"]), index=False).astype("uint64").map("{:016x}".format)
+        extra = extra[~normalise_queries(extra["query"]).isin(known)].drop_duplicates("query")
+        extra["query_id"] = query_ids(extra["query"], prefix="u:")
         extra["full"] = False
         qtab = pd.concat([qtab, extra[["query_id", "query", "full"]]], ignore_index=True)
         log.info("added %d unlabeled user queries", len(extra))
@@ -162,6 +160,21 @@ def mine_candidates(data: EsciData, cfg: DistillConfig, student=None, dev_fracti
     out = out.drop_duplicates(["query_id", "product_id"], keep="first").reset_index(drop=True)
     out["soft_label"] = out["soft_label"].astype(float)
     return out
+
+
+def mine_to(out_dir: str | Path, cfg: DistillConfig, data_cfg: DataConfig, student=None) -> dict:
+    """Mine candidates for ``data_cfg``'s train queries → ``out_dir/candidates.parquet`` + manifest (kind
+    "candidates", written last); returns the manifest (pairs, queries, by_source, data, distill settings)."""
+    out_dir = Path(out_dir)
+    (out_dir / MANIFEST).unlink(missing_ok=True)  # a stale manifest never vouches for a new file
+    cands = mine_candidates(load_esci(data_cfg), cfg, student=student, dev_fraction=data_cfg.dev_fraction, seed=data_cfg.seed)
+    write_parquet(out_dir / CANDIDATES_FILE, cands)
+    return write_manifest(out_dir, "candidates", candidates=CANDIDATES_FILE, pairs=len(cands),
+                          queries=int(cands["query_id"].nunique()),
+                          by_source={str(k): int(v) for k, v in cands["source"].value_counts().items()},
+                          data={"path": data_cfg.path, "fingerprint": data_fingerprint(data_cfg.path),
+                                "dev_fraction": data_cfg.dev_fraction, "seed": data_cfg.seed},
+                          distill=to_dict(cfg))
 
 
 def _drop_near_duplicates(mined: pd.DataFrame, judged: pd.DataFrame, products: pd.DataFrame,

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from reldistill.data.queries import query_ids
 from reldistill.errors import UserError
 
 REQUIRED = ("query", "product_id", "teacher_score")
@@ -69,7 +70,7 @@ def validate_scores(df: pd.DataFrame, catalog_ids: set[str], where: str) -> pd.D
         raise UserError(f"{where}: product_id {df.loc[unknown, 'product_id'].iloc[0]!r} ({int(unknown.sum())} row(s)) is not in the "
                         "products catalog — score candidates mined from the same data (data.path / data.locale) or drop those rows.")
     if "query_id" not in df.columns:
-        df["query_id"] = df["query"].str.lower().str.split().str.join(" ")
+        df["query_id"] = query_ids(df["query"])
     df["query_id"] = df["query_id"].astype(str)
     if "soft_label" not in df.columns:
         df["soft_label"] = np.nan

@@ -19,13 +19,13 @@ import pandas as pd
 
 from reldistill.artifacts import atomic_path, check_replaceable, data_fingerprint, read_manifest, write_json, write_manifest
 from reldistill.config import DataConfig, to_dict
-from reldistill.data import load_esci
+from reldistill.data import load_esci, normalise_queries
 from reldistill.errors import UserError
 
 from reldistill.recipe.distill import DistillConfig
 from .examples import blended_targets, build_rows
 from .interchange import read_flag_jsonl, read_st_dataset
-from .mine import _norm, with_dev_split
+from .mine import with_dev_split
 from .scores import load_scores
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def _load_data(data_cfg: DataConfig):
 def _train_only(df: pd.DataFrame, examples: pd.DataFrame) -> pd.DataFrame:
     """Drop rows whose query is a dev/test query (by id or normalised text): selection and test stay unseen."""
     held = examples[examples["split"] != "train"]
-    leak = df["query_id"].isin(set(held["query_id"])) | _norm(df["query"]).isin(set(_norm(held["query"])))
+    leak = df["query_id"].isin(set(held["query_id"])) | normalise_queries(df["query"]).isin(set(normalise_queries(held["query"])))
     if leak.any():
         log.warning("ignoring %d scored pair(s) of dev/test queries", int(leak.sum()))
     return df[~leak].reset_index(drop=True)
@@ -256,8 +256,8 @@ def training_rows(scores_path: str | Path, cfg: DistillConfig, data, examples: p
         if cfg.loss != "margin-mse":
             raise UserError(f"{p} is a Margin-MSE dataset; train it with --loss margin-mse (or pass scores / FlagEmbedding JSONL).")
         rows = read_st_dataset(p)
-        held = set(_norm(examples.loc[examples["split"] != "train", "query"]))
-        keep = [i for i, q in enumerate(_norm(pd.Series(rows["query"]))) if q not in held]
+        held = set(normalise_queries(examples.loc[examples["split"] != "train", "query"]))
+        keep = [i for i, q in enumerate(normalise_queries(pd.Series(rows["query"]))) if q not in held]
         rows = {k: [v[i] for i in keep] for k, v in rows.items()}
         if not keep:
             raise UserError(f"{p} has no rows of train queries.")

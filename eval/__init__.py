@@ -18,10 +18,10 @@ __all__ = ["evaluate_run", "run_bench"]
 
 def evaluate_run(run_dir: str | Path, data_cfg=None, cfg: EvalConfig | None = None) -> dict[str, Any]:
     """Evaluate every system ``run_dir`` holds and write its reports; returns what report.json holds."""
-    from reldistill.artifacts import RunDir
     from reldistill.config import DataConfig
     from reldistill.eval.compare import Evaluation
     from reldistill.eval.report import write_report
+    from reldistill.run_layout import RunDir
 
     run = RunDir(run_dir)
     return write_report(run, Evaluation(run.root, data_cfg or DataConfig(), cfg or EvalConfig()).run_all())

@@ -16,10 +16,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from reldistill.artifacts import MANIFEST, write_json, write_text
+from reldistill.artifacts import write_json, write_text
 from reldistill.config import DataConfig
 from reldistill.progress import console
 from reldistill.recipe.eval import BenchConfig
+from reldistill.run_layout import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +47,12 @@ def run_bench(cfg: BenchConfig, data_cfg: DataConfig, run: Path | None = None) -
     data = load_esci(data_cfg)
     pairs = data.split("test") if len(data.split("test")) else data.examples
     pairs = pairs.head(cfg.teacher_pairs)
-    teacher_dir = run / "teacher" if run is not None and (run / "teacher" / MANIFEST).is_file() else None
+    rd = RunDir(run, check=False) if run is not None else None
+    teacher_dir = rd.teacher if rd is not None and rd.done("teacher") else None
     with _step(f"teacher scoring, {len(pairs)} pairs × {'/'.join(dtypes)}"):
         res["teacher"] = teacher_throughput(pairs["query"].tolist(), pairs["text"].tolist(), cfg.teacher, teacher_dir,
                                             cfg.teacher_batch, peaks)
-    student_name = str(run / "student") if run is not None and (run / "student" / MANIFEST).is_file() else cfg.student
+    student_name = str(rd.student) if rd is not None and rd.done("student") else cfg.student
     baseline = load_student(student_name, backend="torch")  # today's path: PyTorch
     with _step("student backend (auto measures once per CPU and student)"):
         model = load_student(student_name)  # the backend student.backend / $RELDISTILL_STUDENT_BACKEND picks

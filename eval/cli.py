@@ -53,8 +53,8 @@ def eval_cmd(
     """Compare every system the run holds (BM25, dense students, hybrids, teacher) on one split through the served
     search pipeline; choose the served configuration on dev (serving.json); write reports. With --data other than
     the run's own data the reports go to <run>/eval/other/<data>-<split>/ and the run's report is left alone."""
-    from reldistill.artifacts import RunDir
     from reldistill.eval.report import evaluate_run, render_markdown
+    from reldistill.run_layout import RunDir
 
     _quiet()
     RunDir(run)  # a missing run directory is a UserError before anything loads
@@ -87,6 +87,7 @@ def bench_cmd(
     search latency per mode, index build time and memory; one markdown table, every figure measured now."""
     from reldistill.errors import UserError
     from reldistill.eval.bench import run_bench, write_bench
+    from reldistill.run_layout import RunDir
 
     recipe = _recipe(config, data)
     cfg = override(recipe.bench, teacher_pairs=teacher_pairs, student_docs=student_docs, search_queries=search_queries,
@@ -94,7 +95,7 @@ def bench_cmd(
     if run is not None and not run.is_dir():
         raise UserError(f"run directory {run} does not exist — pass an existing --run or leave it out.")
     result = run_bench(cfg, recipe.data, run)
-    target = out or (run / "eval" if run is not None else None)
+    target = out or (RunDir(run).eval if run is not None else None)
     if target is not None:
         write_bench(target, result)
     if as_json:

@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reldistill.artifacts import MANIFEST, RunDir, read_json
+from reldistill.artifacts import MANIFEST, read_json
 from reldistill.config import DataConfig
+from reldistill.data.queries import normalise_query
 from reldistill.errors import UserError
 from reldistill.eval.choose import Candidate, choose
 from reldistill.eval.metrics import MetricSpec, evaluate, metric_specs, to_qrels, to_run
@@ -37,14 +38,15 @@ from reldistill.eval.significance import compare_to_baselines
 from reldistill.eval.teacher_scores import TeacherScoreCache, cached_reranker
 from reldistill.recipe.eval import EvalConfig
 from reldistill.recipe.retrieval import IndexConfig, SearchConfig
-from reldistill.retrieval.catalog import normalise_query
 from reldistill.retrieval.serving import Serving
+from reldistill.run_layout import RunDir
+from reldistill.student.identity import model_identity
 
 log = logging.getLogger(__name__)
 
 RunDict = dict[str, dict[str, float]]
 BASELINES = ("bm25", "dense-base")
-STUDENT_DIRS = {"dense-human": "student-human", "dense-distilled": "student"}
+STUDENT_DIRS = {"dense-human": "student-human", "dense-distilled": "student"}  # system: run stage directory
 
 
 @dataclasses.dataclass
@@ -79,12 +81,6 @@ def split_inputs(data, examples: pd.DataFrame, split: str, max_queries: int | No
                       products["product_id"].astype(str).tolist(), products["text"].astype(str).tolist(), qrels)
 
 
-def load_inputs(data_cfg: DataConfig, split: str, max_queries: int | None = None) -> EvalInputs:
-    """Load the data, keep ``split`` ('dev': carved from train with data.dev_fraction and data.seed), build qrels."""
-    data, examples = load_data(data_cfg)
-    return checked_split(data, examples, split, max_queries)
-
-
 def load_data(data_cfg: DataConfig):
     """(EsciData, its examples with the dev split carved from train exactly as teacher and students carve it)."""
     from reldistill.data import carve_dev, load_esci
@@ -104,7 +100,7 @@ def checked_split(data, examples: pd.DataFrame, split: str, max_queries: int | N
 
 def _base_student_name(run: RunDir, cfg: EvalConfig) -> str:
     """The distilled student's base model (from its manifest), else ``eval.base_student``."""
-    path = run.root / "student" / MANIFEST
+    path = run.student / MANIFEST
     if path.is_file():
         m = read_json(path)
         for key in ("base_student", "base_model", "base", "student_base"):
@@ -141,7 +137,7 @@ class Evaluation:
         self.index_cfg = index_cfg
         # a given serving is measured, not chosen; a subset of systems (--systems) chooses nothing
         self.choose_serving = serving is None and cfg.choose_on != "none" and cfg.systems is None
-        self.cache_dir = self.run.root / "eval" / "cache"
+        self.cache_dir = self.run.eval_cache
         self.specs: list[MetricSpec] = metric_specs(data_cfg.gains, cfg.relevant_labels, cfg.ndcg_k, cfg.depth, cfg.mrr_k)
         self.runs: dict[str, dict[str, RunDict]] = {"retrieval": {}, "task1": {}}
         self.absent: dict[str, str] = {}
@@ -161,12 +157,12 @@ class Evaluation:
     def _needs_student(self, system: str) -> bool:
         hybrid = "hybrid-" + system.split("-", 1)[1]
         served = system == self._served_student()
-        rerank = self.wants("hybrid+rerank") and (self.run.root / "teacher" / MANIFEST).is_file()
+        rerank = self.wants("hybrid+rerank") and self.run.done("teacher")
         return (self.wants(system) or self.wants(hybrid)
                 or (served and (rerank or self.choose_serving or self.serving is not None)))
 
     def _served_student(self) -> str:
-        return "dense-distilled" if (self.run.root / "student" / MANIFEST).is_file() else "dense-base"
+        return "dense-distilled" if self.run.done("student") else "dense-base"
 
     # -- helpers ---------------------------------------------------------------------------------
     def _timed(self, key: str, fn, *args, **kwargs):
@@ -185,7 +181,7 @@ class Evaluation:
         """{system: (model name or folder, description)} for the students this run has."""
         out = {"dense-base": (_base_student_name(self.run, self.cfg), "base student (no fine-tuning)")}
         for system, sub in STUDENT_DIRS.items():
-            d = self.run.root / sub
+            d = self.run.stage_dir(sub)
             if (d / MANIFEST).is_file():
                 out[system] = (str(d), f"{sub}/")
             else:
@@ -196,7 +192,7 @@ class Evaluation:
     # -- the served engine -------------------------------------------------------------------------
     def _index_pipeline(self):
         """The run's saved index as a SearchPipeline when it indexes exactly this catalog, else None."""
-        from reldistill.retrieval.build import index_dir_of
+        from reldistill.run_layout import index_dir_of
         from reldistill.retrieval.pipeline import SearchPipeline
         from reldistill.student.catalog_vectors import catalog_digest
 
@@ -216,8 +212,8 @@ class Evaluation:
         """One SearchPipeline per student (the saved index for the student it was built with; the others share
         its BM25 and catalog and get an index of the same kind), each encoding a query once."""
         from reldistill.models import resolve_model
-        from reldistill.retrieval.build import index_dir_of, student_identity
         from reldistill.retrieval.pipeline import SearchPipeline
+        from reldistill.run_layout import index_dir_of
         from reldistill.student import load_student
 
         inp = self.inputs
@@ -227,14 +223,14 @@ class Evaluation:
                 continue
             t0 = time.perf_counter()
             try:
-                model = main.student if main is not None and main.student_id == student_identity(name) else load_student(name)
+                model = main.student if main is not None and main.student_id == model_identity(name) else load_student(name)
             except UserError as e:
                 self.absent[system] = f"{desc} {name!r} cannot be loaded: {e}"
                 continue
             emb, source = catalog_vectors(system, model, resolve_model(name).path, inp.product_ids, inp.texts, self.cache_dir,
                                           self.cfg.batch_size, index_dir_of(self.run.root), name)
             self.vectors[system] = emb
-            if main is not None and main.student_id == student_identity(name):
+            if main is not None and main.student_id == model_identity(name):
                 pipe = main
             elif main is not None:
                 pipe = main.with_student(model, name=system, vectors=emb)
@@ -253,7 +249,7 @@ class Evaluation:
             self.timings[f"{system}_s"] = round(time.perf_counter() - t0, 2)
 
     def _teacher_ready(self) -> bool:
-        tdir = self.run.root / "teacher"
+        tdir = self.run.teacher
         if self.teacher_cache is None and (tdir / MANIFEST).is_file():
             self.teacher_cache = TeacherScoreCache(tdir, self.cache_dir, self.cfg.teacher_dtype, self.cfg.teacher_batch)
         return self.teacher_cache is not None
@@ -327,7 +323,7 @@ class Evaluation:
         if not (self.wants("teacher") or self.wants("hybrid+rerank")):
             return
         if not self._teacher_ready():
-            reason = f"no finished teacher at {self.run.root / 'teacher'} (no {MANIFEST})"
+            reason = f"no finished teacher at {self.run.teacher} (no {MANIFEST})"
             self.absent["teacher"] = reason
             self.absent["hybrid+rerank"] = reason
             return
@@ -419,7 +415,7 @@ class Evaluation:
 
     def _dev_leaks(self, dev: EvalInputs) -> set[str]:
         """Dev queries (by id or normalised text) among the run's mined training candidates: must be none."""
-        cands = self.run.root / "scores" / "candidates.parquet"
+        cands = self.run.candidates_file
         if not cands.is_file():
             return set()
         df = pd.read_parquet(cands, columns=["query_id", "query"])

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
-from reldistill.artifacts import RunDir, atomic_path, read_json, write_json, write_manifest, write_text
+from reldistill.artifacts import MANIFEST, atomic_path, read_json, write_json, write_manifest, write_text
 from reldistill.eval.findings import findings
+from reldistill.run_layout import REPORT_JSON, REPORT_MD, RunDir, safe_name
 
 SYSTEM_ORDER = ("bm25", "dense-base", "dense-human", "dense-distilled", "hybrid-base", "hybrid-distilled",
                 "hybrid-base+rerank", "hybrid-distilled+rerank", "teacher")
@@ -111,10 +111,6 @@ def _served_markdown(report: dict) -> list[str]:
     return out
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-
-
 def write_trec_runs(eval_dir: Path, runs: dict[str, dict[str, dict[str, dict[str, float]]]], query_ids: list[str]) -> list[str]:
     """One TREC run file per task and system (``<task>.<system>.trec``), ranks by score."""
     from reldistill.eval.metrics import to_run
@@ -122,17 +118,17 @@ def write_trec_runs(eval_dir: Path, runs: dict[str, dict[str, dict[str, dict[str
     written = []
     for task, systems in runs.items():
         for system, run in systems.items():
-            final = eval_dir / f"{task}.{_safe(system)}.trec"
+            final = eval_dir / f"{task}.{safe_name(system)}.trec"
             with atomic_path(final) as tmp:
-                to_run(run, _safe(system), query_ids).save(str(tmp), kind="trec")
+                to_run(run, safe_name(system), query_ids).save(str(tmp), kind="trec")
             written.append(final.name)
     return written
 
 
 def own_data_path(run: RunDir) -> Path | None:
     """The data the run was built on (its data check, else its index), or None when it records none."""
-    for sub in ("data", "index"):
-        path = run.root / sub / "manifest.json"
+    for sub in (run.data, run.index):
+        path = sub / MANIFEST
         if path.is_file():
             d = read_json(path).get("data")
             if isinstance(d, dict) and d.get("path"):
@@ -145,7 +141,7 @@ def other_data_dir(run: RunDir, data_path: str | Path, split: str) -> Path | Non
     own = own_data_path(run)
     if own is None or Path(data_path).resolve() == own:
         return None
-    return run.eval / "other" / _safe(f"{Path(data_path).resolve().name}-{split}")
+    return run.other_eval(data_path, split)
 
 
 def evaluate_run(run: RunDir, data_cfg, cfg, search_cfg=None, index_cfg=None) -> dict[str, Any]:
@@ -177,7 +173,7 @@ def write_report(run: RunDir, report: dict[str, Any], out_dir: Path | None = Non
     report = dict(report)
     runs = report.pop("_runs")
     eval_dir = out_dir or run.eval
-    report_json, report_md = (out_dir / "report.json", out_dir / "report.md") if out_dir else (run.report_json, run.report_md)
+    report_json, report_md = (out_dir / REPORT_JSON, out_dir / REPORT_MD) if out_dir else (run.report_json, run.report_md)
     eval_dir.mkdir(parents=True, exist_ok=True)
     files = write_trec_runs(eval_dir, runs, list(next(iter(report["per_query_ndcg"]["retrieval"].values())).keys())
                             if report["per_query_ndcg"]["retrieval"] else [])

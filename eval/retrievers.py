@@ -2,43 +2,24 @@
 
 Full-catalog retrieval is always `SearchPipeline.search_many` (reldistill.retrieval); here only the
 ESCI Task-1 scoring of judged (query, product) pairs and the per-student catalog vectors, cached under
-``<run>/eval/cache`` so a second eval of the same run does not re-encode the catalog.
+``<run>/eval/cache`` (the index build's sharded encoding) so a second eval does not re-encode the catalog.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from reldistill.artifacts import atomic_path
-from reldistill.student.catalog_vectors import catalog_digest, load_vectors, weights_digest
+from reldistill.retrieval.build import encode_catalog
+from reldistill.student.catalog_vectors import cache_key, load_vectors
+from reldistill.student.identity import model_identity
 
 log = logging.getLogger(__name__)
 
 RunDict = dict[str, dict[str, float]]
-
-
-def model_digest(model_path: str | Path) -> str:
-    """A short fingerprint of a sentence-transformers folder (its weight files; its path when it has none)."""
-    return (weights_digest(model_path) or hashlib.sha256(str(Path(model_path).resolve()).encode()).hexdigest())[:16]
-
-
-def encode_with_progress(model, texts: list[str], batch_size: int, description: str, chunk: int = 512) -> np.ndarray:
-    """Document embeddings of ``texts`` in chunks, with a docs/s progress bar."""
-    from reldistill.progress import progress_bar
-    from reldistill.student import encode_documents
-
-    parts = []
-    with progress_bar(len(texts), description, "docs") as advance:
-        for start in range(0, len(texts), chunk):
-            part = texts[start:start + chunk]
-            parts.append(encode_documents(model, part, batch_size=batch_size))
-            advance(len(part))
-    return np.concatenate(parts) if parts else np.zeros((0, model.get_embedding_dimension()), np.float32)
 
 
 def vectors_from_index(index_dir: Path, student: str, product_ids: Sequence[str], texts: Sequence[str]) -> np.ndarray | None:
@@ -51,12 +32,11 @@ def vectors_from_index(index_dir: Path, student: str, product_ids: Sequence[str]
         return None
     try:
         from reldistill.artifacts import read_json
-        from reldistill.retrieval.build import student_identity
         from reldistill.retrieval.catalog import Catalog
         from reldistill.retrieval.dense import DenseIndex
 
         m = read_json(index_dir / "manifest.json")
-        ident = student_identity(student)
+        ident = model_identity(student)
         if m.get("student") != ident or m.get("index_kind") not in ("flat", "hnsw"):
             return None
         catalog = Catalog.load(index_dir)
@@ -73,13 +53,14 @@ def catalog_vectors(name: str, model, model_path: str, product_ids: Sequence[str
                     cache_dir: Path | None = None, batch_size: int = 64, index_dir: Path | None = None,
                     student: str | None = None) -> tuple[np.ndarray, str]:
     """(the catalog encoded by a student, where the vectors came from): the eval cache, the run's index,
-    the vectors saved with the student folder, else a fresh encode (then cached, keyed by weights, not by
-    system name: students with identical weights share one encoding)."""
-    key = f"emb-{model_digest(model_path)}-{catalog_digest(list(product_ids), texts)[:16]}"
-    cached = cache_dir / f"{key}.npy" if cache_dir else None
+    the vectors saved with the student folder, else a fresh encode — the index build's resumable, sharded
+    ``encode_catalog`` under the same ``cache_key`` (model identity, backend, catalog, precision), so
+    students with identical weights share one encoding."""
+    cached = cache_dir / cache_key(model_path, list(product_ids), list(texts), getattr(model, "reldistill_backend", "torch")) \
+        if cache_dir else None
     emb, source = None, "encoded"
-    if cached is not None and cached.is_file():
-        emb, source = np.load(cached), "eval cache"
+    if cached is not None and any(cached.glob("shard-*.npy")):
+        emb, source = encode_catalog(model, list(product_ids), list(texts), cache=cached, batch_size=batch_size), "eval cache"
     elif index_dir is not None and student is not None:
         emb = vectors_from_index(index_dir, student, product_ids, texts)
         source = f"retrieval index {index_dir}"
@@ -88,11 +69,7 @@ def catalog_vectors(name: str, model, model_path: str, product_ids: Sequence[str
         source = f"vectors saved with {model_path}"
     if emb is None:
         log.info("encoding %d catalog texts with %s", len(texts), name)
-        emb, source = encode_with_progress(model, list(texts), batch_size, f"{name}: encode catalog"), "encoded"
-        if cached is not None:
-            with atomic_path(cached) as tmp:
-                with open(tmp, "wb") as f:
-                    np.save(f, emb)
+        emb = encode_catalog(model, list(product_ids), list(texts), cache=cached, batch_size=batch_size)
     return np.ascontiguousarray(emb, dtype=np.float32), source
 
 

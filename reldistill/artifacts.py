@@ -234,36 +234,3 @@ def read_manifest(directory: str | Path, kind: str | None = None) -> dict[str, A
     if kind is not None and m.get("kind") != kind:
         raise UserError(f"{d} holds a {m.get('kind')!r} artifact, not a {kind!r} one — pass the right directory.")
     return m
-
-
-class RunDir:
-    """One run directory: teacher/, scores/, student/, index/, report.json, report.md (what --run takes)."""
-
-    STAGES = ("teacher", "scores", "student", "index", "eval")
-
-    def __init__(self, root: str | Path, create: bool = False):
-        self.root = Path(root)
-        recover_swaps(self.root)
-        if create:
-            self.root.mkdir(parents=True, exist_ok=True)
-        elif not self.root.is_dir():
-            raise UserError(f"run directory {self.root} does not exist — create it with `reldistill demo` or pass an existing --run.")
-        for stage in (*RunDir.STAGES, "student-human"):
-            recover_swaps(self.root / stage)
-
-    def __getattr__(self, name: str) -> Path:
-        if name in RunDir.STAGES:
-            return self.root / name
-        raise AttributeError(name)
-
-    @property
-    def report_json(self) -> Path:
-        return self.root / "report.json"
-
-    @property
-    def report_md(self) -> Path:
-        return self.root / "report.md"
-
-    def done(self, stage: str) -> bool:
-        """A stage is finished when its directory holds a manifest (written last)."""
-        return (self.root / stage / MANIFEST).is_file()

@@ -9,8 +9,6 @@ import pandas as pd
 
 from reldistill.errors import UserError
 
-ESCI_LABELS = ("E", "S", "C", "I")
-ESCI_NAMES = {"E": "Exact", "S": "Substitute", "C": "Complement", "I": "Irrelevant"}
 # Seed recipe soft labels for the teacher's BCE target.
 DEFAULT_SOFT_LABELS: dict[str, float] = {"E": 1.0, "S": 0.5, "C": 0.0, "I": 0.0}
 # ESCI graded gains for nDCG (Reddy et al. 2022).

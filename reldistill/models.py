@@ -67,9 +67,6 @@ class ResolvedModel:
             kw["gguf_file"] = self.gguf_file
         return kw
 
-    def describe(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 def hub_offline() -> bool:
     """True when the user (or environment) forbids hub downloads."""
@@ -139,10 +136,3 @@ def resolve_model(name: str) -> ResolvedModel:
     return ResolvedModel(name, hub_id, hub_id, "hub")
 
 
-def load_sentence_transformer(name: str, **kwargs: Any):
-    """A SentenceTransformer from a short name, hub id, or folder (offline copy preferred)."""
-    from sentence_transformers import SentenceTransformer
-
-    r = resolve_model(name)
-    kwargs.setdefault("trust_remote_code", False)
-    return SentenceTransformer(r.path, **kwargs)

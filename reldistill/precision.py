@@ -1,12 +1,20 @@
-"""Numeric precision choices shared by the teacher and the student: bf16 where the hardware runs it natively."""
+"""Numeric precision choices shared by the teacher and the student: bf16 where the hardware runs it natively.
+
+``parse_dtype`` is the one parser of a dtype setting (recipe keys, CLI flags, environment): it needs
+no torch, so config classes validate with it at load time.
+"""
 
 from __future__ import annotations
 
 import functools
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+from reldistill.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 PRECISION_ENV = "RELDISTILL_STUDENT_PRECISION"  # auto | float32 | bfloat16 for student encoding and training
 CPU_BF16_ENV = "RELDISTILL_CPU_BF16"  # 0: act as a CPU without native bf16 (what an AVX2-only machine does)
@@ -40,16 +48,25 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def resolve_dtype(dtype: str) -> torch.dtype:
-    """'auto' → bf16 where the hardware has it (CUDA with bf16, or a CPU with AVX512-BF16/AMX), else fp32."""
-    if dtype in ("float32", "fp32"):
-        return torch.float32
-    if dtype in ("bfloat16", "bf16"):
-        return torch.bfloat16
-    if dtype != "auto":
-        from reldistill.errors import UserError
+DTYPE_NAMES = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16", "auto": "auto"}
 
-        raise UserError(f"precision must be auto, float32 or bfloat16 — got {dtype!r}.")
+
+def parse_dtype(value: object, where: str = "dtype") -> str:
+    """A dtype setting ('fp32' | 'bf16' | 'auto', or 'float32' | 'bfloat16'; any case) → 'float32' | 'bfloat16' | 'auto'."""
+    name = DTYPE_NAMES.get(str(value).strip().lower())
+    if name is None:
+        raise UserError(f"{where} must be one of auto, float32 (fp32), bfloat16 (bf16) — got {value!r}.")
+    return name
+
+
+def resolve_dtype(dtype: str, where: str = "precision") -> torch.dtype:
+    """``parse_dtype(dtype)`` as a torch dtype; 'auto' → bf16 where the hardware has it (CUDA with bf16, or
+    a CPU with AVX512-BF16/AMX), else fp32."""
+    import torch
+
+    name = parse_dtype(dtype, where)
+    if name != "auto":
+        return getattr(torch, name)
     if torch.cuda.is_available():
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
     return torch.bfloat16 if cpu_has_bf16() else torch.float32
@@ -61,9 +78,10 @@ def student_dtype(setting: str | None = None) -> torch.dtype:
     bf16 autocast (fp32 weights) nearly doubles MiniLM encoding on an AVX512-BF16 CPU with
     embeddings at cosine ≥ 0.9999 to fp32 (the eval stage's bench module measures both).
     """
-    if not setting or setting == "auto":
-        setting = os.environ.get(PRECISION_ENV) or "auto"
-    return resolve_dtype(setting.lower())
+    if not setting or parse_dtype(setting) == "auto":
+        env = os.environ.get(PRECISION_ENV)
+        return resolve_dtype(env or "auto", f"${PRECISION_ENV}" if env else "precision")
+    return resolve_dtype(setting)
 
 
 def reset_accelerate_state() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reldistill.artifacts import atomic_path, check_replaceable, data_fingerprint, file_fingerprint, read_manifest, write_manifest
+from reldistill.artifacts import MANIFEST, atomic_path, check_replaceable, data_fingerprint, read_manifest, write_manifest
 from reldistill.config import DataConfig, to_dict
 from reldistill.errors import UserError
 from reldistill.models import resolve_model
@@ -23,38 +23,22 @@ from reldistill.recipe.retrieval import IndexConfig
 from reldistill.retrieval.catalog import Catalog
 from reldistill.retrieval.dense import DenseIndex
 from reldistill.retrieval.lexical import BM25Index
-from reldistill.student.catalog_vectors import catalog_digest, encode_precision, load_vectors
+from reldistill.run_layout import RunDir, index_dir_of
+from reldistill.student.catalog_vectors import cache_key, catalog_digest, load_vectors
+from reldistill.student.identity import model_identity
 
 log = logging.getLogger(__name__)
 
 INDEX_KIND = "index"
-CACHE_DIR = ".index-cache"
 SHARD = 2048
 SORT_CHUNK = 512  # texts per encode call (length-sorted batches inside it)
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-
-
-def index_dir_of(path: str | Path) -> Path:
-    """``<run>/index`` for a run directory, or the path itself when it already is an index directory."""
-    p = Path(path)
-    return p if p.name == "index" or (p / "dense.json").is_file() else p / "index"
 
 
 def default_student(run_dir: Path) -> str:
-    student = run_dir / "student"
-    if (student / "manifest.json").is_file() or (student / "config.json").is_file():
+    student = RunDir(run_dir, check=False).student
+    if (student / MANIFEST).is_file() or (student / "config.json").is_file():
         return str(student)
     raise UserError(f"{run_dir} has no finished student/ — distil one first or pass --student (e.g. minilm-l6).")
-
-
-def student_identity(name_or_path: str) -> str:
-    """``<name>@<weights sha256[:12]>``: the same weights give the same id wherever the folder lives."""
-    r = resolve_model(str(name_or_path))
-    folder = Path(r.path)
-    for wf in WEIGHT_FILES:
-        if (folder / wf).is_file():
-            return f"{r.hub_id or folder.name}@{file_fingerprint(folder / wf)[:12]}"
-    return str(r.hub_id or r.path)
 
 
 def encode_catalog(model, ids: list[str], texts: list[str], cache: Path | None = None,
@@ -106,7 +90,7 @@ def build_index(run_dir_or_index_dir: str | Path, student_path: str | None = Non
         cfg = IndexConfig(**{**to_dict(cfg), "kind": kind})
     data_cfg = data_cfg or DataConfig()
     student_path = student_path or default_student(run_dir)
-    student_id = student_identity(student_path)
+    student_id = model_identity(student_path)
     if products is None:
         data = load_esci(data_cfg)
         products, examples = data.products, data.examples if examples is None else examples
@@ -116,7 +100,7 @@ def build_index(run_dir_or_index_dir: str | Path, student_path: str | None = Non
     model = load_student(student_path)
     dim = int(model.get_embedding_dimension())
     backend = model.reldistill_backend
-    cache = run_dir / CACHE_DIR / f"{student_id.replace('/', '_')}-{backend}-{catalog_digest(ids, texts)[:16]}-{encode_precision()}"
+    cache = RunDir(run_dir, check=False).index_cache / cache_key(student_path, ids, texts, backend)
     reuse = Path(student_path).is_dir() and not backend.endswith("int8")  # saved vectors are fp32 ones
     emb = load_vectors(student_path, ids, texts) if reuse else None
     if emb is None:
@@ -150,7 +134,7 @@ def int8_gate(student_path: str, model, emb: np.ndarray, products: pd.DataFrame,
     from reldistill.distill.dev_eval import evaluate_student
     from reldistill.student import backend as rt
     from reldistill.student import load_student
-    from reldistill.student.catalog_vectors import weights_digest
+    from reldistill.student.identity import weights_digest
 
     folder = Path(resolve_model(student_path).path)
     digest = weights_digest(folder)

@@ -7,15 +7,12 @@ from pathlib import Path
 import pandas as pd
 
 from reldistill.artifacts import write_parquet
+from reldistill.data.queries import normalise_query
 from reldistill.errors import UserError
 
 PRODUCTS_FILE = "products.parquet"
 JUDGEMENTS_FILE = "judgements.parquet"
 META_COLUMNS = ("product_title", "product_brand", "product_color")
-
-
-def normalise_query(q: str) -> str:
-    return " ".join(str(q).lower().split())
 
 
 class Catalog:

@@ -131,6 +131,7 @@ def serve_cmd(
     import uvicorn
 
     from reldistill.retrieval.service import create_app
+    from reldistill.run_layout import index_dir_of
 
     recipe = _recipe(config)
     scfg = override(recipe.serve, host=host or None, port=port, api_key=api_key or None, trusted_hosts=trusted_host or None,
@@ -143,7 +144,7 @@ def serve_cmd(
     other = None
     if compare:
         cpath = Path(compare)
-        if cpath.is_dir() and ((cpath / "index").is_dir() or (cpath / "dense.json").is_file()):
+        if cpath.is_dir() and index_dir_of(cpath).is_dir():
             other = _pipeline(cpath, recipe.search)
         else:
             other = pipe.with_student(compare, name=compare)

@@ -20,11 +20,13 @@ import pandas as pd
 from reldistill.errors import UserError
 from reldistill.recipe.retrieval import MODES, IndexConfig, SearchConfig
 from reldistill.rerank import Reranker
-from reldistill.retrieval.build import default_student, index_dir_of, read_index_manifest, student_identity
+from reldistill.retrieval.build import default_student, read_index_manifest
 from reldistill.retrieval.catalog import Catalog
 from reldistill.retrieval.dense import DenseIndex
 from reldistill.retrieval.fusion import rrf_fuse
 from reldistill.retrieval.lexical import BM25Index
+from reldistill.run_layout import index_dir_of, run_of_index
+from reldistill.student.identity import model_identity
 
 MAX_QUERY_CHARS = 2048
 
@@ -104,14 +106,14 @@ class SearchPipeline:
                 student = default_student(index_dir.parent)
         expect_model = None
         if isinstance(student, (str, Path)):
-            expect_model = student_identity(str(student))
+            expect_model = model_identity(student)
         dense = DenseIndex.load(index_dir, expect_model=expect_model, expect_dim=None)
         model = load_student(str(student)) if isinstance(student, (str, Path)) else student
         dense_dim = int(model.get_embedding_dimension())
         if dense_dim != dense.dim:
             raise UserError(f"the index in {index_dir} holds {dense.dim}-dimensional vectors but the student gives "
                             f"{dense_dim} — rebuild the index with this student or use the one it was built with.")
-        teacher_dir = index_dir.parent / "teacher"
+        teacher_dir = run_of_index(index_dir).teacher
         pipe = cls(dense, BM25Index.load(index_dir), Catalog.load(index_dir), model, reranker=reranker, config=config,
                    name=name or index_dir.parent.name, teacher_dir=teacher_dir if teacher_dir.is_dir() else None,
                    student_id=dense.model)
@@ -336,7 +338,7 @@ def _dense_index(student, ids: list[str], texts: list[str], vectors: np.ndarray 
     if vectors is None and named and Path(str(student)).is_dir():
         vectors = load_vectors(student, ids, texts)
     emb = vectors if vectors is not None else encode_catalog(model, ids, texts, batch_size=cfg.batch_size)
-    sid = student_identity(str(student)) if named else None
+    sid = model_identity(student) if named else None
     return model, DenseIndex.build(emb, ids, kind=cfg.kind, model=sid, config=cfg)
 
 

@@ -14,9 +14,7 @@ from typing import Any
 from reldistill.artifacts import read_json, write_json
 from reldistill.errors import UserError
 from reldistill.recipe.retrieval import MODES, SearchConfig
-
-SERVING_FILE = "serving.json"
-
+from reldistill.run_layout import RunDir
 
 @dataclasses.dataclass
 class Serving:
@@ -50,7 +48,7 @@ class Serving:
 
 
 def serving_path(run_dir: str | Path) -> Path:
-    return Path(run_dir) / SERVING_FILE
+    return RunDir(run_dir, check=False).serving_json
 
 
 def write_serving(run_dir: str | Path, serving: Serving) -> Path:

@@ -89,8 +89,8 @@ def cached_test_eval(tdir: Path, recipe: dict, rpath: Path) -> dict:
 
     from reldistill.gguf_cache import cache_root
     from reldistill.precision import reset_accelerate_state
+    from reldistill.precision import resolve_dtype
     from reldistill.recipe import load_recipe
-    from reldistill.teacher.backbone import resolve_dtype
     from reldistill.teacher.inputs import PairEncoder
     from reldistill.teacher.metrics import label_distributions
     from reldistill.teacher.model import num_layers
@@ -158,7 +158,7 @@ def zeroshot_row(model: str, base: dict, out_root: Path) -> dict:
     """Dev and test Task-1 nDCG@10 of an untrained ``head: lm`` teacher (no LoRA, no training): the backbone's own judgement."""
 
     from reldistill.config import DataConfig, from_dict
-    from reldistill.teacher.backbone import resolve_dtype
+    from reldistill.precision import resolve_dtype
     from reldistill.teacher.metrics import evaluate_scores
     from reldistill.teacher.pairs import cap_queries, split_pairs
     from reldistill.teacher.teacher import Teacher, build_cross_encoder
@@ -194,7 +194,7 @@ def ensemble_rows(model: str, base: dict, out_root: Path, weights=(0.0, 0.25, 0.
 
     from reldistill.config import DataConfig, from_dict
     from reldistill.models import load_sentence_transformer
-    from reldistill.teacher.backbone import resolve_dtype
+    from reldistill.precision import resolve_dtype
     from reldistill.teacher.metrics import mean_ndcg
     from reldistill.teacher.pairs import cap_queries, split_pairs
     from reldistill.teacher.teacher import Teacher, build_cross_encoder
@@ -244,24 +244,22 @@ def baselines(base: dict, out_root: Path) -> None:
 
     from reldistill.config import DataConfig, from_dict
     from reldistill.data import load_esci
-    from reldistill.models import load_sentence_transformer
+    from reldistill.retrieval.lexical import BM25Index
+    from reldistill.student import load_student
     from reldistill.teacher.metrics import mean_ndcg
     from reldistill.teacher.pairs import cap_queries, split_pairs
-
-    from reldistill.eval.retrievers import BM25Searcher
 
     cfg = from_dict(DataConfig, base["data"], "data")
     pairs = split_pairs(cfg)
     products = load_esci(cfg).products
-    row_of = {p: i for i, p in enumerate(products["product_id"].astype(str))}
-    bm25 = BM25Searcher(products["product_id"].astype(str).tolist(), products["text"].astype(str).tolist())
-    st = load_sentence_transformer(base.get("eval", {}).get("base_student", "minilm-l6"))
+    bm25 = BM25Index.build(products["product_id"].astype(str).tolist(), products["text"].astype(str).tolist())
+    st = load_student(base.get("eval", {}).get("base_student", "minilm-l6"), backend="torch")
     for system in ("bm25", "minilm-base"):
         row = {"variant": f"baseline:{system}", "command": "python scripts/teacher_variants.py --baselines"}
         for split in ("dev", "test"):
             df = cap_queries(pairs[split], None)
             if system == "bm25":
-                s = bm25.score_pairs(df["query"].tolist(), [row_of[str(p)] for p in df["product_id"]])
+                s = bm25.score_pairs(df["query"].tolist(), df["product_id"].astype(str).tolist())
             else:
                 q = st.encode(df["query"].tolist(), normalize_embeddings=True, batch_size=64)
                 t = st.encode(df["text"].tolist(), normalize_embeddings=True, batch_size=64)

@@ -16,24 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from reldistill.artifacts import atomic_path, file_fingerprint
+from reldistill.artifacts import atomic_path
+from reldistill.student.identity import model_identity, weights_digest
 
 log = logging.getLogger(__name__)
 
 VECTORS_FILE = "catalog-vectors.npy"
 META_FILE = "catalog-vectors.json"
-
-
-def weights_digest(model_dir: str | Path) -> str | None:
-    """sha256 over the fingerprints of a sentence-transformers folder's weight files; None when it has none."""
-    p = Path(model_dir)
-    files = sorted(p.glob("*.safetensors")) + sorted(p.glob("pytorch_model.bin"))
-    if not files:
-        return None
-    h = hashlib.sha256()
-    for f in files:
-        h.update(file_fingerprint(f).encode())
-    return h.hexdigest()
 
 
 def catalog_digest(ids: Sequence[str], texts: Sequence[str]) -> str:
@@ -49,6 +38,11 @@ def encode_precision() -> str:
     from reldistill.precision import student_dtype
 
     return str(student_dtype()).removeprefix("torch.")
+
+
+def cache_key(model: str | Path, ids: Sequence[str], texts: Sequence[str], backend: str = "torch") -> str:
+    """What a catalog encoding depends on, as a file name: model identity, backend, catalog digest, precision."""
+    return f"{model_identity(model).replace('/', '_')}-{backend}-{catalog_digest(ids, texts)[:16]}-{encode_precision()}"
 
 
 def save_vectors(model_dir: str | Path, ids: Sequence[str], texts: Sequence[str], vectors: np.ndarray) -> None:

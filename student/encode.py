@@ -39,7 +39,7 @@ def load_student(name_or_path: str, device: str | None = None, backend: str | No
     from sentence_transformers import SentenceTransformer
 
     from reldistill.student import backend as rt
-    from reldistill.student.catalog_vectors import weights_digest
+    from reldistill.student.identity import weights_digest
 
     r = resolve_model(name_or_path)
 

@@ -10,7 +10,6 @@ import torch
 from reldistill.errors import UserError
 from reldistill.gguf_cache import dequantized
 from reldistill.models import ResolvedModel, resolve_model
-from reldistill.precision import cpu_has_bf16, resolve_dtype  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ import typer
 
 from reldistill.config import DataConfig, require_int
 from reldistill.recipe import load_recipe, option_help, override
-from reldistill.recipe.teacher import ScoreConfig, TrainConfig, normalise_dtype
+from reldistill.precision import parse_dtype
+from reldistill.recipe.teacher import ScoreConfig, TrainConfig
 
 teacher_app = typer.Typer(help="LoRA LLM cross-encoder teacher: train, score pairs, evaluate, plan.", no_args_is_help=True)
 
@@ -32,7 +33,7 @@ def _score_settings(score: ScoreConfig, **options) -> ScoreConfig:
     for name, value in options.items():
         if value is not None:
             flag = "--" + name.replace("_", "-")
-            options[name] = normalise_dtype(value, flag) if name == "dtype" else require_int(value, flag)
+            options[name] = parse_dtype(value, flag) if name == "dtype" else require_int(value, flag)
     return override(score, **options)
 
 
@@ -46,11 +47,12 @@ def train_cmd(
     data: DataOpt = None,
 ) -> None:
     """Train the teacher (BCEWithLogits on soft labels). Works under `accelerate launch -m reldistill.workflow.cli`."""
+    from reldistill.run_layout import RunDir
     from reldistill.teacher.train import train_teacher
 
     recipe = load_recipe(config)
     recipe = dataclasses.replace(recipe, data=override(recipe.data, path=str(data) if data else None))
-    out = output or Path("runs") / config.stem / "teacher"
+    out = output or RunDir(Path("runs") / config.stem, check=False).teacher
     path = train_teacher(recipe, out, resume=resume, max_steps=max_steps, max_minutes=max_minutes)
     from accelerate import PartialState
 
@@ -95,9 +97,9 @@ def score_cmd(
             typer.echo(f"{r['dtype']:>9}: {r['pairs']:,} pairs in {r['seconds']:.1f} s = {r['pairs_per_s']:.1f} pairs/s"
                        + (f"  (max |Δscore| vs fp32 {r['max_abs_diff']:.4f}, Spearman {r['spearman_vs_first']:.4f})" if "max_abs_diff" in r else ""))
         typer.echo("BENCH " + json.dumps(rows))
-        from reldistill.teacher.backbone import resolve_dtype
+        from reldistill.precision import resolve_dtype
 
-        chosen = str(resolve_dtype(dtype)).removeprefix("torch.")
+        chosen = str(resolve_dtype(dtype, "--dtype")).removeprefix("torch.")
         if chosen in logits:  # the timed run of the chosen dtype already scored every pair: write it
             import numpy as np
 

@@ -127,11 +127,11 @@ def score_file_stats(teacher_dir, pairs_path, out_path, data_cfg=None, batch_siz
     """``score_file`` returning {'out', 'pairs', 'scored_now', 'seconds', 'pairs_per_s', 'shards', 'dtype'}."""
     from accelerate import PartialState
 
-    from reldistill.recipe.teacher import normalise_dtype
+    from reldistill.precision import parse_dtype
     from reldistill.teacher.artifact import open_artifact
 
     teacher_dir, pairs_path, out = Path(teacher_dir), Path(pairs_path), Path(out_path)
-    dtype = normalise_dtype(dtype, "--dtype")
+    dtype = parse_dtype(dtype, "--dtype")
     if shard_size < 1:
         raise UserError(f"shard size must be >= 1, got {shard_size}.")
     open_artifact(teacher_dir)  # fail fast on a broken teacher, before reading anything big

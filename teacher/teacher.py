@@ -14,9 +14,10 @@ import torch
 
 from reldistill.config import require_int
 from reldistill.errors import UserError
-from reldistill.recipe.teacher import TeacherConfig, normalise_dtype
+from reldistill.precision import resolve_dtype
+from reldistill.recipe.teacher import TeacherConfig
 from reldistill.teacher.artifact import ADAPTER_DIR, HEAD_FILE, TOKENIZER_DIR, load_head_state, open_artifact
-from reldistill.teacher.backbone import load_backbone, load_tokenizer, resolve_base, resolve_dtype
+from reldistill.teacher.backbone import load_backbone, load_tokenizer, resolve_base
 from reldistill.teacher.inputs import PairEncoder, length_buckets
 from reldistill.teacher.model import CrossEncoder, answer_token_ids, build_head, lora_config, num_layers
 from reldistill.teacher.score_memo import MEMO, ScoreMemo, pair_key
@@ -129,7 +130,7 @@ class Teacher:
         from transformers import AutoTokenizer
 
         art = open_artifact(directory)
-        tdtype = resolve_dtype(normalise_dtype(dtype))
+        tdtype = resolve_dtype(dtype, "dtype")
         resolved = resolve_base(art.base)
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(art.root / TOKENIZER_DIR), trust_remote_code=False)

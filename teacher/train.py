@@ -169,7 +169,8 @@ def train_teacher(recipe: Recipe, output_dir: str | os.PathLike, resume: bool = 
     from accelerate import Accelerator
 
     from reldistill.precision import reset_accelerate_state
-    from reldistill.teacher.backbone import resolve_dtype, set_cpu_threads
+    from reldistill.precision import resolve_dtype
+    from reldistill.teacher.backbone import set_cpu_threads
     from reldistill.teacher.inputs import PairEncoder, choose_pad_token
     from reldistill.teacher.losses import teacher_loss
     from reldistill.teacher.model import num_layers

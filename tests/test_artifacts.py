@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from reldistill.artifacts import RunDir, atomic_path, read_json, read_manifest, write_json, write_manifest
+from reldistill.artifacts import atomic_path, read_json, read_manifest, write_json, write_manifest
+from reldistill.run_layout import RunDir
 from reldistill.errors import UserError
 
 

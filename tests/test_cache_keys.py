@@ -50,3 +50,31 @@ def test_catalog_vectors_are_not_reused_under_another_precision(tmp_path, monkey
     assert load_vectors(model, ids, texts) is not None
     monkeypatch.setenv(PRECISION_ENV, "float32")
     assert load_vectors(model, ids, texts) is None  # encoded in bf16: an fp32 run encodes afresh
+
+
+def test_one_model_identity_and_one_catalog_key(tmp_path, monkeypatch):
+    """Index manifests, eval's and the index build's vector caches name a student the same way: by its weights."""
+    import shutil
+
+    from reldistill.artifacts import file_fingerprint
+    from reldistill.precision import PRECISION_ENV
+    from reldistill.student.catalog_vectors import cache_key
+    from reldistill.student.identity import model_identity, weights_digest
+
+    model = build_tiny_student(tmp_path / "student")
+    ident = model_identity(model)
+    # the format indexes already record: <folder name>@<sha256 of model.safetensors>[:12]
+    assert ident == f"{model.name}@{file_fingerprint(model / 'model.safetensors')[:12]}"
+    assert weights_digest(model) == file_fingerprint(model / "model.safetensors")
+    copy = shutil.copytree(model, tmp_path / "copy" / model.name)
+    assert model_identity(copy) == ident  # the same weights wherever the folder lives
+    (tmp_path / "no-weights").mkdir()
+    assert weights_digest(tmp_path / "no-weights") is None and model_identity(tmp_path / "no-weights") == str(tmp_path / "no-weights")
+    ids, texts = ["P1", "P2"], ["red shoe", "blue hat"]
+    monkeypatch.setenv(PRECISION_ENV, "float32")
+    key = cache_key(model, ids, texts)
+    assert key.startswith(ident + "-torch-") and key.endswith("-float32")
+    assert cache_key(copy, ids, texts) == key
+    assert cache_key(model, ids, ["red shoe", "blue hats"]) != key and cache_key(model, ids, texts, "onnx") != key
+    monkeypatch.setenv(PRECISION_ENV, "bfloat16")
+    assert cache_key(model, ids, texts) != key  # eval's cache too is keyed by the encoding precision

@@ -82,7 +82,7 @@ SHIPPED = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_every_shipped_recipe_loads_and_holds_what_its_file_says(path):
     from reldistill.recipe import OPTIONAL, SECTIONS, load_recipe
-    from reldistill.recipe.teacher import normalise_dtype
+    from reldistill.precision import parse_dtype
 
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     recipe = load_recipe(path)
@@ -91,7 +91,7 @@ def test_every_shipped_recipe_loads_and_holds_what_its_file_says(path):
     for section, settings in raw.items():
         for key, value in settings.items():
             if key in ("precision", "dtype"):  # spelt fp32 / bf16 in a file, held as float32 / bfloat16
-                value = normalise_dtype(value)
+                value = parse_dtype(value)
             if key == "model_config":  # resolved against the recipe's folder when not found from the cwd
                 assert Path(dump[section][key]).resolve() == (path.parents[1] / value).resolve()
                 continue

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from reldistill.artifacts import file_fingerprint
 from reldistill.config import DataConfig
 from reldistill.data import EXAMPLES_FILE, PRODUCTS_FILE, load_esci
 from reldistill.distill.mine import mine_candidates, with_dev_split
@@ -216,9 +217,14 @@ def test_label_with_tiny_teacher_then_train_via_cli(tiny, tmp_path, cli):
         proc = cli("distill", *args, "--config", cfg, "--run", run)
         assert proc.returncode == 0, proc.stderr[-3000:]
     scores = pd.read_parquet(run / "scores" / "scores.parquet")
-    cands = pd.read_parquet(run / "scores" / "candidates.parquet")
+    cands = pd.read_parquet(run / "candidates" / "candidates.parquet")
     assert len(scores) == len(cands) and scores["teacher_score"].between(0, 1).all()
-    assert json.loads((run / "scores" / "manifest.json").read_text())["kind"] == "scores"
+    # each stage's library function wrote its own manifest
+    mc = json.loads((run / "candidates" / "manifest.json").read_text())
+    assert mc["kind"] == "candidates" and mc["pairs"] == len(cands) and sum(mc["by_source"].values()) == len(cands)
+    ms = json.loads((run / "scores" / "manifest.json").read_text())
+    assert ms["kind"] == "scores" and ms["pairs"] == len(scores) and ms["teacher"] == str((run / "teacher").resolve())
+    assert ms["candidates_sha256"] == file_fingerprint(run / "candidates" / "candidates.parquet")
     m = json.loads((run / "student" / "manifest.json").read_text())
     assert m["teacher"]["dir"] == str((run / "teacher").resolve()) and m["loss"] == "mse"
     proc = cli("distill", "eval", "--config", cfg, "--run", run, "--out", run / "students.json")

@@ -12,7 +12,6 @@ from conftest import assert_user_error
 from reldistill.distill.scores import load_scores, validate_scores
 from reldistill.errors import UserError
 from reldistill.recipe import load_recipe
-from reldistill.recipe.distill import DistillConfig
 
 CATALOG = {"P1", "P2", "P3"}
 

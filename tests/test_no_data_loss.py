@@ -11,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from reldistill.artifacts import RunDir, atomic_path, write_manifest
+from reldistill.artifacts import atomic_path, write_manifest
+from reldistill.run_layout import RunDir
 from reldistill.errors import UserError
 from tests.conftest import REPO, assert_user_error
 from tests.test_distill import build_tiny_student, write_tiny_esci

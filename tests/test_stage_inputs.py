@@ -34,7 +34,8 @@ def quick_stages(monkeypatch):
 
     def candidates(self):
         calls.append("candidates")
-        write_parquet(self.run.scores / "candidates.parquet", pd.DataFrame({"query": ["a"], "product_id": ["P001"]}))
+        write_parquet(self.run.candidates_file, pd.DataFrame({"query": ["a"], "product_id": ["P001"]}))
+        write_manifest(self.run.candidates, "candidates")
         return "candidates"
 
     def scores(self):
@@ -96,8 +97,9 @@ def test_rewritten_candidates_invalidate_the_scores_and_everything_after(recipe,
     run = tmp_path / "run"
     _run(recipe, run)
     quick_stages.clear()
-    # what `reldistill distill mine` does: a new candidates.parquet, the old scores manifest stays
-    write_parquet(run / "scores" / "candidates.parquet", pd.DataFrame({"query": ["b"], "product_id": ["P002"]}))
+    # what `reldistill distill mine` does: a new candidates.parquet and manifest, the old scores manifest stays
+    write_parquet(run / "candidates" / "candidates.parquet", pd.DataFrame({"query": ["b"], "product_id": ["P002"]}))
+    write_manifest(run / "candidates", "candidates")
     _run(recipe, run)
     assert quick_stages == ["scores", "student", "index", "eval"]
     assert "inputs changed since it ran (candidates)" in " ".join(capsys.readouterr().err.split())

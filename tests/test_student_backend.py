@@ -68,7 +68,7 @@ def test_search_results_equal_across_backends(tiny, fp32, esci_dir, backend):
 
 @pytest.mark.skipif("onnx" not in RUNTIMES, reason="onnxruntime is not installed")
 def test_export_is_written_once_beside_the_student_and_reused(tiny, fp32):
-    from reldistill.student.catalog_vectors import weights_digest
+    from reldistill.student.identity import weights_digest
 
     load_student(str(tiny), backend="onnx")
     d = rt.exports_dir(tiny, weights_digest(tiny))
@@ -139,7 +139,7 @@ def test_bad_backend_setting_is_one_clear_error(monkeypatch, tmp_path):
 
 @pytest.mark.skipif("onnx" not in RUNTIMES, reason="onnxruntime is not installed")
 def test_int8_used_only_where_the_recorded_dev_gate_passed(tiny, fp32, monkeypatch):
-    from reldistill.student.catalog_vectors import weights_digest
+    from reldistill.student.identity import weights_digest
 
     monkeypatch.setenv(rt.INT8_ENV, "auto")
     digest = weights_digest(tiny)

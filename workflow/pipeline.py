@@ -23,10 +23,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from reldistill.artifacts import MANIFEST, RunDir, data_fingerprint, file_fingerprint, read_json, read_manifest, write_json, write_manifest
+from reldistill.artifacts import MANIFEST, data_fingerprint, file_fingerprint, read_json, read_manifest, write_json
 from reldistill.errors import UserError
 from reldistill.progress import console
 from reldistill.recipe import load_recipe, override
+from reldistill.run_layout import RunDir
 from reldistill.workflow.stages import STATE_FILE, Stage, input_digests, run_stages
 
 DEFAULT_BUDGET_MINUTES = 18.0  # what configs/demo-cpu.yaml is sized for (pipeline work, not set-up)
@@ -116,7 +117,7 @@ class Pipeline:
                 "data_files": files}
 
     def _manifest_digest(self, stage: str) -> str | None:
-        m = self.run.root / stage / MANIFEST
+        m = self.run.stage_dir(stage) / MANIFEST
         return file_fingerprint(m) if m.is_file() else None
 
     def _teacher_minutes(self) -> float:
@@ -138,7 +139,7 @@ class Pipeline:
             return {**self.data_inputs, "distill (mining)": {k: cfg[k] for k in MINING_FIELDS},
                     "queries_file": file_fingerprint(q) if q and Path(q).is_file() else None}
         if name == "scores":
-            cands = self.run.scores / "candidates.parquet"
+            cands = self.run.candidates_file
             return {**self.data_inputs, "score": dataclasses.asdict(r.score), "teacher manifest": self._manifest_digest("teacher"),
                     "candidates": file_fingerprint(cands) if cands.is_file() else None}
         if name == "student":
@@ -157,11 +158,9 @@ class Pipeline:
 
     # -- stages ----------------------------------------------------------------------------------
     def data_stage(self) -> str:
-        from reldistill.data import data_stats, load_esci
+        from reldistill.data import check_data
 
-        stats = data_stats(load_esci(self.data_cfg))
-        out = self.run.root / "data"
-        write_manifest(out, "data-check", data=dataclasses.asdict(self.data_cfg), stats=stats)
+        stats = check_data(self.data_cfg, self.run.data)["stats"]
         s = stats["splits"]
         return (f"{stats['pairs']:,} pairs, {stats['queries']:,} queries, {stats['products']:,} products; "
                 + ", ".join(f"{k} {v['queries']} queries" for k, v in s.items()))
@@ -201,29 +200,20 @@ class Pipeline:
         return cfg
 
     def candidates_stage(self) -> str:
-        from reldistill.artifacts import write_parquet
-        from reldistill.data import load_esci
-        from reldistill.distill.mine import mine_candidates
+        from reldistill.distill.mine import mine_to
 
-        cfg = self._distill_cfg()
-        cands = mine_candidates(load_esci(self.data_cfg), cfg, dev_fraction=self.data_cfg.dev_fraction, seed=self.data_cfg.seed)
-        write_parquet(self.run.scores / "candidates.parquet", cands)
-        by = cands["source"].value_counts().to_dict()
-        return f"{len(cands):,} pairs over {cands['query_id'].nunique():,} train queries ({', '.join(f'{k} {v:,}' for k, v in by.items())})"
+        m = mine_to(self.run.candidates, self._distill_cfg(), self.data_cfg)
+        by = m["by_source"]
+        return f"{m['pairs']:,} pairs over {m['queries']:,} train queries ({', '.join(f'{k} {v:,}' for k, v in by.items())})"
 
     def scores_stage(self) -> str:
         import pandas as pd
 
         from reldistill.distill.label import label_candidates
 
-        out = label_candidates(self.run.scores / "candidates.parquet", self.run.teacher, self.run.scores / "scores.parquet",
-                               self.data_cfg, self.recipe.score)
-        from reldistill.teacher.int8 import int8_mode, read_verdict
+        out = label_candidates(self.run.candidates_file, self.run.teacher, self.run.scores_file, self.data_cfg, self.recipe.score)
         df = pd.read_parquet(out, columns=["teacher_score"])
-        cands = self.run.scores / "candidates.parquet"
-        int8 = read_verdict(self.run.teacher) if int8_mode() == "auto" else None  # measured when the teacher loaded
-        write_manifest(self.run.scores, "scores", teacher=str(self.run.teacher), pairs=len(df),
-                       candidates=str(cands), candidates_sha256=file_fingerprint(cands), scores=str(out), teacher_int8=int8)
+        int8 = read_manifest(self.run.scores).get("teacher_int8")  # the gate's verdict, measured when the teacher loaded
         how = "" if int8 is None else f"; int8 {'kept' if int8['kept'] else 'not kept'}: {int8['reason']}"
         return f"{len(df):,} pairs scored by the teacher (mean score {df['teacher_score'].mean():.3f}{how})"
 
@@ -232,9 +222,9 @@ class Pipeline:
 
         cfg = self._distill_cfg()
         if human:
-            out = train_human_student(self.run.root / "student-human", cfg, self.data_cfg, resume=not force)
+            out = train_human_student(self.run.student_human, cfg, self.data_cfg, resume=not force)
         else:
-            out = train_student(self.run.scores / "scores.parquet", self.run.student, cfg, self.data_cfg,
+            out = train_student(self.run.scores_file, self.run.student, cfg, self.data_cfg,
                                 teacher_dir=self.run.teacher, resume=not force)
         return _student_summary(read_manifest(out))
 
@@ -272,11 +262,11 @@ class Pipeline:
         return [
             stage("data", "data check", lambda: run.done("data"), lambda fresh: self.data_stage()),
             stage("teacher", "teacher training (LoRA cross-encoder)", lambda: run.done("teacher"), self.teacher_stage),
-            stage("candidates", "candidate mining", lambda: (run.scores / "candidates.parquet").is_file(),
+            stage("candidates", "candidate mining", lambda: run.done("candidates"),
                   lambda fresh: self.candidates_stage()),
             stage("scores", "teacher scoring of candidates", lambda: run.done("scores"), lambda fresh: self.scores_stage()),
             stage("student", "student distillation", lambda: run.done("student"), lambda fresh: self.student_stage(False, fresh)),
-            stage("student-human", "human-labels-only student", lambda: (run.root / "student-human" / MANIFEST).is_file(),
+            stage("student-human", "human-labels-only student", lambda: run.done("student-human"),
                   lambda fresh: self.student_stage(True, fresh)),
             stage("index", "index build (FAISS + BM25)", lambda: run.done("index"), lambda fresh: self.index_stage()),
             stage("eval", "evaluation on the test split", lambda: run.done("eval") and run.report_json.is_file(),

@@ -104,14 +104,13 @@ def probe_teacher(recipe, queries: list[str], texts: list[str]) -> dict[str, Any
     import torch
     from scipy.stats import spearmanr
 
-    from reldistill.teacher.backbone import resolve_dtype
-    from reldistill.recipe.teacher import normalise_dtype
+    from reldistill.precision import resolve_dtype
     from reldistill.teacher.int8 import INT8_MIN_SPEARMAN, int8_mode, quantize_linear_int8
     from reldistill.teacher.score_memo import ScoreMemo
     from reldistill.teacher.teacher import Teacher, build_cross_encoder
 
     cfg = dataclasses.replace(recipe.teacher, lora_r=0)
-    dtype = resolve_dtype(normalise_dtype(recipe.score.dtype))
+    dtype = resolve_dtype(recipe.score.dtype, "score.dtype")
     model, tok, _ = build_cross_encoder(cfg, dtype)
     teacher = Teacher(model, tok, cfg, memo=ScoreMemo(0))
     bs = min(recipe.score.batch_size, 8)

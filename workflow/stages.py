@@ -18,8 +18,7 @@ from typing import Any
 
 from reldistill.artifacts import read_json, write_json
 from reldistill.progress import console
-
-STATE_FILE = "pipeline.json"
+from reldistill.run_layout import STATE_FILE
 
 
 @dataclasses.dataclass

@@ -8,7 +8,6 @@ become pandas frames.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from reldistill.config import DataConfig
+from reldistill.data.queries import query_ids, stable_id
 from reldistill.data.split import assign_splits
 from reldistill.data.text import PRODUCT_FIELDS, product_text
 from reldistill.errors import UserError
@@ -188,10 +188,6 @@ def _read_table(path: Path) -> pd.DataFrame:
         raise UserError(f"{path} could not be parsed as {suffix[1:]} ({str(e).splitlines()[0][:120]}) — is it truncated?") from None
 
 
-def _stable_id(values: pd.Series, prefix: str) -> pd.Series:
-    return values.astype(str).map(lambda v: prefix + hashlib.blake2b(v.encode(), digest_size=6).hexdigest())
-
-
 def load_table(cfg: DataConfig) -> EsciData:
     """A generic table: columns ``query``, ``label`` (E/S/C/I), and ``product_id`` and/or product text columns.
 
@@ -210,7 +206,7 @@ def load_table(cfg: DataConfig) -> EsciData:
     if df.empty:
         raise UserError(f"{path} has no rows.")
     if "query_id" not in df.columns:
-        df["query_id"] = _stable_id(df["query"].astype("string").fillna("").str.strip().str.lower(), "q")
+        df["query_id"] = query_ids(df["query"])
     if cfg.products_path:
         if "product_id" not in df.columns:
             raise UserError(f"{path} has no column 'product_id', which data.products_path requires — add it.")
@@ -221,7 +217,7 @@ def load_table(cfg: DataConfig) -> EsciData:
         raise UserError(f"{path} has neither product text columns (product_title, ...) nor data.products_path — add a 'product_title' column.")
     if "product_id" not in df.columns:
         basis = df[text_cols].astype("string").fillna("").agg("|".join, axis=1) if text_cols else df["text"]
-        df["product_id"] = _stable_id(basis, "p")
+        df["product_id"] = basis.astype(str).map(lambda v: stable_id(v, "p"))
     df["product_id"] = _ids(df["product_id"], "product_id", str(path))
     prod = df.drop_duplicates("product_id").copy()
     if "text" in prod.columns and not text_cols:

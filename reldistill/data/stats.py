@@ -1,12 +1,16 @@
-"""Summary statistics of a loaded dataset (for `reldistill data stats`)."""
+"""Summary statistics of a loaded dataset (for `reldistill data stats`, and the run's data check)."""
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from reldistill.data.esci import EsciData
+from reldistill.artifacts import write_manifest
+from reldistill.config import DataConfig
+from reldistill.data.esci import EsciData, load_esci
 
 
 def _percentiles(lengths: np.ndarray) -> dict[str, int]:
@@ -44,3 +48,10 @@ def data_stats(data: EsciData) -> dict[str, Any]:
         "product_text_words": _percentiles(text_words),
         "query_chars": _percentiles(q.str.len().to_numpy()),
     }
+
+
+def check_data(cfg: DataConfig, out_dir: str | Path) -> dict[str, Any]:
+    """Load ``cfg``'s data (a UserError names what is wrong) and write its stats as ``out_dir/manifest.json``
+    (kind "data-check"); returns the manifest."""
+    stats = data_stats(load_esci(cfg))
+    return write_manifest(out_dir, "data-check", data=dataclasses.asdict(cfg), stats=stats)

@@ -6,6 +6,7 @@ import dataclasses
 
 from reldistill.config import require_float, require_int
 from reldistill.errors import UserError
+from reldistill.precision import parse_dtype
 
 LOSSES = ("margin-mse", "kl", "mse")
 
@@ -51,8 +52,7 @@ class DistillConfig:
     seed: int = 13
 
     def __post_init__(self) -> None:
-        if self.precision not in ("auto", "float32", "bfloat16"):
-            raise UserError(f"distill.precision must be auto, float32 or bfloat16 — got {self.precision!r}.")
+        self.precision = parse_dtype(self.precision, "distill.precision")
         if self.loss not in LOSSES:
             raise UserError(f"distill.loss must be one of {', '.join(LOSSES)}, got {self.loss!r}.")
         for name in ("bm25_depth", "dense_depth", "unlabeled_depth", "min_judged"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from reldistill.errors import UserError
+from reldistill.precision import parse_dtype
 
 STAT_TESTS = ("student", "fisher")
 SYSTEMS = ("bm25", "dense-base", "dense-human", "dense-distilled", "hybrid-base", "hybrid-distilled",
@@ -46,6 +47,7 @@ class EvalConfig:
     # ... and be significant (paired t-test, p < max_p), so noise on a few hundred dev queries picks nothing
 
     def __post_init__(self) -> None:
+        self.teacher_dtype = parse_dtype(self.teacher_dtype, "eval.teacher_dtype")
         for name in ("depth", "ndcg_k", "mrr_k", "batch_size", "permutations", "teacher_batch", "dev_rerank_queries"):
             if getattr(self, name) < 1:
                 raise UserError(f"eval.{name} must be at least 1, got {getattr(self, name)}.")

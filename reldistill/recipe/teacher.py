@@ -6,6 +6,7 @@ import dataclasses
 
 from reldistill.config import require_float, require_int
 from reldistill.errors import UserError
+from reldistill.precision import parse_dtype
 
 DEFAULT_TEMPLATE = "Query: {query}\nProduct: {text}\nRelevant:"
 # The `head: lm` prompt: the ESCI meanings, then a yes/no question answered by the LM head's next token.
@@ -13,16 +14,6 @@ LM_TEMPLATE = ("Shopping search. Exact: the product matches the query. Substitut
                "Complement: goes with it. Irrelevant: none.\nQuery: {query}\nProduct: {text}\nExact match? Answer:")
 HEADS = ("mlp", "linear", "lm")
 LOSSES = ("bce", "listwise", "ranknet")
-DTYPES = ("auto", "float32", "bfloat16")
-_DTYPE_ALIASES = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16", "auto": "auto"}
-
-
-def normalise_dtype(value: str, where: str = "dtype") -> str:
-    """'fp32'|'bf16'|'auto' (or long names) → 'float32'|'bfloat16'|'auto'."""
-    d = _DTYPE_ALIASES.get(str(value).lower())
-    if d is None:
-        raise UserError(f"{where} must be one of fp32, bf16, auto — got {value!r}.")
-    return d
 
 
 @dataclasses.dataclass
@@ -111,7 +102,7 @@ class TrainConfig:
             raise UserError("train.lr and train.epochs must be positive and train.batch_size/grad_accum >= 1.")
         if not 0.0 < self.checkpoint_fraction <= 1.0:
             raise UserError(f"train.checkpoint_fraction must be in (0, 1], got {self.checkpoint_fraction}.")
-        self.precision = normalise_dtype(self.precision, "train.precision")
+        self.precision = parse_dtype(self.precision, "train.precision")
         schedules = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
         if self.lr_schedule not in schedules:
             raise UserError(f"train.lr_schedule must be one of {', '.join(schedules)}, got {self.lr_schedule!r}.")
@@ -158,6 +149,6 @@ class ScoreConfig:
     merge_lora: bool = True
 
     def __post_init__(self) -> None:
-        self.dtype = normalise_dtype(self.dtype, "score.dtype")
+        self.dtype = parse_dtype(self.dtype, "score.dtype")
         require_int(self.batch_size, "score.batch_size")
         require_int(self.shard_size, "score.shard_size")

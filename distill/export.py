@@ -1,0 +1,35 @@
+"""`distill export`: the teacher-labelled train candidates in FlagEmbedding's and sentence-transformers' formats."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from reldistill.artifacts import write_manifest
+from reldistill.config import DataConfig, to_dict
+
+from .config import DistillConfig
+from .examples import blended_targets, margin_rows
+from .interchange import flag_records, st_margin_dataset, write_flag_jsonl
+from .train import _load_data, scored_frame
+
+FLAG_FILE = "flagembedding.jsonl"
+MARGIN_DIR = "margin-mse"
+
+
+def export_labelled(scores_path: str | Path, dest: str | Path, cfg: DistillConfig, data_cfg: DataConfig) -> dict:
+    """``dest/flagembedding.jsonl`` + ``dest/margin-mse/`` (Margin-MSE triplets) + manifest (kind
+    "labelled-data", last) from the teacher's scores; returns the manifest."""
+    dest = Path(dest)
+    data_obj, examples = _load_data(data_cfg)
+    df = scored_frame(scores_path, data_obj, examples)
+    target = blended_targets(df, cfg.human_weight)
+    dest.mkdir(parents=True, exist_ok=True)
+    records = flag_records(df, target)
+    flag = write_flag_jsonl(records, dest / FLAG_FILE)
+    triplets = margin_rows(df, target, cfg, np.random.default_rng(cfg.seed))
+    st_margin_dataset(triplets).save_to_disk(str(dest / MARGIN_DIR))
+    return write_manifest(dest, "labelled-data", scores=str(Path(scores_path).resolve()), flagembedding=flag.name,
+                          flagembedding_queries=len(records), margin_mse=MARGIN_DIR, margin_mse_rows=len(triplets["label"]),
+                          distill=to_dict(cfg))
