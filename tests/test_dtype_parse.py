@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from reldistill.distill.config import DistillConfig
 from reldistill.errors import UserError
-from reldistill.eval.config import EvalConfig
 from reldistill.precision import parse_dtype, resolve_dtype
-from reldistill.teacher.config import ScoreConfig, TrainConfig
+from reldistill.recipe.distill import DistillConfig
+from reldistill.recipe.eval import EvalConfig
+from reldistill.recipe.teacher import ScoreConfig, TrainConfig
 
 SPELLINGS = {"fp32": "float32", "float32": "float32", "FP32": "float32", " Float32 ": "float32",
              "bf16": "bfloat16", "bfloat16": "bfloat16", "BF16": "bfloat16", "auto": "auto", "AUTO": "auto"}
