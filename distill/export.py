@@ -8,8 +8,8 @@ import numpy as np
 
 from reldistill.artifacts import write_manifest
 from reldistill.config import DataConfig, to_dict
+from reldistill.recipe.distill import DistillConfig
 
-from .config import DistillConfig
 from .examples import blended_targets, margin_rows
 from .interchange import flag_records, st_margin_dataset, write_flag_jsonl
 from .train import _load_data, scored_frame

@@ -195,11 +195,12 @@ def measure(recipe, distill_cfg, data, demo: DemoConfig) -> Speeds:
 
 def work_of(data, data_cfg, distill_cfg, eval_cfg, search_cfg, int8_check: bool = True) -> Work:
     """The work the data implies, counted the way mining and eval select it."""
-    from reldistill.distill.mine import _norm, with_dev_split
+    from reldistill.data.queries import normalise_queries
+    from reldistill.distill.mine import with_dev_split
 
     ex = with_dev_split(data, data_cfg.dev_fraction, data_cfg.seed)
-    held_out = set(_norm(ex.loc[ex["split"] != "train", "query"]))
-    train = ex[(ex["split"] == "train") & ~_norm(ex["query"]).isin(held_out)]
+    held_out = set(normalise_queries(ex.loc[ex["split"] != "train", "query"]))
+    train = ex[(ex["split"] == "train") & ~normalise_queries(ex["query"]).isin(held_out)]
     per_query = train.groupby("query_id")["product_id"].size()
     full = per_query[per_query >= distill_cfg.min_judged]
     sparse = int((per_query < distill_cfg.min_judged).sum())
