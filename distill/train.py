@@ -127,14 +127,14 @@ def fit(rows: dict[str, dict[str, list]], out_dir: str | Path, cfg: DistillConfi
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
 
-    from reldistill.student.encode import load_student
+    from reldistill.student.encode import load_student, set_max_seq_length
 
     from .dev_eval import DevRetrievalEvaluator, evaluate_student
 
     out_dir = Path(out_dir)
     torch.manual_seed(cfg.seed)
     model = load_student(cfg.student, backend="torch")  # trained: PyTorch weights
-    model.max_seq_length = cfg.max_seq_length
+    set_max_seq_length(model, cfg.max_seq_length)
     datasets = {k: Dataset.from_dict(v) for k, v in rows.items()}
     losses = make_losses(model, cfg, list(datasets))
     train_ds = DatasetDict(datasets) if len(datasets) > 1 else datasets["distill"]
