@@ -27,7 +27,7 @@ from .config import DistillConfig
 from .examples import blended_targets, build_rows
 from .interchange import read_flag_jsonl, read_st_dataset
 from .mine import _norm, with_dev_split
-from .scores import load_scores
+from .scores import check_scores_current, load_scores
 
 log = logging.getLogger(__name__)
 KIND = "student"
@@ -283,6 +283,7 @@ def train_student(scores_path: str | Path, out_dir: str | Path, cfg: DistillConf
     from reldistill.artifacts import file_fingerprint
 
     check_replaceable(out_dir, KIND, force)
+    check_scores_current(scores_path)
     data, examples = _load_data(data_cfg)
     rows, summary = training_rows(scores_path, cfg, data, examples)
     digest = file_fingerprint(scores_path) if Path(scores_path).is_file() else None
