@@ -129,3 +129,15 @@ def test_the_table_holds_every_stage_and_recall_row(scale):
     assert "2,600,000 judged pairs" in md and "1,800,000 products" in md and "Test CPU" in md
     assert "| data stats | 3.0 s | 2.5 s | 1.25 GiB | 2.0 | `reldistill data stats --json` |" in md
     assert "| hnsw | ef_search=64 * | 0.9700 |" in md
+
+
+def test_the_catalog_reads_only_the_columns_it_uses(esci_dir):
+    """At 1.8M products descriptions and bullet points dominate memory: read them only when text_fields names them."""
+    from reldistill.config import DataConfig
+    from reldistill.data import load_esci
+
+    lean = load_esci(DataConfig(path=str(esci_dir), text_fields=["title", "color"])).products
+    assert set(lean.columns) == {"product_id", "product_title", "product_brand", "product_color", "text"}
+    full = load_esci(DataConfig(path=str(esci_dir), text_fields=["title", "description"])).products
+    assert "product_description" in full.columns and "product_bullet_point" not in full.columns
+    assert (lean["product_id"] == full["product_id"]).all()
