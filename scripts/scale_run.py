@@ -63,18 +63,30 @@ def shown(cmd: list[str]) -> str:
     return shlex.join(os.path.relpath(c, REPO) if c.startswith(str(REPO) + os.sep) else c for c in cmd)
 
 
-def run_stage(name: str, cmd: list[str], logs: Path, env: dict | None = None, nice: int = 5) -> dict:
-    """Run ``cmd`` (stdout → ``<logs>/<name>.out``, stderr → ``.log``); wall, CPU and peak RSS of the process."""
+def run_stage(name: str, cmd: list[str], logs: Path, env: dict | None = None, nice: int = 5,
+              timeout_s: float | None = None) -> dict:
+    """Run ``cmd`` (stdout → ``<logs>/<name>.out``, stderr → ``.log``); wall, CPU and peak RSS of the process.
+
+    A stage still running after ``timeout_s`` is stopped (SIGTERM) and marked ``stopped``: its figures are
+    then those of the part that ran (peak RSS so far).
+    """
     logs.mkdir(parents=True, exist_ok=True)
     full = (["nice", "-n", str(nice)] if nice else []) + cmd
     load = Path("/proc/loadavg").read_text().split()[0]
     t0 = time.perf_counter()
+    stopped = False
     with open(logs / f"{name}.out", "wb") as out, open(logs / f"{name}.log", "wb") as err:
         proc = subprocess.Popen(full, stdout=out, stderr=err, cwd=REPO, env={**os.environ, **(env or {})})
-        _, status, usage = os.wait4(proc.pid, 0)
+        while (done := os.wait4(proc.pid, os.WNOHANG))[0] == 0:
+            if timeout_s is not None and time.perf_counter() - t0 > timeout_s and not stopped:
+                proc.terminate()
+                stopped = True
+            time.sleep(0.2)
+        _, status, usage = done
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return {"stage": name, "command": shown(cmd), "env": env or {}, "rc": proc.returncode, "wall_s": round(wall, 1),
+    return {"stage": name, "command": shown(cmd), "env": env or {}, "rc": proc.returncode, "stopped": stopped,
+            "timeout_s": timeout_s, "wall_s": round(wall, 1),
             "cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "peak_rss_gib": round(usage.ru_maxrss / 2**20, 2),
             "load_avg_1m_before": float(load), "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
@@ -219,11 +231,11 @@ def plan(a) -> list[tuple[str, list[str], bool]]:
         ("data stats", [cli, "data", "stats", "--data", str(w / "data"), "--json"], True),
         ("dev split", [py, me, "split", "--config", str(recipe)], True),
         ("stand-in encoder", [py, me, "standin", "--out", str(w / "standin"), "--dim", str(a.standin_dim)], False),
+        ("recall vs flat (sample, real student)", [py, me, "recall", "--work", str(w), "--config", str(RECIPE),
+                                                    "--student", a.student], False),
         ("mine (BM25 + dense)", [cli, "distill", "mine", "--run", str(w / "run"), "--config", str(recipe)], True),
         ("index build hnsw", index[:3] + ["--run", str(w / "hnsw"), "--kind", "hnsw"] + index[3:], True),
         ("index build ivfpq", index[:3] + ["--run", str(w / "ivfpq"), "--kind", "ivfpq"] + index[3:], True),
-        ("recall vs flat (sample, real student)", [py, me, "recall", "--work", str(w), "--config", str(RECIPE),
-                                                    "--student", a.student], False),
     ]
 
 
@@ -243,12 +255,14 @@ def main_run(a) -> None:
     write_recipe(a.work, a.work / "data", a.work / "standin")
     stages = []
     for name, cmd, heavy in plan(a):
-        if name in done and done[name]["rc"] == 0 and (a.only is None or name not in a.only):
-            stages.append(done[name])
+        kept = name in done and (done[name]["rc"] == 0 or done[name].get("stopped"))
+        if (kept and a.only is None) or (a.only is not None and name not in a.only):
+            if name in done:
+                stages.append(done[name])
             continue
         free = wait_for_memory(a.min_free_gib) if heavy else mem_available_gib()
         print(f"{name}: {shown(cmd)}  ({free:.1f} GiB available)", flush=True)
-        rec = run_stage(name, cmd, a.work / "logs", env=env)
+        rec = run_stage(name, cmd, a.work / "logs", env=env, timeout_s=a.stage_minutes * 60 if a.stage_minutes else None)
         rec["mem_available_gib_before"] = round(free, 1)
         out = (a.work / "logs" / f"{name}.out").read_text(encoding="utf-8", errors="replace").strip()
         if out.startswith("{"):
@@ -258,7 +272,9 @@ def main_run(a) -> None:
                   "stages": stages + [s for s in done.values() if s["stage"] not in {x["stage"] for x in stages}]}
         result_path.write_text(json.dumps(result, indent=1), encoding="utf-8")
         print(f"  rc {rec['rc']}, {rec['wall_s']} s, peak RSS {rec['peak_rss_gib']} GiB", flush=True)
-        if rec["rc"] != 0:
+        if rec["stopped"]:
+            print(f"  stopped after {a.stage_minutes} min (--stage-minutes); figures are of the part that ran", flush=True)
+        elif rec["rc"] != 0:
             raise SystemExit(f"stage {name!r} failed (rc {rec['rc']}) — see {a.work / 'logs' / (name + '.log')}")
     (a.work / "scale.md").write_text(markdown(json.loads(result_path.read_text())), encoding="utf-8")
     print((a.work / "scale.md").read_text())
@@ -284,7 +300,8 @@ def markdown(result: dict) -> str:
               "(1-minute load average before each stage in the table).", "",
               "| stage | wall | CPU (user+sys) | peak RSS | load before | command |", "|---|---:|---:|---:|---:|---|"]
     for s in result["stages"]:
-        lines.append(f"| {s['stage']} | {s['wall_s']:,.1f} s | {s['cpu_s']:,.1f} s | {s['peak_rss_gib']:.2f} GiB | "
+        wall = f"stopped at {s['wall_s']:,.1f} s" if s.get("stopped") else f"{s['wall_s']:,.1f} s"
+        lines.append(f"| {s['stage']} | {wall} | {s['cpu_s']:,.1f} s | {s['peak_rss_gib']:.2f} GiB | "
                      f"{s['load_avg_1m_before']:.1f} | `{s['command']}` |")
     rec = st.get("recall vs flat (sample, real student)", {}).get("output")
     if rec:
@@ -308,8 +325,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--standin-dim", type=int, default=96, help="stand-in encoder dimension (a multiple of index.pq_m, 48)")
     ap.add_argument("--student", default="minilm-l6", help="the real student whose sample embeddings measure recall")
     ap.add_argument("--min-free-gib", type=float, default=HEAVY_MIN_FREE_GIB)
+    ap.add_argument("--stage-minutes", type=float, default=None,
+                    help="stop a stage still running after this many minutes and go on (it is marked stopped)")
     ap.add_argument("--redo", action="store_true", help="run every stage again")
-    ap.add_argument("--only", nargs="+", help="run these stages again (names as in the table)")
+    ap.add_argument("--only", nargs="+", help="run only these stages (again); names as in the table")
     p = sub.add_parser("split")
     p.add_argument("--config", type=Path, required=True)
     p = sub.add_parser("recall")

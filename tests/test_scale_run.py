@@ -28,7 +28,13 @@ def test_a_stage_reports_its_own_peak_memory_and_exit_code(scale, tmp_path):
     assert big["rc"] == 0 and big["peak_rss_gib"] >= 300 / 1024 > small["peak_rss_gib"]
     assert big["wall_s"] >= 0 and big["cpu_s"] >= 0 and "-c" in big["command"]
     assert (tmp_path / "big.out").read_text().strip() == str(float(300 * 2**20 // 8))
-    assert scale.run_stage("fails", [sys.executable, "-c", "raise SystemExit(3)"], tmp_path)["rc"] == 3
+    assert scale.run_stage("fails", [sys.executable, "-c", "raise SystemExit(3)"], tmp_path)["rc"] == 3 and not big["stopped"]
+
+
+def test_a_stage_over_its_time_is_stopped_and_marked(scale, tmp_path):
+    rec = scale.run_stage("slow", [sys.executable, "-c", "import time; time.sleep(60)"], tmp_path, nice=0, timeout_s=1)
+    assert rec["stopped"] and rec["rc"] == -15 and 1 <= rec["wall_s"] < 30
+    assert "stopped at" in scale.markdown({"cpu": {"model": "m", "cpus": "2", "simd_flags": []}, "stages": [rec]})
 
 
 def test_recall_counts_the_exact_top_k_found(scale):
