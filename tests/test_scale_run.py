@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 
 import numpy as np
@@ -10,15 +9,12 @@ import pytest
 
 from reldistill.config import load_yaml
 from reldistill.retrieval.config import IndexConfig
-from tests.conftest import REPO
+from tests.conftest import REPO, load_script
 
 
 @pytest.fixture(scope="module")
 def scale():
-    spec = importlib.util.spec_from_file_location("scale_run", REPO / "scripts" / "scale_run.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scale_run")
 
 
 def test_a_stage_reports_its_own_peak_memory_and_exit_code(scale, tmp_path):
