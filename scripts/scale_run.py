@@ -255,8 +255,8 @@ def main_run(a) -> None:
     write_recipe(a.work, a.work / "data", a.work / "standin")
     stages = []
     for name, cmd, heavy in plan(a):
-        kept = name in done and (done[name]["rc"] == 0 or done[name].get("stopped"))
-        if (kept and a.only is None) or (a.only is not None and name not in a.only):
+        finished = name in done and done[name]["rc"] == 0
+        if (finished and a.only is None) or (a.only is not None and name not in a.only):
             if name in done:
                 stages.append(done[name])
             continue
