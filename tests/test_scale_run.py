@@ -101,7 +101,7 @@ def test_ivf_trains_on_a_seeded_sample_capped_per_list():
     from reldistill.retrieval.dense import IVF_TRAIN_PER_LIST, ivf_training_sample
 
     vecs = np.arange(5000 * 4, dtype=np.float32).reshape(5000, 4)
-    assert ivf_training_sample(vecs, 100) is vecs  # under the cap: every row
+    assert ivf_training_sample(vecs, 5000 // IVF_TRAIN_PER_LIST + 1) is vecs  # under the cap: every row
     sample = ivf_training_sample(vecs, 10)
     assert sample.shape == (IVF_TRAIN_PER_LIST * 10, 4) and len(np.unique(sample[:, 0])) == len(sample)
     assert np.isin(sample[:, 0], vecs[:, 0]).all() and np.array_equal(sample, ivf_training_sample(vecs, 10))
