@@ -158,7 +158,7 @@ def eval_cmd(
     from reldistill.distill.dev_eval import evaluate_student
     from reldistill.distill.mine import with_dev_split
     from reldistill.progress import console
-    from reldistill.student.encode import encode_documents, load_student
+    from reldistill.student.encode import encode_documents, load_student, set_max_seq_length
 
     r = _recipe(config, data)
     cfg, data_cfg = r.distill, r.data
@@ -170,7 +170,7 @@ def eval_cmd(
     results = {}
     for name in names:
         model = load_student(name)
-        model.max_seq_length = cfg.max_seq_length
+        set_max_seq_length(model, cfg.max_seq_length)
         docs = encode_documents(model, data_obj.products["text"].tolist(), show_progress=True)
         results[name] = {s: evaluate_student(model, examples, data_obj.products, s, doc_embeddings=docs) for s in split}
     table = Table("student", *(f"{s} {m}" for s in split for m in ("nDCG@10", "R@100")))

@@ -97,7 +97,7 @@ def mine_candidates(data: EsciData, cfg: DistillConfig, student=None, dev_fracti
     ``cfg.dense_depth`` > 0). ``extra_queries``: unlabeled queries (``cfg.queries_path`` is read when None).
     Each (query_id, product_id) appears once; judged rows win over mined ones.
     """
-    from reldistill.student.encode import encode_documents, encode_queries, load_student
+    from reldistill.student.encode import encode_documents, encode_queries, load_student, set_max_seq_length
 
     ex = with_dev_split(data, dev_fraction, seed)
     products = data.products.reset_index(drop=True)
@@ -139,7 +139,7 @@ def mine_candidates(data: EsciData, cfg: DistillConfig, student=None, dev_fracti
     if cfg.dense_depth > 0 or cfg.drop_near_duplicates:
         if student is None:
             student = load_student(cfg.student)
-            student.max_seq_length = cfg.max_seq_length
+            set_max_seq_length(student, cfg.max_seq_length)
         doc_emb = encode_documents(student, texts, show_progress=False)
         if cfg.dense_depth > 0:
             dense_hits = dense_top(encode_queries(student, qtexts), doc_emb, int(depth_dense.max(initial=0)))

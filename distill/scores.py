@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from reldistill.artifacts import MANIFEST, file_fingerprint, read_json
 from reldistill.data.queries import query_ids
 from reldistill.errors import UserError
 
@@ -84,3 +85,23 @@ def validate_scores(df: pd.DataFrame, catalog_ids: set[str], where: str) -> pd.D
 def load_scores(path: str | Path, catalog_ids: set[str]) -> pd.DataFrame:
     """Read + validate a teacher-scores parquet (see ``validate_scores``)."""
     return validate_scores(read_table(path, "scores file"), catalog_ids, f"scores file {path}")
+
+
+def check_scores_current(scores_path: str | Path) -> None:
+    """Refuse a scores file whose candidates changed after `distill label` scored them (e.g. a re-mine).
+
+    ``distill label`` records the candidates file and its sha256 in the scores folder's manifest; scores
+    without such a manifest (an exported or hand-made file) are not checked.
+    """
+    p = Path(scores_path)
+    manifest = p.parent / MANIFEST
+    if not p.is_file() or not manifest.is_file():
+        return
+    m = read_json(manifest)
+    if m.get("kind") != "scores" or not m.get("candidates") or not m.get("candidates_sha256"):
+        return
+    cands = Path(m["candidates"])
+    cands = cands if cands.is_file() else p.parent / cands.name
+    if cands.is_file() and file_fingerprint(cands) != m["candidates_sha256"]:
+        raise UserError(f"{p} scores other candidates than {cands} holds now (it changed after `distill label`, "
+                        f"e.g. a new `distill mine`) — rerun `reldistill distill label --run {p.parent.parent}` first.")

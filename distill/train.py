@@ -26,7 +26,7 @@ from reldistill.recipe.distill import DistillConfig
 from .examples import blended_targets, build_rows
 from .interchange import read_flag_jsonl, read_st_dataset
 from .mine import with_dev_split
-from .scores import load_scores
+from .scores import check_scores_current, load_scores
 
 log = logging.getLogger(__name__)
 KIND = "student"
@@ -126,14 +126,14 @@ def fit(rows: dict[str, dict[str, list]], out_dir: str | Path, cfg: DistillConfi
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
 
-    from reldistill.student.encode import load_student
+    from reldistill.student.encode import load_student, set_max_seq_length
 
     from .dev_eval import DevRetrievalEvaluator, evaluate_student
 
     out_dir = Path(out_dir)
     torch.manual_seed(cfg.seed)
     model = load_student(cfg.student, backend="torch")  # trained: PyTorch weights
-    model.max_seq_length = cfg.max_seq_length
+    set_max_seq_length(model, cfg.max_seq_length)
     datasets = {k: Dataset.from_dict(v) for k, v in rows.items()}
     losses = make_losses(model, cfg, list(datasets))
     train_ds = DatasetDict(datasets) if len(datasets) > 1 else datasets["distill"]
@@ -282,6 +282,7 @@ def train_student(scores_path: str | Path, out_dir: str | Path, cfg: DistillConf
     from reldistill.artifacts import file_fingerprint
 
     check_replaceable(out_dir, KIND, force)
+    check_scores_current(scores_path)
     data, examples = _load_data(data_cfg)
     rows, summary = training_rows(scores_path, cfg, data, examples)
     digest = file_fingerprint(scores_path) if Path(scores_path).is_file() else None

@@ -7,12 +7,13 @@ from pathlib import Path
 import pandas as pd
 
 from reldistill.artifacts import write_parquet
+from reldistill.data.esci import DISPLAY_COLUMNS
 from reldistill.data.queries import normalise_query
 from reldistill.errors import UserError
 
 PRODUCTS_FILE = "products.parquet"
 JUDGEMENTS_FILE = "judgements.parquet"
-META_COLUMNS = ("product_title", "product_brand", "product_color")
+META_COLUMNS = DISPLAY_COLUMNS  # the data layer loads them beside the text fields
 
 
 class Catalog:

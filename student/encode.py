@@ -74,6 +74,14 @@ def load_student(name_or_path: str, device: str | None = None, backend: str | No
     return model
 
 
+def set_max_seq_length(model, n: int) -> None:
+    """Cap the student's input tokens at ``n``; static-embedding students (no positions) have no cap to set."""
+    prop = getattr(type(model[0]), "max_seq_length", None)
+    if isinstance(prop, property) and prop.fset is None:
+        return
+    model.max_seq_length = n
+
+
 def autocast(model):
     """bf16 autocast for the student's device when the student precision resolves to bf16, else a no-op."""
     import contextlib

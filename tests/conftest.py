@@ -27,6 +27,16 @@ def esci_dir() -> Path:
     return ESCI_SAMPLE
 
 
+def load_script(name: str):
+    """``scripts/<name>.py`` imported as a module (scripts are not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run `reldistill ARGS` in a subprocess, as a user would; returns the completed process."""
     full_env = {**os.environ, **(env or {})}

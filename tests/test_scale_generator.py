@@ -1,19 +1,14 @@
-"""scripts/make_esci_scale.py writes an ESCI-shaped set the data layer loads (small scale here; full scale by hand)."""
+"""scripts/make_esci_scale.py writes an ESCI-shaped set the data layer loads (small scale here; full scale: scripts/scale_run.py)."""
 
 from __future__ import annotations
 
-import importlib.util
-
 import pandas as pd
 
-from tests.conftest import REPO
+from tests.conftest import load_script
 
 
 def _generator():
-    spec = importlib.util.spec_from_file_location("make_esci_scale", REPO / "scripts" / "make_esci_scale.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("make_esci_scale")
 
 
 def test_small_scale_set_loads_and_follows_the_sample(esci_dir, tmp_path):

@@ -30,6 +30,9 @@ EXAMPLES_FILE = "shopping_queries_dataset_examples.parquet"
 PRODUCTS_FILE = "shopping_queries_dataset_products.parquet"
 EXAMPLE_COLUMNS = ["query_id", "query", "product_id", "esci_label"]
 TABLE_SUFFIXES = {".csv", ".jsonl", ".json", ".parquet"}
+# Product columns kept beside the text fields (search results show them). Descriptions and bullet points
+# are read only when data.text_fields names them: at 1.8M products they are most of the catalog's bytes.
+DISPLAY_COLUMNS = ("product_title", "product_brand", "product_color")
 
 
 @dataclasses.dataclass
@@ -37,7 +40,7 @@ class EsciData:
     """Judged pairs joined to product text, plus the product catalog they are judged against.
 
     ``examples``: query_id, query, product_id, esci_label, soft_label, gain, split, text.
-    ``products``: product_id, the ESCI product columns present, and ``text``.
+    ``products``: product_id, the product columns of ``text_fields`` and ``DISPLAY_COLUMNS`` present, and ``text``.
     """
 
     examples: pd.DataFrame
@@ -99,7 +102,8 @@ def load_products(cfg: DataConfig, product_ids: set[str] | None = None, path: Pa
     path = path or Path(cfg.path) / PRODUCTS_FILE
     dset = _dataset(path, "products")
     _require(dset.schema, ["product_id"], path)
-    cols = ["product_id"] + [c for c in PRODUCT_FIELDS.values() if c in dset.schema.names]
+    wanted = [PRODUCT_FIELDS.get(f, f) for f in cfg.text_fields] + list(DISPLAY_COLUMNS)
+    cols = ["product_id"] + [c for c in dict.fromkeys(wanted) if c in dset.schema.names and c != "product_id"]
     flt = None
     if cfg.locale and "product_locale" in dset.schema.names:
         flt = pc.field("product_locale") == cfg.locale
