@@ -159,11 +159,12 @@ def measure_recall(doc: np.ndarray, ids: list[str], qv: np.ndarray, icfg, sweeps
 
 
 # ---- in-process stages (each runs as its own subprocess) ------------------------------------------
-def _recipe(path: Path) -> tuple[dict, object]:
-    from reldistill.config import DataConfig, from_dict, load_yaml
+def _recipe(path: Path):
+    """(the Recipe, its data section)."""
+    from reldistill.recipe import load_recipe
 
-    sections = load_yaml(path)
-    return sections, from_dict(DataConfig, sections.get("data"), "data")
+    recipe = load_recipe(path)
+    return recipe, recipe.data
 
 
 def stage_split(a) -> None:
@@ -177,15 +178,14 @@ def stage_split(a) -> None:
 
 
 def stage_recall(a) -> None:
-    from reldistill.config import from_dict
     from reldistill.data import load_esci
-    from reldistill.retrieval.build import encode_catalog, student_identity
-    from reldistill.retrieval.config import IndexConfig
+    from reldistill.retrieval.build import encode_catalog
     from reldistill.student import encode_queries, load_student
     from reldistill.student.catalog_vectors import catalog_digest
+    from reldistill.student.identity import model_identity as student_identity
 
-    sections, data_cfg = _recipe(a.config)
-    icfg = from_dict(IndexConfig, sections.get("index"), "index")
+    recipe, data_cfg = _recipe(a.config)
+    icfg = recipe.index
     data = load_esci(data_cfg)
     ids = data.products["product_id"].astype(str).tolist()
     texts = data.products["text"].astype(str).tolist()
@@ -209,9 +209,7 @@ def write_recipe(work: Path, data: Path, standin: Path) -> Path:
     """The demo recipe with the generated data and the stand-in encoder as the mining student."""
     import yaml
 
-    from reldistill.config import load_yaml
-
-    sections = load_yaml(RECIPE)
+    sections = yaml.safe_load(RECIPE.read_text(encoding="utf-8"))
     sections["data"]["path"] = str(data)
     sections["distill"]["student"] = str(standin)
     sections["student"]["backend"] = "torch"

@@ -6,9 +6,9 @@ import sys
 
 import numpy as np
 import pytest
+import yaml
 
-from reldistill.config import load_yaml
-from reldistill.retrieval.config import IndexConfig
+from reldistill.recipe.retrieval import IndexConfig
 from tests.conftest import REPO, load_script
 
 
@@ -86,7 +86,7 @@ def test_standin_encoder_is_a_static_embedding_student_the_project_loads(scale, 
 def test_mining_runs_with_a_static_embedding_student(standin, esci_dir):
     from reldistill.config import DataConfig
     from reldistill.data import load_esci
-    from reldistill.distill.config import DistillConfig
+    from reldistill.recipe.distill import DistillConfig
     from reldistill.distill.mine import mine_candidates
 
     cfg = DistillConfig(student=str(standin), bm25_depth=0, dense_depth=3, unlabeled_depth=1, max_unlabeled_queries=5,
@@ -108,8 +108,8 @@ def test_ivf_trains_on_a_seeded_sample_capped_per_list():
 
 
 def test_the_scale_recipe_points_mining_and_data_at_the_run(scale, tmp_path):
-    recipe = load_yaml(scale.write_recipe(tmp_path, tmp_path / "data", tmp_path / "standin"))
-    demo = load_yaml(REPO / "configs" / "demo-cpu.yaml")
+    recipe = yaml.safe_load(scale.write_recipe(tmp_path, tmp_path / "data", tmp_path / "standin").read_text())
+    demo = yaml.safe_load((REPO / "configs" / "demo-cpu.yaml").read_text())
     assert recipe["data"]["path"] == str(tmp_path / "data") and recipe["distill"]["student"] == str(tmp_path / "standin")
     assert recipe["index"] == demo["index"] and recipe["student"]["backend"] == "torch"
 

@@ -7,10 +7,10 @@ import pytest
 
 from reldistill.artifacts import file_fingerprint, write_manifest
 from reldistill.config import DataConfig
-from reldistill.distill.config import DistillConfig
 from reldistill.distill.scores import check_scores_current
 from reldistill.distill.train import train_student
 from reldistill.errors import UserError
+from reldistill.recipe.distill import DistillConfig
 
 
 def labelled_run(root, candidates_field=None):
