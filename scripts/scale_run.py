@@ -63,31 +63,55 @@ def shown(cmd: list[str]) -> str:
     return shlex.join(os.path.relpath(c, REPO) if c.startswith(str(REPO) + os.sep) else c for c in cmd)
 
 
+# Runs the stage as ITS child and reports that child's rusage: Linux keeps a process's peak-RSS mark across
+# exec, so a stage forked straight from a big parent (a test session, a notebook) would report the parent's
+# memory as its own; forked from this few-MiB launcher it reports its own. SIGTERM is passed on to the stage.
+_LAUNCHER = """import json, os, signal, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGTERM))
+while True:
+    try:
+        _, status, ru = os.wait4(pid, 0)
+        break
+    except InterruptedError:
+        continue
+with open(sys.argv[1], "w") as f:
+    json.dump({"status": status, "utime": ru.ru_utime, "stime": ru.ru_stime, "maxrss_kib": ru.ru_maxrss}, f)
+"""
+
+
 def run_stage(name: str, cmd: list[str], logs: Path, env: dict | None = None, nice: int = 5,
               timeout_s: float | None = None) -> dict:
     """Run ``cmd`` (stdout → ``<logs>/<name>.out``, stderr → ``.log``); wall, CPU and peak RSS of the process.
 
     A stage still running after ``timeout_s`` is stopped (SIGTERM) and marked ``stopped``: its figures are
-    then those of the part that ran (peak RSS so far).
+    then those of the part that ran (peak RSS so far). The figures are the stage process's own (and its
+    reaped children's), whatever the size of the process that calls this.
     """
     logs.mkdir(parents=True, exist_ok=True)
     full = (["nice", "-n", str(nice)] if nice else []) + cmd
+    usage_file = logs / f"{name}.rusage.json"
+    usage_file.unlink(missing_ok=True)
     load = Path("/proc/loadavg").read_text().split()[0]
     t0 = time.perf_counter()
     stopped = False
     with open(logs / f"{name}.out", "wb") as out, open(logs / f"{name}.log", "wb") as err:
-        proc = subprocess.Popen(full, stdout=out, stderr=err, cwd=REPO, env={**os.environ, **(env or {})})
-        while (done := os.wait4(proc.pid, os.WNOHANG))[0] == 0:
+        proc = subprocess.Popen([sys.executable, "-S", "-c", _LAUNCHER, str(usage_file), *full], stdout=out, stderr=err,
+                                cwd=REPO, env={**os.environ, **(env or {})})
+        while proc.poll() is None:
             if timeout_s is not None and time.perf_counter() - t0 > timeout_s and not stopped:
                 proc.terminate()
                 stopped = True
             time.sleep(0.2)
-        _, status, usage = done
     wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return {"stage": name, "command": shown(cmd), "env": env or {}, "rc": proc.returncode, "stopped": stopped,
-            "timeout_s": timeout_s, "wall_s": round(wall, 1),
-            "cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "peak_rss_gib": round(usage.ru_maxrss / 2**20, 2),
+    if not usage_file.is_file():  # the launcher itself died before its stage ended (SIGTERM in its first instant)
+        raise SystemExit(f"stage {name!r}: no resource usage recorded (launcher exit {proc.returncode}); see {logs / name}.log")
+    u = json.loads(usage_file.read_text(encoding="utf-8"))
+    return {"stage": name, "command": shown(cmd), "env": env or {}, "rc": os.waitstatus_to_exitcode(u["status"]),
+            "stopped": stopped, "timeout_s": timeout_s, "wall_s": round(wall, 1),
+            "cpu_s": round(u["utime"] + u["stime"], 1), "peak_rss_gib": round(u["maxrss_kib"] / 2**20, 2),
             "load_avg_1m_before": float(load), "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 

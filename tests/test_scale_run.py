@@ -18,10 +18,12 @@ def scale():
 
 
 def test_a_stage_reports_its_own_peak_memory_and_exit_code(scale, tmp_path):
+    ballast = np.ones(400 * 2**20 // 8)  # a big caller (as a test session is): a stage must not report its memory
     grab = "import numpy as np; a = np.ones(300 * 2**20 // 8); print(a.sum())"
     big = scale.run_stage("big", [sys.executable, "-c", grab], tmp_path)
     small = scale.run_stage("small", [sys.executable, "-c", "print(1)"], tmp_path, nice=0)
-    assert big["rc"] == 0 and big["peak_rss_gib"] >= 300 / 1024 > small["peak_rss_gib"]
+    assert ballast.sum() > 0 and big["rc"] == 0 and big["peak_rss_gib"] >= 300 / 1024 > small["peak_rss_gib"]
+    assert big["peak_rss_gib"] < (300 + 400) / 1024
     assert big["wall_s"] >= 0 and big["cpu_s"] >= 0 and "-c" in big["command"]
     assert (tmp_path / "big.out").read_text().strip() == str(float(300 * 2**20 // 8))
     assert scale.run_stage("fails", [sys.executable, "-c", "raise SystemExit(3)"], tmp_path)["rc"] == 3 and not big["stopped"]
