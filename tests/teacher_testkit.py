@@ -66,3 +66,10 @@ def esci_title_pairs(esci_dir: Path, n: int) -> tuple[list[str], list[str]]:
     pr = pd.read_parquet(esci_dir / "shopping_queries_dataset_products.parquet", columns=["product_id", "product_title"])
     ex = ex[ex["product_locale"] == "us"].merge(pr, on="product_id").head(n)
     return ex["query"].tolist(), ex["product_title"].astype(str).tolist()
+
+
+def tiny_teacher_dir(tmp_path_factory, name: str, seed: int) -> Path:
+    """A tiny random teacher artifact in a fresh temporary folder (module-scoped fixtures share it)."""
+    from reldistill.teacher.tiny import build_tiny_teacher
+
+    return build_tiny_teacher(tmp_path_factory.mktemp(name) / "teacher", seed=seed)

@@ -10,14 +10,12 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
-from teacher_testkit import esci_title_pairs, one_thread
+from teacher_testkit import esci_title_pairs, one_thread, tiny_teacher_dir
 
 
 @pytest.fixture(scope="module")
 def tdir(tmp_path_factory):
-    from reldistill.teacher.tiny import build_tiny_teacher
-
-    return build_tiny_teacher(tmp_path_factory.mktemp("int8") / "teacher", seed=1)
+    return tiny_teacher_dir(tmp_path_factory, "int8", seed=1)
 
 
 @pytest.fixture(scope="module")

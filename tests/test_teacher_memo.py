@@ -8,14 +8,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from retrieval_testkit import small_run, torch_threads
-from teacher_testkit import esci_title_pairs
+from teacher_testkit import esci_title_pairs, tiny_teacher_dir
 
 
 @pytest.fixture(scope="module")
 def tdir(tmp_path_factory):
-    from reldistill.teacher.tiny import build_tiny_teacher
-
-    return build_tiny_teacher(tmp_path_factory.mktemp("memo") / "teacher", seed=3)
+    return tiny_teacher_dir(tmp_path_factory, "memo", seed=3)
 
 
 @pytest.fixture(scope="module")
