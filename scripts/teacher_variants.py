@@ -193,16 +193,16 @@ def ensemble_rows(model: str, base: dict, out_root: Path, weights=(0.0, 0.25, 0.
     import numpy as np
 
     from reldistill.config import DataConfig, from_dict
-    from reldistill.models import load_sentence_transformer
     from reldistill.precision import resolve_dtype
     from reldistill.teacher.metrics import mean_ndcg
     from reldistill.teacher.pairs import cap_queries, split_pairs
     from reldistill.teacher.teacher import Teacher, build_cross_encoder
+    from reldistill.student.encode import load_student
 
     cfg = _zeroshot_config(model)
     pairs = split_pairs(from_dict(DataConfig, base["data"], "data"))
     net, tok, _ = build_cross_encoder(cfg, resolve_dtype("auto"))
-    teacher, st = Teacher(net, tok, cfg), load_sentence_transformer(base.get("eval", {}).get("base_student", "minilm-l6"))
+    teacher, st = Teacher(net, tok, cfg), load_student(base.get("eval", {}).get("base_student", "minilm-l6"))
     res: dict[float, dict] = {w: {} for w in weights}
     for split in ("dev", "test"):
         df = cap_queries(pairs[split], None)

@@ -30,7 +30,7 @@ def compare_dtypes(teacher_dir, queries: Sequence[str], texts: Sequence[str], dt
         teacher = Teacher.load(teacher_dir, dtype=dt, int8="off")  # dtypes as named
         load_s = time.monotonic() - t_load
         t0 = time.monotonic()
-        logits = teacher.score_logits(list(queries), list(texts), batch_size=batch_size, progress=progress, memo=False)
+        logits = teacher.score_logits(list(queries), list(texts), batch_size=batch_size, progress=progress, memo=False, prior=False)
         secs = time.monotonic() - t0
         scores[dt] = logits
         s = (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)

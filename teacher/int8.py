@@ -64,9 +64,9 @@ def quantize_linear_int8(teacher):
 
 
 def _timed_logits(teacher, queries, texts, batch_size):
-    teacher.score_logits(queries[:4], texts[:4], batch_size=batch_size, memo=False)  # warm-up
+    teacher.score_logits(queries[:4], texts[:4], batch_size=batch_size, memo=False, prior=False)  # warm-up
     t = time.perf_counter()
-    out = teacher.score_logits(queries, texts, batch_size=batch_size, memo=False)
+    out = teacher.score_logits(queries, texts, batch_size=batch_size, memo=False, prior=False)
     return out, len(queries) / (time.perf_counter() - t)
 
 

@@ -20,6 +20,7 @@ from reldistill.teacher.artifact import ADAPTER_DIR, HEAD_FILE, TOKENIZER_DIR, l
 from reldistill.teacher.backbone import load_backbone, load_tokenizer, resolve_base
 from reldistill.teacher.inputs import PairEncoder, length_buckets
 from reldistill.teacher.model import CrossEncoder, answer_token_ids, build_head, lora_config, num_layers
+from reldistill.teacher.prior import Prior
 from reldistill.teacher.score_memo import MEMO, ScoreMemo, pair_key
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,8 @@ class Teacher:
     """A loaded teacher: ``score_pairs(queries, texts) -> probabilities`` (sigmoid of the relevance logit).
 
     Pairs it has scored before (same identity, same query and text) come from ``memo``
-    (:mod:`reldistill.teacher.score_memo`) without running the model.
+    (:mod:`reldistill.teacher.score_memo`) without running the model. A teacher trained with a
+    ``prior`` (:mod:`reldistill.teacher.prior`) blends the LLM logit with its bi-encoder's cosine.
     """
 
     def __init__(self, model: CrossEncoder, tokenizer, cfg: TeacherConfig, manifest: dict | None = None,
@@ -95,6 +97,7 @@ class Teacher:
         self.int8 = False  # set by reldistill.teacher.int8.quantize_linear_int8
         self.int8_verdict: dict | None = None  # the int8 gate's verdict when load considered int8
         self.forward_calls = 0  # model forward passes run (one per batch)
+        self.prior = Prior.from_manifest(self.manifest.get("prior"))  # None: the LLM alone
 
     @functools.cached_property
     def _artifact_key(self) -> str:
@@ -163,12 +166,20 @@ class Teacher:
         return teacher
 
     def score_logits(self, queries: Sequence[str], texts: Sequence[str], batch_size: int | None = None,
-                     progress: bool = False, memo: bool = True) -> np.ndarray:
-        """Raw relevance logits, in input order (batches are length-bucketed internally).
+                     progress: bool = False, memo: bool = True, prior: bool = True) -> np.ndarray:
+        """Relevance logits, in input order (batches are length-bucketed internally): the LLM's, blended with
+        the teacher's prior when it has one (``prior=False``: the LLM's alone, as timings and the int8 gate use).
 
         With ``memo`` (default) pairs already in the memo are not scored again, and a pair repeated in
         the call is scored once; ``memo=False`` runs every pair (timings).
         """
+        out = self._llm_logits(queries, texts, batch_size, progress, memo)
+        if prior and self.prior is not None and len(out):
+            out = self.prior.apply([str(q) for q in queries], [str(t) for t in texts], out)
+        return out
+
+    def _llm_logits(self, queries: Sequence[str], texts: Sequence[str], batch_size: int | None,
+                    progress: bool, memo: bool) -> np.ndarray:
         if len(queries) != len(texts):
             raise ValueError(f"{len(queries)} queries but {len(texts)} texts")
         if batch_size is not None:

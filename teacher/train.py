@@ -40,6 +40,7 @@ LOG_FILE = "train_log.jsonl"
 # Recipe fields that may change between a run and its resume (budgets and eval cadence only).
 RESUME_FREE = {"max_steps", "max_minutes", "log_every", "eval_max_pairs", "eval_max_queries", "eval_batch_size",
                "keep_checkpoints", "cpu_threads", "cache_dir", "cache_prefix", "bundled"}
+PRIOR_FIELDS = {"prior_student", "prior_weights"}  # fitted after training: checkpoints resume across them
 
 
 @dataclasses.dataclass
@@ -75,7 +76,8 @@ def micro_batch_indices(plan: Plan, m: int, rank: int, seed: int) -> np.ndarray:
 
 def _recipe_key(recipe: Recipe) -> dict[str, Any]:
     train = {k: v for k, v in dataclasses.asdict(recipe.train).items() if k not in RESUME_FREE}
-    return {"teacher": dataclasses.asdict(recipe.teacher), "train": train, "data": dataclasses.asdict(recipe.data)}
+    teacher = {k: v for k, v in dataclasses.asdict(recipe.teacher).items() if k not in PRIOR_FIELDS}
+    return {"teacher": teacher, "train": train, "data": dataclasses.asdict(recipe.data)}
 
 
 def _checkpoints(out: Path) -> list[Path]:
@@ -152,6 +154,7 @@ class _Evaluator:
                     out = model(enc["input_ids"].to(dev), enc["attention_mask"].to(dev))
                 logits[b] = out.float().cpu().numpy()
         model.train(was_training)
+        self.last_logits = logits
         self.last_probs = 1.0 / (1.0 + np.exp(-logits))
         return evaluate_scores(self.df, self.last_probs)
 
@@ -432,6 +435,13 @@ def train_teacher(recipe: Recipe, output_dir: str | os.PathLike, resume: bool = 
                 chosen = best["step"]
         final_metrics = next((h["dev"] for h in reversed(history) if h["step"] == chosen), {})
         untrained = next((h["dev"] for h in history if h["step"] == 0), None)
+        prior = None
+        if tc.prior_student and len(dev_df) and not is_fsdp:
+            from reldistill.teacher.prior import fit_prior
+
+            evaluator(raw_model, accelerator)  # the kept weights' dev logits
+            prior = fit_prior(dev_df, evaluator.last_logits, tc.prior_student, tc.prior_weights)
+            log.info("teacher prior %s: dev nDCG@10 by LLM weight %s -> w = %g", tc.prior_student, prior["dev_ndcg10"], prior["weight"])
         _write_artifact(out, raw_model, tokenizer, recipe, resolved, {
             "steps": step, "total_steps": plan.total_steps, "chosen_step": chosen,
             "epochs_done": round(step / plan.steps_per_epoch, 4), "finished": step >= plan.total_steps,
@@ -440,7 +450,7 @@ def train_teacher(recipe: Recipe, output_dir: str | os.PathLike, resume: bool = 
             "dev_queries": int(dev_df["query_id"].nunique()) if len(dev_df) else 0, "select_metric": tr.select_metric,
             "prefix_cache_s": round(prefix_s, 1),
             "score_head": score_head_info(tc, tokenizer),
-            "dev_metrics": final_metrics, "dev_metrics_untrained": untrained, "history": history,
+            "dev_metrics": final_metrics, "dev_metrics_untrained": untrained, "history": history, "prior": prior,
             "train_minutes": round((elapsed_before + time.monotonic() - t_start) / 60, 2)})
     accelerator.wait_for_everyone()
     return out

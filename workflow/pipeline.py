@@ -288,6 +288,11 @@ def _teacher_summary(m: dict[str, Any]) -> str:
     for key, label in (("mse", "dev MSE"), ("ndcg@10", "dev nDCG@10")):
         if key in after:
             parts.append(f"{label} {before.get(key, float('nan')):.4f} → {after[key]:.4f}")
+    prior = m.get("prior") or {}
+    if prior:
+        w = float(prior["weight"])
+        kept = f"LLM weight {w:g} + {prior['student']} {1 - w:g}" if w < 1 else f"LLM alone (no {prior['student']} blend)"
+        parts.append(f"prior: {kept}, dev nDCG@10 {prior['dev_ndcg10'][f'{w:g}']:.4f} on {prior['dev_queries']} queries")
     return "; ".join(parts)
 
 

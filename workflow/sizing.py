@@ -119,7 +119,7 @@ def probe_teacher(recipe, queries: list[str], texts: list[str]) -> dict[str, Any
 
     def score():
         q = next(calls)
-        return teacher.score_logits(q, texts[:len(q)], batch_size=bs, memo=False)
+        return teacher.score_logits(q, texts[:len(q)], batch_size=bs, memo=False, prior=False)
 
     out: dict[str, Any] = {"dtype": str(dtype).removeprefix("torch."), "pairs": len(queries)}
     out["pairs_per_s"], ref = _rate(score, len(queries), 0.0)  # one pass: a probe, not a benchmark

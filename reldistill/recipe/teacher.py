@@ -35,6 +35,10 @@ class TeacherConfig:
     template: str | None = None  # must contain {query} and {text}; default DEFAULT_TEMPLATE (LM_TEMPLATE for head lm)
     max_length: int = 128  # tokens; longer pairs are truncated (product text first)
     padding_side: str = "left"
+    # a sentence-transformers model whose cosine is blended with the LLM's logit (reldistill.teacher.prior);
+    # the LLM weight is chosen on dev from prior_weights at the end of training (1.0 = the LLM alone)
+    prior_student: str | None = None
+    prior_weights: list[float] = dataclasses.field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0])
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
@@ -55,6 +59,10 @@ class TeacherConfig:
             raise UserError(f"teacher.padding_side must be 'left' or 'right', got {self.padding_side!r}.")
         if self.head_hidden < 1:
             raise UserError(f"teacher.head_hidden must be positive, got {self.head_hidden}.")
+        if not isinstance(self.prior_weights, list) or not self.prior_weights:
+            raise UserError("teacher.prior_weights must be a non-empty list of LLM weights in (0, 1].")
+        for w in self.prior_weights:
+            require_float(w, "teacher.prior_weights (each LLM weight)", 0.0, 1.0, low_open=True)
 
 
 @dataclasses.dataclass
