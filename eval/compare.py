@@ -357,12 +357,18 @@ class Evaluation:
         cands: list[Candidate] = []
         table: dict[str, Any] = {}
 
-        def add(serving: Serving, run: RunDict, qids: list[str]) -> Candidate:
+        runs: dict[str, RunDict] = {}
+
+        def add(serving: Serving, run: RunDict, qids: list[str], candidate: bool = True, name: str | None = None) -> Candidate:
             sub = to_qrels({q: inp.qrels[q] for q in qids}) if len(qids) < len(inp.query_ids) else qrels
             means, per = evaluate(sub, to_run(run, serving.name, qids), self.specs)
             c = Candidate(serving, dict(zip(sub.keys(), map(float, per[ndcg]))))
-            cands.append(c)
-            table[serving.name] = {**means, "queries": len(qids)}
+            runs[serving.name] = run
+            if candidate:
+                cands.append(c)
+                table[serving.name] = {**means, "queries": len(qids)}
+            else:
+                table[name] = {**means, "queries": len(qids), "note": "the rerank rows' queries: what rerank is measured against"}
             return c
 
         for mode in ("bm25", "dense"):
@@ -379,6 +385,9 @@ class Evaluation:
             best = max(hybrids, key=lambda c: c.mean)
             sub = _seeded_subset(inp.query_ids, self.cfg.dev_rerank_queries, self.data_cfg.seed)
             self.notes["dev_rerank_queries"] = len(sub)
+            if len(sub) < len(inp.query_ids):  # the first stages on the same queries, so rerank reads against them
+                for c in (best, next(c for c in cands if c.serving.mode == "dense")):
+                    add(c.serving, runs[c.serving.name], sub, candidate=False, name=f"{c.serving.name} on the {len(sub)} rerank queries")
             for rk in self.cfg.rerank_k_grid:
                 for rw in self.cfg.rerank_weight_grid:  # the teacher's scores are cached: a blend costs no forward
                     serving = Serving("rerank", weights=dict(best.serving.weights), rerank_k=rk, rerank_weight=rw)

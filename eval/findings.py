@@ -44,6 +44,7 @@ def findings(report: dict[str, Any]) -> list[str]:
         out.append(f"The served configuration does not hold up on {report['split']}: {served['below_best_part']}.")
     hyb, rr = _get(sysm, "hybrid-distilled", metric), _get(sysm, "hybrid-distilled+rerank", metric)
     if hyb is not None and rr is not None and rr < hyb:
-        out.append(f"Teacher reranking lowers {metric} ({rr:.4f} vs {hyb:.4f} without): search without `rerank` "
-                   "until the teacher beats BM25 on Task 1.")
+        why = ("until the teacher beats BM25 on Task 1" if teacher is not None and bm25 is not None and teacher <= bm25
+               else "— the teacher orders judged candidates (Task 1) better than it orders the fused top-k of the catalog")
+        out.append(f"Teacher reranking lowers {metric} ({rr:.4f} vs {hyb:.4f} without): search without `rerank` {why}.")
     return out

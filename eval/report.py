@@ -105,7 +105,8 @@ def _served_markdown(report: dict) -> list[str]:
     if dev:
         out += [f"Dev comparison ({dev['n_queries']} queries; rerank on {dev.get('rerank_queries') or '-'}):", "",
                 f"| configuration | dev {metric} | queries |", "|---|---:|---:|"]
-        out += [f"| {'**' + n + '**' if n == dev['chosen'] else n}{' (another student: not a candidate)' if m.get('not_served') else ''} "
+        out += [f"| {'**' + n + '**' if n == dev['chosen'] else n}{' (another student: not a candidate)' if m.get('not_served') else ''}"
+                f"{' (' + m['note'] + ')' if m.get('note') else ''} "
                 f"| {m[metric]:.4f} | {m['queries']} |" for n, m in dev["systems"].items()]
         out += [""] + [f"- {line}" for line in dev["decisions"]] + [""]
     return out

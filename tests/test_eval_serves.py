@@ -68,7 +68,8 @@ def test_eval_ranked_lists_equal_served_search(run):
 
     root, data_cfg = run
     search_cfg = SearchConfig(depth=30, weights={"bm25": 1.0, "dense": 2.0}, rerank_k=6)
-    cfg = EvalConfig(depth=20, teacher_dtype="float32", weight_grid=[0.5, 1.0], rerank_k_grid=[4], min_gain=0.0)
+    cfg = EvalConfig(depth=20, teacher_dtype="float32", weight_grid=[0.5, 1.0], rerank_k_grid=[4], min_gain=0.0,
+                     dev_rerank_queries=3)
     with torch_threads(1):
         ev = Evaluation(root, data_cfg, cfg, search_cfg)
         rep = ev.run_all()
@@ -105,6 +106,13 @@ def test_eval_ranked_lists_equal_served_search(run):
     assert set(dev["systems"]) >= {"bm25", "dense", "hybrid(bm25=1,dense=0.5)", "hybrid(bm25=1,dense=1)"}
     assert any(n.endswith("+rerank@4") for n in dev["systems"])
     assert any(n.endswith("+rerank@4(w=0.5)") for n in dev["systems"])  # the rerank_weight_grid blends (default grid)
+    # the first stages on the rerank rows' own queries, so "does rerank lower hybrid on dev" reads like for like
+    assert dev["rerank_queries"] == 3 < dev["n_queries"]
+    same = {n: m for n, m in dev["systems"].items() if n.endswith("on the 3 rerank queries")}
+    assert {n.split(" on the")[0] for n in same} == {"dense", max((n for n in dev["systems"] if n.startswith("hybrid(")
+                                                                   and "+rerank" not in n and " on the" not in n),
+                                                                  key=lambda n: dev["systems"][n]["nDCG@10"])}
+    assert all(m["queries"] == 3 and m["note"] for m in same.values()) and dev["chosen"] not in same
     # rerank reuses the teacher scores of Task 1 and of the dev grid: no pair is scored twice
     ts = rep["details"]["teacher_scores"]
     assert ts["scored_now"] == len(ev.teacher_cache.known) and ts["reused"] > 0

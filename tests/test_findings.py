@@ -23,6 +23,13 @@ def test_a_weak_teacher_is_called_out_and_its_rerank_flagged():
     assert "0.5100 vs 0.5000 (+0.0100)" in out  # vs the human-labels-only student
     assert "no better than BM25 (ESCI Task 1 nDCG@10 0.4500 vs 0.5400)" in out
     assert "Teacher reranking lowers nDCG@10 (0.4000 vs 0.4900 without)" in out
+    assert "until the teacher beats BM25 on Task 1" in out
+
+
+def test_a_teacher_good_on_task1_whose_rerank_still_loses_is_not_told_to_beat_bm25():
+    out = " ".join(findings(report(dist=0.51, teacher=0.60, rerank=0.45)))
+    assert "Teacher reranking lowers nDCG@10 (0.4500 vs 0.4900 without)" in out
+    assert "beats BM25" not in out and "better than it orders the fused top-k" in out
 
 
 def test_a_good_teacher_raises_no_teacher_warning_and_a_loss_is_not_hidden():
