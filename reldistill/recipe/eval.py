@@ -41,7 +41,7 @@ class EvalConfig:
     weight_grid: list[float] = dataclasses.field(default_factory=lambda: [0.5, 1.0, 2.0])  # dense weight, bm25 = 1
     rerank_k_grid: list[int] = dataclasses.field(default_factory=lambda: [10, 20])
     # search.rerank_weight values compared on dev (null: the teacher's order alone; w: RRF blend with the first stage)
-    rerank_weight_grid: list[float | None] = dataclasses.field(default_factory=lambda: [None, 1.0, 0.5])
+    rerank_weight_grid: list[float | None] = dataclasses.field(default_factory=lambda: [None, 1.0, 0.5, 0.25])
     dev_rerank_queries: int = 100  # dev queries (seeded, whole queries) the rerank candidates are scored on
     min_gain: float = 0.005  # a system with more parts must beat the simpler choice by this much dev nDCG@10 ...
     # ... and be significant (paired t-test, p < max_p), so noise on a few hundred dev queries picks nothing
