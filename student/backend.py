@@ -47,8 +47,11 @@ _default = {"backend": "auto", "int8": "off"}
 
 
 def configure_backend(cfg: StudentConfig) -> None:
-    """The recipe's ``student.backend`` / ``student.int8`` for this process (the environment still wins)."""
+    """The recipe's ``student.backend`` / ``.query_backend`` / ``.int8`` for this process (the environment still wins)."""
+    from reldistill.student.query_encoder import configure_query_backend
+
     _default.update(backend=cfg.backend, int8=cfg.int8)
+    configure_query_backend(cfg.query_backend)
 
 
 def int8_setting() -> str:
@@ -196,6 +199,18 @@ def _update_meta(d: Path, **fields: Any) -> None:
 
 
 # ---- runtime sessions -----------------------------------------------------------------------------
+def ort_session(onnx_path: Path, threads: int):
+    """An ONNX Runtime CPU session on ``threads`` intra-op threads (all graph optimisations, quiet)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+
+
 class RuntimeModel(torch.nn.Module):
     """Stands in for the HF transformer inside sentence-transformers' Transformer module.
 
@@ -228,14 +243,7 @@ class RuntimeModel(torch.nn.Module):
             return self._runners[threads]
 
     def _ort(self, threads: int):
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.log_severity_level = 3
-        session = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
+        session = ort_session(self.path, threads)
         return tuple(i.name for i in session.get_inputs()), lambda feed: session.run(None, feed)[0]
 
     def _ov(self, threads: int):
@@ -275,6 +283,8 @@ def attach_runtime(st_model, backend: str, model_dir: Path, digest: str, int8: b
         raise UserError("the int8 student export runs on ONNX Runtime only — use student.backend: onnx.")
     path = ensure_export(st_model, model_dir, digest, int8=int8)
     first = st_model[0]
+    # the PyTorch transformer stays reachable for the query encoder (set past nn.Module: not a submodule)
+    object.__setattr__(st_model, "reldistill_hf", first.model)
     first.model = RuntimeModel(backend, path, first.model.config)
     st_model.reldistill_backend = backend + ("-int8" if int8 else "")
 
