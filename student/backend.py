@@ -325,7 +325,7 @@ def _decision_file() -> Path:
 
 def auto_backend(load_torch, model_dir: Path, digest: str) -> str:
     """The fastest installed backend for this student on this CPU (measured once, then read from the cache)."""
-    key = hashlib.sha256(f"{cpu_signature()}|{digest}|{','.join(installed_backends())}".encode()).hexdigest()[:24]
+    key = hashlib.sha256(f"throughput|{cpu_signature()}|{digest}|{','.join(installed_backends())}".encode()).hexdigest()[:24]  # rule + CPU + weights
     path = _decision_file()
     try:
         cached = json.loads(path.read_text(encoding="utf-8")).get(key)
