@@ -111,6 +111,10 @@ def figures(res: dict[str, Any]) -> dict[str, Any]:
         "teacher_peak_fraction": t["dtypes"][used]["peak_fraction"],
         "teacher_fp32_pairs_per_s": t["dtypes"]["float32"]["pairs_per_s"],
         "teacher_speedup_vs_fp32": t["dtypes"][used]["pairs_per_s"] / t["dtypes"]["float32"]["pairs_per_s"],
+        "teacher_fp32_prefix_kv_pairs_per_s": t["prefix_kv"]["prefix_pairs_per_s"],
+        "teacher_fp32_full_pairs_per_s": t["prefix_kv"]["full_pairs_per_s"],
+        "teacher_prefix_kv_speedup_vs_fp32": t["prefix_kv"]["speedup"],
+        "teacher_prefix_kv_spearman_vs_fp32": t["prefix_kv"]["spearman"],
         "teacher_int8_pairs_per_s": t["int8"]["int8_pairs_per_s"], "teacher_int8_speedup_vs_fp32": t["int8"]["speedup"],
         "teacher_int8_spearman_vs_fp32": t["int8"]["spearman"], "teacher_int8_kept": t["int8"]["kept"],
         "rerank_top20_p50_ms": rr,
@@ -143,6 +147,10 @@ def render(res: dict[str, Any]) -> str:
             rel += f"; {t['bf16_speedup']:.2f}× fp32"
         rows.append((f"teacher scoring ({dt})", f"{t['pairs']} ESCI pairs, {t['tokens']:,} tokens, batch {t['batch_size']}",
                      f"{_f(d['pairs_per_s'])} pairs/s · {_f(d['tokens_per_s'], 0)} tok/s · {_f(d['gflops'])} GFLOP/s", rel))
+    pk = t["prefix_kv"]
+    rows.append(("teacher scoring (float32, shared prefix once)", f"same pairs, {pk['shared_prefix_tokens']} template tokens run once per call; full forward re-timed beside it",
+                 f"{_f(pk['prefix_pairs_per_s'])} pairs/s vs full {_f(pk['full_pairs_per_s'])}",
+                 f"{pk['speedup']:.2f}× fp32; Spearman {pk['spearman']:.4f}, max |Δlogit| {pk['max_abs_logit_diff']:.1e} (exact up to fp32 rounding)"))
     q8 = t["int8"]
     rows.append(("teacher scoring (int8 dynamic, linear layers)", "same pairs, fp32 re-timed beside it",
                  f"{_f(q8['int8_pairs_per_s'])} pairs/s vs fp32 {_f(q8['float32_pairs_per_s'])}",
