@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-import builtins
 import logging
 
 import numpy as np
 import pytest
 
-from reldistill.errors import UserError
 from reldistill.student import backend as rt
 from reldistill.student import encode_queries, load_student
 from reldistill.student import query_encoder as qe
+from test_student_backend import block_runtime, fp32, tiny  # noqa: F401 - shared fixtures and helper
 
 RUNTIMES = ["torch", *(b for b in ("onnx", "openvino") if rt.runtime_installed(b))]
 QUERIES = ["red running shoes", "usb c cable 6 ft", "Émile's 2-pack USB-C → HDMI 4K@60Hz", "kids water bottle",
            " ".join(["very long query"] * 40)]  # past max_seq_length: truncation must match
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from reldistill.student.tiny import build_tiny_student
-
-    return build_tiny_student(tmp_path_factory.mktemp("student"), normalize=True)
-
-
-@pytest.fixture
-def fp32(monkeypatch, tmp_path):
-    """fp32 everywhere (the plain path autocasts to bf16 on a bf16 CPU) and a private cache."""
-    monkeypatch.setenv("RELDISTILL_STUDENT_PRECISION", "float32")
-    monkeypatch.setenv("RELDISTILL_CACHE", str(tmp_path / "cache"))
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -76,15 +61,7 @@ def test_search_serve_and_eval_get_the_same_results_on_each_query_runtime(tiny, 
 
 @pytest.mark.parametrize("blocked_runtime", RUNTIMES[1:])
 def test_missing_runtime_falls_back_to_the_torch_query_path(tiny, fp32, monkeypatch, caplog, blocked_runtime):
-    real_import = builtins.__import__
-    blocked = {"onnx": "onnxruntime", "openvino": "openvino"}[blocked_runtime]
-
-    def no_runtime(name, *args, **kwargs):
-        if name == blocked or name.startswith(blocked + "."):
-            raise ImportError(f"No module named {name!r}")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_runtime)
+    block_runtime(monkeypatch, blocked_runtime)
     model = load_student(str(tiny), backend="torch")
     with caplog.at_level(logging.WARNING, logger=qe.log.name):
         enc = qe.query_encoder(model, blocked_runtime)
@@ -125,14 +102,3 @@ def test_a_student_the_lean_path_does_not_cover_keeps_the_plain_encode(tiny, fp3
     assert enc.runtime == "plain"
     np.testing.assert_allclose(enc.encode(QUERIES[:2]), encode_queries(with_dense, QUERIES[:2]), atol=1e-6)
 
-
-def test_bad_query_backend_setting_is_one_clear_error(monkeypatch, tmp_path):
-    from reldistill.recipe import load_recipe
-
-    monkeypatch.setenv(qe.QUERY_BACKEND_ENV, "tensorrt")
-    with pytest.raises(UserError, match="RELDISTILL_STUDENT_QUERY_BACKEND must be one of auto, torch, onnx, openvino"):
-        qe.query_backend_setting()
-    bad = tmp_path / "recipe.yaml"
-    bad.write_text("student:\n  query_backend: cuda\n", encoding="utf-8")
-    with pytest.raises(UserError, match="student.query_backend must be one of"):
-        load_recipe(bad)

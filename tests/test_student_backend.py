@@ -80,8 +80,8 @@ def test_export_is_written_once_beside_the_student_and_reused(tiny, fp32):
     assert onnx.stat().st_mtime_ns == stamp  # reused, not exported again
 
 
-@pytest.mark.parametrize("backend", ["onnx", "openvino"])
-def test_missing_runtime_falls_back_to_torch(tiny, fp32, monkeypatch, caplog, backend):
+def block_runtime(monkeypatch, backend: str) -> None:
+    """Make ``backend``'s runtime fail to import, as on a machine without it."""
     real_import = builtins.__import__
     blocked = {"onnx": "onnxruntime", "openvino": "openvino"}[backend]
 
@@ -91,6 +91,11 @@ def test_missing_runtime_falls_back_to_torch(tiny, fp32, monkeypatch, caplog, ba
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_runtime)
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_missing_runtime_falls_back_to_torch(tiny, fp32, monkeypatch, caplog, backend):
+    block_runtime(monkeypatch, backend)
     assert backend not in rt.installed_backends()
     with caplog.at_level(logging.WARNING, logger=rt.log.name):
         model = load_student(str(tiny), backend=backend)
@@ -135,6 +140,14 @@ def test_bad_backend_setting_is_one_clear_error(monkeypatch, tmp_path):
     bad = tmp_path / "recipe.yaml"
     bad.write_text("student:\n  backnd: onnx\n", encoding="utf-8")
     with pytest.raises(UserError, match="student has unknown key.*backnd"):
+        load_recipe(bad)
+    from reldistill.student import query_encoder as qe
+
+    monkeypatch.setenv(qe.QUERY_BACKEND_ENV, "tensorrt")  # the one-query runtime: the same words
+    with pytest.raises(UserError, match="RELDISTILL_STUDENT_QUERY_BACKEND must be one of auto, torch, onnx, openvino"):
+        qe.query_backend_setting()
+    bad.write_text("student:\n  query_backend: cuda\n", encoding="utf-8")
+    with pytest.raises(UserError, match="student.query_backend must be one of"):
         load_recipe(bad)
 
 
