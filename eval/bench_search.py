@@ -46,22 +46,22 @@ def student_encoding(baseline, model, texts: list[str], batch_size: int = 64) ->
             "ratio_vs_plain": plain / ours, "min_cosine_vs_plain": float(np.min(np.sum(ref * emb, axis=1)))}
 
 
-def query_encoding(models: dict[str, Any], queries: list[str], block: int = 10) -> dict[str, dict[str, float]]:
-    """p50/p99 ms of ``encode_queries`` on one query at a time, per model; the models take turns in blocks of
-    ``block`` queries, so a shared machine's load hits all alike and one runtime's idle spinning threads
-    barely touch the next one's timings."""
-    from reldistill.student import encode_queries
-
-    times: dict[str, list[float]] = {name: [] for name in models}
-    for m in models.values():
-        encode_queries(m, queries[:1])
+def query_encoding(encoders: dict[str, Any], queries: list[str], block: int = 10) -> dict[str, dict[str, Any]]:
+    """p50/p99 ms of one query at a time through each query encoder (``QueryEncoder.encode``); the encoders take
+    turns in blocks of ``block`` queries, so a shared machine's load hits all alike and one runtime's idle
+    spinning threads barely touch the next one's timings. Each entry also names its runtime and the median
+    ms of its steps (tokenise, forward, pool) on the first query."""
+    times: dict[str, list[float]] = {name: [] for name in encoders}
+    for e in encoders.values():
+        e.encode(queries[:1])
     for start in range(0, len(queries), block):
-        for name, m in models.items():
+        for name, e in encoders.items():
             for q in queries[start:start + block]:
                 t = time.perf_counter()
-                encode_queries(m, [q])
+                e.encode([q])
                 times[name].append((time.perf_counter() - t) * 1000)
-    return {name: _pct(v) for name, v in times.items()}
+    return {name: {**_pct(v), "runtime": encoders[name].runtime, "steps_ms": encoders[name].timings(queries[0])}
+            for name, v in times.items()}
 
 
 def _measured(fn, *args, **kwargs) -> tuple[Any, dict[str, float]]:
@@ -122,6 +122,10 @@ def search_latency(built: dict[str, Any], model, queries: list[str], reranker=No
     for mode, kind, label in plans:
         student = baseline if label == "hybrid-torch" else model
         pipe = SearchPipeline(built[kind], built["bm25"], built["catalog"], student, config=cfg, name=label)
+        if label == "hybrid-torch":  # today's path: sentence-transformers' encode on PyTorch
+            from reldistill.student.query_encoder import QueryEncoder
+
+            pipe.query_encoder = QueryEncoder(baseline, "plain")
         pipe.search(queries[0], mode=mode, k=10)  # warm-up
         stages: dict[str, list[float]] = {}
         for q in queries:

@@ -83,7 +83,11 @@ class SearchPipeline:
         self.query_vectors: dict[str, np.ndarray] | None = None  # set to {} to encode each query once (eval)
         self._lock = threading.Lock()
         self._teacher_of: SearchPipeline | None = None  # with_student copies load the teacher through their source
+        self.query_encoder = None  # every query's vector comes from here: search, serve and eval alike
         if student is not None:
+            from reldistill.student.query_encoder import query_encoder
+
+            self.query_encoder = query_encoder(student)
             dim = int(student.get_embedding_dimension())
             if dim != dense.dim:
                 raise UserError(f"the student gives {dim}-dimensional vectors but the index holds {dense.dim} — "
@@ -156,6 +160,7 @@ class SearchPipeline:
                               config=config or self.config, name=self.name, teacher_dir=self.teacher_dir,
                               student_id=self.student_id)
         pipe.index_dir, pipe.default_mode, pipe.query_vectors = self.index_dir, self.default_mode, self.query_vectors
+        pipe.query_encoder = self.query_encoder
         pipe._teacher_of = None if reranker is not None else self
         return pipe
 
@@ -191,14 +196,13 @@ class SearchPipeline:
             raise UserError(f"k must be between 1 and {self.config.max_k}, got {k!r}.")
 
     def _encode(self, queries: list[str]) -> np.ndarray:
-        from reldistill.student import encode_queries
-
+        """Query vectors through the student's one-query encoder (each query alone: what a request gets)."""
         memo = self.query_vectors
         if memo is None:
-            return encode_queries(self.student, queries)
+            return self.query_encoder.encode(queries)
         todo = list(dict.fromkeys(q for q in queries if q not in memo))
         if todo:
-            memo.update(zip(todo, encode_queries(self.student, todo)))
+            memo.update(zip(todo, self.query_encoder.encode(todo)))
         return np.stack([memo[q] for q in queries])
 
     def search(self, query: str, mode: str | None = None, k: int = 10, rerank_k: int | None = None) -> SearchResponse:

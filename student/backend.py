@@ -8,8 +8,9 @@ as sentence-transformers' own ``backend=`` does through optimum (which needs tra
 
 The export is written once beside the student folder (``<student>.exports/<weights digest>/``; models
 installed in site-packages export under ``$RELDISTILL_CACHE``) and reused while the weights digest is
-the same. ``auto`` times each installed backend once on this machine (query latency and batch
-throughput) and caches the choice keyed by CPU model + flags + student weights. A backend that is not
+the same. ``auto`` times each installed backend once on this machine (batch throughput; one-query
+latency is recorded too, but queries are the query encoder's: reldistill.student.query_encoder) and
+caches the choice keyed by CPU model + flags + student weights. A backend that is not
 installed (or cannot export) falls back to torch with one log line.
 """
 
@@ -47,8 +48,11 @@ _default = {"backend": "auto", "int8": "off"}
 
 
 def configure_backend(cfg: StudentConfig) -> None:
-    """The recipe's ``student.backend`` / ``student.int8`` for this process (the environment still wins)."""
+    """The recipe's ``student.backend`` / ``.query_backend`` / ``.int8`` for this process (the environment still wins)."""
+    from reldistill.student.query_encoder import configure_query_backend
+
     _default.update(backend=cfg.backend, int8=cfg.int8)
+    configure_query_backend(cfg.query_backend)
 
 
 def int8_setting() -> str:
@@ -196,6 +200,18 @@ def _update_meta(d: Path, **fields: Any) -> None:
 
 
 # ---- runtime sessions -----------------------------------------------------------------------------
+def ort_session(onnx_path: Path, threads: int):
+    """An ONNX Runtime CPU session on ``threads`` intra-op threads (all graph optimisations, quiet)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+
+
 class RuntimeModel(torch.nn.Module):
     """Stands in for the HF transformer inside sentence-transformers' Transformer module.
 
@@ -228,14 +244,7 @@ class RuntimeModel(torch.nn.Module):
             return self._runners[threads]
 
     def _ort(self, threads: int):
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.log_severity_level = 3
-        session = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
+        session = ort_session(self.path, threads)
         return tuple(i.name for i in session.get_inputs()), lambda feed: session.run(None, feed)[0]
 
     def _ov(self, threads: int):
@@ -275,6 +284,8 @@ def attach_runtime(st_model, backend: str, model_dir: Path, digest: str, int8: b
         raise UserError("the int8 student export runs on ONNX Runtime only — use student.backend: onnx.")
     path = ensure_export(st_model, model_dir, digest, int8=int8)
     first = st_model[0]
+    # the PyTorch transformer stays reachable for the query encoder (set past nn.Module: not a submodule)
+    object.__setattr__(st_model, "reldistill_hf", first.model)
     first.model = RuntimeModel(backend, path, first.model.config)
     st_model.reldistill_backend = backend + ("-int8" if int8 else "")
 
@@ -301,13 +312,9 @@ def time_backend(st_model, repeats: int = 15) -> dict[str, float]:
 
 
 def choose_fastest(timings: dict[str, dict[str, float]]) -> str:
-    """The backend with the lowest geometric mean of (query latency, time per document) relative to torch."""
-    ref = timings["torch"]
-
-    def cost(t: dict[str, float]) -> float:
-        return float(np.sqrt(t["query_p50_ms"] / ref["query_p50_ms"] * ref["docs_per_s"] / t["docs_per_s"]))
-
-    return min(timings, key=lambda b: (cost(timings[b]), b != "torch"))
+    """The backend with the highest catalog throughput (torch on a tie). One-query latency is the query
+    encoder's own choice (``student.query_backend``, reldistill.student.query_encoder), not this one's."""
+    return max(timings, key=lambda b: (timings[b]["docs_per_s"], b == "torch"))
 
 
 def _decision_file() -> Path:
@@ -318,7 +325,7 @@ def _decision_file() -> Path:
 
 def auto_backend(load_torch, model_dir: Path, digest: str) -> str:
     """The fastest installed backend for this student on this CPU (measured once, then read from the cache)."""
-    key = hashlib.sha256(f"{cpu_signature()}|{digest}|{','.join(installed_backends())}".encode()).hexdigest()[:24]
+    key = hashlib.sha256(f"throughput|{cpu_signature()}|{digest}|{','.join(installed_backends())}".encode()).hexdigest()[:24]  # rule + CPU + weights
     path = _decision_file()
     try:
         cached = json.loads(path.read_text(encoding="utf-8")).get(key)

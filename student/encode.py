@@ -50,10 +50,11 @@ def load_student(name_or_path: str, device: str | None = None, backend: str | No
             if prompts:
                 m.prompts = dict(prompts)
         m.reldistill_backend = "torch"
+        m.reldistill_source = (Path(r.path), digest)  # what the query encoder exports and keys its choice by
         return m
 
-    choice = rt.backend_setting(backend)
     digest = weights_digest(r.path) if Path(r.path).is_dir() else None
+    choice = rt.backend_setting(backend)
     if choice == "torch" or (device or "cpu") != "cpu" or digest is None:
         return load_torch()
     if choice != "auto" and not rt.runtime_installed(choice):

@@ -45,3 +45,35 @@ def compare_dtypes(teacher_dir, queries: Sequence[str], texts: Sequence[str], dt
         rows.append(row)
         del teacher
     return rows, scores
+
+
+def prefix_check(teacher, queries: Sequence[str], texts: Sequence[str], batch_size: int | None = None,
+                 rounds: int = 2) -> dict[str, Any]:
+    """pairs/s of the full forward vs the shared-prefix path (reldistill.teacher.prefix_kv) on the same pairs, in
+    alternating rounds (a shared machine's load hits both alike), and the Spearman / max |Δ| of their logits."""
+    from scipy.stats import spearmanr
+
+    from reldistill.teacher.prefix_kv import PREFIX_KV_ENV, common_prefix
+
+    queries, texts = list(queries), list(texts)
+    rates: dict[str, list[float]] = {"full": [], "prefix": []}
+    logits: dict[str, np.ndarray] = {}
+    before = os.environ.get(PREFIX_KV_ENV)
+    try:
+        for _ in range(rounds):
+            for name, flag in (("full", "0"), ("prefix", "1")):
+                os.environ[PREFIX_KV_ENV] = flag
+                teacher.score_logits(queries[:4], texts[:4], batch_size=batch_size, memo=False)  # warm-up
+                t0 = time.perf_counter()
+                logits[name] = teacher.score_logits(queries, texts, batch_size=batch_size, memo=False)
+                rates[name].append(len(queries) / (time.perf_counter() - t0))
+    finally:
+        if before is None:
+            os.environ.pop(PREFIX_KV_ENV, None)
+        else:
+            os.environ[PREFIX_KV_ENV] = before
+    full, fast = float(np.median(rates["full"])), float(np.median(rates["prefix"]))
+    return {"pairs": len(queries), "shared_prefix_tokens": common_prefix(teacher.encoder.encode(queries, texts)),
+            "full_pairs_per_s": full, "prefix_pairs_per_s": fast, "speedup": fast / full,
+            "spearman": float(spearmanr(logits["full"], logits["prefix"]).statistic) if len(queries) > 2 else None,
+            "max_abs_logit_diff": float(np.max(np.abs(logits["full"] - logits["prefix"])))}

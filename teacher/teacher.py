@@ -16,6 +16,7 @@ from reldistill.config import require_int
 from reldistill.errors import UserError
 from reldistill.precision import resolve_dtype
 from reldistill.recipe.teacher import TeacherConfig
+from reldistill.teacher import prefix_kv
 from reldistill.teacher.artifact import ADAPTER_DIR, HEAD_FILE, TOKENIZER_DIR, load_head_state, open_artifact
 from reldistill.teacher.backbone import load_backbone, load_tokenizer, resolve_base
 from reldistill.teacher.inputs import PairEncoder, length_buckets
@@ -224,6 +225,12 @@ class Teacher:
 
             ctx = contextlib.nullcontext(lambda k=1: None)
         with ctx as advance:
+            if not self.model.training and prefix_kv.enabled():  # the template's shared prefix once (exact)
+                pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+                fast = prefix_kv.score(self.model, ids, batches, pad, dev, advance)
+                if fast is not None:
+                    self.forward_calls += len(batches)
+                    return fast
             for b in batches:
                 enc = self.encoder.collate([ids[i] for i in b])
                 logits = self.model(enc["input_ids"].to(dev), enc["attention_mask"].to(dev))

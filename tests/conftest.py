@@ -13,6 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Students encode through PyTorch unless a test picks a backend (auto would export and time each tiny student).
 os.environ.setdefault("RELDISTILL_STUDENT_BACKEND", "torch")
+os.environ.setdefault("RELDISTILL_STUDENT_QUERY_BACKEND", "torch")  # the lean one-query path, on PyTorch
 # The teacher stays fp32 unless a test asks for int8 (auto would run the int8 gate for each tiny teacher on a CPU without bf16).
 os.environ.setdefault("RELDISTILL_TEACHER_INT8", "off")
 

@@ -14,7 +14,8 @@ from test_eval_cli import small_esci  # noqa: F401 - shared fixture
 FIGURES = ("query_encode_p50_ms_torch", "query_encode_p50_ms_new", "query_encode_speedup", "hybrid_p50_ms_new",
            "hybrid_p99_ms_new", "hybrid_p50_ms_torch", "hybrid_p99_ms_torch", "catalog_encode_docs_per_s_torch",
            "catalog_encode_docs_per_s_new", "catalog_encode_speedup", "teacher_pairs_per_s", "teacher_peak_fraction",
-           "rerank_top20_p50_ms")
+           "rerank_top20_p50_ms", "query_encode_p99_ms_torch", "query_encode_p99_ms_new",
+           "teacher_fp32_prefix_kv_pairs_per_s", "teacher_fp32_full_pairs_per_s", "teacher_prefix_kv_speedup_vs_fp32")
 
 
 @pytest.mark.slow
@@ -29,14 +30,15 @@ def test_bench_prints_one_table(cli, small_esci, tmp_path, cpu_bf16, backend):  
     proc = cli("bench", "--run", run, "--data", small_esci, "--teacher-pairs", "8", "--student-docs", "32",
                "--index-docs", "120", "--search-queries", "5", "--out", tmp_path / "out",
                env={"RELDISTILL_CPU_BF16": cpu_bf16, "RELDISTILL_STUDENT_BACKEND": backend,
-                    "RELDISTILL_CACHE": str(tmp_path / "cache")})
+                    "RELDISTILL_STUDENT_QUERY_BACKEND": backend, "RELDISTILL_CACHE": str(tmp_path / "cache")})
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
     names = [line.split("|")[1].strip() for line in table[1:]]
     wants = ["matmul peak", "teacher scoring (float32)", "student encode (plain ST)", "student encode (reldistill)",
-             "query encode (torch)", f"query encode ({backend})", "index build: FAISS flat", "index build: BM25 (bm25s)",
+             "query encode (torch)", f"query encode ({backend}, one-query path)", "index build: FAISS flat", "index build: BM25 (bm25s)",
              "search latency: bm25", "search latency: dense-flat", "search latency: hybrid", "search latency: hybrid-torch",
-             "search latency: rerank@20", "teacher scoring (int8 dynamic, linear layers)"]
+             "search latency: rerank@20", "teacher scoring (int8 dynamic, linear layers)",
+             "teacher scoring (float32, shared prefix once)"]
     wants.append("teacher scoring (bfloat16)" if native_bf16 else "matmul peak / teacher scoring (bfloat16)")
     for want in wants:
         assert want in names, (want, names)
@@ -51,10 +53,14 @@ def test_bench_prints_one_table(cli, small_esci, tmp_path, cpu_bf16, backend):  
     fig = res["figures"]
     for name in FIGURES:
         assert isinstance(fig[name], float) and fig[name] > 0, (name, fig.get(name))
+    assert fig["teacher_prefix_kv_spearman_vs_fp32"] > 0.9999  # exact: the same logits up to fp32 rounding
     assert -1.0 <= fig["teacher_int8_spearman_vs_fp32"] <= 1.0 and fig["teacher_int8_pairs_per_s"] > 0
     assert fig["teacher_int8_kept"] == (fig["teacher_int8_spearman_vs_fp32"] >= 0.99 and fig["teacher_int8_speedup_vs_fp32"] > 1)
     assert fig["student_backend"] == backend and fig["teacher_dtype"] == ("bfloat16" if native_bf16 else "float32")
     assert fig["query_encode_speedup"] == pytest.approx(fig["query_encode_p50_ms_torch"] / fig["query_encode_p50_ms_new"])
+    assert fig["query_encode_backend"] == backend and res["query_encode"]["torch"]["runtime"] == "plain"
+    steps = fig["query_encode_steps_ms_new"]
+    assert set(steps) == {"tokenise_ms", "forward_ms", "pool_ms", "total_ms"} and all(v > 0 for v in steps.values())
     assert fig["cpu"] == res["machine"]["cpu"] and fig["cpu_flags"] == res["machine"]["cpu_flags"]
     for d in t.values():
         assert d["pairs_per_s"] > 0 and d["tokens_per_s"] > d["pairs_per_s"] and 0 < d["peak_fraction"]

@@ -8,8 +8,9 @@ import pytest
 
 from reldistill.workflow import sizing as sz
 
-WORK = sz.Work(catalog=8462, catalog_encodes=4, training_encodes=2, fixed_pairs=5491, pairs_per_unlabeled=3.24,
-               pairs_per_dev_rerank_query=13, max_unlabeled=250, max_dev_rerank=40)  # what work_of counts on the sample
+WORK = sz.Work(catalog=8462, catalog_encodes=2, training_encodes=2, fixed_pairs=5491, pairs_per_unlabeled=3.24,
+               pairs_per_dev_rerank_query=13, max_unlabeled=250, max_dev_rerank=40,
+               int8_check_encodes=1)  # what work_of counts on the sample
 DEMO = sz.DemoConfig()
 
 
@@ -50,6 +51,27 @@ def test_between_the_extremes_the_sized_work_fills_the_target():
     spent = sz.plan(DEMO, sz.Speeds(14.0, 1.0, 120.0, 300.0), WORK, spent_s=120.0)  # the measuring counts in the target
     assert spent["predicted_s"]["measuring"] == 120.0
     assert spent["fraction_of_caps"] < p["fraction_of_caps"] and all(spent["sizes"][k] <= p["sizes"][k] for k in p["sizes"])
+
+
+def test_the_prediction_matches_the_measured_no_bf16_demo():
+    """Calibration: the fresh-clone `RELDISTILL_CPU_BF16=0 make demo` of session 4 (/tmp/demo1, 2-core Xeon,
+    fp32 everywhere) measured these speeds in its probe and ran at the minimum sizes; its probe and stages
+    took 850.6 s (probe 68.6 + data 0.2, teacher 81.1, candidates 51.0, scores 255.6, student 105.8,
+    student-human 82.1, index 6.5 — the student's saved vectors, no encode — eval 199.7). The old count
+    (an index encode and an int8-gate encode through ONNX at 107 docs/s) predicted 1,088.9 s."""
+    docs = {"torch": 198.8, "onnx": 106.7}  # the probe's catalog docs/s per backend
+    from reldistill.student.backend import choose_fastest
+
+    backend = choose_fastest({b: {"docs_per_s": d, "query_p50_ms": 1.0} for b, d in docs.items()})
+    assert backend == "torch"  # auto picks by throughput: the index reuses the student's vectors, no int8 gate
+    work = sz.Work(**{**WORK.__dict__, "max_unlabeled": 50, "max_dev_rerank": 10})  # the sizes it ran at
+    demo = sz.DemoConfig(target_minutes=15.5, max_student_steps=30, max_teacher_minutes=1.0)
+    p = sz.plan(demo, sz.Speeds(13.85, 0.541, 198.8, docs[backend], {"student": {"backend": backend}}), work, spent_s=68.6)
+    assert p["sizes"] == {"unlabeled_queries": 50, "student_steps": 30, "dev_rerank_queries": 10, "teacher_minutes": 1.0}
+    measured = 850.6
+    assert abs(p["predicted_total_s"] - measured) / measured < 0.05, p["predicted_s"]
+    onnx = sz.plan(demo, sz.Speeds(13.85, 0.541, 198.8, docs["onnx"], {"student": {"backend": "onnx"}}), work, spent_s=68.6)
+    assert onnx["predicted_s"]["catalog encodes"] > p["predicted_s"]["catalog encodes"]  # an onnx index pays its int8 gate
 
 
 def test_bad_demo_settings_and_speeds_are_one_sentence():

@@ -80,8 +80,8 @@ def test_export_is_written_once_beside_the_student_and_reused(tiny, fp32):
     assert onnx.stat().st_mtime_ns == stamp  # reused, not exported again
 
 
-@pytest.mark.parametrize("backend", ["onnx", "openvino"])
-def test_missing_runtime_falls_back_to_torch(tiny, fp32, monkeypatch, caplog, backend):
+def block_runtime(monkeypatch, backend: str) -> None:
+    """Make ``backend``'s runtime fail to import, as on a machine without it."""
     real_import = builtins.__import__
     blocked = {"onnx": "onnxruntime", "openvino": "openvino"}[backend]
 
@@ -91,6 +91,11 @@ def test_missing_runtime_falls_back_to_torch(tiny, fp32, monkeypatch, caplog, ba
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_runtime)
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_missing_runtime_falls_back_to_torch(tiny, fp32, monkeypatch, caplog, backend):
+    block_runtime(monkeypatch, backend)
     assert backend not in rt.installed_backends()
     with caplog.at_level(logging.WARNING, logger=rt.log.name):
         model = load_student(str(tiny), backend=backend)
@@ -119,12 +124,13 @@ def test_auto_measures_once_and_caches_the_choice(tiny, fp32, monkeypatch):
     assert rt.cpu_signature().split(" [")[0] in table
 
 
-def test_choose_fastest_prefers_lower_latency_and_higher_throughput():
+def test_choose_fastest_prefers_higher_throughput():
     t = {"torch": {"query_p50_ms": 10.0, "docs_per_s": 100.0},
          "onnx": {"query_p50_ms": 2.0, "docs_per_s": 150.0},
-         "openvino": {"query_p50_ms": 3.0, "docs_per_s": 90.0}}
-    assert rt.choose_fastest(t) == "onnx"
+         "openvino": {"query_p50_ms": 1.0, "docs_per_s": 90.0}}
+    assert rt.choose_fastest(t) == "onnx"  # one-query latency is the query encoder's choice, not the batch backend's
     assert rt.choose_fastest({"torch": t["torch"]}) == "torch"
+    assert rt.choose_fastest({"torch": t["torch"], "onnx": {**t["onnx"], "docs_per_s": 100.0}}) == "torch"  # a tie
 
 
 def test_bad_backend_setting_is_one_clear_error(monkeypatch, tmp_path):
@@ -134,6 +140,14 @@ def test_bad_backend_setting_is_one_clear_error(monkeypatch, tmp_path):
     bad = tmp_path / "recipe.yaml"
     bad.write_text("student:\n  backnd: onnx\n", encoding="utf-8")
     with pytest.raises(UserError, match="student has unknown key.*backnd"):
+        load_recipe(bad)
+    from reldistill.student import query_encoder as qe
+
+    monkeypatch.setenv(qe.QUERY_BACKEND_ENV, "tensorrt")  # the one-query runtime: the same words
+    with pytest.raises(UserError, match="RELDISTILL_STUDENT_QUERY_BACKEND must be one of auto, torch, onnx, openvino"):
+        qe.query_backend_setting()
+    bad.write_text("student:\n  query_backend: cuda\n", encoding="utf-8")
+    with pytest.raises(UserError, match="student.query_backend must be one of"):
         load_recipe(bad)
 
 

@@ -36,13 +36,14 @@ class Work:
     """What the data and recipe cost in model work, apart from the sized knobs."""
 
     catalog: int  # products encoded per catalog encode
-    catalog_encodes: int  # through the inference backend: mining, index (and its int8 check), eval's base student
+    catalog_encodes: int  # through the inference backend: mining, eval's base student (the index reuses the student's saved vectors)
     training_encodes: int  # through torch: each student's dev evaluation
     fixed_pairs: int  # teacher pairs whatever the sizes (full train queries, test Task-1 and rerank pools)
     pairs_per_unlabeled: float
     pairs_per_dev_rerank_query: int
     max_unlabeled: int  # min(distill.max_unlabeled_queries, sparse train queries)
     max_dev_rerank: int  # eval.dev_rerank_queries
+    int8_check_encodes: int = 0  # the index's int8 gate (one more catalog encode): only where the backend is onnx
 
 
 def plan(demo: DemoConfig, speeds: Speeds, work: Work, spent_s: float = 0.0) -> dict[str, Any]:
@@ -53,7 +54,9 @@ def plan(demo: DemoConfig, speeds: Speeds, work: Work, spent_s: float = 0.0) -> 
         raise UserError(f"measured speeds must be positive (teacher {P:g} pairs/s, student {S:g} steps/s, {D:g} docs/s).")
     target = demo.target_minutes * 60.0
     B = speeds.backend_docs_per_s or D
-    fixed = {"measuring": spent_s, "overhead": demo.overhead_s, "catalog encodes": work.catalog_encodes * work.catalog / B + work.training_encodes * work.catalog / D,
+    backend = speeds.detail.get("student", {}).get("backend", "onnx")  # unknown: count the int8 gate's encode
+    encodes = work.catalog_encodes + (work.int8_check_encodes if backend == "onnx" else 0)
+    fixed = {"measuring": spent_s, "overhead": demo.overhead_s, "catalog encodes": encodes * work.catalog / B + work.training_encodes * work.catalog / D,
              "teacher scoring (fixed pairs)": work.fixed_pairs / P}
     lo = {"unlabeled_queries": min(demo.min_unlabeled_queries, work.max_unlabeled),
           "student_steps": demo.min_student_steps, "dev_rerank_queries": min(demo.min_dev_rerank_queries, work.max_dev_rerank)}
@@ -211,8 +214,10 @@ def work_of(data, data_cfg, distill_cfg, eval_cfg, search_cfg, int8_check: bool 
     rerank_k = max([search_cfg.rerank_k, *eval_cfg.rerank_k_grid])
     fixed = int(full.sum() + len(full) * mined_full + len(test) + test["query_id"].nunique() * search_cfg.rerank_k * POOL_NEW)
     cap = d.max_unlabeled_queries if d.max_unlabeled_queries is not None else sparse
-    encodes = int(d.dense_depth > 0 or d.drop_near_duplicates) + 1 + int(int8_check) + 1
-    return Work(catalog=len(data.products), catalog_encodes=encodes, training_encodes=2 * int(d.eval_split != "none"),
+    trains_with_dev = d.eval_split != "none"  # a student evaluated on dev saves its catalog vectors: the index reuses them
+    encodes = int(d.dense_depth > 0 or d.drop_near_duplicates) + int(not trains_with_dev) + 1
+    return Work(catalog=len(data.products), catalog_encodes=encodes, training_encodes=2 * int(trains_with_dev),
+                int8_check_encodes=int(int8_check),
                 fixed_pairs=fixed, pairs_per_unlabeled=1 + mined_sparse, pairs_per_dev_rerank_query=int(round(rerank_k * POOL_NEW)),
                 max_unlabeled=min(cap, sparse), max_dev_rerank=int(eval_cfg.dev_rerank_queries))
 

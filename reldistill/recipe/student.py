@@ -32,8 +32,11 @@ class StudentConfig:
     this CPU (cached); ``$RELDISTILL_STUDENT_BACKEND`` and ``$RELDISTILL_STUDENT_INT8`` still win."""
 
     backend: str = "auto"  # auto | torch | onnx | openvino
+    # the runtime of one-query encoding (search, serve, eval queries): auto = the lowest single-query p50 measured here
+    query_backend: str = "auto"
     int8: str | bool = "off"  # auto: the int8 ONNX export where its dev nDCG@10 gate passed (measured at index build) | off
 
     def __post_init__(self) -> None:
         self.backend = check_backend(self.backend, "student.backend")
+        self.query_backend = check_backend(self.query_backend, "student.query_backend")
         self.int8 = check_int8(self.int8, "student.int8")
