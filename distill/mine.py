@@ -16,6 +16,7 @@ near-duplicate filter, so the dense side is one shared catalog encode + a FAISS 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -74,11 +75,18 @@ def read_query_list(path: str | Path) -> list[str]:
 
 
 def bm25_top(queries: list[str], catalog_texts: list[str], k: int) -> list[list[int]]:
-    """Catalog row indices of the BM25 top-``k`` per query (the retrieval index's BM25; zero-score hits dropped)."""
+    """Catalog row indices of the BM25 top-``k`` per query (the retrieval index's BM25; zero-score hits dropped).
+
+    The queries are scored in batches of bounded memory (``BM25Index.search``), never as a queries × catalog matrix.
+    """
     if k <= 0 or not queries:
         return [[] for _ in queries]
+    t = time.perf_counter()
     index = BM25Index.build([str(i) for i in range(len(catalog_texts))], catalog_texts)
+    log.info("BM25 index of %d products built in %.1f s", len(catalog_texts), time.perf_counter() - t)
+    t = time.perf_counter()
     ids, _ = index.search(list(queries), min(k, len(catalog_texts)))
+    log.info("BM25 top-%d of %d queries in %.1f s", k, len(queries), time.perf_counter() - t)
     return [[int(i) for i in row] for row in ids]
 
 

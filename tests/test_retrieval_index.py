@@ -132,3 +132,51 @@ def test_bm25_corrupted_refused(tmp_path):
             f.write_bytes(b"garbage")
     with pytest.raises(UserError, match="BM25"):
         BM25Index.load(tmp_path)
+
+
+def _bm25s_top(bm: BM25Index, queries: list[str], k: int) -> tuple[list[list[str]], list[list[float]]]:
+    """What search returned before batching: bm25s's own retrieve, one query at a time (zero scores dropped)."""
+    from reldistill.retrieval.lexical import _tokenize
+
+    docs, scores = bm.retriever.retrieve(_tokenize(queries), k=min(k, len(bm.ids)), show_progress=False, n_threads=0)
+    return ([[bm.ids[int(d)] for d, s in zip(dr, sr) if s > 0] for dr, sr in zip(docs, scores)],
+            [[float(s) for s in sr if s > 0] for sr in scores])
+
+
+def _assert_same_top_k(bm: BM25Index, new, old) -> int:
+    """Same scores rank by rank, and the same products at each score above the k-th (bm25s orders equal
+    scores arbitrarily, so at the k-th score only the count can match); equal scores in catalog order.
+    Returns how many results were compared by product."""
+    compared = 0
+    for ids, sc, oids, osc in zip(*new, *old):
+        assert np.allclose(sc, osc, rtol=1e-6, atol=0), (sc, osc)
+        sc, osc = np.array(sc), np.array(osc)
+        for v in np.unique(sc):
+            group = [p for p, s in zip(ids, sc) if np.isclose(s, v, rtol=1e-6)]
+            assert [bm._pos[p] for p in group] == sorted(bm._pos[p] for p in group)
+            if not np.isclose(v, sc[-1], rtol=1e-6):
+                assert set(group) == {p for p, s in zip(oids, osc) if np.isclose(s, v, rtol=1e-6)}
+                compared += len(group)
+    return compared
+
+
+def test_bm25_batched_search_gives_bm25s_top_k_on_the_esci_sample(esci_dir, monkeypatch):
+    import reldistill.retrieval.lexical as lexical
+    from reldistill.config import DataConfig
+    from reldistill.data import load_esci
+
+    data = load_esci(DataConfig(path=str(esci_dir)))
+    bm = BM25Index.build(data.products["product_id"].astype(str), data.products["text"].astype(str))
+    queries = data.examples["query"].astype(str).drop_duplicates().tolist()[:400] + ["zzzqqq", "the of and", "red red red shoes"]
+    new = bm.search(queries, 10)
+    assert _assert_same_top_k(bm, new, _bm25s_top(bm, queries, 10)) > 2000
+    assert new[0][-3] == [] and new[0][-2] == [] and len(new[0][-1]) == 10  # unknown / stop-word-only queries: nothing
+    for sc in new[1]:
+        assert sc == sorted(sc, reverse=True)
+    # batches cut anywhere (here: one query each) give the same lists
+    monkeypatch.setattr(lexical, "BATCH_POSTINGS", 1)
+    assert bm.search(queries, 10) == new
+    # pairs: bm25s's own per-query scores
+    pids = data.products["product_id"].astype(str).sample(len(queries), random_state=0, replace=True).tolist()
+    want = [float(bm.retriever.get_scores(t)[bm._pos[p]]) if t else 0.0 for t, p in zip(lexical._tokenize(queries), pids)]
+    assert np.allclose(bm.score_pairs(queries, pids), want, rtol=1e-6)
