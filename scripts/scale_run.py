@@ -158,25 +158,38 @@ def time_search(index, qv: np.ndarray, k: int = 10) -> tuple[list[list[str]], di
                  "batch_qps": round(len(qv) / batch, 1)}
 
 
-def measure_recall(doc: np.ndarray, ids: list[str], qv: np.ndarray, icfg, sweeps: dict[str, list[int]], k: int = 10) -> list[dict]:
-    """One row per (index kind, search setting): recall@k against flat, latency, build seconds."""
-    from reldistill.retrieval.dense import DenseIndex
+def measure_recall(doc: np.ndarray, ids: list[str], qv: np.ndarray, icfg, sweeps: dict[str, list[int]], k: int = 10,
+                   refines: tuple[str, ...] = ("sq8", "flat")) -> list[dict]:
+    """One row per (index, search setting): recall@k against flat, latency, build seconds, index MiB.
+
+    IVF-PQ is measured as the recipe has it and with each of ``refines`` (``index.ivf_refine``) at the recipe's
+    ``refine_k_factor``."""
+    from reldistill.retrieval.dense import DenseIndex, _faiss
+
+    def size_mib(index) -> float:
+        return round(_faiss().serialize_index(index.index).nbytes / 2**20, 2)
 
     t = time.perf_counter()
     flat = DenseIndex.build(doc, ids, "flat", config=dataclasses.replace(icfg, kind="flat"))
     build = time.perf_counter() - t
     truth, speed = time_search(flat, qv, k)
-    rows = [{"kind": "flat", "setting": "exact", "recipe": True, f"recall@{k}": 1.0, "build_s": round(build, 2), **speed}]
-    knobs = {"hnsw": ("ef_search", icfg.hnsw_ef_search), "ivfpq": ("nprobe", icfg.ivf_nprobe)}
-    for kind, (knob, default) in knobs.items():
+    rows = [{"kind": "flat", "setting": "exact", "recipe": True, f"recall@{k}": 1.0, "build_s": round(build, 2),
+             "index_mib": size_mib(flat), **speed}]
+    builds = [("hnsw", "ef_search", icfg.hnsw_ef_search, dataclasses.replace(icfg, kind="hnsw")),
+              ("ivfpq", "nprobe", icfg.ivf_nprobe, dataclasses.replace(icfg, kind="ivfpq"))]
+    builds += [("ivfpq", "nprobe", icfg.ivf_nprobe, dataclasses.replace(icfg, kind="ivfpq", ivf_refine=r))
+               for r in refines if r != icfg.ivf_refine]
+    for kind, knob, default, cfg in builds:
         t = time.perf_counter()
-        index = DenseIndex.build(doc, ids, kind, config=dataclasses.replace(icfg, kind=kind))
+        index = DenseIndex.build(doc, ids, kind, config=cfg)
         build = time.perf_counter() - t
+        label = kind if kind != "ivfpq" or cfg.ivf_refine == "none" else f"ivfpq + {cfg.ivf_refine} refine ×{cfg.refine_k_factor}"
         for value in sorted(set(sweeps.get(kind, [])) | {default}):
             index.tune(**{knob: value})
             found, speed = time_search(index, qv, k)
-            rows.append({"kind": kind, "setting": f"{knob}={value}", "recipe": value == default,
-                         f"recall@{k}": round(recall_at_k(found, truth, k), 4), "build_s": round(build, 2), **speed})
+            rows.append({"kind": label, "setting": f"{knob}={value}", "recipe": value == default and cfg.ivf_refine == icfg.ivf_refine,
+                         f"recall@{k}": round(recall_at_k(found, truth, k), 4), "build_s": round(build, 2),
+                         "index_mib": size_mib(index), **speed})
     for r in rows:
         r["p50_vs_flat"] = round(r["p50_ms"] / rows[0]["p50_ms"], 2)
     return rows
@@ -273,7 +286,8 @@ def main_run(a) -> None:
     a.work.mkdir(parents=True, exist_ok=True)
     result_path = a.work / "scale.json"
     done = {s["stage"]: s for s in json.loads(result_path.read_text())["stages"]} if result_path.is_file() and not a.redo else {}
-    env = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "RELDISTILL_STUDENT_BACKEND": "torch"}
+    env = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "RELDISTILL_STUDENT_BACKEND": "torch",
+           "RELDISTILL_LOG": "INFO"}  # the stages' progress lines go to <work>/logs/<stage>.log
     write_recipe(a.work, a.work / "data", a.work / "standin")
     stages = []
     for name, cmd, heavy in plan(a):
@@ -330,11 +344,13 @@ def markdown(result: dict) -> str:
         lines += ["", f"Recall@10 against flat: {rec['products']:,} sample products and {rec['queries']:,} sample queries "
                   f"encoded by {rec['student']} ({rec['backend']}, dim {rec['dim']}); latency = one query per search, "
                   "1 thread; ×flat = p50 over flat's p50 in the same run; * = the recipe's setting.", "",
-                  "| index | setting | recall@10 | p50 ms | p99 ms | ×flat | batch q/s | build s |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|"]
+                  "| index | setting | recall@10 | p50 ms | p99 ms | ×flat | batch q/s | build s | index MiB |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         for r in rec["rows"]:
+            mib = f"{r['index_mib']:.2f}" if "index_mib" in r else ""
             lines.append(f"| {r['kind']} | {r['setting']}{' *' if r['recipe'] else ''} | {r['recall@10']:.4f} | "
-                         f"{r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['p50_vs_flat']:.2f} | {r['batch_qps']:,.0f} | {r['build_s']:.2f} |")
+                         f"{r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['p50_vs_flat']:.2f} | {r['batch_qps']:,.0f} | "
+                         f"{r['build_s']:.2f} | {mib} |")
     return "\n".join(lines) + "\n"
 
 

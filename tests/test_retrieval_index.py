@@ -1,5 +1,6 @@
 """Dense (FAISS) and BM25 indexes: round trip, manifest checks, corruption, add/update/delete without rebuild."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -12,8 +13,9 @@ from reldistill.retrieval.lexical import BM25Index
 from retrieval_testkit import unit_vectors
 
 IDS = [f"P{i:04d}" for i in range(600)]
-CFGS = {"flat": IndexConfig(), "hnsw": IndexConfig(kind="hnsw", hnsw_m=8, hnsw_ef_construction=40),
-        "ivfpq": IndexConfig(kind="ivfpq", ivf_nlist=8, ivf_nprobe=8, pq_m=8, pq_bits=4)}
+IVFPQ = IndexConfig(kind="ivfpq", ivf_nlist=8, ivf_nprobe=8, pq_m=8, pq_bits=4)
+CFGS = {"flat": IndexConfig(), "hnsw": IndexConfig(kind="hnsw", hnsw_m=8, hnsw_ef_construction=40), "ivfpq": IVFPQ,
+        "ivfpq-sq8": dataclasses.replace(IVFPQ, ivf_refine="sq8"), "ivfpq-flat": dataclasses.replace(IVFPQ, ivf_refine="flat")}
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +25,9 @@ def vecs():
 
 @pytest.mark.parametrize("kind", list(CFGS))
 def test_round_trip_same_results(tmp_path, vecs, kind):
-    idx = DenseIndex.build(vecs, IDS, kind=kind, model="student-a", config=CFGS[kind])
+    cfg = CFGS[kind]
+    kind = cfg.kind
+    idx = DenseIndex.build(vecs, IDS, kind=kind, model="student-a", config=cfg)
     ids, scores = idx.search(vecs[:5], 10)
     if kind != "ivfpq":  # exact/graph search finds each vector itself first
         assert [row[0] for row in ids] == IDS[:5]
@@ -32,12 +36,12 @@ def test_round_trip_same_results(tmp_path, vecs, kind):
     ids2, scores2 = back.search(vecs[:5], 10)
     assert ids2 == ids
     np.testing.assert_allclose(scores2, scores, rtol=1e-5)
-    assert len(back) == len(IDS) and back.kind == kind
+    assert len(back) == len(IDS) and back.kind == kind and back.config == cfg
 
 
 @pytest.mark.parametrize("kind", list(CFGS))
 def test_add_update_delete_without_rebuild(tmp_path, vecs, kind):
-    idx = DenseIndex.build(vecs, IDS, kind=kind, model="m", config=CFGS[kind])
+    idx = DenseIndex.build(vecs, IDS, kind=CFGS[kind].kind, model="m", config=CFGS[kind])
     new = unit_vectors(1, 32, seed=99)
     idx.add(["NEW"], new)
     assert idx.search(new, 1)[0][0] == ["NEW"]  # searchable at once
@@ -52,6 +56,27 @@ def test_add_update_delete_without_rebuild(tmp_path, vecs, kind):
     assert len(back) == len(IDS)
     back.add(["NEXT"], new)  # keys keep growing after a reload: no collision with old keys
     assert back.search(new, 1)[0][0] == ["NEXT"]
+
+
+def test_ivfpq_refine_rescores_the_pq_shortlist(tmp_path, vecs):
+    """A refine step (index.ivf_refine) finds more of the exact top 10 than PQ codes alone; nprobe still tunes it."""
+    queries = unit_vectors(200, 32, seed=5)
+    truth = DenseIndex.build(vecs, IDS).search(queries, 10)[0]
+
+    def recall(idx):
+        return np.mean([len(set(a) & set(b)) / 10 for a, b in zip(idx.search(queries, 10)[0], truth)])
+
+    plain = recall(DenseIndex.build(vecs, IDS, "ivfpq", config=IVFPQ))
+    sq8 = DenseIndex.build(vecs, IDS, "ivfpq", config=CFGS["ivfpq-sq8"])
+    flat = DenseIndex.build(vecs, IDS, "ivfpq", config=CFGS["ivfpq-flat"])
+    assert recall(sq8) > plain + 0.2 and recall(flat) > plain + 0.2, (plain, recall(sq8), recall(flat))
+    before = recall(sq8)
+    sq8.tune(nprobe=1)  # one list of eight probed: a shorter shortlist
+    assert recall(sq8) < before - 0.2
+    sq8.save(tmp_path)
+    assert DenseIndex.load(tmp_path).config.ivf_nprobe == 1
+    with pytest.raises(UserError, match="ivf_refine"):
+        IndexConfig(kind="ivfpq", ivf_refine="pq")
 
 
 def test_ids_not_positions(vecs):

@@ -59,6 +59,12 @@ def test_measured_recall_of_approximate_indexes_on_a_small_catalog(scale):
     assert by[("hnsw", "ef_search=128")]["recall@10"] > 0.9
     # nprobe = every list searches the whole catalog: only PQ's compression loses neighbours
     assert by[("ivfpq", "nprobe=1")]["recall@10"] < by[("ivfpq", "nprobe=64")]["recall@10"] < 1
+    # the refine rows (index.ivf_refine): the PQ shortlist re-scored finds more, for more memory than PQ codes alone
+    for refine in ("sq8", "flat"):
+        row = by[(f"ivfpq + {refine} refine ×4", "nprobe=64")]
+        assert row["recall@10"] > by[("ivfpq", "nprobe=64")]["recall@10"] and not row["recipe"]
+        assert row["index_mib"] > by[("ivfpq", "nprobe=64")]["index_mib"]
+    assert by[("ivfpq + flat refine ×4", "nprobe=64")]["index_mib"] > by[("ivfpq + sq8 refine ×4", "nprobe=64")]["index_mib"]
     assert all(r["p50_ms"] > 0 and r["batch_qps"] > 0 for r in rows)
 
 
