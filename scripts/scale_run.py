@@ -5,8 +5,9 @@
 
 Each stage runs as its own subprocess (under ``nice``); its wall time, CPU time and peak RSS come from
 ``os.wait4``'s resource usage of that process (reaped descendants included). Stages: generate the set
-(scripts/make_esci_scale.py), ``reldistill data stats``, the dev split, the stand-in encoder, ``reldistill
-distill mine`` (BM25 + dense), ``reldistill index build`` with hnsw and with ivfpq, and the recall of
+(scripts/make_esci_scale.py), ``reldistill data stats``, the dev split, the stand-in encoder, BM25 over
+every product (batched search against bm25s's one-query-at-a-time retrieve), ``reldistill distill mine``
+(BM25 + dense), ``reldistill index build`` with hnsw and with ivfpq, and the recall of
 HNSW / IVF-PQ against flat on the real MiniLM student's embeddings of the ESCI sample (recipe settings
 and a sweep of the search knob). Results go to ``<work>/scale.json`` and ``<work>/scale.md``; a rerun
 skips stages that finished (``--redo`` runs them again). Heavy stages wait for free memory first.
@@ -236,6 +237,35 @@ def stage_recall(a) -> None:
                       "products": len(ids), "queries": len(queries), "dim": int(doc.shape[1]), "rows": rows}))
 
 
+def stage_bm25(a) -> None:
+    """BM25 at catalog size: ``BM25Index.build`` over every product, then the top 5 of ``--queries`` distinct
+    queries batched (``search``) and, on the first ``--baseline`` of them, bm25s's own ``retrieve`` one query
+    at a time (what ``search`` ran before), in the same process: ms per query, the ratio, equal scores."""
+    from reldistill.data import load_esci
+    from reldistill.retrieval.lexical import BM25Index, _tokenize
+
+    _, data_cfg = _recipe(a.config)
+    data = load_esci(data_cfg)
+    ids, texts = data.products["product_id"].astype(str).tolist(), data.products["text"].astype(str).tolist()
+    queries = data.examples["query"].astype(str).drop_duplicates().tolist()[: a.queries]
+    del data
+    t = time.perf_counter()
+    bm = BM25Index.build(ids, texts)
+    build = time.perf_counter() - t
+    t = time.perf_counter()
+    _, scores = bm.search(queries, 5)
+    batched = (time.perf_counter() - t) / len(queries) * 1e3
+    base = queries[: a.baseline]
+    t = time.perf_counter()
+    _, old = bm.retriever.retrieve(_tokenize(base), k=5, show_progress=False, n_threads=0)
+    single = (time.perf_counter() - t) / len(base) * 1e3
+    same = [np.allclose(new, [x for x in row if x > 0], rtol=1e-6) for new, row in zip(scores, old.tolist())]
+    print(json.dumps({"products": len(ids), "terms": len(bm.retriever.vocab_dict), "postings": int(bm._postings.nnz),
+                      "build_s": round(build, 1), "queries": len(queries), "batched_ms_per_query": round(batched, 3),
+                      "baseline_queries": len(base), "bm25s_retrieve_ms_per_query": round(single, 3),
+                      "speedup": round(single / batched, 1), "same_top5_scores": f"{sum(same)}/{len(same)}"}))
+
+
 def stage_standin(a) -> None:
     build_standin(a.out, a.base, a.dim)
     print(json.dumps({"path": str(a.out), "base": a.base, "dim": a.dim}))
@@ -268,6 +298,7 @@ def plan(a) -> list[tuple[str, list[str], bool]]:
         ("stand-in encoder", [py, me, "standin", "--out", str(w / "standin"), "--dim", str(a.standin_dim)], False),
         ("recall vs flat (sample, real student)", [py, me, "recall", "--work", str(w), "--config", str(RECIPE),
                                                     "--student", a.student], False),
+        ("bm25 (all products, batched queries)", [py, me, "bm25", "--config", str(recipe)], True),
         ("mine (BM25 + dense)", [cli, "distill", "mine", "--run", str(w / "run"), "--config", str(recipe)], True),
         ("index build hnsw", index[:3] + ["--run", str(w / "hnsw"), "--kind", "hnsw"] + index[3:], True),
         ("index build ivfpq", index[:3] + ["--run", str(w / "ivfpq"), "--kind", "ivfpq"] + index[3:], True),
@@ -373,6 +404,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--work", type=Path, required=True)
     p.add_argument("--config", type=Path, default=RECIPE)
     p.add_argument("--student", default="minilm-l6")
+    p = sub.add_parser("bm25")
+    p.add_argument("--config", type=Path, required=True)
+    p.add_argument("--queries", type=int, default=30_000)
+    p.add_argument("--baseline", type=int, default=300)
     p = sub.add_parser("standin")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--base", default="minilm-l6")
@@ -383,6 +418,8 @@ def main(argv: list[str] | None = None) -> None:
         stage_split(a)
     elif a.cmd == "recall":
         stage_recall(a)
+    elif a.cmd == "bm25":
+        stage_bm25(a)
     elif a.cmd == "standin":
         stage_standin(a)
     elif a.cmd == "table":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import numpy as np
@@ -151,3 +152,12 @@ def test_the_catalog_reads_only_the_columns_it_uses(esci_dir):
     full = load_esci(DataConfig(path=str(esci_dir), text_fields=["title", "description"])).products
     assert "product_description" in full.columns and "product_bullet_point" not in full.columns
     assert (lean["product_id"] == full["product_id"]).all()
+
+
+def test_the_bm25_stage_times_batched_search_against_bm25s_retrieve(scale, esci_dir, tmp_path, capsys):
+    recipe = scale.write_recipe(tmp_path, esci_dir, tmp_path / "standin")
+    scale.main(["bm25", "--config", str(recipe), "--queries", "300", "--baseline", "60"])
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["queries"] == 300 and out["baseline_queries"] == 60 and out["products"] > 8000
+    assert out["same_top5_scores"] == "60/60"  # the batched search returns bm25s's scores
+    assert out["batched_ms_per_query"] > 0 and out["bm25s_retrieve_ms_per_query"] > 0 and out["build_s"] > 0
