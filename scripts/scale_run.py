@@ -358,6 +358,12 @@ def markdown(result: dict) -> str:
     split = st.get("dev split", {}).get("output")
     if split:
         lines.append("Split: " + " · ".join(f"{k} {v['queries']:,} queries / {v['pairs']:,} pairs" for k, v in split.items()) + ".")
+    bm25 = st.get("bm25 (all products, batched queries)", {}).get("output")
+    if bm25:
+        lines.append(f"BM25 over {bm25['products']:,} products ({bm25['postings']:,} postings): index built in {bm25['build_s']:,.1f} s; "
+                     f"top 5 of {bm25['queries']:,} queries batched {bm25['batched_ms_per_query']:.2f} ms/query against bm25s's "
+                     f"per-query retrieve {bm25['bm25s_retrieve_ms_per_query']:.2f} ms/query on the first {bm25['baseline_queries']:,} "
+                     f"(same process: {bm25['speedup']}×), equal top-5 scores on {bm25['same_top5_scores']}.")
     mine = st.get("mine (BM25 + dense)", {}).get("output")
     if mine:
         lines.append(f"Mined: {mine['pairs']:,} candidate pairs for {mine['queries']:,} train queries "
