@@ -6,10 +6,11 @@ addition (or update) re-indexes the corpus — a fraction of a second for catalo
 Queries are scored in batches as one sparse product with that matrix (SciPy): a batch of queries ×
 terms times bm25s's terms × documents scores gives each query's score for the documents that share a
 term with it, which is what bm25s's ``retrieve`` sums one query at a time into a dense array the size
-of the catalog. At 1.8M products bm25s's NumPy path spends ~70 ms per query on that array (and its
-Numba backend compiles for seconds in every process); the product reads only the postings of the
-query's terms. Batches are cut so that the postings they read stay under ``BATCH_POSTINGS``, which
-bounds memory whatever the number of queries. Scores are bm25s's; ties are broken by catalog order.
+of the catalog. At 1.8M products bm25s's NumPy path spends ~80 ms per query on that array, the product
+~4 ms (``scripts/scale_run.py bm25``): it reads only the postings of the query's terms (bm25s's Numba
+backend is fast too, but compiles for seconds in every process and orders ties differently). Batches
+are cut so that the postings they read stay under ``BATCH_POSTINGS``, which bounds memory whatever the
+number of queries. Scores are bm25s's; ties are broken by catalog order.
 """
 
 from __future__ import annotations

@@ -201,6 +201,11 @@ def test_bm25_batched_search_gives_bm25s_top_k_on_the_esci_sample(esci_dir, monk
     # batches cut anywhere (here: one query each) give the same lists
     monkeypatch.setattr(lexical, "BATCH_POSTINGS", 1)
     assert bm.search(queries, 10) == new
+    # memory is bounded by the postings a batch reads, not by the number of queries
+    monkeypatch.setattr(lexical, "BATCH_POSTINGS", 20_000)
+    batches = list(bm._batches(queries))
+    assert len(batches) > 5 and sum(b.shape[0] for b in batches) == len(queries)
+    assert all(b.nnz <= 20_000 or b.shape[0] == 1 for b in batches)
     # pairs: bm25s's own per-query scores
     pids = data.products["product_id"].astype(str).sample(len(queries), random_state=0, replace=True).tolist()
     want = [float(bm.retriever.get_scores(t)[bm._pos[p]]) if t else 0.0 for t, p in zip(lexical._tokenize(queries), pids)]
