@@ -16,6 +16,7 @@ near-duplicate filter, so the dense side is one shared catalog encode + a FAISS 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -74,11 +75,18 @@ def read_query_list(path: str | Path) -> list[str]:
 
 
 def bm25_top(queries: list[str], catalog_texts: list[str], k: int) -> list[list[int]]:
-    """Catalog row indices of the BM25 top-``k`` per query (the retrieval index's BM25; zero-score hits dropped)."""
+    """Catalog row indices of the BM25 top-``k`` per query (the retrieval index's BM25; zero-score hits dropped).
+
+    The queries are scored in batches of bounded memory (``BM25Index.search``), never as a queries × catalog matrix.
+    """
     if k <= 0 or not queries:
         return [[] for _ in queries]
+    t = time.perf_counter()
     index = BM25Index.build([str(i) for i in range(len(catalog_texts))], catalog_texts)
+    log.info("BM25 index of %d products built in %.1f s", len(catalog_texts), time.perf_counter() - t)
+    t = time.perf_counter()
     ids, _ = index.search(list(queries), min(k, len(catalog_texts)))
+    log.info("BM25 top-%d of %d queries in %.1f s", k, len(queries), time.perf_counter() - t)
     return [[int(i) for i in row] for row in ids]
 
 
@@ -180,15 +188,18 @@ def mine_to(out_dir: str | Path, cfg: DistillConfig, data_cfg: DataConfig, stude
 def _drop_near_duplicates(mined: pd.DataFrame, judged: pd.DataFrame, products: pd.DataFrame,
                           doc_emb: np.ndarray, threshold: float) -> pd.DataFrame:
     """Drop mined rows whose product embedding is within ``threshold`` cosine of one of the query's judged positives."""
-    row_of = pd.Series(np.arange(len(products)), index=products["product_id"].astype(str))
-    pos = judged[(judged["soft_label"] > 0) & judged["product_id"].isin(row_of.index)]
-    pos_rows = pos.groupby("query_id")["product_id"].agg(lambda s: row_of[s].to_numpy()).to_dict()
+    # catalog rows looked up once for all positives (a lookup per query took time in catalog size × queries)
+    rows = pd.Index(products["product_id"].astype(str)).get_indexer(judged["product_id"].astype(str))
+    pos = judged.assign(row=rows)[(judged["soft_label"] > 0).to_numpy() & (rows >= 0)]
+    pos_row = pos["row"].to_numpy()
+    pos_rows = {qid: pos_row[idx] for qid, idx in pos.groupby("query_id").indices.items()}
+    mined_rows = mined["row"].to_numpy()
     keep = np.ones(len(mined), dtype=bool)
     for qid, idx in mined.groupby("query_id").indices.items():
         prow = pos_rows.get(qid)
         if prow is None or len(prow) == 0:
             continue
-        mrows = mined["row"].to_numpy()[idx]
+        mrows = mined_rows[idx]
         sims = doc_emb[mrows] @ doc_emb[prow].T
         is_judged = np.isin(mrows, prow)  # the same product is deduped later, not "near"
         keep[idx] = ~((sims.max(axis=1) >= threshold) & ~is_judged)

@@ -1,6 +1,7 @@
 """FAISS dense index whose every vector carries its product id (IndexIDMap2 + an explicit key table).
 
-Kinds: ``flat`` (exact inner product, the default), ``hnsw`` and ``ivfpq`` for large catalogs.
+Kinds: ``flat`` (exact inner product, the default), ``hnsw`` and ``ivfpq`` for large catalogs; ``ivfpq``
+can re-score its shortlist on scalar-quantised or full vectors (``index.ivf_refine``, FAISS IndexRefine).
 Vectors are L2-normalised student embeddings, so inner product is cosine similarity. Products can
 be added, updated and removed without a rebuild; HNSW and IVF-PQ cannot delete in place, so their
 removed keys become tombstones filtered out of results (a rebuild compacts them). ``save`` writes each file atomically and the manifest
@@ -119,9 +120,12 @@ class DenseIndex:
                 raise UserError(f"ivfpq needs at least {max(nlist, 2 ** cfg.pq_bits)} products to train, got {len(vecs)} — use kind flat or hnsw.")
             quantizer = faiss.IndexFlatIP(dim)
             base = faiss.IndexIVFPQ(quantizer, dim, nlist, cfg.pq_m, cfg.pq_bits, faiss.METRIC_INNER_PRODUCT)
-            base.train(ivf_training_sample(vecs, nlist))
+            sample = ivf_training_sample(vecs, nlist)
+            base.train(sample)
             base.nprobe = cfg.ivf_nprobe
             base.make_direct_map()  # lets /similar reconstruct a stored vector
+            if cfg.ivf_refine != "none":
+                base = _refined(base, cfg, sample)
         index = faiss.IndexIDMap2(base)
         keys = np.arange(len(ids), dtype=np.int64)
         index.add_with_ids(vecs, keys)
@@ -135,7 +139,8 @@ class DenseIndex:
             inner.hnsw.efSearch = int(ef_search)
             self.config = dataclasses.replace(self.config, hnsw_ef_search=int(ef_search))
         elif self.kind == "ivfpq" and nprobe is not None:
-            inner.nprobe = int(nprobe)
+            ivf = _faiss().downcast_index(inner.base_index) if isinstance(inner, _faiss().IndexRefine) else inner
+            ivf.nprobe = int(nprobe)
             self.config = dataclasses.replace(self.config, ivf_nprobe=int(nprobe))
 
     # ---- queries ------------------------------------------------------------------------------
@@ -281,6 +286,21 @@ class DenseIndex:
                     tombstones=stored - set(keys.values()), config=cfg)
         dense.tune(ef_search=cfg.hnsw_ef_search, nprobe=cfg.ivf_nprobe)
         return dense
+
+
+def _refined(ivf, cfg: IndexConfig, sample: np.ndarray):
+    """``ivf`` (trained, empty) behind FAISS's IndexRefine: its top k × ``refine_k_factor`` hits re-scored on a
+    second copy of the vectors (``index.ivf_refine``: sq8 / fp16 scalar-quantised, or flat)."""
+    faiss = _faiss()
+    if cfg.ivf_refine == "flat":
+        refine = faiss.IndexFlatIP(ivf.d)
+    else:
+        qtype = {"sq8": faiss.ScalarQuantizer.QT_8bit, "fp16": faiss.ScalarQuantizer.QT_fp16}[cfg.ivf_refine]
+        refine = faiss.IndexScalarQuantizer(ivf.d, qtype, faiss.METRIC_INNER_PRODUCT)
+        refine.train(sample)
+    index = faiss.IndexRefine(ivf, refine)
+    index.k_factor = float(cfg.refine_k_factor)
+    return index
 
 
 def ivf_training_sample(vecs: np.ndarray, nlist: int, seed: int = 0) -> np.ndarray:

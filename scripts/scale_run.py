@@ -5,8 +5,9 @@
 
 Each stage runs as its own subprocess (under ``nice``); its wall time, CPU time and peak RSS come from
 ``os.wait4``'s resource usage of that process (reaped descendants included). Stages: generate the set
-(scripts/make_esci_scale.py), ``reldistill data stats``, the dev split, the stand-in encoder, ``reldistill
-distill mine`` (BM25 + dense), ``reldistill index build`` with hnsw and with ivfpq, and the recall of
+(scripts/make_esci_scale.py), ``reldistill data stats``, the dev split, the stand-in encoder, BM25 over
+every product (batched search against bm25s's one-query-at-a-time retrieve), ``reldistill distill mine``
+(BM25 + dense), ``reldistill index build`` with hnsw and with ivfpq, and the recall of
 HNSW / IVF-PQ against flat on the real MiniLM student's embeddings of the ESCI sample (recipe settings
 and a sweep of the search knob). Results go to ``<work>/scale.json`` and ``<work>/scale.md``; a rerun
 skips stages that finished (``--redo`` runs them again). Heavy stages wait for free memory first.
@@ -158,25 +159,38 @@ def time_search(index, qv: np.ndarray, k: int = 10) -> tuple[list[list[str]], di
                  "batch_qps": round(len(qv) / batch, 1)}
 
 
-def measure_recall(doc: np.ndarray, ids: list[str], qv: np.ndarray, icfg, sweeps: dict[str, list[int]], k: int = 10) -> list[dict]:
-    """One row per (index kind, search setting): recall@k against flat, latency, build seconds."""
-    from reldistill.retrieval.dense import DenseIndex
+def measure_recall(doc: np.ndarray, ids: list[str], qv: np.ndarray, icfg, sweeps: dict[str, list[int]], k: int = 10,
+                   refines: tuple[str, ...] = ("sq8", "flat")) -> list[dict]:
+    """One row per (index, search setting): recall@k against flat, latency, build seconds, index MiB.
+
+    IVF-PQ is measured as the recipe has it and with each of ``refines`` (``index.ivf_refine``) at the recipe's
+    ``refine_k_factor``."""
+    from reldistill.retrieval.dense import DenseIndex, _faiss
+
+    def size_mib(index) -> float:
+        return round(_faiss().serialize_index(index.index).nbytes / 2**20, 2)
 
     t = time.perf_counter()
     flat = DenseIndex.build(doc, ids, "flat", config=dataclasses.replace(icfg, kind="flat"))
     build = time.perf_counter() - t
     truth, speed = time_search(flat, qv, k)
-    rows = [{"kind": "flat", "setting": "exact", "recipe": True, f"recall@{k}": 1.0, "build_s": round(build, 2), **speed}]
-    knobs = {"hnsw": ("ef_search", icfg.hnsw_ef_search), "ivfpq": ("nprobe", icfg.ivf_nprobe)}
-    for kind, (knob, default) in knobs.items():
+    rows = [{"kind": "flat", "setting": "exact", "recipe": True, f"recall@{k}": 1.0, "build_s": round(build, 2),
+             "index_mib": size_mib(flat), **speed}]
+    builds = [("hnsw", "ef_search", icfg.hnsw_ef_search, dataclasses.replace(icfg, kind="hnsw")),
+              ("ivfpq", "nprobe", icfg.ivf_nprobe, dataclasses.replace(icfg, kind="ivfpq"))]
+    builds += [("ivfpq", "nprobe", icfg.ivf_nprobe, dataclasses.replace(icfg, kind="ivfpq", ivf_refine=r))
+               for r in refines if r != icfg.ivf_refine]
+    for kind, knob, default, cfg in builds:
         t = time.perf_counter()
-        index = DenseIndex.build(doc, ids, kind, config=dataclasses.replace(icfg, kind=kind))
+        index = DenseIndex.build(doc, ids, kind, config=cfg)
         build = time.perf_counter() - t
+        label = kind if kind != "ivfpq" or cfg.ivf_refine == "none" else f"ivfpq + {cfg.ivf_refine} refine ×{cfg.refine_k_factor}"
         for value in sorted(set(sweeps.get(kind, [])) | {default}):
             index.tune(**{knob: value})
             found, speed = time_search(index, qv, k)
-            rows.append({"kind": kind, "setting": f"{knob}={value}", "recipe": value == default,
-                         f"recall@{k}": round(recall_at_k(found, truth, k), 4), "build_s": round(build, 2), **speed})
+            rows.append({"kind": label, "setting": f"{knob}={value}", "recipe": value == default and cfg.ivf_refine == icfg.ivf_refine,
+                         f"recall@{k}": round(recall_at_k(found, truth, k), 4), "build_s": round(build, 2),
+                         "index_mib": size_mib(index), **speed})
     for r in rows:
         r["p50_vs_flat"] = round(r["p50_ms"] / rows[0]["p50_ms"], 2)
     return rows
@@ -223,6 +237,35 @@ def stage_recall(a) -> None:
                       "products": len(ids), "queries": len(queries), "dim": int(doc.shape[1]), "rows": rows}))
 
 
+def stage_bm25(a) -> None:
+    """BM25 at catalog size: ``BM25Index.build`` over every product, then the top 5 of ``--queries`` distinct
+    queries batched (``search``) and, on the first ``--baseline`` of them, bm25s's own ``retrieve`` one query
+    at a time (what ``search`` ran before), in the same process: ms per query, the ratio, equal scores."""
+    from reldistill.data import load_esci
+    from reldistill.retrieval.lexical import BM25Index, _tokenize
+
+    _, data_cfg = _recipe(a.config)
+    data = load_esci(data_cfg)
+    ids, texts = data.products["product_id"].astype(str).tolist(), data.products["text"].astype(str).tolist()
+    queries = data.examples["query"].astype(str).drop_duplicates().tolist()[: a.queries]
+    del data
+    t = time.perf_counter()
+    bm = BM25Index.build(ids, texts)
+    build = time.perf_counter() - t
+    t = time.perf_counter()
+    _, scores = bm.search(queries, 5)
+    batched = (time.perf_counter() - t) / len(queries) * 1e3
+    base = queries[: a.baseline]
+    t = time.perf_counter()
+    _, old = bm.retriever.retrieve(_tokenize(base), k=5, show_progress=False, n_threads=0)
+    single = (time.perf_counter() - t) / len(base) * 1e3
+    same = [np.allclose(new, [x for x in row if x > 0], rtol=1e-6) for new, row in zip(scores, old.tolist())]
+    print(json.dumps({"products": len(ids), "terms": len(bm.retriever.vocab_dict), "postings": int(bm._postings.nnz),
+                      "build_s": round(build, 1), "queries": len(queries), "batched_ms_per_query": round(batched, 3),
+                      "baseline_queries": len(base), "bm25s_retrieve_ms_per_query": round(single, 3),
+                      "speedup": round(single / batched, 1), "same_top5_scores": f"{sum(same)}/{len(same)}"}))
+
+
 def stage_standin(a) -> None:
     build_standin(a.out, a.base, a.dim)
     print(json.dumps({"path": str(a.out), "base": a.base, "dim": a.dim}))
@@ -255,6 +298,7 @@ def plan(a) -> list[tuple[str, list[str], bool]]:
         ("stand-in encoder", [py, me, "standin", "--out", str(w / "standin"), "--dim", str(a.standin_dim)], False),
         ("recall vs flat (sample, real student)", [py, me, "recall", "--work", str(w), "--config", str(RECIPE),
                                                     "--student", a.student], False),
+        ("bm25 (all products, batched queries)", [py, me, "bm25", "--config", str(recipe)], True),
         ("mine (BM25 + dense)", [cli, "distill", "mine", "--run", str(w / "run"), "--config", str(recipe)], True),
         ("index build hnsw", index[:3] + ["--run", str(w / "hnsw"), "--kind", "hnsw"] + index[3:], True),
         ("index build ivfpq", index[:3] + ["--run", str(w / "ivfpq"), "--kind", "ivfpq"] + index[3:], True),
@@ -273,7 +317,8 @@ def main_run(a) -> None:
     a.work.mkdir(parents=True, exist_ok=True)
     result_path = a.work / "scale.json"
     done = {s["stage"]: s for s in json.loads(result_path.read_text())["stages"]} if result_path.is_file() and not a.redo else {}
-    env = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "RELDISTILL_STUDENT_BACKEND": "torch"}
+    env = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "RELDISTILL_STUDENT_BACKEND": "torch",
+           "RELDISTILL_LOG": "INFO"}  # the stages' progress lines go to <work>/logs/<stage>.log
     write_recipe(a.work, a.work / "data", a.work / "standin")
     stages = []
     for name, cmd, heavy in plan(a):
@@ -313,6 +358,12 @@ def markdown(result: dict) -> str:
     split = st.get("dev split", {}).get("output")
     if split:
         lines.append("Split: " + " · ".join(f"{k} {v['queries']:,} queries / {v['pairs']:,} pairs" for k, v in split.items()) + ".")
+    bm25 = st.get("bm25 (all products, batched queries)", {}).get("output")
+    if bm25:
+        lines.append(f"BM25 over {bm25['products']:,} products ({bm25['postings']:,} postings): index built in {bm25['build_s']:,.1f} s; "
+                     f"top 5 of {bm25['queries']:,} queries batched {bm25['batched_ms_per_query']:.2f} ms/query against bm25s's "
+                     f"per-query retrieve {bm25['bm25s_retrieve_ms_per_query']:.2f} ms/query on the first {bm25['baseline_queries']:,} "
+                     f"(same process: {bm25['speedup']}×), equal top-5 scores on {bm25['same_top5_scores']}.")
     mine = st.get("mine (BM25 + dense)", {}).get("output")
     if mine:
         lines.append(f"Mined: {mine['pairs']:,} candidate pairs for {mine['queries']:,} train queries "
@@ -330,11 +381,13 @@ def markdown(result: dict) -> str:
         lines += ["", f"Recall@10 against flat: {rec['products']:,} sample products and {rec['queries']:,} sample queries "
                   f"encoded by {rec['student']} ({rec['backend']}, dim {rec['dim']}); latency = one query per search, "
                   "1 thread; ×flat = p50 over flat's p50 in the same run; * = the recipe's setting.", "",
-                  "| index | setting | recall@10 | p50 ms | p99 ms | ×flat | batch q/s | build s |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|"]
+                  "| index | setting | recall@10 | p50 ms | p99 ms | ×flat | batch q/s | build s | index MiB |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         for r in rec["rows"]:
+            mib = f"{r['index_mib']:.2f}" if "index_mib" in r else ""
             lines.append(f"| {r['kind']} | {r['setting']}{' *' if r['recipe'] else ''} | {r['recall@10']:.4f} | "
-                         f"{r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['p50_vs_flat']:.2f} | {r['batch_qps']:,.0f} | {r['build_s']:.2f} |")
+                         f"{r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['p50_vs_flat']:.2f} | {r['batch_qps']:,.0f} | "
+                         f"{r['build_s']:.2f} | {mib} |")
     return "\n".join(lines) + "\n"
 
 
@@ -357,6 +410,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--work", type=Path, required=True)
     p.add_argument("--config", type=Path, default=RECIPE)
     p.add_argument("--student", default="minilm-l6")
+    p = sub.add_parser("bm25")
+    p.add_argument("--config", type=Path, required=True)
+    p.add_argument("--queries", type=int, default=30_000)
+    p.add_argument("--baseline", type=int, default=300)
     p = sub.add_parser("standin")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--base", default="minilm-l6")
@@ -367,6 +424,8 @@ def main(argv: list[str] | None = None) -> None:
         stage_split(a)
     elif a.cmd == "recall":
         stage_recall(a)
+    elif a.cmd == "bm25":
+        stage_bm25(a)
     elif a.cmd == "standin":
         stage_standin(a)
     elif a.cmd == "table":

@@ -7,6 +7,7 @@ import dataclasses
 from reldistill.errors import UserError
 
 INDEX_KINDS = ("flat", "hnsw", "ivfpq")
+IVF_REFINES = ("none", "sq8", "fp16", "flat")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 MODES = ("bm25", "dense", "hybrid", "rerank")
 
@@ -23,12 +24,18 @@ class IndexConfig:
     ivf_nprobe: int = 16
     pq_m: int = 48  # PQ sub-quantizers (must divide the dimension)
     pq_bits: int = 8
+    ivf_refine: str = dataclasses.field(default="none", metadata={"help": (
+        "ivfpq only: re-score the PQ shortlist with a second copy of the vectors — none | sq8 (1 byte per dimension) "
+        "| fp16 (2) | flat (4, exact).")})
+    refine_k_factor: int = 4  # the refined shortlist is k × this many PQ hits
     batch_size: int = 64  # product encoding batch size
 
     def __post_init__(self) -> None:
         if self.kind not in INDEX_KINDS:
             raise UserError(f"index.kind must be one of {', '.join(INDEX_KINDS)}, got {self.kind!r}.")
-        for name in ("hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "ivf_nprobe", "pq_m", "batch_size"):
+        if self.ivf_refine not in IVF_REFINES:
+            raise UserError(f"index.ivf_refine must be one of {', '.join(IVF_REFINES)}, got {self.ivf_refine!r}.")
+        for name in ("hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "ivf_nprobe", "pq_m", "refine_k_factor", "batch_size"):
             if getattr(self, name) < 1:
                 raise UserError(f"index.{name} must be at least 1, got {getattr(self, name)}.")
         if self.ivf_nlist < 0:
