@@ -319,7 +319,6 @@ class Evaluation:
 
     def _teacher(self) -> None:
         inp = self.inputs
-        ret = self.runs["retrieval"]
         if not (self.wants("teacher") or self.wants("hybrid+rerank")):
             return
         if not self._teacher_ready():
@@ -341,13 +340,23 @@ class Evaluation:
             "mean_score_by_label": {lab: float(judged_scores[(labels == lab).to_numpy()].mean())
                                     for lab in sorted(labels.unique())},
         }
-        student = self._served_student()
-        if student in self.pipes:
-            ret[f"hybrid-{student.split('-', 1)[1]}+rerank"] = self.search(student, inp, "rerank")
-        else:
-            self.absent["hybrid+rerank"] = f"needs {student}, which is absent"
-        self.notes["teacher"] = {"task1_pairs": n_task1, "rerank_k": self.search_cfg.rerank_k, "dtype": self.cfg.teacher_dtype}
+        if self._served_student() not in self.pipes:
+            self.absent["hybrid+rerank"] = f"needs {self._served_student()}, which is absent"
+        self.notes["teacher"] = {"task1_pairs": n_task1, "dtype": self.cfg.teacher_dtype}
         self.timings["teacher_s"] = round(time.perf_counter() - t0, 2)
+
+    def _rerank_row(self) -> None:
+        """``hybrid-<student>+rerank`` on the report split with what `search --mode rerank` runs: the serving's
+        settings (the dev-best rerank when dev chose another mode), else the recipe's ``search:``."""
+        student = self._served_student()
+        if not (self.wants("teacher") or self.wants("hybrid+rerank")) or not self._teacher_ready() or student not in self.pipes:
+            return
+        t0 = time.perf_counter()
+        cfg = self.serving.search_config(self.search_cfg) if self.serving is not None else self.search_cfg
+        self.runs["retrieval"][f"hybrid-{student.split('-', 1)[1]}+rerank"] = self.search(
+            student, self.inputs, "rerank", cfg.weights, cfg.rerank_k, rerank_weight=cfg.rerank_weight)
+        self.notes["teacher"].update(rerank_k=cfg.rerank_k, rerank_weight=cfg.rerank_weight, rerank_weights=dict(cfg.weights))
+        self.timings["teacher_s"] = round(self.timings.get("teacher_s", 0.0) + time.perf_counter() - t0, 2)
 
     # -- the served configuration, chosen on dev ---------------------------------------------------
     def _candidates(self, inp: EvalInputs, student: str) -> tuple[list[Candidate], dict[str, Any]]:
@@ -412,6 +421,15 @@ class Evaluation:
         cands, table = self._candidates(dev, student)
         chosen, why = choose(cands, self.cfg.min_gain, self.cfg.max_p, self.cfg.stat_test)
         ndcg = self.specs[0].name
+        reranks = [c for c in cands if c.serving.mode == "rerank"]
+        if chosen.serving.mode != "rerank" and reranks:  # what `mode=rerank` requests get: the best rerank on dev
+            r = max(reranks, key=lambda c: c.mean)
+            chosen.serving.rerank = {"rerank_k": r.serving.rerank_k, "rerank_weight": r.serving.rerank_weight,
+                                     "first_stage_on_dev": dict(r.serving.weights), "name": r.serving.name,
+                                     ndcg: table[r.serving.name][ndcg], "queries": table[r.serving.name]["queries"]}
+            why.append(f"`mode=rerank` requests get the best rerank on dev: rerank@{r.serving.rerank_k}"
+                       + ("" if r.serving.rerank_weight is None else f" blended with w={r.serving.rerank_weight:g}")
+                       + f" ({ndcg} {table[r.serving.name][ndcg]:.4f} on {table[r.serving.name]['queries']} dev queries)")
         chosen.serving.chosen_on = {
             "split": self.cfg.choose_on, "queries": len(dev.query_ids), "rerank_queries": self.notes.get("dev_rerank_queries"),
             "student": student, "metric": ndcg, ndcg: table[chosen.serving.name][ndcg],
@@ -465,6 +483,7 @@ class Evaluation:
         self._task1()
         self._teacher()
         self._choose(data, examples)
+        self._rerank_row()
         self._served()
         self._drop_unselected()
         if self.teacher_cache is not None:
@@ -544,8 +563,10 @@ class Evaluation:
                 "task1": "rerank each query's judged candidates (ESCI Task 1)",
                 "hybrid": (f"Reciprocal Rank Fusion of BM25 and the student (SearchPipeline, search.depth={self.search_cfg.depth} "
                            f"per retriever, k={self.search_cfg.rrf_k}, weights {self.search_cfg.weights})"),
-                "rerank": (f"teacher reorders the fused top {self.search_cfg.rerank_k}; only that pool is returned and scored, "
-                           "as served"),
+                "rerank": (f"teacher reorders the fused top {self.notes.get('teacher', {}).get('rerank_k', self.search_cfg.rerank_k)}"
+                           + ("" if self.notes.get("teacher", {}).get("rerank_weight") is None
+                              else f", its order RRF-blended with the first stage's at w={self.notes['teacher']['rerank_weight']:g}")
+                           + "; only that pool is returned and scored, as `search --mode rerank` runs it"),
             },
             "search": dataclasses.asdict(self.search_cfg),
             "served": self._headline(scored),

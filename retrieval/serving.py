@@ -25,6 +25,9 @@ class Serving:
     rerank_k: int | None = None
     rerank_weight: float | None = None  # RRF weight of the teacher's order against the first stage's (None: teacher alone)
     chosen_on: dict[str, Any] = dataclasses.field(default_factory=dict)  # split, queries, figures, rule
+    # when the served mode is not rerank: the best rerank on dev (rerank_k, rerank_weight, its dev figure), which
+    # `mode=rerank` requests get instead of the recipe's search.rerank_k / rerank_weight
+    rerank: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -42,9 +45,14 @@ class Serving:
         return f"hybrid({w})+rerank@{self.rerank_k}{blend}"
 
     def search_config(self, base: SearchConfig) -> SearchConfig:
-        """``base`` with this choice's weights, rerank_k and rerank_weight."""
-        return dataclasses.replace(base, weights=dict(self.weights), rerank_k=self.rerank_k or base.rerank_k,
-                                   rerank_weight=self.rerank_weight if self.mode == "rerank" else base.rerank_weight)
+        """``base`` with this choice's weights, rerank_k and rerank_weight (for a non-rerank choice: the dev-best rerank's)."""
+        if self.mode == "rerank":
+            k, w = self.rerank_k or base.rerank_k, self.rerank_weight
+        elif self.rerank:
+            k, w = int(self.rerank["rerank_k"]), self.rerank.get("rerank_weight")
+        else:
+            k, w = self.rerank_k or base.rerank_k, base.rerank_weight
+        return dataclasses.replace(base, weights=dict(self.weights), rerank_k=k, rerank_weight=w)
 
 
 def serving_path(run_dir: str | Path) -> Path:
@@ -65,4 +73,4 @@ def read_serving(run_dir: str | Path) -> Serving | None:
         raise UserError(f"{path} is not a serving configuration — delete it and rerun `reldistill eval`.")
     return Serving(mode=d["mode"], weights=dict(d.get("weights") or {"bm25": 1.0, "dense": 1.0}),
                    rerank_k=d.get("rerank_k"),
-                   rerank_weight=d.get("rerank_weight"), chosen_on=d.get("chosen_on") or {})
+                   rerank_weight=d.get("rerank_weight"), chosen_on=d.get("chosen_on") or {}, rerank=d.get("rerank"))

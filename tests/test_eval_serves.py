@@ -84,8 +84,11 @@ def test_eval_ranked_lists_equal_served_search(run):
     others = {s: served.with_student(str(root / sub)) for s, sub in (("dense-human", "student-human"),)}
     others["dense-base"] = served.with_student(str(base_student(root)))
     qtext = dict(zip(ev.inputs.query_ids, ev.inputs.queries))
+    # `search --mode rerank` on the run gets the serving's rerank settings (the dev-best rerank unless rerank is served)
+    s = ev.serving
+    as_searched = served.with_config(s.search_config(search_cfg))
     cases = [("bm25", served, "bm25", 20), ("dense-distilled", served, "dense", 20), ("hybrid-distilled", served, "hybrid", 20),
-             ("hybrid-distilled+rerank", served, "rerank", 10), ("dense-base", others["dense-base"], "dense", 20),
+             ("hybrid-distilled+rerank", as_searched, "rerank", 10), ("dense-base", others["dense-base"], "dense", 20),
              ("hybrid-base", others["dense-base"], "hybrid", 20), ("dense-human", others["dense-human"], "dense", 20)]
     with torch_threads(1):
         for system, pipe, mode, k in cases:
@@ -113,6 +116,13 @@ def test_eval_ranked_lists_equal_served_search(run):
                                                                    and "+rerank" not in n and " on the" not in n),
                                                                   key=lambda n: dev["systems"][n]["nDCG@10"])}
     assert all(m["queries"] == 3 and m["note"] for m in same.values()) and dev["chosen"] not in same
+    # a non-rerank choice carries the best dev rerank, and that is what rerank requests (and the report's row) use
+    assert s.mode != "rerank"  # this fixture's dev serves a first stage (bm25)
+    best = max((n for n in dev["systems"] if "+rerank" in n), key=lambda n: dev["systems"][n]["nDCG@10"])
+    assert s.rerank["name"] == best and s.rerank["nDCG@10"] == dev["systems"][best]["nDCG@10"]
+    cfg = s.search_config(search_cfg)
+    assert (cfg.rerank_k, cfg.rerank_weight) == (s.rerank["rerank_k"], s.rerank["rerank_weight"]) and cfg.rerank_k == 4 != search_cfg.rerank_k
+    assert rep["details"]["teacher"]["rerank_k"] == 4
     # rerank reuses the teacher scores of Task 1 and of the dev grid: no pair is scored twice
     ts = rep["details"]["teacher_scores"]
     assert ts["scored_now"] == len(ev.teacher_cache.known) and ts["reused"] > 0

@@ -167,6 +167,11 @@ def test_rerank_weight_blends_first_stage_and_teacher_orders(pipe, run):
     s = Serving("rerank", weights={"bm25": 1.0, "dense": 2.0}, rerank_k=10, rerank_weight=0.5)
     assert s.name.endswith("+rerank@10(w=0.5)") and s.search_config(pipe.config).rerank_weight == 0.5
     assert Serving("hybrid", rerank_weight=0.5).search_config(pipe.config).rerank_weight == pipe.config.rerank_weight
+    # a non-rerank serving that carries the dev-best rerank: rerank requests get it, the other modes keep their weights
+    dense = Serving("dense", rerank={"rerank_k": 7, "rerank_weight": 0.25})
+    cfg = dense.search_config(pipe.config)
+    assert (cfg.rerank_k, cfg.rerank_weight, cfg.weights) == (7, 0.25, dense.weights)
+    assert Serving("dense", rerank={"rerank_k": 7, "rerank_weight": None}).search_config(pipe.config).rerank_weight is None
 
 
 def test_rerank_weight_must_be_positive():
