@@ -35,7 +35,7 @@ class TeacherConfig:
     template: str | None = None  # must contain {query} and {text}; default DEFAULT_TEMPLATE (LM_TEMPLATE for head lm)
     max_length: int = 128  # tokens; longer pairs are truncated (product text first)
     padding_side: str = "left"
-    # a sentence-transformers model whose cosine is blended with the LLM's logit (reldistill.teacher.prior);
+    # a sentence-transformers model whose cosine is blended with the LLM's logit (teacher/prior.py);
     # the LLM weight is chosen on dev from prior_weights at the end of training (1.0 = the LLM alone)
     prior_student: str | None = None
     prior_weights: list[float] = dataclasses.field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0])
