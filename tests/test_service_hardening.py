@@ -83,14 +83,17 @@ def test_rerank_work_is_bounded_by_documents_times_tokens(pipe, tiny_teacher):
 def test_timed_out_rerank_stops_between_batches(pipe, tiny_teacher):
     rr = TeacherReranker.load(tiny_teacher, batch_size=1)
     calls = []
-    forward = rr.teacher.model.forward
 
-    def slow_forward(*a, **k):
-        calls.append(1)
-        time.sleep(0.05)
-        return forward(*a, **k)
+    def slowed(forward):
+        def slow_forward(*a, **k):
+            calls.append(1)
+            time.sleep(0.05)
+            return forward(*a, **k)
+        return slow_forward
 
-    rr.teacher.model.forward = slow_forward
+    # the full forward and the backbone alone (the shared-prefix path runs the backbone directly)
+    for module in (rr.teacher.model, rr.teacher.model.backbone):
+        module.forward = slowed(module.forward)
     c = TestClient(create_app(pipe, ServeConfig(rerank_timeout_s=0.5), reranker=rr), base_url=LOCAL)
     r = c.post("/rerank", json={"query": "shoes", "documents": [f"running shoes model {i}" for i in range(80)]})
     assert r.status_code == 504
