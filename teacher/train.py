@@ -335,11 +335,15 @@ def train_teacher(recipe: Recipe, output_dir: str | os.PathLike, resume: bool = 
             return evaluator(model, accelerator)
         return evaluator(raw_model, accelerator) if main else {}
 
+    dev_logits: dict[int, np.ndarray] = {}  # this process's dev logits per checkpoint step (the prior is fitted on the kept one)
+
     def save_checkpoint(metrics: dict) -> None:
         nonlocal best
         weights = trainable_now()
         if not main:
             return
+        if metrics:
+            dev_logits[step] = evaluator.last_logits
         rec = {"step": step, "epoch": round(step / plan.steps_per_epoch, 4), "dev": metrics}
         history.append(rec)
         score = metrics.get(tr.select_metric)
@@ -439,8 +443,10 @@ def train_teacher(recipe: Recipe, output_dir: str | os.PathLike, resume: bool = 
         if tc.prior_student and len(dev_df) and not is_fsdp:
             from reldistill.teacher.prior import fit_prior
 
-            evaluator(raw_model, accelerator)  # the kept weights' dev logits
-            prior = fit_prior(dev_df, evaluator.last_logits, tc.prior_student, tc.prior_weights)
+            if chosen not in dev_logits:  # kept from before a resume: score dev with the restored weights
+                evaluator(raw_model, accelerator)
+                dev_logits[chosen] = evaluator.last_logits
+            prior = fit_prior(dev_df, dev_logits[chosen], tc.prior_student, tc.prior_weights)
             log.info("teacher prior %s: dev nDCG@10 by LLM weight %s -> w = %g", tc.prior_student, prior["dev_ndcg10"], prior["weight"])
         _write_artifact(out, raw_model, tokenizer, recipe, resolved, {
             "steps": step, "total_steps": plan.total_steps, "chosen_step": chosen,
