@@ -214,7 +214,6 @@ class Teacher:
         if n == 0:
             return out
         ids = self.encoder.encode(queries, texts)
-        batches = length_buckets([len(r) for r in ids], batch_size or self.batch_size)
         dev = self.device
         if progress:
             from reldistill.progress import progress_bar
@@ -225,13 +224,13 @@ class Teacher:
 
             ctx = contextlib.nullcontext(lambda k=1: None)
         with ctx as advance:
-            if not self.model.training and prefix_kv.enabled():  # the template's shared prefix once (exact)
+            if not self.model.training and prefix_kv.enabled():  # shared prefixes (template, query) once (exact)
                 pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-                fast = prefix_kv.score(self.model, ids, batches, pad, dev, advance)
+                fast = prefix_kv.score(self.model, ids, batch_size or self.batch_size, pad, dev, advance, keys=queries)
                 if fast is not None:
-                    self.forward_calls += len(batches)
-                    return fast
-            for b in batches:
+                    self.forward_calls += fast[1]
+                    return fast[0]
+            for b in length_buckets([len(r) for r in ids], batch_size or self.batch_size):
                 enc = self.encoder.collate([ids[i] for i in b])
                 logits = self.model(enc["input_ids"].to(dev), enc["attention_mask"].to(dev))
                 self.forward_calls += 1
