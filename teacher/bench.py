@@ -50,10 +50,11 @@ def compare_dtypes(teacher_dir, queries: Sequence[str], texts: Sequence[str], dt
 def prefix_check(teacher, queries: Sequence[str], texts: Sequence[str], batch_size: int | None = None,
                  rounds: int = 2) -> dict[str, Any]:
     """pairs/s of the full forward vs the shared-prefix path (reldistill.teacher.prefix_kv) on the same pairs, in
-    alternating rounds (a shared machine's load hits both alike), and the Spearman / max |Δ| of their logits."""
+    alternating rounds (a shared machine's load hits both alike), the Spearman / max |Δ| of their logits, and
+    the tokens the prefix path runs (padding included) against the pairs' tokens."""
     from scipy.stats import spearmanr
 
-    from reldistill.teacher.prefix_kv import PREFIX_KV_ENV, common_prefix
+    from reldistill.teacher.prefix_kv import MIN_GROUP, PREFIX_KV_ENV, common_prefix, plan
 
     queries, texts = list(queries), list(texts)
     rates: dict[str, list[float]] = {"full": [], "prefix": []}
@@ -73,7 +74,11 @@ def prefix_check(teacher, queries: Sequence[str], texts: Sequence[str], batch_si
         else:
             os.environ[PREFIX_KV_ENV] = before
     full, fast = float(np.median(rates["full"])), float(np.median(rates["prefix"]))
-    return {"pairs": len(queries), "shared_prefix_tokens": common_prefix(teacher.encoder.encode(queries, texts)),
+    ids = teacher.encoder.encode(queries, texts)
+    parts = plan(ids, queries, batch_size or teacher.batch_size)
+    run = sum(p + sum(len(b) * max(len(ids[i]) - p for i in b) for b in batches) for p, batches in parts)
+    return {"pairs": len(queries), "shared_prefix_tokens": common_prefix(ids), "parts": len(parts), "min_group": MIN_GROUP,
+            "tokens": sum(map(len, ids)), "tokens_run": int(run),  # with padding, prefixes once
             "full_pairs_per_s": full, "prefix_pairs_per_s": fast, "speedup": fast / full,
             "spearman": float(spearmanr(logits["full"], logits["prefix"]).statistic) if len(queries) > 2 else None,
             "max_abs_logit_diff": float(np.max(np.abs(logits["full"] - logits["prefix"])))}

@@ -54,6 +54,7 @@ def test_bench_prints_one_table(cli, small_esci, tmp_path, cpu_bf16, backend):  
     for name in FIGURES:
         assert isinstance(fig[name], float) and fig[name] > 0, (name, fig.get(name))
     assert fig["teacher_prefix_kv_spearman_vs_fp32"] > 0.9999  # exact: the same logits up to fp32 rounding
+    assert 0 < fig["teacher_prefix_kv_tokens_run_fraction"] < 1  # the shared prefixes are not run per pair
     assert -1.0 <= fig["teacher_int8_spearman_vs_fp32"] <= 1.0 and fig["teacher_int8_pairs_per_s"] > 0
     assert fig["teacher_int8_kept"] == (fig["teacher_int8_spearman_vs_fp32"] >= 0.99 and fig["teacher_int8_speedup_vs_fp32"] > 1)
     assert fig["student_backend"] == backend and fig["teacher_dtype"] == ("bfloat16" if native_bf16 else "float32")
