@@ -53,9 +53,8 @@ class TeacherReranker:
         scores = np.zeros(len(texts), dtype=np.float32)
         bs = self.batch_size or self.teacher.batch_size
         by_length = np.argsort([-len(t) for t in texts], kind="stable")
-        for start in range(0, len(by_length), bs):
+        for chunk in np.array_split(by_length, -(-len(by_length) // bs)):  # near-equal chunks: no runt batch
             check_deadline()
-            chunk = by_length[start: start + bs]
             scores[chunk] = self.teacher.score_pairs([query] * len(chunk), [texts[i] for i in chunk], batch_size=bs)
         order = np.argsort(-scores, kind="stable")  # ties keep the input (first-stage) order
         if top_k is not None:
