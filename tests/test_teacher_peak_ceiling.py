@@ -1,0 +1,22 @@
+"""scripts/teacher_peak_ceiling.py on a tiny teacher and the real ESCI sample: its figures hang together."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import load_script
+from teacher_testkit import tiny_teacher_dir
+
+
+def test_the_ceiling_is_the_overall_fraction_over_the_matmul_share(tmp_path_factory, capsys, esci_dir):
+    teacher = tiny_teacher_dir(tmp_path_factory, "ceiling", seed=5)
+    load_script("teacher_peak_ceiling").main([str(teacher), "--dtype", "float32", "--pairs", "12", "--batch-size", "4",
+                                              "--data", str(esci_dir)])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    out = {k: v for line in lines for k, v in line.items()}
+    assert set(out) == {"overall", "time_share", "ceiling", "linear_shapes"}
+    o, share = out["overall"], out["time_share"]["matmul"]
+    assert o["pairs"] == 12 and o["tokens"] > 12 and o["gflops"] > 0 and 0 < o["peak_fraction"]
+    assert 0 < share < 1 and out["time_share"]["top_ops"]
+    assert abs(out["ceiling"]["peak_fraction_if_only_matmuls_took_time"] - o["peak_fraction"] / share) < 0.01
+    assert out["linear_shapes"]["gflops"] and all(v > 0 for v in out["linear_shapes"]["gflops"].values())
