@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -102,3 +103,95 @@ def test_a_student_the_lean_path_does_not_cover_keeps_the_plain_encode(tiny, fp3
     assert enc.runtime == "plain"
     np.testing.assert_allclose(enc.encode(QUERIES[:2]), encode_queries(with_dense, QUERIES[:2]), atol=1e-6)
 
+
+
+@pytest.mark.skipif("onnx" not in RUNTIMES, reason="onnxruntime is not installed")
+def test_int8_is_a_query_candidate_only_under_a_kept_gate_with_its_own_cache_key(tiny, fp32, monkeypatch):
+    from reldistill.student.identity import weights_digest
+
+    fake = {"torch": 9.0, "onnx": 2.0, "openvino": 3.0, "onnx-int8": 1.0}
+    calls = []
+
+    def timed(encoder, rounds=10):
+        calls.append(encoder.runtime)
+        return fake[encoder.runtime]
+
+    monkeypatch.setattr(qe, "query_p50_ms", timed)
+    monkeypatch.setenv(qe.QUERY_BACKEND_ENV, "auto")
+    monkeypatch.setenv(rt.INT8_ENV, "auto")
+    digest, installed = weights_digest(tiny), rt.installed_backends()
+    fp32_choice = min(installed, key=fake.get)
+
+    def enc():
+        return qe.query_encoder(load_student(str(tiny), backend="torch"))
+
+    assert qe.query_candidates(tiny, digest) == installed and enc().runtime == fp32_choice  # no verdict yet
+    rt.record_int8_verdict(tiny, digest, 0.40, 0.39, "c", key="query_int8")  # lost 0.01: refused
+    assert qe.query_candidates(tiny, digest) == installed
+    e = enc()
+    assert e.runtime == fp32_choice and e.int8_gate is None and len(calls) == len(installed)  # the same cached choice
+    verdict = rt.record_int8_verdict(tiny, digest, 0.40, 0.398, "c", key="query_int8")  # lost 0.002: kept
+    assert qe.query_candidates(tiny, digest) == [*installed, "onnx-int8"]
+    e = enc()
+    assert e.runtime == "onnx-int8" and e.int8_gate == verdict
+    assert sorted(calls[len(installed):]) == sorted([*installed, "onnx-int8"])  # a new key: measured again
+    assert len(json.loads(qe._decision_file().read_text())) == 2
+    ref = qe.query_encoder(load_student(str(tiny), backend="torch"), "onnx").encode(QUERIES)
+    got = e.encode(QUERIES)
+    cos = np.sum(ref * got, axis=1)
+    assert cos.min() > 0.95 and np.abs(ref - got).max() > 1e-6  # int8 moved the vectors, slightly
+    monkeypatch.setenv(qe.QUERY_BACKEND_ENV, "onnx")  # an explicit setting wins
+    assert enc().runtime == "onnx"
+    monkeypatch.setenv(qe.QUERY_BACKEND_ENV, "auto")
+    monkeypatch.setenv(rt.INT8_ENV, "off")  # int8 off: not a candidate, the fp32 choice comes from the cache
+    n = len(calls)
+    assert enc().runtime == fp32_choice and len(calls) == n
+    monkeypatch.setenv(rt.INT8_ENV, "auto")
+    block_runtime(monkeypatch, "onnx")  # no ONNX Runtime: no int8 candidate, no failure
+    assert "onnx-int8" not in qe.query_candidates(tiny, digest)
+    assert enc().runtime in rt.installed_backends()
+
+
+@pytest.mark.skipif("onnx" not in RUNTIMES, reason="onnxruntime is not installed")
+def test_kept_query_int8_gate_runs_search_serve_and_eval_on_the_same_int8_vectors(tmp_path, fp32, esci_dir, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from reldistill.artifacts import read_manifest
+    from reldistill.config import DataConfig
+    from reldistill.data import load_esci
+    from reldistill.eval.bench_search import query_encoding
+    from reldistill.retrieval.build import build_index
+    from reldistill.retrieval.pipeline import SearchPipeline
+    from reldistill.retrieval.service import create_app
+    from reldistill.student.tiny import build_tiny_student
+
+    monkeypatch.setenv(rt.BACKEND_ENV, "torch")
+    monkeypatch.setenv(rt.INT8_ENV, "auto")
+    monkeypatch.setenv(qe.QUERY_BACKEND_ENV, "auto")
+    monkeypatch.setattr(rt, "INT8_MAX_DROP", 1.0)  # admit the tiny random student's int8 queries, whatever they lost
+    monkeypatch.setattr(qe, "query_p50_ms", lambda encoder, rounds=10: 1.0 if encoder.runtime == "onnx-int8" else 5.0)
+    student = build_tiny_student(tmp_path / "student", normalize=True)
+    data = load_esci(DataConfig(path=str(esci_dir)))
+    ex = data.examples[data.examples["query_id"].isin(sorted(data.examples["query_id"].unique())[:120])]
+    products = data.products[data.products["product_id"].isin(set(ex["product_id"]))].reset_index(drop=True)
+    index = build_index(tmp_path / "run", student_path=str(student), data_cfg=DataConfig(path=str(esci_dir)),
+                        products=products, examples=ex)
+    verdict = read_manifest(index)["student_query_int8"]
+    assert verdict["kept"] and verdict["max_drop"] == 1.0
+    pipe = SearchPipeline.from_run(tmp_path / "run")
+    enc = pipe.query_encoder
+    assert enc.runtime == "onnx-int8" and enc.int8_gate == verdict
+    queries = list(dict.fromkeys(ex["query"]))[:8]
+    vecs = enc.encode(queries)
+    assert np.abs(qe.query_encoder(pipe.student, "onnx").encode(queries) - vecs).max() > 1e-6  # int8, not the fp32 session
+    many = pipe.search_many(queries, mode="dense", k=10)  # eval's path
+    client = TestClient(create_app(pipe), base_url="http://127.0.0.1")  # serve's path
+    for i, q in enumerate(queries):
+        ids, scores = pipe.dense.search(vecs[i:i + 1], 10)
+        hits = pipe.search(q, mode="dense", k=10).results
+        served = client.get("/search", params={"q": q, "k": 10, "mode": "dense"}).json()["results"]
+        assert [h.product_id for h in hits] == list(ids[0]) == [p for p, _ in many[i]] == [h["product_id"] for h in served]
+        np.testing.assert_allclose([h.score for h in hits], scores[0], atol=1e-6)
+        np.testing.assert_allclose([h["score"] for h in served], scores[0], atol=1e-6)
+    res = query_encoding({"new": enc}, queries[:3])["new"]  # bench names the runtime and the gate's drop
+    assert res["runtime"] == "onnx-int8" and res["int8_gate"]["drop"] == verdict["drop"] and res["n"] == 3
