@@ -12,9 +12,9 @@ query's vector is the same whether it came alone (search, serve) or in a list (e
 openvino; auto = the lowest measured single-query p50 on this CPU (measured once, cached like the batch
 choice). With ``student.int8: auto`` and a kept query-int8 dev gate (measured at index build:
 reldistill.retrieval.build.query_int8_gate), auto also measures "onnx-int8": the int8 export on ONNX
-Runtime for queries only, the catalog vectors staying fp32. A student whose modules are not transformer →
-pooling (mean / cls / max) → optional normalise (e.g. a static-embedding student, or prompt-excluding
-pooling) keeps the plain ``encode_queries`` path.
+Runtime for queries only, the catalog vectors staying as they are. A student whose modules are not
+transformer → pooling (mean / cls / max) → optional normalise (e.g. a static-embedding student, or
+prompt-excluding pooling) keeps the plain ``encode_queries`` path.
 
 One thread per query, also where two would be faster alone: serve answers concurrent requests on a thread
 pool, and on a 2-core machine a second intra-op thread per query competes with the other request (and BM25).
