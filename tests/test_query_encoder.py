@@ -11,7 +11,7 @@ import pytest
 from reldistill.student import backend as rt
 from reldistill.student import encode_queries, load_student
 from reldistill.student import query_encoder as qe
-from test_student_backend import block_runtime, fp32, tiny  # noqa: F401 - shared fixtures and helper
+from test_student_backend import block_runtime, fp32, judged_slice, tiny  # noqa: F401 - shared fixtures and helpers
 
 RUNTIMES = ["torch", *(b for b in ("onnx", "openvino") if rt.runtime_installed(b))]
 QUERIES = ["red running shoes", "usb c cable 6 ft", "Émile's 2-pack USB-C → HDMI 4K@60Hz", "kids water bottle",
@@ -73,8 +73,8 @@ def test_missing_runtime_falls_back_to_the_torch_query_path(tiny, fp32, monkeypa
     assert qe.query_encoder(load_student(str(tiny), backend="torch")).runtime in rt.installed_backends()
 
 
-def test_auto_picks_the_lowest_single_query_latency_once_and_caches_it(tiny, fp32, monkeypatch):
-    fake = {"torch": 9.0, "onnx": 2.0, "openvino": 3.0}
+def fake_p50(monkeypatch, fake: dict[str, float]) -> list[str]:
+    """Single-query timings replaced by ``fake`` (ms per runtime); returns the list of runtimes timed, as they are."""
     calls = []
 
     def timed(encoder, rounds=10):
@@ -82,6 +82,12 @@ def test_auto_picks_the_lowest_single_query_latency_once_and_caches_it(tiny, fp3
         return fake[encoder.runtime]
 
     monkeypatch.setattr(qe, "query_p50_ms", timed)
+    return calls
+
+
+def test_auto_picks_the_lowest_single_query_latency_once_and_caches_it(tiny, fp32, monkeypatch):
+    fake = {"torch": 9.0, "onnx": 2.0, "openvino": 3.0}
+    calls = fake_p50(monkeypatch, fake)
     monkeypatch.setenv(qe.QUERY_BACKEND_ENV, "auto")
     enc = qe.query_encoder(load_student(str(tiny), backend="torch"))
     installed = rt.installed_backends()
@@ -110,13 +116,7 @@ def test_int8_is_a_query_candidate_only_under_a_kept_gate_with_its_own_cache_key
     from reldistill.student.identity import weights_digest
 
     fake = {"torch": 9.0, "onnx": 2.0, "openvino": 3.0, "onnx-int8": 1.0}
-    calls = []
-
-    def timed(encoder, rounds=10):
-        calls.append(encoder.runtime)
-        return fake[encoder.runtime]
-
-    monkeypatch.setattr(qe, "query_p50_ms", timed)
+    calls = fake_p50(monkeypatch, fake)
     monkeypatch.setenv(qe.QUERY_BACKEND_ENV, "auto")
     monkeypatch.setenv(rt.INT8_ENV, "auto")
     digest, installed = weights_digest(tiny), rt.installed_backends()
@@ -158,7 +158,6 @@ def test_kept_query_int8_gate_runs_search_serve_and_eval_on_the_same_int8_vector
 
     from reldistill.artifacts import read_manifest
     from reldistill.config import DataConfig
-    from reldistill.data import load_esci
     from reldistill.eval.bench_search import query_encoding
     from reldistill.retrieval.build import build_index
     from reldistill.retrieval.pipeline import SearchPipeline
@@ -169,11 +168,9 @@ def test_kept_query_int8_gate_runs_search_serve_and_eval_on_the_same_int8_vector
     monkeypatch.setenv(rt.INT8_ENV, "auto")
     monkeypatch.setenv(qe.QUERY_BACKEND_ENV, "auto")
     monkeypatch.setattr(rt, "INT8_MAX_DROP", 1.0)  # admit the tiny random student's int8 queries, whatever they lost
-    monkeypatch.setattr(qe, "query_p50_ms", lambda encoder, rounds=10: 1.0 if encoder.runtime == "onnx-int8" else 5.0)
+    fake_p50(monkeypatch, {"torch": 5.0, "onnx": 5.0, "openvino": 5.0, "onnx-int8": 1.0})
     student = build_tiny_student(tmp_path / "student", normalize=True)
-    data = load_esci(DataConfig(path=str(esci_dir)))
-    ex = data.examples[data.examples["query_id"].isin(sorted(data.examples["query_id"].unique())[:120])]
-    products = data.products[data.products["product_id"].isin(set(ex["product_id"]))].reset_index(drop=True)
+    ex, products = judged_slice(esci_dir, 120)
     index = build_index(tmp_path / "run", student_path=str(student), data_cfg=DataConfig(path=str(esci_dir)),
                         products=products, examples=ex)
     verdict = read_manifest(index)["student_query_int8"]
