@@ -208,7 +208,7 @@ def query_int8_gate(student_path: str, model, emb: np.ndarray, products: pd.Data
     a, b, n = a["ndcg@10"], b["ndcg@10"], a["queries"]
     verdict = rt.record_int8_verdict(folder, digest, a, b, catalog, key="query_int8",
                                      catalog_backend=model.reldistill_backend, dev_queries=n)
-    log.info("int8 queries: dev nDCG@10 %.4f vs fp32 %.4f (catalog fp32, %s) → %s", b, a, model.reldistill_backend,
+    log.info("int8 queries: dev nDCG@10 %.4f vs fp32 %.4f (catalog vectors: %s) → %s", b, a, model.reldistill_backend,
              "kept" if verdict["kept"] else "not used")
     return verdict
 

@@ -75,7 +75,7 @@ def record_int8_verdict(model_dir: Path, digest: str, fp32_ndcg: float, int8_ndc
     """Store the gate's measurement beside the export: int8 is used only when it lost < ``INT8_MAX_DROP``.
 
     ``key``: "int8" (catalog and queries through the int8 export) or "query_int8" (queries only, against
-    the fp32 catalog vectors the index holds)."""
+    the catalog vectors the index holds, as the batch backend encoded them)."""
     verdict = {"dev_ndcg10_fp32": fp32_ndcg, "dev_ndcg10_int8": int8_ndcg, "drop": fp32_ndcg - int8_ndcg,
                "max_drop": INT8_MAX_DROP, "kept": fp32_ndcg - int8_ndcg < INT8_MAX_DROP, "catalog": catalog,
                "scheme": INT8_SCHEME, **extra,

@@ -86,8 +86,8 @@ class QueryEncoder:
 
     ``runtime``: "torch" (the student's own PyTorch transformer), "onnx" / "onnx-int8" / "openvino" (a
     one-thread session over the student's fp32 or int8 ONNX export), or "plain" (``encode_queries``:
-    students the lean path does not cover). Thread-safe: ONNX Runtime and PyTorch sessions are re-entrant; OpenVINO keeps one
-    infer request per calling thread.
+    students the lean path does not cover). Thread-safe: ONNX Runtime and PyTorch sessions are re-entrant;
+    OpenVINO keeps one infer request per calling thread.
     """
 
     def __init__(self, st_model, runtime: str = "torch", onnx_path: Path | None = None):
@@ -255,7 +255,7 @@ def _build(st_model, runtime: str, model_dir: Path | None, digest: str | None) -
 
 
 def int8_gate_of(model_dir: Path | None, digest: str | None) -> dict[str, Any] | None:
-    """The kept query-int8 dev-gate verdict of this student (int8 queries against its fp32 catalog), else None;
+    """The kept query-int8 dev-gate verdict of this student (int8 queries against its indexed catalog), else None;
     only with ``student.int8: auto`` and ONNX Runtime installed."""
     from reldistill.student import backend as rt
 
