@@ -34,25 +34,31 @@ def split_qrels(examples: pd.DataFrame, split: str) -> tuple[dict[str, str], dic
 
 
 def catalog_search(model, queries: list[str], products: pd.DataFrame, k: int = 100,
-                   doc_embeddings: np.ndarray | None = None, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, indices) of the top-``k`` catalog products per query by cosine similarity (FAISS flat, no full matrix)."""
+                   doc_embeddings: np.ndarray | None = None, batch_size: int = 64,
+                   query_encoder=None) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, indices) of the top-``k`` catalog products per query by cosine similarity (FAISS flat, no full matrix).
+
+    ``query_encoder``: encodes the queries instead of ``encode_queries(model)`` (a ``QueryEncoder``: search's path)."""
     from reldistill.student.encode import encode_documents, encode_queries
 
     docs = doc_embeddings if doc_embeddings is not None else encode_documents(model, products["text"].tolist(), batch_size)
-    return exact_top_k(encode_queries(model, queries, batch_size), docs, k)
+    qv = query_encoder.encode(queries) if query_encoder is not None else encode_queries(model, queries, batch_size)
+    return exact_top_k(qv, docs, k)
 
 
 def evaluate_student(model, examples: pd.DataFrame, products: pd.DataFrame, split: str = "dev",
-                     k: int = 100, batch_size: int = 64, doc_embeddings: np.ndarray | None = None) -> dict[str, float]:
+                     k: int = 100, batch_size: int = 64, doc_embeddings: np.ndarray | None = None,
+                     query_encoder=None) -> dict[str, float]:
     """{'ndcg@10', 'recall@100', 'queries'} of ``model`` on ``split`` against the full ``products`` catalog.
 
-    ``doc_embeddings``: the catalog already encoded by ``model`` (to score several splits with one encode).
+    ``doc_embeddings``: the catalog already encoded by ``model`` (to score several splits with one encode);
+    ``query_encoder``: what encodes the queries (see ``catalog_search``).
     """
     queries, qrels = split_qrels(examples, split)
     if not qrels:
         raise UserError(f"split {split!r} has no query with a relevant product — nothing to evaluate.")
     qids = list(queries)
-    scores, idx = catalog_search(model, [queries[q] for q in qids], products, k, doc_embeddings, batch_size)
+    scores, idx = catalog_search(model, [queries[q] for q in qids], products, k, doc_embeddings, batch_size, query_encoder)
     pids = products["product_id"].astype(str).to_numpy()
     run = {q: {str(pids[j]): float(s) for j, s in zip(idx[i], scores[i])} for i, q in enumerate(qids)}
     top = max(max(d.values()) for d in qrels.values())

@@ -101,6 +101,8 @@ def figures(res: dict[str, Any]) -> dict[str, Any]:
         "query_encode_speedup": q["torch"]["p50_ms"] / q["new"]["p50_ms"],
         "query_encode_p99_ms_torch": q["torch"]["p99_ms"], "query_encode_p99_ms_new": q["new"]["p99_ms"],
         "query_encode_backend": q["new"]["runtime"],
+        "query_encode_int8": q["new"]["runtime"].endswith("-int8"),
+        "query_encode_int8_dev_drop": (q["new"].get("int8_gate") or {}).get("drop"),
         "query_encode_steps_ms_new": q["new"]["steps_ms"],
         "hybrid_p50_ms_new": hyb["p50_ms"], "hybrid_p99_ms_new": hyb["p99_ms"],
         "hybrid_p50_ms_torch": hyb0["p50_ms"] if hyb0 else None, "hybrid_p99_ms_torch": hyb0["p99_ms"] if hyb0 else None,
@@ -164,7 +166,12 @@ def render(res: dict[str, Any]) -> str:
     rows.append(("query encode (torch)", f"{q['torch']['n']} queries, one at a time", f"p50 {q['torch']['p50_ms']:.2f} ms · p99 {q['torch']['p99_ms']:.2f} ms", "baseline"))
     st = q["new"]["steps_ms"]
     steps = ", ".join(f"{k[:-3]} {v:.2f}" for k, v in st.items() if k != "total_ms")
-    rows.append((f"query encode ({q['new']['runtime']}, one-query path)", "same queries, in turns of 10 with the baseline",
+    gate = q["new"].get("int8_gate")
+    how = "same queries, in turns of 50 with the baseline (2 untimed first)"
+    if gate:
+        how += (f"; int8 queries, dev nDCG@10 {gate['dev_ndcg10_int8']:.4f} vs fp32 {gate['dev_ndcg10_fp32']:.4f} "
+                f"(drop {gate['drop']:.4f} < {gate['max_drop']})")
+    rows.append((f"query encode ({q['new']['runtime']}, one-query path)", how,
                  f"p50 {q['new']['p50_ms']:.2f} ms · p99 {q['new']['p99_ms']:.2f} ms",
                  f"{q['torch']['p50_ms'] / q['new']['p50_ms']:.2f}× faster p50 (median steps ms: {steps})"))
     ix = res["index"]

@@ -46,22 +46,27 @@ def student_encoding(baseline, model, texts: list[str], batch_size: int = 64) ->
             "ratio_vs_plain": plain / ours, "min_cosine_vs_plain": float(np.min(np.sum(ref * emb, axis=1)))}
 
 
-def query_encoding(encoders: dict[str, Any], queries: list[str], block: int = 10) -> dict[str, dict[str, Any]]:
-    """p50/p99 ms of one query at a time through each query encoder (``QueryEncoder.encode``); the encoders take
-    turns in blocks of ``block`` queries, so a shared machine's load hits all alike and one runtime's idle
-    spinning threads barely touch the next one's timings. Each entry also names its runtime and the median
-    ms of its steps (tokenise, forward, pool) on the first query."""
+def query_encoding(encoders: dict[str, Any], queries: list[str], block: int = 50, warm: int = 2) -> dict[str, dict[str, Any]]:
+    """p50/p99 ms of one query at a time through each query encoder (``QueryEncoder.encode``).
+
+    The encoders take turns in blocks of ``block`` queries, so a shared machine's load hits all alike; each
+    block starts with ``warm`` untimed queries, so no path is timed while the previous one's OpenMP threads
+    still spin or its weights still fill the caches (timed back to back, the first queries after a switch
+    read ~10–25% slower). Each entry also names its runtime, the dev-gate verdict that admitted an int8
+    runtime (``int8_gate``, else None) and the median ms of its steps (tokenise, forward, pool) on the first query."""
     times: dict[str, list[float]] = {name: [] for name in encoders}
     for e in encoders.values():
         e.encode(queries[:1])
     for start in range(0, len(queries), block):
         for name, e in encoders.items():
+            for q in queries[start:start + warm]:
+                e.encode([q])
             for q in queries[start:start + block]:
                 t = time.perf_counter()
                 e.encode([q])
                 times[name].append((time.perf_counter() - t) * 1000)
-    return {name: {**_pct(v), "runtime": encoders[name].runtime, "steps_ms": encoders[name].timings(queries[0])}
-            for name, v in times.items()}
+    return {name: {**_pct(v), "runtime": encoders[name].runtime, "int8_gate": getattr(encoders[name], "int8_gate", None),
+                   "steps_ms": encoders[name].timings(queries[0])} for name, v in times.items()}
 
 
 def _measured(fn, *args, **kwargs) -> tuple[Any, dict[str, float]]:

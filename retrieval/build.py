@@ -105,9 +105,11 @@ def build_index(run_dir_or_index_dir: str | Path, student_path: str | None = Non
     emb = load_vectors(student_path, ids, texts) if reuse else None
     if emb is None:
         emb = encode_catalog(model, ids, texts, cache=cache, batch_size=cfg.batch_size)
-    int8 = None
+    int8 = query_int8 = None
     if backend in ("onnx", "onnx-int8") and examples is not None:
         model, emb, int8 = int8_gate(student_path, model, emb, products, examples, data_cfg, cfg.batch_size)
+    if examples is not None:
+        query_int8 = query_int8_gate(student_path, model, emb, products, examples, data_cfg)
     dense = DenseIndex.build(emb, ids, kind=cfg.kind, model=student_id, config=cfg)
     bm25 = BM25Index.build(ids, texts)
     fingerprint = data_fingerprint(data_cfg.path) if Path(data_cfg.path).exists() else {}
@@ -119,7 +121,7 @@ def build_index(run_dir_or_index_dir: str | Path, student_path: str | None = Non
         write_manifest(tmp, INDEX_KIND, student=student_id, student_path=str(Path(student_path).resolve())
                        if Path(student_path).exists() else student_path, dim=dim, index_kind=cfg.kind, count=len(ids),
                        normalized=True, metric="inner_product", index=to_dict(cfg),
-                       student_backend=model.reldistill_backend, student_int8=int8,
+                       student_backend=model.reldistill_backend, student_int8=int8, student_query_int8=query_int8,
                        data={"path": str(data_cfg.path), "fingerprint": fingerprint})
     shutil.rmtree(cache, ignore_errors=True)
     log.info("wrote %s (%d products, dim %d, %s)", index_dir, len(ids), dim, cfg.kind)
@@ -130,7 +132,6 @@ def int8_gate(student_path: str, model, emb: np.ndarray, products: pd.DataFrame,
               data_cfg: DataConfig, batch_size: int = 64):
     """With ``student.int8: auto``, measure dev nDCG@10 of the int8 ONNX export against fp32 once per student
     (recorded beside the export); returns (model, catalog vectors, verdict) — int8 ones only when it held."""
-    from reldistill.data.split import carve_dev
     from reldistill.distill.dev_eval import evaluate_student
     from reldistill.student import backend as rt
     from reldistill.student import load_student
@@ -143,10 +144,8 @@ def int8_gate(student_path: str, model, emb: np.ndarray, products: pd.DataFrame,
     ids, texts = products["product_id"].astype(str).tolist(), products["text"].astype(str).tolist()
     verdict = rt.int8_verdict(folder, digest)
     if verdict is None or verdict.get("catalog") != catalog_digest(ids, texts):
-        ex = examples.copy()
-        if "split" not in ex.columns or not (ex["split"] == "dev").any():
-            ex["split"] = carve_dev(ex, data_cfg.dev_fraction, data_cfg.seed)
-        if not (ex["split"] == "dev").any():
+        ex = dev_examples(examples, data_cfg)
+        if ex is None:
             return model, emb, None
         if model.reldistill_backend != "onnx":  # an int8 model from an earlier verdict: measure against fp32 again
             model = load_student(student_path, backend="onnx", int8=False)
@@ -160,6 +159,58 @@ def int8_gate(student_path: str, model, emb: np.ndarray, products: pd.DataFrame,
         if verdict["kept"]:
             return quant, quant_emb, verdict
     return model, emb, verdict
+
+
+def dev_examples(examples: pd.DataFrame, data_cfg: DataConfig) -> pd.DataFrame | None:
+    """``examples`` with a dev split (their own, else carved from train as distillation carves it); None if none."""
+    from reldistill.data.split import carve_dev
+
+    ex = examples.copy()
+    if "split" not in ex.columns or not (ex["split"] == "dev").any():
+        ex["split"] = carve_dev(ex, data_cfg.dev_fraction, data_cfg.seed)
+    return ex if (ex["split"] == "dev").any() else None
+
+
+def query_int8_gate(student_path: str, model, emb: np.ndarray, products: pd.DataFrame, examples: pd.DataFrame,
+                    data_cfg: DataConfig) -> dict | None:
+    """With ``student.int8: auto``: dev nDCG@10 of the dev queries encoded by the int8 ONNX query encoder vs the fp32
+    one, both searched against ``emb`` (the catalog vectors this index holds, which stay as they are).
+
+    Measured once per student weights and catalog, recorded beside the export (``query_int8``); the query
+    encoder may run int8 (its auto still times it) only where it lost < ``INT8_MAX_DROP``. None where it does
+    not apply: int8 off, no ONNX Runtime, a student without a weights digest or the lean query path, a
+    student already running int8 (its own gate covered queries), or no dev queries.
+    """
+    from reldistill.distill.dev_eval import evaluate_student
+    from reldistill.student import backend as rt
+    from reldistill.student.identity import weights_digest
+    from reldistill.student.query_encoder import QueryEncoder, lean_plan
+
+    folder = Path(resolve_model(student_path).path)
+    digest = weights_digest(folder) if folder.is_dir() else None
+    if (rt.int8_setting() != "auto" or digest is None or not rt.runtime_installed("onnx") or lean_plan(model) is None
+            or model.reldistill_backend.endswith("-int8")):
+        return None
+    catalog = catalog_digest(products["product_id"].astype(str).tolist(), products["text"].astype(str).tolist())
+    verdict = rt.query_int8_verdict(folder, digest)
+    if verdict is not None and (verdict.get("catalog"), verdict.get("catalog_backend")) == (catalog, model.reldistill_backend):
+        return verdict
+    ex = dev_examples(examples, data_cfg)
+    if ex is None:
+        return None
+    try:
+        fp32 = QueryEncoder(model, "onnx", rt.ensure_export(model, folder, digest))
+        quant = QueryEncoder(model, "onnx-int8", rt.ensure_export(model, folder, digest, int8=True))
+        a, b = (evaluate_student(model, ex, products, "dev", doc_embeddings=emb, query_encoder=e) for e in (fp32, quant))
+    except Exception as e:  # noqa: BLE001 - a failed export or session costs the int8 speed-up, never the index
+        log.warning("query int8 gate not measured (%s: %s); queries stay fp32", type(e).__name__, e)
+        return None
+    a, b, n = a["ndcg@10"], b["ndcg@10"], a["queries"]
+    verdict = rt.record_int8_verdict(folder, digest, a, b, catalog, key="query_int8",
+                                     catalog_backend=model.reldistill_backend, dev_queries=n)
+    log.info("int8 queries: dev nDCG@10 %.4f vs fp32 %.4f (catalog vectors: %s) → %s", b, a, model.reldistill_backend,
+             "kept" if verdict["kept"] else "not used")
+    return verdict
 
 
 def _remove_stale_temps(index_dir: Path) -> None:

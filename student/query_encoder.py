@@ -10,8 +10,14 @@ query's vector is the same whether it came alone (search, serve) or in a list (e
 
 ``student.query_backend`` (recipe) or ``$RELDISTILL_STUDENT_QUERY_BACKEND``: auto | torch | onnx |
 openvino; auto = the lowest measured single-query p50 on this CPU (measured once, cached like the batch
-choice). A student whose modules are not transformer → pooling (mean / cls / max) → optional normalise
-(e.g. a static-embedding student, or prompt-excluding pooling) keeps the plain ``encode_queries`` path.
+choice). With ``student.int8: auto`` and a kept query-int8 dev gate (measured at index build:
+reldistill.retrieval.build.query_int8_gate), auto also measures "onnx-int8": the int8 export on ONNX
+Runtime for queries only, the catalog vectors staying as they are. A student whose modules are not
+transformer → pooling (mean / cls / max) → optional normalise (e.g. a static-embedding student, or
+prompt-excluding pooling) keeps the plain ``encode_queries`` path.
+
+One thread per query, also where two would be faster alone: serve answers concurrent requests on a thread
+pool, and on a 2-core machine a second intra-op thread per query competes with the other request (and BM25).
 """
 
 from __future__ import annotations
@@ -54,7 +60,7 @@ def query_backend_setting(setting: str | None = None) -> str:
     return check_backend(env, QUERY_BACKEND_ENV) if env else _default["query_backend"]
 
 
-def _lean_plan(st_model) -> dict[str, Any] | None:
+def lean_plan(st_model) -> dict[str, Any] | None:
     """Pooling mode and normalisation when the student is transformer → pooling [→ normalise]; else None."""
     from sentence_transformers.base.modules.normalize import Normalize
     from sentence_transformers.base.modules.transformer import Transformer
@@ -78,15 +84,16 @@ def _lean_plan(st_model) -> dict[str, Any] | None:
 class QueryEncoder:
     """``encode(queries)`` → (n, dim) float32, L2-normalised, one forward per query on ``runtime``.
 
-    ``runtime``: "torch" (the student's own PyTorch transformer), "onnx" / "openvino" (a one-thread
-    session over the student's ONNX export), or "plain" (``encode_queries``: students the lean path
-    does not cover). Thread-safe: ONNX Runtime and PyTorch sessions are re-entrant; OpenVINO keeps one
-    infer request per calling thread.
+    ``runtime``: "torch" (the student's own PyTorch transformer), "onnx" / "onnx-int8" / "openvino" (a
+    one-thread session over the student's fp32 or int8 ONNX export), or "plain" (``encode_queries``:
+    students the lean path does not cover). Thread-safe: ONNX Runtime and PyTorch sessions are re-entrant;
+    OpenVINO keeps one infer request per calling thread.
     """
 
     def __init__(self, st_model, runtime: str = "torch", onnx_path: Path | None = None):
         self.model, self.runtime = st_model, runtime
-        self.plan = _lean_plan(st_model) if runtime != "plain" else None
+        self.int8_gate: dict[str, Any] | None = None  # the dev-gate verdict that admitted an int8 runtime
+        self.plan = lean_plan(st_model) if runtime != "plain" else None
         if self.plan is None:
             self.runtime = "plain"
             return
@@ -111,7 +118,7 @@ class QueryEncoder:
     def _session_forward(self, runtime: str, onnx_path: Path | None):
         if onnx_path is None:
             raise ValueError("an ONNX Runtime / OpenVINO query encoder needs the student's ONNX export")
-        if runtime == "onnx":
+        if runtime in ("onnx", "onnx-int8"):
             from reldistill.student.backend import ort_session
 
             session = ort_session(onnx_path, threads=1)
@@ -239,12 +246,30 @@ def query_p50_ms(encoder: QueryEncoder, rounds: int = 10) -> float:
     return float(np.median(ts))
 
 
-def _build(st_model, runtime: str, model_dir: Path | None, digest: str | None, int8: bool = False) -> QueryEncoder:
+def _build(st_model, runtime: str, model_dir: Path | None, digest: str | None) -> QueryEncoder:
     if runtime == "torch":
         return QueryEncoder(st_model, "torch")
     from reldistill.student.backend import ensure_export
 
-    return QueryEncoder(st_model, runtime, ensure_export(st_model, model_dir, digest, int8=int8))
+    return QueryEncoder(st_model, runtime, ensure_export(st_model, model_dir, digest, int8=runtime == "onnx-int8"))
+
+
+def int8_gate_of(model_dir: Path | None, digest: str | None) -> dict[str, Any] | None:
+    """The kept query-int8 dev-gate verdict of this student (int8 queries against its indexed catalog), else None;
+    only with ``student.int8: auto`` and ONNX Runtime installed."""
+    from reldistill.student import backend as rt
+
+    if digest is None or model_dir is None or rt.int8_setting() != "auto" or not rt.runtime_installed("onnx"):
+        return None
+    verdict = rt.query_int8_verdict(Path(model_dir), digest)
+    return verdict if verdict and verdict.get("kept") else None
+
+
+def query_candidates(model_dir: Path | None, digest: str | None) -> list[str]:
+    """The runtimes auto measures: the installed ones, plus "onnx-int8" where its query dev gate passed."""
+    from reldistill.student import backend as rt
+
+    return rt.installed_backends() + (["onnx-int8"] if int8_gate_of(model_dir, digest) else [])
 
 
 def choose_query_runtime(st_model, model_dir: Path, digest: str, candidates: list[str]) -> tuple[str, dict[str, float]]:
@@ -279,33 +304,37 @@ def query_encoder(st_model, setting: str | None = None) -> QueryEncoder:
     """The student's query encoder (built once per loaded student and kept on it).
 
     Runs the int8 ONNX export when the student itself runs it (its dev gate passed); otherwise the
-    runtime ``setting`` names (default: ``student.query_backend``), auto = the fastest measured. A
-    runtime that is not installed, or a student that is not a folder, falls back to PyTorch.
+    runtime ``setting`` names (default: ``student.query_backend``), auto = the fastest measured of the
+    installed runtimes and, where the query-int8 dev gate passed, "onnx-int8". A runtime that is not
+    installed, or a student that is not a folder, falls back to PyTorch.
     """
     from reldistill.student import backend as rt
 
     cached = getattr(st_model, "reldistill_query_encoder", None)
     if cached is not None and setting is None:
         return cached
-    if _lean_plan(st_model) is None:
+    if lean_plan(st_model) is None:
         enc = QueryEncoder(st_model, "plain")
     else:
         choice = query_backend_setting(setting)
         model_dir, digest = getattr(st_model, "reldistill_source", (None, None))
-        int8 = getattr(st_model, "reldistill_backend", "").endswith("-int8")
-        if int8:
-            choice = "onnx"
+        student_int8 = getattr(st_model, "reldistill_backend", "").endswith("-int8")
+        if student_int8:
+            choice = "onnx-int8"
         if str(getattr(st_model, "device", "cpu")) != "cpu":
             choice = "torch"  # a GPU student encodes its queries on the GPU
-        if digest is None or (choice not in ("auto", "torch") and not rt.runtime_installed(choice)):
-            if choice not in ("auto", "torch"):
+        base = choice.removesuffix("-int8")
+        if digest is None or (base not in ("auto", "torch") and not rt.runtime_installed(base)):
+            if base not in ("auto", "torch"):
                 log.warning("query backend %s is not installed (pip install 'reldistill[%s]'); encoding queries with torch",
-                            choice, choice)
+                            base, base)
             choice = "torch"
         if choice == "auto":
-            choice, _ = choose_query_runtime(st_model, model_dir, digest, rt.installed_backends())
+            choice, _ = choose_query_runtime(st_model, model_dir, digest, query_candidates(model_dir, digest))
         try:
-            enc = _build(st_model, choice, model_dir, digest, int8=int8)
+            enc = _build(st_model, choice, model_dir, digest)
+            if choice == "onnx-int8":
+                enc.int8_gate = rt.int8_verdict(Path(model_dir), digest) if student_int8 else int8_gate_of(model_dir, digest)
         except Exception as e:  # noqa: BLE001 - an export or runtime failure costs speed, never the query
             log.warning("query backend %s failed (%s: %s); encoding queries with torch", choice, type(e).__name__, e)
             enc = QueryEncoder(st_model, "torch")

@@ -60,6 +60,7 @@ def test_bench_prints_one_table(cli, small_esci, tmp_path, cpu_bf16, backend):  
     assert fig["student_backend"] == backend and fig["teacher_dtype"] == ("bfloat16" if native_bf16 else "float32")
     assert fig["query_encode_speedup"] == pytest.approx(fig["query_encode_p50_ms_torch"] / fig["query_encode_p50_ms_new"])
     assert fig["query_encode_backend"] == backend and res["query_encode"]["torch"]["runtime"] == "plain"
+    assert fig["query_encode_int8"] is False and fig["query_encode_int8_dev_drop"] is None  # int8 off: no gate, no int8
     steps = fig["query_encode_steps_ms_new"]
     assert set(steps) == {"tokenise_ms", "forward_ms", "pool_ms", "total_ms"} and all(v > 0 for v in steps.values())
     assert fig["cpu"] == res["machine"]["cpu"] and fig["cpu_flags"] == res["machine"]["cpu_flags"]

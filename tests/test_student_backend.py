@@ -80,6 +80,16 @@ def test_export_is_written_once_beside_the_student_and_reused(tiny, fp32):
     assert onnx.stat().st_mtime_ns == stamp  # reused, not exported again
 
 
+def judged_slice(esci_dir, n_queries: int):
+    """(examples, products): the judged pairs of the sample's first ``n_queries`` query ids and their products."""
+    from reldistill.config import DataConfig
+    from reldistill.data import load_esci
+
+    data = load_esci(DataConfig(path=str(esci_dir)))
+    ex = data.examples[data.examples["query_id"].isin(sorted(data.examples["query_id"].unique())[:n_queries])]
+    return ex, data.products[data.products["product_id"].isin(set(ex["product_id"]))].reset_index(drop=True)
+
+
 def block_runtime(monkeypatch, backend: str) -> None:
     """Make ``backend``'s runtime fail to import, as on a machine without it."""
     real_import = builtins.__import__
@@ -176,16 +186,13 @@ def test_int8_used_only_where_the_recorded_dev_gate_passed(tiny, fp32, monkeypat
 def test_index_build_measures_the_int8_gate_and_records_it(tmp_path, fp32, monkeypatch, esci_dir):
     from reldistill.artifacts import read_manifest
     from reldistill.config import DataConfig
-    from reldistill.data import load_esci
     from reldistill.retrieval.build import build_index
     from reldistill.student.tiny import build_tiny_student
 
     monkeypatch.setenv(rt.BACKEND_ENV, "onnx")
     monkeypatch.setenv(rt.INT8_ENV, "auto")
     student = build_tiny_student(tmp_path / "student", normalize=True)
-    data = load_esci(DataConfig(path=str(esci_dir)))
-    ex = data.examples[data.examples["query_id"].isin(sorted(data.examples["query_id"].unique())[:150])]
-    products = data.products[data.products["product_id"].isin(set(ex["product_id"]))].reset_index(drop=True)
+    ex, products = judged_slice(esci_dir, 150)
     out = build_index(tmp_path / "run", student_path=str(student), data_cfg=DataConfig(path=str(esci_dir)),
                       products=products, examples=ex)
     m = read_manifest(out)
@@ -193,3 +200,55 @@ def test_index_build_measures_the_int8_gate_and_records_it(tmp_path, fp32, monke
     assert v["dev_ndcg10_fp32"] > 0 and v["drop"] == pytest.approx(v["dev_ndcg10_fp32"] - v["dev_ndcg10_int8"])
     assert v["kept"] == (v["drop"] < rt.INT8_MAX_DROP)
     assert m["student_backend"] == ("onnx-int8" if v["kept"] else "onnx")
+
+
+@pytest.mark.skipif("onnx" not in RUNTIMES, reason="onnxruntime is not installed")
+def test_index_build_gates_int8_queries_against_the_indexed_catalog(tmp_path, fp32, monkeypatch, esci_dir):
+    """The query-only int8 gate: measured at index build on the torch batch backend (its catalog vectors stay torch ones), recorded
+    beside the export and in the manifest once per weights + catalog, refused at a drop ≥ INT8_MAX_DROP."""
+    from reldistill.artifacts import read_manifest
+    from reldistill.config import DataConfig
+    from reldistill.distill import dev_eval
+    from reldistill.retrieval.build import build_index
+    from reldistill.student.identity import weights_digest
+    from reldistill.student.tiny import build_tiny_student
+
+    monkeypatch.setenv(rt.BACKEND_ENV, "torch")
+    monkeypatch.setenv(rt.INT8_ENV, "auto")
+    student = build_tiny_student(tmp_path / "student", normalize=True)
+    digest = weights_digest(student)
+    ex, products = judged_slice(esci_dir, 150)
+    real, seen, lost = dev_eval.evaluate_student, [], {}
+
+    def measured(model, *args, query_encoder=None, **kwargs):  # the real figures, int8's lowered by lost["by"]
+        res = real(model, *args, query_encoder=query_encoder, **kwargs)
+        seen.append(query_encoder.runtime)
+        if query_encoder.runtime == "onnx" and "by" in lost:
+            lost["fp32"] = res["ndcg@10"]
+        if query_encoder.runtime == "onnx-int8" and "by" in lost:
+            res = {**res, "ndcg@10": lost["fp32"] - lost["by"]}
+        return res
+
+    monkeypatch.setattr(dev_eval, "evaluate_student", measured)
+
+    def build(prods, name):
+        out = build_index(tmp_path / name, student_path=str(student), data_cfg=DataConfig(path=str(esci_dir)),
+                          products=prods, examples=ex)
+        return read_manifest(out)
+
+    m = build(products, "run")
+    v = m["student_query_int8"]
+    assert m["student_backend"] == "torch" and m["student_int8"] is None  # the catalog stays fp32 torch vectors
+    assert seen == ["onnx", "onnx-int8"] and v["catalog_backend"] == "torch" and v["dev_queries"] > 0
+    assert v["dev_ndcg10_fp32"] > 0 and v["drop"] == pytest.approx(v["dev_ndcg10_fp32"] - v["dev_ndcg10_int8"])
+    assert v["kept"] == (v["drop"] < rt.INT8_MAX_DROP) and v["max_drop"] == rt.INT8_MAX_DROP
+    assert rt.query_int8_verdict(student, digest) == v and rt.int8_verdict(student, digest) is None
+    assert build(products, "run2")["student_query_int8"] == v and len(seen) == 2  # same weights + catalog: not measured again
+    lost["by"] = 1.2 * rt.INT8_MAX_DROP
+    v = build(products.iloc[1:], "run3")["student_query_int8"]  # another catalog: measured again
+    assert len(seen) == 4 and v["drop"] == pytest.approx(1.2 * rt.INT8_MAX_DROP) and v["kept"] is False
+    lost["by"] = 0.8 * rt.INT8_MAX_DROP
+    v = build(products.iloc[2:], "run4")["student_query_int8"]
+    assert len(seen) == 6 and v["kept"] is True and rt.query_int8_verdict(student, digest)["kept"] is True
+    monkeypatch.setenv(rt.INT8_ENV, "off")
+    assert build(products.iloc[3:], "run5")["student_query_int8"] is None and len(seen) == 6

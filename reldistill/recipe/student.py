@@ -34,7 +34,10 @@ class StudentConfig:
     backend: str = "auto"  # auto | torch | onnx | openvino
     # the runtime of one-query encoding (search, serve, eval queries): auto = the lowest single-query p50 measured here
     query_backend: str = "auto"
-    int8: str | bool = "off"  # auto: the int8 ONNX export where its dev nDCG@10 gate passed (measured at index build) | off
+    # auto: the int8 ONNX export where its dev nDCG@10 gate passed (measured at index build) — for queries only against
+    # the indexed catalog (any backend: the query encoder's auto may then pick onnx-int8), or for catalog and queries
+    # (student.backend onnx) | off
+    int8: str | bool = "off"
 
     def __post_init__(self) -> None:
         self.backend = check_backend(self.backend, "student.backend")
