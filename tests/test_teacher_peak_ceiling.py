@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
 
 from conftest import load_script
+from reldistill.teacher.prefix_kv import PREFIX_KV_ENV
 from teacher_testkit import tiny_teacher_dir
 
 
 def test_the_ceiling_is_the_overall_fraction_over_the_matmul_share(tmp_path_factory, capsys, esci_dir):
     teacher = tiny_teacher_dir(tmp_path_factory, "ceiling", seed=5)
+    before = os.environ.get(PREFIX_KV_ENV)
     load_script("teacher_peak_ceiling").main([str(teacher), "--dtype", "float32", "--pairs", "12", "--batch-size", "4",
                                               "--data", str(esci_dir)])
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     out = {k: v for line in lines for k, v in line.items()}
     assert set(out) == {"overall", "time_share", "ceiling", "linear_shapes"}
+    assert os.environ.get(PREFIX_KV_ENV) == before  # the full forward was timed; the process's setting is left as it was
     o, share = out["overall"], out["time_share"]["matmul"]
     assert o["pairs"] == 12 and o["tokens"] > 12 and o["gflops"] > 0 and 0 < o["peak_fraction"]
     assert 0 < share < 1 and out["time_share"]["top_ops"]
