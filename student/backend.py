@@ -78,15 +78,18 @@ def record_int8_verdict(model_dir: Path, digest: str, fp32_ndcg: float, int8_ndc
     the catalog vectors the index holds, as the batch backend encoded them)."""
     verdict = {"dev_ndcg10_fp32": fp32_ndcg, "dev_ndcg10_int8": int8_ndcg, "drop": fp32_ndcg - int8_ndcg,
                "max_drop": INT8_MAX_DROP, "kept": fp32_ndcg - int8_ndcg < INT8_MAX_DROP, "catalog": catalog,
-               "scheme": INT8_SCHEME, **extra,
+               "scheme": INT8_SCHEME, "cpu": cpu_signature(), **extra,
                "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     _update_meta(exports_dir(model_dir, digest), **{key: verdict})
     return verdict
 
 
 def query_int8_verdict(model_dir: Path, digest: str) -> dict[str, Any] | None:
-    """The recorded dev-nDCG@10 gate of int8 *queries* against this student's indexed catalog (None until measured)."""
-    return int8_verdict(model_dir, digest, key="query_int8")
+    """The recorded dev-nDCG@10 gate of int8 *queries* against this student's indexed catalog (None until measured,
+    or measured on another CPU: int8 kernels differ by ISA, e.g. VNNI vs AVX2's saturating u8s8 — queries stay fp32
+    there until the next index build measures them)."""
+    verdict = int8_verdict(model_dir, digest, key="query_int8")
+    return verdict if verdict and verdict.get("cpu") == cpu_signature() else None
 
 
 def backend_setting(setting: str | None = None) -> str:

@@ -147,6 +147,11 @@ def test_int8_is_a_query_candidate_only_under_a_kept_gate_with_its_own_cache_key
     n = len(calls)
     assert enc().runtime == fp32_choice and len(calls) == n
     monkeypatch.setenv(rt.INT8_ENV, "auto")
+    real_cpu = rt.cpu_signature
+    monkeypatch.setattr(rt, "cpu_signature", lambda: "another CPU [avx2] x2")  # int8 kernels differ by ISA
+    assert rt.query_int8_verdict(tiny, digest) is None and "onnx-int8" not in qe.query_candidates(tiny, digest)
+    monkeypatch.setattr(rt, "cpu_signature", real_cpu)
+    assert rt.query_int8_verdict(tiny, digest) == verdict
     block_runtime(monkeypatch, "onnx")  # no ONNX Runtime: no int8 candidate, no failure
     assert "onnx-int8" not in qe.query_candidates(tiny, digest)
     assert enc().runtime in rt.installed_backends()
