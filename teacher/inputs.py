@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -122,3 +123,12 @@ def length_buckets(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
     """Index batches of similar length (sorted, longest first) — minimal padding, stable order."""
     order = np.argsort(-np.asarray(lengths), kind="stable")
     return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def balanced_batches(rows: Sequence[int], lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
+    """``rows`` sorted longest first, cut into ceil(n / batch_size) batches of near-equal size (no runt batch)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if not len(rows):
+        return []
+    order = rows[np.argsort(-np.asarray([lengths[i] for i in rows]), kind="stable")]
+    return [b for b in np.array_split(order, math.ceil(len(order) / batch_size)) if len(b)]

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import os
 from collections.abc import Sequence
 
 import numpy as np
 import torch
+
+from reldistill.teacher.inputs import balanced_batches
 
 log = logging.getLogger(__name__)
 
@@ -46,24 +47,15 @@ def common_prefix(ids: list[list[int]]) -> int:
     return p
 
 
-def balanced_batches(rows: Sequence[int], lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
-    """``rows`` sorted longest first, cut into ceil(n / batch_size) batches of near-equal size (no runt batch)."""
-    rows = np.asarray(rows, dtype=np.int64)
-    if not len(rows):
-        return []
-    order = rows[np.argsort(-np.asarray([lengths[i] for i in rows]), kind="stable")]
-    return [b for b in np.array_split(order, math.ceil(len(order) / batch_size)) if len(b)]
-
-
 def plan(ids: list[list[int]], keys: Sequence[str] | None, batch_size: int) -> list[tuple[int, list[np.ndarray]]]:
     """The parts of a call: (shared prefix length, batches of row indices). Rows of a key (query) with at least
     ``MIN_GROUP`` rows are a part of their own; the rest share one part; a prefix under ``MIN_PREFIX`` is 0."""
     lengths = [len(r) for r in ids]
     groups: dict[str, list[int]] = {}
-    for i, k in enumerate(keys if keys is not None else [""] * len(ids)):
+    for i, k in enumerate(keys if keys is not None else [""] * len(ids)):  # no keys: one group, the template's prefix
         groups.setdefault(k, []).append(i)
-    big = [g for g in groups.values() if len(g) >= MIN_GROUP and keys is not None]
-    rest = sorted(i for g in groups.values() if not (len(g) >= MIN_GROUP and keys is not None) for i in g)
+    big = [g for g in groups.values() if len(g) >= MIN_GROUP]
+    rest = sorted(i for g in groups.values() if len(g) < MIN_GROUP for i in g)
     parts = []
     for rows in [*big, rest]:
         if rows:

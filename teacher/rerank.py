@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from reldistill.rerank import RankedResult, check_deadline
+from reldistill.teacher.inputs import balanced_batches
 
 
 class TeacherReranker:
@@ -52,8 +53,7 @@ class TeacherReranker:
         texts = [str(c[1]) for c in candidates]
         scores = np.zeros(len(texts), dtype=np.float32)
         bs = self.batch_size or self.teacher.batch_size
-        by_length = np.argsort([-len(t) for t in texts], kind="stable")
-        for chunk in np.array_split(by_length, -(-len(by_length) // bs)):  # near-equal chunks: no runt batch
+        for chunk in balanced_batches(range(len(texts)), [len(t) for t in texts], bs):  # longest first, no runt batch
             check_deadline()
             scores[chunk] = self.teacher.score_pairs([query] * len(chunk), [texts[i] for i in chunk], batch_size=bs)
         order = np.argsort(-scores, kind="stable")  # ties keep the input (first-stage) order

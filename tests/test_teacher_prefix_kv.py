@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from reldistill.teacher import prefix_kv
+from reldistill.teacher.inputs import balanced_batches
 from teacher_testkit import tiny_teacher_dir
 
 QUERIES = ["red running shoes", "usb c cable", "kids water bottle bpa free", "a", "wireless noise cancelling headphones"] * 3
@@ -65,11 +66,11 @@ def test_a_query_with_many_rows_gets_its_own_longer_prefix_and_the_same_logits(t
 
 def test_batches_are_length_sorted_and_balanced():
     lengths = [5, 9, 7, 3, 8, 6, 4, 10, 2]
-    batches = prefix_kv.balanced_batches(range(9), lengths, 4)
+    batches = balanced_batches(range(9), lengths, 4)
     assert [len(b) for b in batches] == [3, 3, 3]  # ceil(9/4) = 3 batches, no runt of 1
     flat = [int(i) for b in batches for i in b]
     assert sorted(flat) == list(range(9)) and [lengths[i] for i in flat] == sorted(lengths, reverse=True)
-    assert prefix_kv.balanced_batches([], lengths, 4) == []
+    assert balanced_batches([], lengths, 4) == []
 
 
 def test_common_prefix_leaves_each_row_a_token_and_short_prefixes_run_whole(teacher, monkeypatch):
