@@ -15,7 +15,8 @@ FIGURES = ("query_encode_p50_ms_torch", "query_encode_p50_ms_new", "query_encode
            "hybrid_p99_ms_new", "hybrid_p50_ms_torch", "hybrid_p99_ms_torch", "catalog_encode_docs_per_s_torch",
            "catalog_encode_docs_per_s_new", "catalog_encode_speedup", "teacher_pairs_per_s", "teacher_peak_fraction",
            "rerank_top20_p50_ms", "query_encode_p99_ms_torch", "query_encode_p99_ms_new",
-           "teacher_fp32_prefix_kv_pairs_per_s", "teacher_fp32_full_pairs_per_s", "teacher_prefix_kv_speedup_vs_fp32")
+           "teacher_fp32_prefix_kv_pairs_per_s", "teacher_fp32_full_pairs_per_s", "teacher_prefix_kv_speedup_vs_fp32",
+           "rerank_top20_p50_ms_full_forward", "rerank_prefix_kv_speedup")
 
 
 @pytest.mark.slow
@@ -37,7 +38,7 @@ def test_bench_prints_one_table(cli, small_esci, tmp_path, cpu_bf16, backend):  
     wants = ["matmul peak", "teacher scoring (float32)", "student encode (plain ST)", "student encode (reldistill)",
              "query encode (torch)", f"query encode ({backend}, one-query path)", "index build: FAISS flat", "index build: BM25 (bm25s)",
              "search latency: bm25", "search latency: dense-flat", "search latency: hybrid", "search latency: hybrid-torch",
-             "search latency: rerank@20", "teacher scoring (int8 dynamic, linear layers)",
+             "search latency: rerank@20", "search latency: rerank@20-full-forward", "teacher scoring (int8 dynamic, linear layers)",
              "teacher scoring (float32, shared prefix once)"]
     wants.append("teacher scoring (bfloat16)" if native_bf16 else "matmul peak / teacher scoring (bfloat16)")
     for want in wants:
