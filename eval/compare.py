@@ -332,6 +332,10 @@ class Evaluation:
                                      [inp.texts[self.row_of[p]] for p in inp.judged["product_id"]], progress=True)
         n_task1 = len(judged_scores)
         self.runs["task1"]["teacher"] = self._task1_run(judged_scores)
+        if read_json(self.run.teacher / MANIFEST).get("prior"):  # the blend hides the LLM's own judgement: show it too
+            alone = TeacherScoreCache(self.run.teacher, self.cache_dir, self.cfg.teacher_dtype, self.cfg.teacher_batch, prior=False)
+            self.runs["task1"]["teacher (LLM alone)"] = self._task1_run(
+                alone.scores(inp.judged["query"].astype(str).tolist(), [inp.texts[self.row_of[p]] for p in inp.judged["product_id"]]))
         soft = inp.judged["soft_label"].to_numpy(dtype=np.float64)
         labels = inp.judged["esci_label"].astype(str)
         self.notes["teacher_mse"] = {

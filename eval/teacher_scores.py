@@ -27,11 +27,12 @@ def pair_key(query: str, text: str) -> str:
 class TeacherScoreCache:
     """``scores(queries, texts)`` → teacher probabilities; misses are scored in batches and saved."""
 
-    def __init__(self, teacher_dir: Path, cache_dir: Path, dtype: str = "auto", batch_size: int = 32):
-        self.teacher_dir, self.dtype, self.batch_size = Path(teacher_dir), dtype, batch_size
+    def __init__(self, teacher_dir: Path, cache_dir: Path, dtype: str = "auto", batch_size: int = 32, prior: bool = True):
+        """``prior=False``: the LLM's scores alone (a teacher with a prior blends them with a bi-encoder's)."""
+        self.teacher_dir, self.dtype, self.batch_size, self.prior = Path(teacher_dir), dtype, batch_size, prior
         from reldistill.teacher.int8 import cpu_key, int8_mode
 
-        int8 = f"int8-{int8_mode()}:{cpu_key()}"  # int8 (where its gate passed) scores are not mixed with fp32 ones
+        int8 = f"int8-{int8_mode()}:{cpu_key()}" + ("" if prior else ":llm-alone")  # int8 / LLM-alone scores kept apart
         digest = hashlib.sha256(((self.teacher_dir / MANIFEST).read_text(encoding="utf-8") + "\0" + dtype + "\0" + int8).encode()).hexdigest()[:16]
         self.path = Path(cache_dir) / f"teacher-scores-{digest}.parquet"
         self.known: dict[str, float] = {}
@@ -57,7 +58,7 @@ class TeacherScoreCache:
         if todo:
             idx = list(todo.values())
             new = self.teacher.score_pairs([queries[i] for i in idx], [texts[i] for i in idx],
-                                           batch_size=self.batch_size, progress=progress)
+                                           batch_size=self.batch_size, progress=progress, prior=self.prior)
             self.known.update(zip(todo, map(float, new)))
             self.scored += len(todo)
             write_parquet(self.path, pd.DataFrame({"key": list(self.known), "score": list(self.known.values())}))

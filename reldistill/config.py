@@ -14,7 +14,7 @@ from reldistill.labels import DEFAULT_GAINS, DEFAULT_SOFT_LABELS
 
 T = TypeVar("T")
 
-DEFAULT_DATA_DIR = "../shared/data/esci-sample"
+DEFAULT_DATA_DIR = "../shared/data/esci-extended"
 
 
 def require_int(value: Any, where: str, minimum: int = 1) -> int:

@@ -83,6 +83,16 @@ def _package_dir(package: str) -> Path | None:
     return Path(list(spec.submodule_search_locations)[0])
 
 
+def terms_files(hub_id: str | None) -> list[Path]:
+    """The licence/terms files an installed offline copy ships (e.g. Gemma's GEMMA_TERMS.html), which a
+    redistributed derivative (a trained adapter) must carry; [] when there are none or it is not installed."""
+    copy = OFFLINE_COPIES.get(hub_id or "")
+    pkg = _package_dir(copy.package) if copy else None
+    if pkg is None:
+        return []
+    return sorted(p for pattern in ("*TERMS*", "NOTICE*", "LICENSE*") for p in pkg.rglob(pattern) if p.is_file())
+
+
 def offline_copy_path(hub_id: str) -> tuple[Path, str | None] | None:
     """(folder, gguf_file) of the installed offline copy of ``hub_id``, or None."""
     copy = OFFLINE_COPIES.get(hub_id)

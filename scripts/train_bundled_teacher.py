@@ -1,6 +1,6 @@
 """Train the demo's bundled teacher once and ship it: ``python scripts/train_bundled_teacher.py``.
 
-Trains configs/demo-cpu.yaml's teacher on the sample's train split with a larger time budget than the
+Trains configs/demo-cpu.yaml's teacher on its data's train split (esci-extended) with a larger time budget than the
 demo has (``--minutes``), then copies the artifact (adapter + head + tokenizer + manifest, no
 checkpoints) to the recipe's ``train.bundled`` folder with bundle.json (this command, the data
 fingerprint, the commit). `reldistill demo` reuses it; `reldistill demo --train-teacher` retrains.
@@ -9,6 +9,7 @@ fingerprint, the commit). `reldistill demo` reuses it; `reldistill demo --train-
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -21,6 +22,9 @@ def main() -> None:
     ap.add_argument("--config", default="configs/demo-cpu.yaml")
     ap.add_argument("--minutes", type=float, default=20.0, help="training budget (the prefix cache is built first)")
     ap.add_argument("--output", default="runs/bundled-teacher/teacher")
+    ap.add_argument("--epochs", type=float, default=None, help="override train.epochs (the schedule's length)")
+    ap.add_argument("--cpu-threads", type=int, default=None, help="override train.cpu_threads (default: the recipe's)")
+    ap.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
     a = ap.parse_args()
     os.chdir(REPO)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -29,9 +33,13 @@ def main() -> None:
     from reldistill.teacher.train import train_teacher
 
     recipe = load_recipe(a.config)
+    train = dataclasses.replace(recipe.train, max_minutes=None,
+                                **({"epochs": a.epochs} if a.epochs else {}),
+                                **({"cpu_threads": a.cpu_threads} if a.cpu_threads else {}))
+    recipe = dataclasses.replace(recipe, train=train)
     if not recipe.train.bundled:
         sys.exit(f"{a.config} has no train.bundled folder to write")
-    out = train_teacher(recipe, a.output, resume=False, max_minutes=a.minutes)
+    out = train_teacher(recipe, a.output, resume=a.resume, max_minutes=a.minutes)
     dest = make_bundle(Path(out), bundle_dir(recipe.train.bundled), " ".join(["python", *sys.argv]), recipe.data.path)
     print(f"bundled teacher written to {dest}")
 

@@ -1,10 +1,11 @@
 """The demo's bundled teacher: a small trained artifact shipped in the repo (adapter + head + tokenizer + manifest).
 
 The ranking variant needs more CPU than the demo's teacher budget, so it is trained once with
-``python scripts/train_bundled_teacher.py`` on the sample's train split and shipped under
+``python scripts/train_bundled_teacher.py`` on esci-extended's train split and shipped under
 ``teacher/bundled/<name>/`` with ``bundle.json`` (the command, the data fingerprint, the commit).
-``reldistill demo`` copies it into the run when the recipe's data has the same fingerprint;
-``reldistill demo --train-teacher`` (or other data) trains on the machine instead.
+``reldistill demo`` copies it into the run when the recipe's data has the same fingerprint and the
+same split and input settings (the dev carve it chose on, the product text it read); otherwise the
+demo trains one on the machine and says why, as does ``reldistill demo --train-teacher``.
 """
 
 from __future__ import annotations
@@ -16,12 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from reldistill.artifacts import atomic_path, data_fingerprint, read_json
+from reldistill.config import DataConfig
 from reldistill.errors import UserError
+from reldistill.models import terms_files
 
 BUNDLE_FILE = "bundle.json"
 # what an artifact directory keeps when it is bundled (no checkpoints, logs or caches)
 KEEP = ("adapter", "head.safetensors", "tokenizer", "teacher.json", "metrics.json", "manifest.json")
 REPO = Path(__file__).resolve().parents[1]
+# data settings that change what the teacher was trained and chosen on (splits, dev carve, its input text)
+SAME_DATA_FIELDS = ("locale", "text_fields", "max_text_chars", "test_fraction", "dev_fraction", "seed")
 
 
 def bundle_dir(value: str | Path) -> Path:
@@ -44,22 +49,44 @@ def make_bundle(teacher_dir: Path, dest: Path, command: str, data_path: str) -> 
                 shutil.copytree(src, tmp / name)
             elif src.is_file():
                 shutil.copy2(src, tmp / name)
+        _copy_terms(read_json(teacher_dir / "manifest.json").get("base_model"), tmp)
         (tmp / BUNDLE_FILE).write_text(json.dumps({"command": command, "data_path": data_path,
                                                    "data_fingerprint": data_fingerprint(data_path), "commit": commit},
                                                   indent=1) + "\n", encoding="utf-8")
     return dest
 
 
-def bundle_matches(src: Path, data_path: str) -> tuple[bool, str]:
-    """(usable, why): the bundle exists and was trained on data with the same fingerprint."""
+def _copy_terms(base_model: str | None, dest: Path) -> None:
+    """A derivative carries its base model's terms: copy them under ``dest/terms/`` with a one-line notice."""
+    files = terms_files(base_model)
+    if not files:
+        return
+    (dest / "terms").mkdir()
+    for f in files:
+        shutil.copy2(f, dest / "terms" / f.name)
+    (dest / "terms" / "DERIVATIVE_NOTICE.md").write_text(
+        f"This folder is a model derivative of {base_model} (a LoRA adapter and score head trained on it). "
+        "Its use and any redistribution are subject to the base model's terms copied beside this notice, "
+        "including their use restrictions, which must be passed on with it.\n", encoding="utf-8")
+
+
+def bundle_matches(src: Path, data: DataConfig) -> tuple[bool, str]:
+    """(usable, why): the bundle exists, was trained on data with the same fingerprint, and with the same
+    split and input settings (so its dev choice was made on this dev carve and it never saw this test split)."""
     if not (src / BUNDLE_FILE).is_file() or not (src / "manifest.json").is_file():
         return False, f"no bundled teacher at {src}"
     info = read_json(src / BUNDLE_FILE)
     try:
-        same = info.get("data_fingerprint") == data_fingerprint(data_path)
+        same = info.get("data_fingerprint") == data_fingerprint(data.path)
     except OSError:
         same = False
-    return (True, "") if same else (False, f"the bundled teacher at {src} was trained on other data than {data_path}")
+    if not same:
+        return False, f"the bundled teacher at {src} was trained on other data than {data.path}"
+    trained = read_json(src / "manifest.json").get("data") or {}
+    differ = [f for f in SAME_DATA_FIELDS if f in trained and trained[f] != getattr(data, f)]
+    if differ:
+        return False, f"the bundled teacher at {src} was trained with other data.{'/'.join(differ)} settings"
+    return True, ""
 
 
 def install_bundle(src: Path, dest: Path) -> dict[str, Any]:

@@ -239,7 +239,8 @@ class Teacher:
         return out
 
     def score_pairs(self, queries: Sequence[str], texts: Sequence[str], batch_size: int | None = None,
-                    progress: bool = False, memo: bool = True) -> np.ndarray:
-        """Relevance probabilities sigmoid(logit) in [0, 1], one per (query, text) pair, in input order."""
-        logits = self.score_logits(queries, texts, batch_size, progress, memo)
+                    progress: bool = False, memo: bool = True, prior: bool = True) -> np.ndarray:
+        """Relevance probabilities sigmoid(logit) in [0, 1], one per (query, text) pair, in input order
+        (``prior=False``: the LLM's alone, without the teacher's prior blend)."""
+        logits = self.score_logits(queries, texts, batch_size, progress, memo, prior)
         return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)

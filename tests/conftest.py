@@ -19,6 +19,7 @@ os.environ.setdefault("RELDISTILL_TEACHER_INT8", "off")
 
 REPO = Path(__file__).resolve().parents[1]
 ESCI_SAMPLE = REPO.parent / "shared" / "data" / "esci-sample"
+ESCI_EXTENDED = REPO.parent / "shared" / "data" / "esci-extended"
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +27,14 @@ def esci_dir() -> Path:
     if not ESCI_SAMPLE.is_dir():
         pytest.fail(f"the ESCI sample is missing at {ESCI_SAMPLE}: clone the repo with ../shared beside it")
     return ESCI_SAMPLE
+
+
+@pytest.fixture(scope="session")
+def extended_dir() -> Path:
+    """esci-extended: the default data of the demo and the recipes."""
+    if not ESCI_EXTENDED.is_dir():
+        pytest.fail(f"esci-extended is missing at {ESCI_EXTENDED}: clone the repo with ../shared beside it")
+    return ESCI_EXTENDED
 
 
 def load_script(name: str):

@@ -51,6 +51,37 @@ def test_split_is_by_query(sample):
     assert 0.08 < (dev == "dev").sum() / (sample.examples["split"] == "train").sum() < 0.25
 
 
+def _judged(examples: pd.DataFrame, split: pd.Series) -> pd.DataFrame:
+    """Per query: its split and its judged count."""
+    return pd.DataFrame({"q": examples["query_id"], "s": split}).groupby("q").agg(s=("s", "first"), n=("s", "size"))
+
+
+@pytest.mark.parametrize("fraction", [0.15, 0.3])
+def test_dev_carve_is_stratified_by_judged_count(sample, fraction):
+    ex = sample.examples
+    per_q = _judged(ex, carve_dev(ex, fraction, seed=13))
+    train_side = per_q[per_q["s"].isin(["train", "dev"])]
+    for lo, hi in [(1, 2), (2, 5), (5, 10), (10, 10**9)]:  # each stratum gives dev its share, to one query
+        band = train_side[(train_side["n"] >= lo) & (train_side["n"] < hi)]
+        assert abs((band["s"] == "dev").sum() - fraction * len(band)) <= 0.5 + 1e-9, (lo, hi)
+    # the choice depends on query ids, not on row order
+    shuffled = ex.sample(frac=1.0, random_state=0)
+    again = _judged(shuffled, carve_dev(shuffled, fraction, seed=13))
+    assert again["s"].sort_index().equals(per_q["s"].sort_index())
+    assert not per_q["s"].equals(_judged(ex, carve_dev(ex, fraction, seed=14))["s"])  # the seed moves it
+
+
+def test_extended_dev_can_choose(extended_dir):
+    """esci-extended's default carve: >= 60 whole multi-judged dev queries, test untouched and never in dev."""
+    data = load_esci(DataConfig(path=str(extended_dir)))
+    ex = data.examples
+    split = carve_dev(ex, DataConfig().dev_fraction, DataConfig().seed)
+    per_q = _judged(ex, split)
+    assert ((per_q["s"] == "dev") & (per_q["n"] >= 2)).sum() >= 60
+    assert (split[ex["split"] == "test"] == "test").all() and ex.loc[ex["split"] == "test", "query_id"].nunique() == 130
+    assert (ex.groupby("query_id")["split"].nunique() == 1).all()
+
+
 def test_hashed_split_without_column(tmp_path, sample):
     ex = sample.examples.drop(columns=["split"]).rename(columns={"esci_label": "label", "text": "product_title"})
     f = tmp_path / "pairs.parquet"

@@ -89,6 +89,14 @@ def test_a_teacher_with_a_prior_scores_the_blend_everywhere(tiny_pair, monkeypat
         ranked = TeacherReranker(t).rerank("red shoes", [("a", texts[0]), ("b", texts[2])])
         blend_a, blend_b = want[0], want[2]
         assert [r.id for r in ranked] == (["a", "b"] if blend_a >= blend_b else ["b", "a"])
+        # eval's "teacher (LLM alone)" row scores the same pairs without the blend, in its own cache
+        from reldistill.eval.teacher_scores import TeacherScoreCache
+
+        cache_dir = teacher_dir.parent / "eval-cache"
+        blended = TeacherScoreCache(teacher_dir, cache_dir, "float32").scores(queries, texts)
+        alone = TeacherScoreCache(teacher_dir, cache_dir, "float32", prior=False).scores(queries, texts)
+        np.testing.assert_allclose(alone, 1 / (1 + np.exp(-llm)), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(blended, 1 / (1 + np.exp(-want)), rtol=1e-4, atol=1e-5)
     del manifest["prior"]
     (teacher_dir / "manifest.json").write_text(json.dumps(manifest))
 

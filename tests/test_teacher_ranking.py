@@ -169,21 +169,28 @@ def test_dev_eval_covers_whole_queries_and_selects_by_ndcg(tiny, tmp_path):
 
 
 def test_bundled_teacher_is_installed_only_for_the_same_data(tiny, tmp_path):
+    import dataclasses
+
     from reldistill.recipe import load_recipe
     from reldistill.teacher import Teacher
     from reldistill.teacher.bundle import bundle_matches, install_bundle, make_bundle
     from reldistill.teacher.train import train_teacher
 
+    recipe = load_recipe(_lm_recipe(tiny, tmp_path / "r.yaml", epochs=1))
     with one_thread():
-        out = train_teacher(load_recipe(_lm_recipe(tiny, tmp_path / "r.yaml", epochs=1)), tmp_path / "t", progress=False)
+        out = train_teacher(recipe, tmp_path / "t", progress=False)
     src = make_bundle(out, tmp_path / "bundle", "python scripts/train_bundled_teacher.py", str(tiny["data"]))
     assert not (src / "checkpoints").exists() and (src / "adapter").is_dir()
     info = json.loads((src / "bundle.json").read_text())
     assert info["command"].startswith("python scripts/") and info["data_fingerprint"]
-    assert bundle_matches(src, str(tiny["data"])) == (True, "")
+    assert bundle_matches(src, recipe.data) == (True, "")
     other = write_pairs_table(tmp_path / "other.csv", queries=5, seed=3)
-    ok, why = bundle_matches(src, str(other))
+    ok, why = bundle_matches(src, dataclasses.replace(recipe.data, path=str(other)))
     assert not ok and "other data" in why
+    # same files, another dev carve (or other product text): the bundle chose on another dev, so it is not reused
+    for change in ({"dev_fraction": 0.3}, {"seed": recipe.data.seed + 1}, {"text_fields": ["title"]}):
+        ok, why = bundle_matches(src, dataclasses.replace(recipe.data, **change))
+        assert not ok and next(iter(change)) in why, (change, why)
     dest = tmp_path / "run" / "teacher"
     install_bundle(src, dest)
     s = Teacher.load(dest, dtype="float32").score_pairs(["shoes red"], ["shoes mug item 1"])

@@ -67,7 +67,20 @@ class Pipeline:
         from reldistill.teacher.int8 import cpu_key
 
         sections = {k: dataclasses.asdict(getattr(self.recipe, k)) for k in ("teacher", "train", "score", "distill", "eval", "search", "student")}
-        return input_digests({"k": [dataclasses.asdict(self.demo), sections, self.data_inputs, cpu_key()]})["k"]
+        return input_digests({"k": [dataclasses.asdict(self.demo), sections, self.data_inputs, cpu_key(), self.bundle is not None]})["k"]
+
+    @functools.cached_property
+    def bundle(self) -> Path | None:
+        """The recipe's bundled teacher when the demo will reuse it (same data and dev carve, no ``--train-teacher``)."""
+        if not self.recipe.train.bundled or self.train_teacher:
+            return None
+        from reldistill.teacher.bundle import bundle_dir, bundle_matches
+
+        src = bundle_dir(self.recipe.train.bundled)
+        ok, why = bundle_matches(src, self.data_cfg)
+        if not ok:
+            console.print(f"teacher: {why} — training one here", highlight=False)
+        return src if ok else None
 
     @functools.cached_property
     def sizing(self) -> dict[str, Any] | None:
@@ -92,7 +105,8 @@ class Pipeline:
         work = sz.work_of(data, self.data_cfg, dcfg, self.recipe.eval, self.recipe.search,
                           int8_check=self.recipe.student.int8 == "auto")
         speeds = sz.measure(self.recipe, dcfg, data, self.demo)
-        p = sz.plan(self.demo, speeds, work, spent_s=speeds.detail.get("probe_s", 0.0))
+        demo = self.demo if self.bundle is None else dataclasses.replace(self.demo, min_teacher_minutes=0.0, max_teacher_minutes=0.0)
+        p = sz.plan(demo, speeds, work, spent_s=speeds.detail.get("probe_s", 0.0))
         rec = {"key": key, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **p,
                "speeds": {"teacher_pairs_per_s": round(speeds.teacher_pairs_per_s, 2),
                           "student_steps_per_s": round(speeds.student_steps_per_s, 3),
@@ -132,7 +146,8 @@ class Pipeline:
             return self.data_inputs
         if name == "teacher":
             return {**self.data_inputs, "teacher": dataclasses.asdict(r.teacher), "train": dataclasses.asdict(r.train),
-                    "minutes": self._teacher_minutes()}
+                    "minutes": self._teacher_minutes(),
+                    "bundle": file_fingerprint(self.bundle / MANIFEST) if self.bundle is not None else None}
         cfg = dataclasses.asdict(self._distill_cfg())
         if name == "candidates":
             q = cfg["queries_path"]
@@ -168,18 +183,13 @@ class Pipeline:
     def teacher_stage(self, force: bool) -> str:
         from reldistill.teacher.train import train_teacher
 
-        bundled = self.recipe.train.bundled
-        if bundled and not self.train_teacher:
-            from reldistill.teacher.bundle import bundle_dir, bundle_matches, install_bundle
+        if self.bundle is not None:
+            from reldistill.teacher.bundle import install_bundle
 
-            src = bundle_dir(bundled)
-            ok, why = bundle_matches(src, self.data_cfg.path)
-            if ok:
-                info = install_bundle(src, self.run.teacher)
-                console.print(f"[bold]teacher:[/] reusing the BUNDLED teacher {src} (trained once with `{info['command']}` "
-                              f"at commit {str(info.get('commit'))[:10]}, not on this machine); `--train-teacher` trains one here", highlight=False)
-                return "bundled teacher (not trained here); " + _teacher_summary(read_manifest(self.run.teacher))
-            console.print(f"teacher: {why} — training one here", highlight=False)
+            info = install_bundle(self.bundle, self.run.teacher)
+            console.print(f"[bold]teacher:[/] reusing the BUNDLED teacher {self.bundle} (trained once with `{info['command']}` "
+                          f"at commit {str(info.get('commit'))[:10]}, not on this machine); `--train-teacher` trains one here", highlight=False)
+            return "bundled teacher (not trained here); " + _teacher_summary(read_manifest(self.run.teacher))
         train_teacher(self.recipe, self.run.teacher, resume=not force, max_minutes=self._teacher_minutes())
         m = read_manifest(self.run.teacher)
         return _teacher_summary(m)
@@ -298,7 +308,11 @@ def _teacher_summary(m: dict[str, Any]) -> str:
 
 def _student_summary(m: dict[str, Any]) -> str:
     best = m.get("best") or m.get("dev") or {}
+    sc = m.get("scores") or {}
+    labelled = "" if sc.get("human_labels_only") or "pairs" not in sc else (
+        f"; {sc['pairs']:,} teacher-labelled pairs of {sc.get('queries', 0):,} train queries, "
+        f"{m.get('steps', 0) * (m.get('config') or {}).get('batch_size', 0):,} rows seen in {m.get('steps', 0)} steps")
     if isinstance(best, dict) and best:
         shown = ", ".join(f"{k} {v:.4f}" for k, v in best.items() if isinstance(v, (int, float)))
-        return f"{m.get('loss', '')}; dev {shown}"
-    return str(m.get("loss", "student trained"))
+        return f"{m.get('loss', '')}; dev {shown}{labelled}"
+    return str(m.get("loss", "student trained")) + labelled
