@@ -117,7 +117,9 @@ def mine_candidates(data: EsciData, cfg: DistillConfig, student=None, dev_fracti
         raise UserError("there are no train queries to mine candidates for — check the data's split column and data.dev_fraction.")
 
     n_judged = train.groupby("query_id")["product_id"].transform("size")
-    full_ids = pd.unique(train.loc[n_judged >= cfg.min_judged, "query_id"])
+    full_ids = pd.Series(pd.unique(train.loc[n_judged >= cfg.min_judged, "query_id"]))
+    if cfg.max_judged_queries is not None and len(full_ids) > cfg.max_judged_queries:
+        full_ids = full_ids.iloc[np.argsort(query_unit(full_ids, seed, "judged"), kind="stable")[: cfg.max_judged_queries]]
     sparse_ids = pd.Series(pd.unique(train.loc[n_judged < cfg.min_judged, "query_id"]))
     if cfg.max_unlabeled_queries is not None and len(sparse_ids) > cfg.max_unlabeled_queries:
         u = query_unit(sparse_ids, seed, "unlabeled")

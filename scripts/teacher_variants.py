@@ -1,4 +1,4 @@
-"""Train + evaluate teacher variants on the ESCI sample and write the README's variant table.
+"""Train + evaluate teacher variants on the recipe's data (esci-extended) and render docs/teacher-variants.md.
 
 Each variant is the demo recipe (configs/demo-cpu.yaml) with a few teacher:/train: overrides. For each
 one: `train_teacher` (dev Task-1 nDCG@10 over whole dev queries picks the checkpoint), then
@@ -8,7 +8,7 @@ Baselines (BM25 and the base MiniLM on the same judged pairs) come from `--basel
 
     .venv/bin/python scripts/teacher_variants.py --variants lm-zeroshot lm-listwise-top4 ...
     .venv/bin/python scripts/teacher_variants.py --baselines
-    .venv/bin/python scripts/teacher_variants.py --table-only
+    .venv/bin/python scripts/teacher_variants.py --table-only --docs docs/teacher-variants.md
 """
 
 from __future__ import annotations
@@ -17,12 +17,23 @@ import argparse
 import copy
 import json
 import os
+import platform
+import sys
 import time
 from pathlib import Path
 
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+PAGE_INTRO = """# Teacher variants (ESCI Task 1: rank each query's judged candidates)
+
+Each row is a run on esci-extended: dev = the whole multi-judged dev queries carved from train (stratified by
+judged count), test = the 130 test queries (chooses nothing). nDCG@10 with the ESCI gains (E=1, S=0.1, C=0.01,
+I=0). Dev figures and the baselines use `teacher/metrics.py` (ties broken pessimistically, which lowers BM25's
+many tied zero scores); a row whose test figure comes from an eval report (`test_source` in results.jsonl)
+uses `reldistill eval`'s Task-1 table for the same teacher and queries. "train wall min" is the training's
+wall time on the CPU named below (model load and dev evaluations included).
+"""
 LM = {"model": "smollm2-135m", "head": "lm", "template": None, "lora_r": 16, "lora_alpha": 32, "max_length": 96}
 VARIANTS: dict[str, dict] = {
     # configs/demo-cpu.yaml's teacher exactly as `reldistill demo` trains it (its own minutes budget)
@@ -121,15 +132,29 @@ def cached_test_eval(tdir: Path, recipe: dict, rpath: Path) -> dict:
     return {"metrics": metrics, "by_label": label_distributions(df.assign(teacher_score=ev.last_probs))}
 
 
-def row_for_artifact(tdir: Path, name: str, out_root: Path, command: str) -> dict:
-    """A table row for an existing teacher artifact (e.g. the bundled one): dev from its manifest, test via the cache."""
+def test_from_report(tdir: Path, run: Path) -> dict:
+    """The teacher's test Task-1 nDCG@10 from ``run``'s eval report, when the run's teacher is this artifact
+    (the same manifest): eval already scored every test pair with it, so nothing is scored twice."""
+    same = (run / "teacher" / "manifest.json").read_bytes() == (tdir / "manifest.json").read_bytes()
+    if not same:
+        sys.exit(f"{run}/teacher is not the artifact {tdir} (manifests differ) — evaluate it instead (drop --test-report).")
+    report = json.loads((run / "report.json").read_text())
+    t1 = report["task1"]["teacher"]
+    return {"metrics": {"ndcg@10": t1["ndcg@10"], "ndcg_queries": report["queries"]}, "by_label": {}, "source": str(run / "report.json")}
+
+
+def row_for_artifact(tdir: Path, name: str, out_root: Path, command: str, report_run: Path | None = None) -> dict:
+    """A table row for an existing teacher artifact (e.g. the bundled one): dev from its manifest, test via the cache
+    (or from ``report_run``'s eval report when that run's teacher is this artifact)."""
     m = json.loads((tdir / "manifest.json").read_text())
     recipe = {"data": m["data"], "teacher": m["teacher"], "train": {k: v for k, v in m["train"].items() if k != "bundled"}}
     rpath = out_root / name / "artifact-recipe.yaml"
     rpath.parent.mkdir(parents=True, exist_ok=True)
     rpath.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
     t1 = time.monotonic()
-    if recipe["train"].get("train_layers"):
+    if report_run is not None:
+        test = test_from_report(tdir, report_run)
+    elif recipe["train"].get("train_layers"):
         test = cached_test_eval(tdir, recipe, rpath)
     else:
         from reldistill.teacher.evaluate import evaluate_teacher
@@ -146,6 +171,7 @@ def row_for_artifact(tdir: Path, name: str, out_root: Path, command: str) -> dic
         "train_wall_min": m.get("train_minutes"), "prefix_cache_s": m.get("prefix_cache_s"),
         "test_eval_wall_min": round((time.monotonic() - t1) / 60, 2), "precision": m.get("precision"), "threads": _threads(),
         "by_label_test_mean": {k: round(v["mean"], 4) for k, v in test["by_label"].items()}, "command": command,
+        "test_source": test.get("source", "evaluate_teacher"), "cpu": _cpu_name(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     with (out_root / "results.jsonl").open("a", encoding="utf-8") as f:
@@ -232,6 +258,14 @@ def _zeroshot_config(model: str):
     return TeacherConfig(model=model, head="lm", max_length=LM["max_length"], lora_r=0)
 
 
+def _cpu_name() -> str:
+    """The CPU's model name (what `lscpu` prints as "Model name")."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
 def _threads() -> int:
     import torch
 
@@ -298,6 +332,17 @@ def table(out_root: Path) -> str:
     return text
 
 
+def write_docs(path: Path, text: str, command: str) -> None:
+    """The table as a docs page, naming the command that rendered it, the commit and the CPU."""
+    import subprocess
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    intro = (PAGE_INTRO + f"\nRendered by `{command}` at commit `{commit}` on {_cpu_name()} "
+             f"({os.cpu_count()} CPUs) from `runs/teacher-variants/results.jsonl`.\n\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(intro + text, encoding="utf-8")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=str(REPO / "configs" / "demo-cpu.yaml"))
@@ -310,6 +355,8 @@ def main() -> None:
     ap.add_argument("--ensemble", nargs="*", default=[], help="backbones whose untrained head-lm score is blended with the base MiniLM")
     ap.add_argument("--artifact", nargs=3, metavar=("DIR", "NAME", "COMMAND"),
                     help="add a row for an existing teacher artifact (e.g. the bundled one) and the command that made it")
+    ap.add_argument("--test-report", default=None, help="with --artifact: a run whose eval report scored this teacher on test")
+    ap.add_argument("--docs", default=None, help="also write the table as this markdown page (with the commit and CPU)")
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -335,8 +382,12 @@ def main() -> None:
         for model in a.ensemble:
             ensemble_rows(model, base, out_root)
         if a.artifact:
-            row_for_artifact(Path(a.artifact[0]), a.artifact[1], out_root, a.artifact[2])
-    print(table(out_root))
+            row_for_artifact(Path(a.artifact[0]), a.artifact[1], out_root, a.artifact[2],
+                             Path(a.test_report) if a.test_report else None)
+    text = table(out_root)
+    print(text)
+    if a.docs:
+        write_docs(Path(a.docs), text, " ".join(["python", *sys.argv]))
 
 
 if __name__ == "__main__":

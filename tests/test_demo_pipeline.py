@@ -104,3 +104,38 @@ def test_demo_cli_reuses_a_finished_run_and_refuses_bad_input(recipe, tmp_path, 
     assert_user_error(cli("demo", "--config", recipe, "--run", tmp_path / "r3", "--budget-minutes", 1), "--budget-minutes")
     assert_user_error(cli("demo", "--config", recipe, "--run", tmp_path / "r4", "--data", tmp_path / "nowhere"), "nowhere")
     assert not (tmp_path / "r3" / "teacher").exists()
+
+
+def test_demo_reuses_a_bundled_teacher_only_for_its_data_and_says_so(recipe, tmp_path, monkeypatch, capsys):
+    """A bundle trained on this data and dev carve is installed (no training, no teacher minutes); other data or
+    `--train-teacher` trains here, and the demo's output names the teacher it used."""
+    from reldistill.teacher.bundle import make_bundle
+    from reldistill.workflow import pipeline as pipeline_mod
+
+    cfg = yaml.safe_load(recipe.read_text())
+    with one_thread():
+        trained = pipeline_mod.Pipeline(recipe, tmp_path / "first", budget_minutes=3)
+        trained.teacher_stage(force=False)
+    bundle = make_bundle(trained.run.teacher, tmp_path / "bundle", "python scripts/train_bundled_teacher.py", cfg["data"]["path"])
+    cfg["train"]["bundled"] = str(bundle)
+    with_bundle = tmp_path / "bundled.yaml"
+    with_bundle.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+
+    def no_training(*a, **k):
+        raise AssertionError("the bundled teacher should have been reused")
+
+    monkeypatch.setattr("reldistill.teacher.train.train_teacher", no_training)
+    pipe = pipeline_mod.Pipeline(with_bundle, tmp_path / "run", budget_minutes=3)
+    assert pipe.bundle == bundle and pipe.stage_inputs("teacher")["bundle"]
+    summary = pipe.teacher_stage(force=False)
+    out = " ".join(capsys.readouterr().err.split())  # the console writes to stderr
+    assert summary.startswith("bundled teacher (not trained here)") and "BUNDLED teacher" in out
+    assert (pipe.run.teacher / "bundle.json").is_file()
+    assert (pipe.run.teacher / "manifest.json").read_bytes() == (bundle / "manifest.json").read_bytes()
+    # --train-teacher, or another dev carve of the same files: the bundle is not used
+    assert pipeline_mod.Pipeline(with_bundle, tmp_path / "r2", budget_minutes=3, train_teacher=True).bundle is None
+    cfg["data"]["seed"] = cfg["data"]["seed"] + 1
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    assert pipeline_mod.Pipeline(other, tmp_path / "r3", budget_minutes=3).bundle is None
+    assert "was trained with other data.seed settings — training one here" in " ".join(capsys.readouterr().err.split())

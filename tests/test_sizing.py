@@ -8,9 +8,15 @@ import pytest
 
 from reldistill.workflow import sizing as sz
 
-WORK = sz.Work(catalog=8462, catalog_encodes=2, training_encodes=2, fixed_pairs=5491, pairs_per_unlabeled=3.24,
+# what work_of counted on the sample before judged train queries became a sized knob: 5,491 teacher pairs whatever
+# the sizes = 1,776 of test Task-1 and rerank pools + 70 fully judged train queries x 53.09 pairs
+WORK = sz.Work(catalog=8462, catalog_encodes=2, training_encodes=2, fixed_pairs=1776, pairs_per_unlabeled=3.24,
                pairs_per_dev_rerank_query=13, max_unlabeled=250, max_dev_rerank=40,
-               int8_check_encodes=1)  # what work_of counts on the sample
+               int8_check_encodes=1, pairs_per_judged=(5491 - 1776) / 70, max_judged=70)
+# esci-extended as work_of counts it: 240 fully judged train queries of 33.2 pairs, 5,169 test Task-1 and pool pairs
+EXTENDED = sz.Work(catalog=15067, catalog_encodes=2, training_encodes=2, fixed_pairs=5169, pairs_per_unlabeled=3.24,
+                   pairs_per_dev_rerank_query=13, max_unlabeled=250, max_dev_rerank=40, int8_check_encodes=1,
+                   pairs_per_judged=33.25, max_judged=240, teacher_dev_pairs=1077)
 DEMO = sz.DemoConfig()
 
 
@@ -20,7 +26,7 @@ def _plan(teacher: float, steps: float, docs: float, demo=DEMO, work=WORK):
 
 def test_a_fast_cpu_gets_the_caps_and_gives_the_rest_to_the_teacher():
     p = _plan(200.0, 20.0, 5000.0)
-    assert p["sizes"] == {"unlabeled_queries": 250, "student_steps": 110, "dev_rerank_queries": 40,
+    assert p["sizes"] == {"unlabeled_queries": 250, "student_steps": 110, "dev_rerank_queries": 40, "judged_queries": 70,
                           "teacher_minutes": DEMO.max_teacher_minutes}  # never above the recipe's caps
     assert p["fits"] and p["predicted_total_s"] <= p["target_s"]
 
@@ -34,12 +40,13 @@ def test_slower_cpus_get_fewer_pairs_and_steps_never_below_the_minimums():
         assert DEMO.min_unlabeled_queries <= z["unlabeled_queries"] <= WORK.max_unlabeled
         assert DEMO.min_student_steps <= z["student_steps"] <= DEMO.max_student_steps
         assert DEMO.min_dev_rerank_queries <= z["dev_rerank_queries"] <= WORK.max_dev_rerank
+        assert DEMO.min_judged_queries <= z["judged_queries"] <= WORK.max_judged
         if last is not None:
             assert all(z[k] <= last[k] for k in z), (speed, z, last)
         if p["fits"]:  # the parts add up to the target at most
             assert sum(p["predicted_s"].values()) == pytest.approx(p["predicted_total_s"], abs=0.5) and p["predicted_total_s"] <= p["target_s"]
         last = z
-    assert z == {"unlabeled_queries": 50, "student_steps": 30, "dev_rerank_queries": 10, "teacher_minutes": 1.0}
+    assert z == {"unlabeled_queries": 50, "student_steps": 30, "dev_rerank_queries": 10, "judged_queries": 60, "teacher_minutes": 1.0}
     assert not p["fits"]  # a tenth of the speed cannot fit: minimums, and it says so
 
 
@@ -65,13 +72,49 @@ def test_the_prediction_matches_the_measured_no_bf16_demo():
     backend = choose_fastest({b: {"docs_per_s": d, "query_p50_ms": 1.0} for b, d in docs.items()})
     assert backend == "torch"  # auto picks by throughput: the index reuses the student's vectors, no int8 gate
     work = sz.Work(**{**WORK.__dict__, "max_unlabeled": 50, "max_dev_rerank": 10})  # the sizes it ran at
-    demo = sz.DemoConfig(target_minutes=15.5, max_student_steps=30, max_teacher_minutes=1.0)
+    demo = sz.DemoConfig(target_minutes=15.5, max_student_steps=30, max_teacher_minutes=1.0, min_judged_queries=70)
     p = sz.plan(demo, sz.Speeds(13.85, 0.541, 198.8, docs[backend], {"student": {"backend": backend}}), work, spent_s=68.6)
-    assert p["sizes"] == {"unlabeled_queries": 50, "student_steps": 30, "dev_rerank_queries": 10, "teacher_minutes": 1.0}
+    assert p["sizes"] == {"unlabeled_queries": 50, "student_steps": 30, "dev_rerank_queries": 10, "judged_queries": 70,
+                          "teacher_minutes": 1.0}
     measured = 850.6
     assert abs(p["predicted_total_s"] - measured) / measured < 0.05, p["predicted_s"]
     onnx = sz.plan(demo, sz.Speeds(13.85, 0.541, 198.8, docs["onnx"], {"student": {"backend": "onnx"}}), work, spent_s=68.6)
     assert onnx["predicted_s"]["catalog encodes"] > p["predicted_s"]["catalog encodes"]  # an onnx index pays its int8 gate
+
+
+def test_a_bundled_teacher_leaves_its_minutes_to_labelling_judged_queries():
+    """esci-extended on a slow CPU: with the teacher's minutes at 0 (the bundled teacher) the judged train queries the
+    teacher labels are what grows first; with a training teacher they shrink towards their minimum."""
+    bundled = sz.plan(sz.DemoConfig(min_teacher_minutes=0.0, max_teacher_minutes=0.0), sz.Speeds(8.0, 0.5, 200.0, 200.0), EXTENDED)
+    trains = sz.plan(DEMO, sz.Speeds(8.0, 0.5, 200.0, 200.0), EXTENDED)
+    assert bundled["sizes"]["teacher_minutes"] == 0.0 and "teacher training" in bundled["predicted_s"]
+    assert bundled["sizes"]["judged_queries"] >= trains["sizes"]["judged_queries"] >= DEMO.min_judged_queries
+    assert "teacher dev evaluations" not in bundled["predicted_s"]
+    evals = trains["predicted_s"]["teacher dev evaluations"]  # a training teacher's minutes hold its two dev passes
+    assert evals == pytest.approx(2 * 1077 / 8.0, abs=0.1)
+    assert trains["sizes"]["teacher_minutes"] * 60 == pytest.approx(trains["predicted_s"]["teacher training"] + evals, abs=1)
+    cost = bundled["predicted_s"]["teacher scoring (judged train queries)"]
+    assert cost == pytest.approx(bundled["sizes"]["judged_queries"] * EXTENDED.pairs_per_judged / 8.0, abs=0.1)
+
+
+def test_mining_keeps_a_seeded_sample_of_judged_queries(esci_dir):
+    from reldistill.config import DataConfig
+    from reldistill.data import load_esci
+    from reldistill.recipe.distill import DistillConfig
+    from reldistill.distill.mine import mine_candidates
+
+    data = load_esci(DataConfig(path=str(esci_dir)))
+    cfg = DistillConfig(bm25_depth=2, dense_depth=0, unlabeled_depth=0, max_unlabeled_queries=0, drop_near_duplicates=False)
+    full = mine_candidates(data, cfg)
+    capped = mine_candidates(data, DistillConfig(**{**cfg.__dict__, "max_judged_queries": 20}))
+    assert capped["query_id"].nunique() == 20 < full["query_id"].nunique()
+    assert set(capped["query_id"]) <= set(full["query_id"])  # a sample of the same queries, each with all its pairs
+    for qid, rows in capped.groupby("query_id"):
+        assert len(rows) == (full["query_id"] == qid).sum()
+    again = mine_candidates(data, DistillConfig(**{**cfg.__dict__, "max_judged_queries": 20}))
+    assert set(again["query_id"]) == set(capped["query_id"])  # seeded
+    with pytest.raises(Exception, match="max_judged_queries"):
+        DistillConfig(max_judged_queries=0)
 
 
 def test_bad_demo_settings_and_speeds_are_one_sentence():

@@ -33,7 +33,7 @@ from reldistill.workflow.stages import STATE_FILE, Stage, input_digests, run_sta
 DEFAULT_BUDGET_MINUTES = 18.0  # what configs/demo-cpu.yaml is sized for (pipeline work, not set-up)
 TEACHER_SHARE = 0.35  # of the budget, for teacher training
 # distill.* fields candidate mining reads (the others only change the student's training)
-MINING_FIELDS = ("student", "bm25_depth", "dense_depth", "unlabeled_depth", "min_judged", "max_unlabeled_queries",
+MINING_FIELDS = ("student", "bm25_depth", "dense_depth", "unlabeled_depth", "min_judged", "max_unlabeled_queries", "max_judged_queries",
                  "queries_path", "drop_near_duplicates", "near_duplicate_threshold", "max_seq_length")
 
 
@@ -198,7 +198,8 @@ class Pipeline:
         cfg = self.recipe.distill
         if self.sizing is not None:
             z = self.sizing["sizes"]
-            return dataclasses.replace(cfg, max_unlabeled_queries=z["unlabeled_queries"], max_steps=z["student_steps"])
+            return dataclasses.replace(cfg, max_unlabeled_queries=z["unlabeled_queries"], max_steps=z["student_steps"],
+                                       max_judged_queries=z.get("judged_queries", cfg.max_judged_queries))
         if cfg.max_unlabeled_queries is not None:
             cfg = dataclasses.replace(cfg, max_unlabeled_queries=max(0, round(cfg.max_unlabeled_queries * self.scale)))
         return cfg

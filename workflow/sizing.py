@@ -38,12 +38,15 @@ class Work:
     catalog: int  # products encoded per catalog encode
     catalog_encodes: int  # through the inference backend: mining, eval's base student (the index reuses the student's saved vectors)
     training_encodes: int  # through torch: each student's dev evaluation
-    fixed_pairs: int  # teacher pairs whatever the sizes (full train queries, test Task-1 and rerank pools)
+    fixed_pairs: int  # teacher pairs whatever the sizes (test Task-1 and rerank pools)
     pairs_per_unlabeled: float
     pairs_per_dev_rerank_query: int
     max_unlabeled: int  # min(distill.max_unlabeled_queries, sparse train queries)
     max_dev_rerank: int  # eval.dev_rerank_queries
     int8_check_encodes: int = 0  # the index's int8 gate (one more catalog encode): only where the backend is onnx
+    pairs_per_judged: float = 0.0  # a fully judged train query's judged + mined pairs
+    max_judged: int = 0  # min(distill.max_judged_queries, fully judged train queries)
+    teacher_dev_pairs: int = 0  # a training teacher scores its dev queries' judged pairs twice (untrained, kept checkpoint)
 
 
 def plan(demo: DemoConfig, speeds: Speeds, work: Work, spent_s: float = 0.0) -> dict[str, Any]:
@@ -58,16 +61,20 @@ def plan(demo: DemoConfig, speeds: Speeds, work: Work, spent_s: float = 0.0) -> 
     encodes = work.catalog_encodes + (work.int8_check_encodes if backend == "onnx" else 0)
     fixed = {"measuring": spent_s, "overhead": demo.overhead_s, "catalog encodes": encodes * work.catalog / B + work.training_encodes * work.catalog / D,
              "teacher scoring (fixed pairs)": work.fixed_pairs / P}
+    if demo.max_teacher_minutes > 0:  # the teacher trains here: its dev evaluations are inside its minutes
+        fixed["teacher dev evaluations"] = 2 * work.teacher_dev_pairs / P
     lo = {"unlabeled_queries": min(demo.min_unlabeled_queries, work.max_unlabeled),
-          "student_steps": demo.min_student_steps, "dev_rerank_queries": min(demo.min_dev_rerank_queries, work.max_dev_rerank)}
+          "student_steps": demo.min_student_steps, "dev_rerank_queries": min(demo.min_dev_rerank_queries, work.max_dev_rerank),
+          "judged_queries": min(demo.min_judged_queries, work.max_judged)}
     hi = {"unlabeled_queries": work.max_unlabeled, "student_steps": demo.max_student_steps,
-          "dev_rerank_queries": work.max_dev_rerank}
+          "dev_rerank_queries": work.max_dev_rerank, "judged_queries": work.max_judged}
 
     def sizes(f: float) -> dict[str, int]:
         return {k: int(round(lo[k] + f * (hi[k] - lo[k]))) for k in lo}
 
     def cost(s: dict[str, int]) -> dict[str, float]:
         return {"teacher scoring (unlabeled queries)": s["unlabeled_queries"] * work.pairs_per_unlabeled / P,
+                "teacher scoring (judged train queries)": s["judged_queries"] * work.pairs_per_judged / P,
                 "students (2 x steps)": 2 * s["student_steps"] / S,
                 "teacher scoring (dev rerank)": s["dev_rerank_queries"] * work.pairs_per_dev_rerank_query / P}
 
@@ -84,7 +91,7 @@ def plan(demo: DemoConfig, speeds: Speeds, work: Work, spent_s: float = 0.0) -> 
     parts["teacher training"] = teacher_s
     total = sum(parts.values())
     return {"target_s": round(target, 1), "fraction_of_caps": round(f, 3),
-            "sizes": {**s, "teacher_minutes": round(teacher_s / 60.0, 2)},
+            "sizes": {**s, "teacher_minutes": round((teacher_s + fixed.get("teacher dev evaluations", 0.0)) / 60.0, 2)},
             "predicted_s": {k: round(v, 1) for k, v in parts.items()}, "predicted_total_s": round(total, 1),
             "fits": total <= target + 1e-6}
 
@@ -212,14 +219,19 @@ def work_of(data, data_cfg, distill_cfg, eval_cfg, search_cfg, int8_check: bool 
     mined_sparse = (min(d.unlabeled_depth, d.bm25_depth) + min(d.unlabeled_depth, d.dense_depth)) * MINED_KEPT
     test = ex[ex["split"] == eval_cfg.split]
     rerank_k = max([search_cfg.rerank_k, *eval_cfg.rerank_k_grid])
-    fixed = int(full.sum() + len(full) * mined_full + len(test) + test["query_id"].nunique() * search_cfg.rerank_k * POOL_NEW)
+    fixed = int(len(test) + test["query_id"].nunique() * search_cfg.rerank_k * POOL_NEW)
+    max_judged = len(full) if d.max_judged_queries is None else min(len(full), d.max_judged_queries)
     cap = d.max_unlabeled_queries if d.max_unlabeled_queries is not None else sparse
+    dev = ex[ex["split"] == "dev"]
+    dev_n = dev.groupby("query_id")["product_id"].transform("size")
     trains_with_dev = d.eval_split != "none"  # a student evaluated on dev saves its catalog vectors: the index reuses them
     encodes = int(d.dense_depth > 0 or d.drop_near_duplicates) + int(not trains_with_dev) + 1
     return Work(catalog=len(data.products), catalog_encodes=encodes, training_encodes=2 * int(trains_with_dev),
                 int8_check_encodes=int(int8_check),
                 fixed_pairs=fixed, pairs_per_unlabeled=1 + mined_sparse, pairs_per_dev_rerank_query=int(round(rerank_k * POOL_NEW)),
-                max_unlabeled=min(cap, sparse), max_dev_rerank=int(eval_cfg.dev_rerank_queries))
+                max_unlabeled=min(cap, sparse), max_dev_rerank=int(eval_cfg.dev_rerank_queries),
+                pairs_per_judged=float(full.mean()) + mined_full if len(full) else 0.0, max_judged=max_judged,
+                teacher_dev_pairs=int((dev_n >= 2).sum()))
 
 
 def describe(p: dict[str, Any], speeds: Speeds) -> str:
@@ -230,6 +242,7 @@ def describe(p: dict[str, Any], speeds: Speeds) -> str:
             + (f"; fp32 {t['pairs_per_s_fp32']:.1f}" if "pairs_per_s_fp32" in t else "")
             + f"), student {speeds.student_steps_per_s:.2f} steps/s, {speeds.student_docs_per_s:.0f} docs/s ({s.get('dtype', '?')}), "
             f"{speeds.backend_docs_per_s or speeds.student_docs_per_s:.0f} docs/s ({s.get('backend', 'torch')})\n"
-            f"sized to {p['target_s'] / 60:.1f} min: teacher {z['teacher_minutes']:.1f} min, {z['unlabeled_queries']} unlabeled queries, "
+            f"sized to {p['target_s'] / 60:.1f} min: teacher {z['teacher_minutes']:.1f} min, {z.get('judged_queries', 'all')} judged and "
+            f"{z['unlabeled_queries']} unlabeled train queries to label, "
             f"{z['student_steps']} steps per student, {z['dev_rerank_queries']} dev rerank queries "
             f"(predicted {p['predicted_total_s'] / 60:.1f} min{'' if p['fits'] else ', OVER the target at the minimums'})")

@@ -23,6 +23,7 @@ class DistillConfig:
     unlabeled_depth: int = 3  # mined products per query for unlabeled / sparsely judged queries (each retriever)
     min_judged: int = 5  # queries with at least this many judged pairs count as "fully judged"
     max_unlabeled_queries: int | None = 600  # cap on unlabeled queries (seeded sample); None keeps all
+    max_judged_queries: int | None = None  # cap on fully judged train queries whose candidates are labelled (seeded sample); None keeps all
     queries_path: str | None = dataclasses.field(default=None, metadata={
         "help": "Extra unlabeled queries (.txt one per line, or a csv/parquet table with 'query')."})
     drop_near_duplicates: bool = True  # drop mined products whose text nearly equals a judged positive's
@@ -62,6 +63,9 @@ class DistillConfig:
             raise UserError("distill.bm25_depth and distill.dense_depth are both 0 — set at least one to mine candidates.")
         if self.max_unlabeled_queries is not None and self.max_unlabeled_queries < 0:
             raise UserError(f"distill.max_unlabeled_queries must be >= 0 or null, got {self.max_unlabeled_queries}.")
+        if self.max_judged_queries is not None and (isinstance(self.max_judged_queries, bool) or not isinstance(self.max_judged_queries, int)
+                                                    or self.max_judged_queries < 1):
+            raise UserError(f"distill.max_judged_queries must be a positive integer or null, got {self.max_judged_queries!r}.")
         if not 0.0 < self.near_duplicate_threshold <= 1.0:
             raise UserError(f"distill.near_duplicate_threshold must be in (0, 1], got {self.near_duplicate_threshold}.")
         if self.mnrl_weight < 0:
