@@ -26,22 +26,22 @@ def code_blocks(text: str, lang: str) -> list[tuple[int, str]]:
     return out
 
 
-def shell_commands(text: str) -> list[str]:
-    """Every `reldistill ...` command shown in ``text``: lines of its bash blocks (continuations joined), and
-    inline code spans, each cut at a comment, a pipe or a redirect."""
+def shell_commands(text: str) -> list[tuple[str, bool]]:
+    """Every `reldistill ...` command shown in ``text`` as (command, whole): lines of its bash blocks (continuations
+    joined; whole commands, required options included) and inline code spans (which may name a command without
+    its required options), each cut at a comment, a pipe or a redirect."""
     found = []
     for _, block in code_blocks(text, "bash"):
-        for line in block.replace("\\\n", " ").splitlines():
-            found.append(line)
-    found += re.findall(r"`(reldistill [^`]+)`", text)
+        found += [(line, True) for line in block.replace("\\\n", " ").splitlines()]
+    found += [(span, False) for span in re.findall(r"`(reldistill [^`]+)`", text)]
     out = []
-    for line in found:
+    for line, whole in found:
         line = re.split(r"\s#\s|\s[|>]\s?", line.strip())[0].strip()
         words = shlex.split(line) if line else []
         if "-m" in words and "reldistill.workflow.cli" in words:  # accelerate launch ... -m reldistill.workflow.cli ARGS
             words = ["reldistill"] + words[words.index("reldistill.workflow.cli") + 1:]
         if words and words[0] == "reldistill":
-            out.append(shlex.join(words))
+            out.append((shlex.join(words), whole))
     return out
 
 

@@ -51,7 +51,7 @@ def test_links_resolve():
             assert (base / target).exists(), f"{name} links to {target}, which does not exist"
 
 
-HISTORY = [r"\b(?=[0-9a-f]*[0-9])(?=[0-9a-f]*[a-f])[0-9a-f]{7,40}\b", r"an hour earlier", r"\bsession\b", r"\bearlier run", r"\bwho ran\b",
+HISTORY = [r"\b(?=[0-9a-f]*[0-9])(?=[0-9a-f]*[a-f])[0-9a-f]{7,40}\b", r"an hour earlier", r"\bprevious session", r"\bearlier run", r"\bwho ran\b",
            r"this session", r"\bthe lead\b", r"\bhelper\b", r"\bengineer", r"fresh clone of", r"shared machine",
            r"load average of \d", r"\bissue \d+"]
 
@@ -65,26 +65,27 @@ def test_no_run_history_in_the_guide(pattern):
 
 
 def test_every_command_shown_exists_with_its_flags():
-    """`reldistill ...` in README and docs/: the command exists and its options parse (`--help` knows them)."""
-    import click
+    """`reldistill ...` in README and docs/: the command exists and its options parse as `--help` lists them."""
     import typer
 
     from reldistill.workflow.cli import app
 
     root = typer.main.get_command(app)
-    shown = [(name, c) for name, text in _pages().items() for c in shell_commands(text)]
-    assert len([1 for name, _ in shown if name == "README.md"]) >= 12
-    for name, command in shown:
-        args = shlex.split(command)[1:]
-        cmd, ctx_args = root, list(args)
-        while isinstance(cmd, click.Group):
-            sub = cmd.get_command(click.Context(cmd), ctx_args[0]) if ctx_args else None
-            assert sub is not None, f"{name}: `{command}` — no command {ctx_args[:1]}"
-            cmd, ctx_args = sub, ctx_args[1:]
+    shown = [(name, *c) for name, text in _pages().items() for c in shell_commands(text)]
+    assert len([1 for name, _, whole in shown if name == "README.md" and whole]) >= 10
+    for name, command, whole in shown:
+        cmd, args = root, shlex.split(command)[1:]
+        while hasattr(cmd, "list_commands"):  # a group (typer's own click): walk to the subcommand
+            assert args and args[0] in cmd.list_commands(None), f"{name}: `{command}` — no command {args[:1]}"
+            cmd, args = cmd.commands[args[0]], args[1:]
         try:
-            cmd.make_context(cmd.name, [a for a in ctx_args if a != "..."], resilient_parsing=False)
-        except click.exceptions.UsageError as e:
-            pytest.fail(f"{name}: `{command}` does not parse: {e.format_message()}")
+            cmd.make_context(cmd.name, [a for a in args if a != "..."])
+        except Exception as e:  # NoSuchOption, MissingParameter, BadParameter ... (unknown options are found first)
+            if not whole and type(e).__name__ == "MissingParameter":
+                continue  # prose naming a command (`reldistill serve`) need not give its required options
+            message = e.format_message() if hasattr(e, "format_message") else repr(e)
+            pytest.fail(f"{name}: `{command}` does not parse: {message}")
+        assert not hasattr(cmd, "list_commands")
 
 
 def test_recipe_reference_matches_the_dataclasses():
