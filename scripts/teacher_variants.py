@@ -1,4 +1,4 @@
-"""Train + evaluate teacher variants on the ESCI sample and write the README's variant table.
+"""Train + evaluate teacher variants on the ESCI sample and render their table (markdown) from the rows.
 
 Each variant is the demo recipe (configs/demo-cpu.yaml) with a few teacher:/train: overrides. For each
 one: `train_teacher` (dev Task-1 nDCG@10 over whole dev queries picks the checkpoint), then
