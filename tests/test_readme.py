@@ -3,6 +3,7 @@ docs/ show parses with the flags shown, the recipe reference matches the datacla
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 
@@ -111,7 +112,28 @@ def test_readme_python_examples_run(tmp_path_factory, esci_dir, monkeypatch, cap
                 exec(compile(code, f"README.md:{line}", "exec"), {"__name__": "__readme__"})
             except Exception as e:  # name the block that failed
                 raise AssertionError(f"the README example at line {line} failed: {type(e).__name__}: {e}") from e
+        _replay_curl(root)
     out = capsys.readouterr().out
     assert (root / "runs/mine/teacher/manifest.json").is_file() and (root / "runs/mine/student/manifest.json").is_file()
     assert (root / "runs/demo/report.json").is_file() and (root / "runs/demo/serving.json").is_file()
     assert re.search(r"^B0[12] [-\d.]+$", out, flags=re.M), out[-2000:]  # the reranker's ids and scores
+
+
+def _replay_curl(root):
+    """README's `curl .../v1/rerank` (its headers and body as written) against `reldistill serve`'s app on runs/demo."""
+    from fastapi.testclient import TestClient
+
+    from reldistill.recipe.retrieval import ServeConfig
+    from reldistill.retrieval import SearchPipeline, create_app
+
+    (_, block), = [b for b in code_blocks(README.read_text(encoding="utf-8"), "bash") if "curl" in b[1]]
+    words = shlex.split(block[block.index("curl"):].replace("\\\n", " "))
+    url = next(w for w in words if w.startswith("http"))
+    headers = dict(words[i + 1].replace("$KEY", "readme-key").split(": ", 1) for i, w in enumerate(words) if w == "-H")
+    body = json.loads(words[words.index("-d") + 1])
+    app = create_app(SearchPipeline.from_run(root / "runs/demo"), ServeConfig(api_key="readme-key"))
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        resp = client.post(url.removeprefix("http://127.0.0.1:8000"), headers=headers, json=body)
+    assert resp.status_code == 200, resp.text
+    results = resp.json()["results"]
+    assert len(results) == body["top_n"] and {r["index"] for r in results} <= set(range(len(body["documents"])))
