@@ -2,8 +2,8 @@
 
 Public API (heavy libraries load lazily):
 ``evaluate_run(run_dir, data_cfg, cfg, search_cfg, index_cfg) -> dict`` — what `reldistill eval` does: evaluate
-every system of a run, choose the served configuration on dev, write report.json / report.md / eval/; ``run_bench(cfg, data_cfg, run=None)``. Their settings are the recipe's
-``eval:`` and ``bench:`` sections (``reldistill.recipe.eval``).
+every system of a run, choose the served configuration on dev, write report.json / report.md / eval/;
+``run_bench(cfg, data_cfg, run=None)``. Their settings are the recipe's sections (``reldistill.recipe``).
 """
 
 from __future__ import annotations

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_user_error
 from readme_testkit import DOCS
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -75,11 +74,22 @@ def test_report_command(cli, run_with_files, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert {p.name for p in docs.iterdir()} == {"results.md", "benchmarks.md", "recipe.md"}
     assert f"Rendered by `reldistill report --run {run_with_files} --docs {docs}`" in (docs / "results.md").read_text()
+
+
+def test_missing_or_foreign_files_are_one_clear_error(run_with_files, tmp_path):
+    from reldistill.errors import UserError
+    from reldistill.eval.pages import write_pages
+
     (run_with_files / "report.json").unlink()
-    assert_user_error(cli("report", "--run", run_with_files, "--docs", docs), "report.json does not exist", "reldistill eval")
+    with pytest.raises(UserError, match="report.json does not exist — evaluate the run first: `reldistill eval --run"):
+        write_pages(tmp_path / "docs", run_with_files)
     bad = tmp_path / "bench.json"
     bad.write_text("{}")
-    assert_user_error(cli("report", "--bench", bad, "--docs", docs), "not the output of `reldistill bench")
+    with pytest.raises(UserError, match="not the output of `reldistill bench"):
+        write_pages(tmp_path / "docs", bench=bad)
+    bad.write_text("{not json")
+    with pytest.raises(UserError, match="is not valid JSON"):
+        write_pages(tmp_path / "docs", bench=bad)
 
 
 def test_provenance_names_the_command_and_keeps_secrets_out():
