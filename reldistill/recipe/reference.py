@@ -52,24 +52,21 @@ def source_help(cls: type) -> dict[str, tuple[str, str]]:
     body = ast.parse(source).body[0].body  # type: ignore[attr-defined]
     fields = [n for n in body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)]
     out: dict[str, tuple[str, str]] = {}
-    for i, node in enumerate(fields):
-        parts: list[str] = []
+    for node in fields:
         above: list[str] = []
         row = node.lineno - 1
-        while row in comments and comments[row][1]:  # comment-only lines directly above
+        while row in comments and comments[row][1]:  # comment-only lines directly above: one sentence
             above.insert(0, comments[row][0])
             row -= 1
-        parts += [c for c in above if c and not _is_heading(c) and not c.startswith("...")]
-        parts += [comments[r][0] for r in range(node.lineno, node.end_lineno + 1) if r in comments and not comments[r][1]]
-        nxt = node.end_lineno + 1  # "... continued" on the line after belongs to this field
+        above = [c for c in above if c and not _is_heading(c) and not c.startswith("...")]
+        own = " ".join(comments[r][0] for r in range(node.lineno, node.end_lineno + 1) if r in comments and not comments[r][1])
+        nxt = node.end_lineno + 1  # "... continued" on the lines after belongs to the trailing comment
         while nxt in comments and comments[nxt][1] and comments[nxt][0].startswith("..."):
-            parts.append(comments[nxt][0])
+            own = own.removesuffix("...").rstrip() + " " + comments[nxt][0].removeprefix("...").lstrip()
             nxt += 1
-        text = " ".join(p for p in parts if p)
-        text = text.replace(" ... ... ", " ").replace("... ...", "").strip()
-        if text.endswith("..."):
-            text = text[:-3].rstrip()
-        out[node.target.id] = (ast.unparse(node.annotation).strip("'\""), text.lstrip(". ").strip())
+        parts = [p.strip() for p in (" ".join(above), own) if p.strip()]
+        text = "; ".join(p.removesuffix("...").rstrip() for p in parts)
+        out[node.target.id] = (ast.unparse(node.annotation).strip("'\""), text)
     return out
 
 
