@@ -1,9 +1,9 @@
 """Evaluation: IR metrics, system comparison, reports, speed benchmarks.
 
 Public API (heavy libraries load lazily):
-``evaluate_run(run_dir, data_cfg=None, cfg=None) -> dict`` — evaluate every system of a run and write
-report.json / report.md / eval/; ``run_bench(cfg, data_cfg, run=None)``. Their settings are the recipe's
-``eval:`` and ``bench:`` sections (``reldistill.recipe.eval``).
+``evaluate_run(run_dir, data_cfg, cfg, search_cfg, index_cfg) -> dict`` — what `reldistill eval` does: evaluate
+every system of a run, choose the served configuration on dev, write report.json / report.md / eval/;
+``run_bench(cfg, data_cfg, run=None)``. Their settings are the recipe's sections (``reldistill.recipe``).
 """
 
 from __future__ import annotations
@@ -16,15 +16,19 @@ from reldistill.recipe.eval import BenchConfig, EvalConfig
 __all__ = ["evaluate_run", "run_bench"]
 
 
-def evaluate_run(run_dir: str | Path, data_cfg=None, cfg: EvalConfig | None = None) -> dict[str, Any]:
-    """Evaluate every system ``run_dir`` holds and write its reports; returns what report.json holds."""
+def evaluate_run(run_dir: str | Path, data_cfg=None, cfg: EvalConfig | None = None, search_cfg=None,
+                 index_cfg=None) -> dict[str, Any]:
+    """What `reldistill eval` does: evaluate every system ``run_dir`` holds through its served pipelines, choose the
+    served configuration on dev (``serving.json``) and write the reports; returns what report.json holds.
+
+    The settings are the recipe's sections (``recipe.data``, ``recipe.eval``, ``recipe.search``, ``recipe.index``);
+    those left out hold their defaults.
+    """
     from reldistill.config import DataConfig
-    from reldistill.eval.compare import Evaluation
-    from reldistill.eval.report import write_report
+    from reldistill.eval.report import evaluate_run as _evaluate
     from reldistill.run_layout import RunDir
 
-    run = RunDir(run_dir)
-    return write_report(run, Evaluation(run.root, data_cfg or DataConfig(), cfg or EvalConfig()).run_all())
+    return _evaluate(RunDir(run_dir), data_cfg or DataConfig(), cfg or EvalConfig(), search_cfg, index_cfg)
 
 
 def run_bench(cfg: BenchConfig | None = None, data_cfg=None, run: str | Path | None = None) -> dict[str, Any]:

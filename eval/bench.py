@@ -39,7 +39,9 @@ def run_bench(cfg: BenchConfig, data_cfg: DataConfig, run: Path | None = None) -
     from reldistill.student import load_student
 
     t_all = time.perf_counter()
-    res: dict[str, Any] = {"machine": machine(), "config": dict(cfg.__dict__)}
+    from reldistill.provenance import provenance
+
+    res: dict[str, Any] = {"machine": machine(), "config": dict(cfg.__dict__), "provenance": provenance()}
     dtypes, res["skipped"] = cpu_dtypes()
     with _step(f"matmul peak ({', '.join(dtypes)})"):
         res["matmul"] = {dt: matmul_peak(cfg.matmul_n, dt, cfg.repeats) for dt in dtypes}

@@ -1,4 +1,4 @@
-"""`reldistill eval` and `reldistill bench` (registered on the root app)."""
+"""`reldistill eval`, `reldistill bench` and `reldistill report` (registered on the root app)."""
 
 from __future__ import annotations
 
@@ -104,6 +104,24 @@ def bench_cmd(
         typer.echo(result["markdown"])
 
 
+def report_cmd(
+    docs: Annotated[Path, typer.Option("--docs", help="Folder of the pages (the repo's docs/).")],
+    run: Annotated[Optional[Path], typer.Option("--run", help="Run whose report.json (and eval/bench.json) the pages show.")] = None,
+    bench: Annotated[Optional[Path], typer.Option("--bench", help="JSON of `reldistill bench` (default: <run>/eval/bench.json when present).")] = None,
+) -> None:
+    """Render the docs pages from files, never by hand: DOCS/results.md from <run>/report.json, DOCS/benchmarks.md
+    from bench JSON, DOCS/recipe.md from the recipe dataclasses. Each page names its command, commit and CPU."""
+    from reldistill.errors import UserError
+    from reldistill.eval.pages import write_pages
+    from reldistill.provenance import command_line
+
+    if run is not None and not run.is_dir():
+        raise UserError(f"run directory {run} does not exist — pass the run that `reldistill demo` or `reldistill eval` wrote.")
+    for page in write_pages(docs, run, bench, render_command=command_line()):
+        typer.echo(f"wrote {page}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("eval")(eval_cmd)
     app.command("bench")(bench_cmd)
+    app.command("report")(report_cmd)

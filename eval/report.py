@@ -7,6 +7,7 @@ from typing import Any
 
 from reldistill.artifacts import MANIFEST, atomic_path, read_json, write_json, write_manifest, write_text
 from reldistill.eval.findings import findings
+from reldistill.provenance import provenance
 from reldistill.run_layout import REPORT_JSON, REPORT_MD, RunDir, safe_name
 
 SYSTEM_ORDER = ("bm25", "dense-base", "dense-human", "dense-distilled", "hybrid-base", "hybrid-distilled",
@@ -184,6 +185,7 @@ def write_report(run: RunDir, report: dict[str, Any], out_dir: Path | None = Non
         files.append(delta.name)
     report["files"] = {"trec_and_plots": files, "report_json": str(report_json), "report_md": str(report_md)}
     report["findings"] = findings(report)
+    report.setdefault("provenance", provenance())  # command, commit and CPU, for the pages `reldistill report` renders
     write_json(report_json, report)
     write_text(report_md, render_markdown(report))
     write_manifest(eval_dir, "eval", split=report["split"], n_queries=report["n_queries"],

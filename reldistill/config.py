@@ -48,13 +48,13 @@ class DataConfig:
     products_path: str | None = None  # products table for a generic table with product_id only
     locale: str | None = "us"  # ESCI product_locale filter; None keeps every locale
     small_version: bool = False  # keep only rows of the ESCI "small" (Task 1) version
-    text_fields: list[str] = dataclasses.field(default_factory=lambda: ["title", "brand", "color"])
+    text_fields: list[str] = dataclasses.field(default_factory=lambda: ["title", "brand", "color"])  # product fields joined into the text the teacher and the student read (any of title, brand, color, bullets, description, category)
     max_text_chars: int = 512  # cap on product text after HTML stripping
-    soft_labels: dict[str, float] = dataclasses.field(default_factory=lambda: dict(DEFAULT_SOFT_LABELS))
-    gains: dict[str, float] = dataclasses.field(default_factory=lambda: dict(DEFAULT_GAINS))
+    soft_labels: dict[str, float] = dataclasses.field(default_factory=lambda: dict(DEFAULT_SOFT_LABELS))  # teacher training target per ESCI label (E=1, S=0.5, C=0, I=0: the seed's soft labels)
+    gains: dict[str, float] = dataclasses.field(default_factory=lambda: dict(DEFAULT_GAINS))  # nDCG gain per ESCI label (linear gains, as the official ESCI metric)
     test_fraction: float = 0.15  # only used when the data has no split column
     dev_fraction: float = 0.15  # share of train queries held out for model selection
-    seed: int = 13
+    seed: int = 13  # seed of the hash split and the dev carve
 
     def __post_init__(self) -> None:
         for name in ("test_fraction", "dev_fraction"):

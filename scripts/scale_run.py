@@ -348,7 +348,7 @@ def main_run(a) -> None:
 
 
 def markdown(result: dict) -> str:
-    """The README table: one row per stage, then the recall rows."""
+    """The scale table (<work>/scale.md): one row per stage, then the recall rows."""
     st = {s["stage"]: s for s in result["stages"]}
     lines = []
     stats = st.get("data stats", {}).get("output")

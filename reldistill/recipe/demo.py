@@ -13,9 +13,9 @@ class DemoConfig:
     """The recipe's ``demo:`` section: what the pipeline is sized to."""
 
     target_minutes: float = 15.5  # pipeline wall time; `make demo` adds ~3.5 min of set-up
-    min_teacher_minutes: float = 1.0
-    max_teacher_minutes: float = 8.0
-    min_student_steps: int = 30
+    min_teacher_minutes: float = 1.0  # the teacher trains at least this long
+    max_teacher_minutes: float = 8.0  # and at most this long
+    min_student_steps: int = 30  # fewest training steps per student when the budget is tight
     max_student_steps: int = 110  # each student (distilled and human-labels-only)
     min_unlabeled_queries: int = 50  # the cap is distill.max_unlabeled_queries
     min_dev_rerank_queries: int = 10  # the cap is eval.dev_rerank_queries

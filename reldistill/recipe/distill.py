@@ -39,18 +39,18 @@ class DistillConfig:
     negatives_per_positive: int = 4  # Margin-MSE pairs drawn per query positive
     epochs: float = dataclasses.field(default=2.0, metadata={"help": "Training epochs."})
     max_steps: int | None = dataclasses.field(default=None, metadata={"help": "Optimizer steps cap (overrides epochs)."})
-    batch_size: int = 32
-    lr: float = 3e-5
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    max_seq_length: int = 96
+    batch_size: int = 32  # rows per training step (at least 2: in-batch negatives)
+    lr: float = 3e-5  # AdamW learning rate
+    warmup_ratio: float = 0.1  # share of the steps with a linear warm-up
+    weight_decay: float = 0.01  # AdamW weight decay
+    max_seq_length: int = 96  # student tokens per text (longer texts are cut)
     precision: str = "auto"  # auto (bf16 autocast where the CPU/GPU runs bf16 natively) | float32 | bfloat16
     eval_split: str = "dev"  # split used to select the best epoch
     eval_each: str = "epoch"  # "epoch" or "steps"
     eval_base: bool = True  # also score the untrained student on the eval split (one more catalog encode)
     eval_steps: float = 0.5  # when eval_each == "steps": every N steps, or a fraction (< 1) of the training
-    keep_checkpoints: int = 2
-    seed: int = 13
+    keep_checkpoints: int = 2  # checkpoints kept on disk
+    seed: int = 13  # seed of sampling and training
 
     def __post_init__(self) -> None:
         self.precision = parse_dtype(self.precision, "distill.precision")

@@ -23,23 +23,23 @@ class EvalConfig:
 
     split: str = dataclasses.field(default="test", metadata={"help": "Split to evaluate (dev is carved from train)."})
     depth: int = 100  # full-catalog results per query (Recall@depth, MAP over this depth)
-    ndcg_k: int = 10
-    mrr_k: int = 10
-    relevant_labels: list[str] = dataclasses.field(default_factory=lambda: ["E"])
+    ndcg_k: int = 10  # the k of nDCG@k
+    mrr_k: int = 10  # the k of MRR@k
+    relevant_labels: list[str] = dataclasses.field(default_factory=lambda: ["E"])  # labels counted as relevant by the binary metrics (Recall, MRR, MAP)
     base_student: str = "minilm-l6"  # used when the distilled student's manifest names no base
     stat_test: str = "student"  # paired two-sided t-test ("student") or Fisher randomization ("fisher")
-    max_p: float = 0.05
+    max_p: float = 0.05  # significance level of the paired tests
     permutations: int = 1000  # for the Fisher test
-    batch_size: int = 64
+    batch_size: int = 64  # student encoding batch size
     teacher_dtype: str = "auto"  # teacher weights dtype for scoring: auto | float32 | bfloat16
-    teacher_batch: int = 32
+    teacher_batch: int = 32  # pairs per teacher forward
     max_queries: int | None = dataclasses.field(default=None, metadata={"help": "Only the first N queries of the split (smoke runs)."})
     systems: list[str] | None = dataclasses.field(default=None, metadata={
         "help": "Evaluate only these systems, e.g. bm25,dense-base; none: every system the run has."})
     # choosing the served configuration on dev (never on test): search: settings are the served ones
     choose_on: str = "dev"  # dev: choose the served configuration there; none: keep serving.json / search: as they are
     weight_grid: list[float] = dataclasses.field(default_factory=lambda: [0.5, 1.0, 2.0])  # dense weight, bm25 = 1
-    rerank_k_grid: list[int] = dataclasses.field(default_factory=lambda: [10, 20])
+    rerank_k_grid: list[int] = dataclasses.field(default_factory=lambda: [10, 20])  # rerank depths compared on dev
     # search.rerank_weight values compared on dev (null: the teacher's order alone; w: RRF blend with the first stage)
     rerank_weight_grid: list[float | None] = dataclasses.field(default_factory=lambda: [None, 1.0, 0.5, 0.25])
     dev_rerank_queries: int = 100  # dev queries (seeded, whole queries) the rerank candidates are scored on
@@ -81,17 +81,17 @@ class BenchConfig:
     """Sizes of the speed benchmarks (defaults keep `reldistill bench` around 3-4 minutes on 2 cores)."""
 
     teacher: str = "smollm2-135m"  # backbone whose forward is timed (the teacher's compute)
-    student: str = "minilm-l6"
+    student: str = "minilm-l6"  # student whose encoding is timed
     teacher_pairs: int = dataclasses.field(default=64, metadata={"help": "ESCI test pairs scored per dtype."})
-    teacher_batch: int = 16
+    teacher_batch: int = 16  # pairs per teacher forward
     student_docs: int = dataclasses.field(default=1024, metadata={"help": "Catalog texts encoded per method."})
-    matmul_n: int = 2048
+    matmul_n: int = 2048  # matrix size of the matmul peak measurement
     search_queries: int = dataclasses.field(default=200, metadata={"help": "Queries timed per search mode."})
     index_docs: int | None = dataclasses.field(default=None, metadata={"help": "Catalog products indexed (default: the whole catalog)."})
     repeats: int = 3  # best-of for matmul timing
-    gpu_model_config: str = "configs/llama-3.2-1b/config.json"
-    gpu_seq_len: int = 128
-    gpu_batch: int = 32
+    gpu_model_config: str = "configs/llama-3.2-1b/config.json"  # architecture of the GPU teacher benchmark (random weights)
+    gpu_seq_len: int = 128  # tokens per sequence in the GPU benchmark
+    gpu_batch: int = 32  # sequences per batch in the GPU benchmark
 
     def __post_init__(self) -> None:
         for name in ("teacher_pairs", "teacher_batch", "student_docs", "matmul_n", "search_queries", "repeats",

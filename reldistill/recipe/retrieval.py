@@ -18,12 +18,12 @@ class IndexConfig:
 
     kind: str = dataclasses.field(default="flat", metadata={"help": "flat (exact inner product) | hnsw | ivfpq."})
     hnsw_m: int = 32  # HNSW graph degree
-    hnsw_ef_construction: int = 80
-    hnsw_ef_search: int = 64
+    hnsw_ef_construction: int = 80  # HNSW candidate list size while building
+    hnsw_ef_search: int = 64  # HNSW candidate list size per search (recall vs speed)
     ivf_nlist: int = 0  # 0 → about 4*sqrt(n) lists
-    ivf_nprobe: int = 16
+    ivf_nprobe: int = 16  # IVF lists searched per query (recall vs speed)
     pq_m: int = 48  # PQ sub-quantizers (must divide the dimension)
-    pq_bits: int = 8
+    pq_bits: int = 8  # bits per PQ code
     ivf_refine: str = dataclasses.field(default="none", metadata={"help": (
         "ivfpq only: re-score the PQ shortlist with a second copy of the vectors — none | sq8 (1 byte per dimension) "
         "| fp16 (2) | flat (4, exact).")})
@@ -49,8 +49,8 @@ class SearchConfig:
     """Candidate depths, RRF constants and rerank depth of the search pipeline."""
 
     depth: int = 100  # candidates taken from each retriever before fusion
-    rrf_k: int = 60
-    weights: dict[str, float] = dataclasses.field(default_factory=lambda: {"bm25": 1.0, "dense": 1.0})
+    rrf_k: int = 60  # the k of Reciprocal Rank Fusion: 1 / (k + rank)
+    weights: dict[str, float] = dataclasses.field(default_factory=lambda: {"bm25": 1.0, "dense": 1.0})  # RRF weight of each retriever (bm25, dense)
     rerank_k: int = dataclasses.field(default=20, metadata={"help": "Fused candidates the teacher reranks."})
     rerank_weight: float | None = dataclasses.field(default=None, metadata={"help": (
         "Order of the reranked top-k: null = the teacher's order alone; w = RRF of the fused (first-stage) rank "
@@ -77,15 +77,15 @@ class ServeConfig:
     host: str = dataclasses.field(default="127.0.0.1", metadata={"help": "Interface to bind (127.0.0.1: loopback only)."})
     port: int = dataclasses.field(default=8000, metadata={"help": "Port."})
     api_key: str | None = dataclasses.field(default=None, metadata={"help": "Require this X-API-Key header on API calls."})
-    max_q_chars: int = 512
-    max_k: int = 100
-    max_body_bytes: int = 1 << 20
-    max_rerank_documents: int = 1000
-    max_document_chars: int = 4096
+    max_q_chars: int = 512  # longest query accepted (characters)
+    max_k: int = 100  # largest k a request may ask for
+    max_body_bytes: int = 1 << 20  # largest request body (bytes; 413 beyond)
+    max_rerank_documents: int = 1000  # most documents one rerank request may send
+    max_document_chars: int = 4096  # longest document text accepted by rerank (characters)
     max_rerank_tokens: int = 65536  # documents x tokens one /rerank request may cost (each doc capped at the teacher's max length)
     max_concurrent_reranks: int = 2  # reranks running at once; more get 503 at once
-    rerank_timeout_s: float = 30.0
-    cors_origins: list[str] = dataclasses.field(default_factory=list)
+    rerank_timeout_s: float = 30.0  # a rerank past this many seconds stops between batches
+    cors_origins: list[str] = dataclasses.field(default_factory=list)  # origins allowed by CORS (empty: CORS off)
     trusted_hosts: list[str] = dataclasses.field(default_factory=lambda: list(LOOPBACK_HOSTS), metadata={
         "help": "Host header to accept (repeatable; \"*\" for any). Default: loopback names, plus the bound address."})
     allow_remote_without_key: bool = dataclasses.field(default=False, metadata={

@@ -26,19 +26,19 @@ class TeacherConfig:
     answer_tokens: list[str] = dataclasses.field(default_factory=lambda: [" yes", " no"])  # head lm: one token each
     lm_row_trainable: bool = False  # head lm: also train the yes−no score row (its bias always trains)
     head_hidden: int = 1024  # MLP head hidden width
-    head_dropout: float = 0.1
-    lora_r: int = 128
-    lora_alpha: int = 256
-    lora_dropout: float = 0.05
-    target_modules: list[str] = dataclasses.field(default_factory=lambda: ["q_proj", "v_proj"])
+    head_dropout: float = 0.1  # MLP head dropout
+    lora_r: int = 128  # LoRA rank (0 disables LoRA)
+    lora_alpha: int = 256  # LoRA scaling alpha
+    lora_dropout: float = 0.05  # LoRA dropout
+    target_modules: list[str] = dataclasses.field(default_factory=lambda: ["q_proj", "v_proj"])  # modules that get LoRA adapters
     load_in_4bit: bool = False  # QLoRA: NF4 base weights via bitsandbytes
     template: str | None = None  # must contain {query} and {text}; default DEFAULT_TEMPLATE (LM_TEMPLATE for head lm)
     max_length: int = 128  # tokens; longer pairs are truncated (product text first)
-    padding_side: str = "left"
+    padding_side: str = "left"  # left | right: where pad tokens go in a batch (the score reads the last real token)
     # a sentence-transformers model whose cosine is blended with the LLM's logit (teacher/prior.py);
     # the LLM weight is chosen on dev from prior_weights at the end of training (1.0 = the LLM alone)
     prior_student: str | None = None
-    prior_weights: list[float] = dataclasses.field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0])
+    prior_weights: list[float] = dataclasses.field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0])  # LLM weights tried on dev for the prior blend
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
@@ -69,19 +69,19 @@ class TeacherConfig:
 class TrainConfig:
     """Optimisation: BCEWithLogits on soft labels, AdamW, checkpoints every ``checkpoint_fraction`` of an epoch."""
 
-    lr: float = 1e-5
+    lr: float = 1e-5  # AdamW learning rate of the LoRA weights (and of the head unless head_lr)
     head_lr: float | None = None  # defaults to lr
-    weight_decay: float = 0.0
-    epochs: float = 7.0
+    weight_decay: float = 0.0  # AdamW weight decay
+    epochs: float = 7.0  # passes over the train pairs
     batch_size: int = 16  # per process
-    grad_accum: int = 1
-    warmup_ratio: float = 0.0
+    grad_accum: int = 1  # micro-batches per optimizer step
+    warmup_ratio: float = 0.0  # share of the steps with a linear warm-up
     lr_schedule: str = "linear"  # any transformers scheduler name: linear, cosine, constant_with_warmup...
-    max_grad_norm: float = 1.0
+    max_grad_norm: float = 1.0  # gradient clipping norm
     precision: str = "auto"  # fp32 | bf16 | auto (bf16 where the hardware has it)
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass (less memory, slower)
     checkpoint_fraction: float = 0.2  # checkpoint + dev eval every 20% of an epoch
-    keep_checkpoints: int = 2
+    keep_checkpoints: int = 2  # checkpoints kept on disk
     include_sparse: bool = True  # also train on queries with a single judged pair
     eval_split: str = "dev"  # held-out split for model selection
     eval_max_pairs: int | None = None  # legacy cap: ~pairs, still whole queries (use eval_max_queries)
@@ -95,14 +95,14 @@ class TrainConfig:
     cache_prefix: bool = True  # train_layers: run the frozen lower layers once per pair (False: every step, same result)
     cache_dir: str | None = None  # prefix cache home (default: $RELDISTILL_CACHE/teacher-prefix)
     bundled: str | None = None  # a shipped trained teacher `reldistill demo` reuses (see teacher/bundle.py)
-    eval_batch_size: int = 32
+    eval_batch_size: int = 32  # pairs per forward in dev evaluation
     eval_at_start: bool = True  # score the untrained model first (the baseline in the manifest)
     select_best: bool = True  # the artifact gets the checkpoint with the best dev select_metric
     max_steps: int | None = dataclasses.field(default=None, metadata={
         "help": "Stop after this many optimizer steps (0: write the untrained model); overrides epochs when smaller."})
     max_minutes: float | None = dataclasses.field(default=None, metadata={"help": "Wall-clock budget; stops after a checkpoint."})
-    seed: int = 0
-    log_every: int = 10
+    seed: int = 0  # training seed (order of batches, initial weights, dropout)
+    log_every: int = 10  # optimizer steps between log lines
     cpu_threads: int | str | None = "auto"  # CPU only: "auto" = cores not busy (shared machines), N, or None (torch default)
 
     def __post_init__(self) -> None:
@@ -154,7 +154,7 @@ class ScoreConfig:
     batch_size: int = dataclasses.field(default=32, metadata={"help": "Pairs per teacher forward pass."})
     dtype: str = dataclasses.field(default="auto", metadata={"help": "fp32 | bf16 | auto (bf16 where the hardware has it)."})
     shard_size: int = dataclasses.field(default=512, metadata={"help": "Rows per resumable shard."})
-    merge_lora: bool = True
+    merge_lora: bool = True  # merge the LoRA adapter into the backbone weights at load (faster scoring)
 
     def __post_init__(self) -> None:
         self.dtype = parse_dtype(self.dtype, "score.dtype")
