@@ -3,8 +3,8 @@
 Rows are cut into shards of ``shard_size`` in input order; each finished shard is written
 atomically to ``<out dir>/shards/<out stem>/shard-NNNNN.parquet``, so a crashed run skips them
 when rerun. Under ``accelerate launch`` process ``r`` of ``w`` scores shards ``r, r+w, ...``.
-The final parquet (input columns + ``teacher_score`` + ``teacher_logit``) is written once every
-shard exists. Inside a shard, batches are length-bucketed; results are returned in input order.
+The final parquet (input columns + ``teacher_score`` + ``teacher_logit``, and ``p_exact`` +
+``p_exact_or_substitute`` when the teacher has a calibration.json) is written once every shard exists. Inside a shard, batches are length-bucketed; results are returned in input order.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from reldistill.artifacts import file_fingerprint, write_parquet
+from reldistill.calibration import load_calibration
 from reldistill.config import DataConfig
 from reldistill.errors import UserError
 
@@ -194,6 +195,10 @@ def score_file_stats(teacher_dir, pairs_path, out_path, data_cfg=None, batch_siz
         result = df.copy()
         result["teacher_score"] = (1.0 / (1.0 + np.exp(-logit.astype(np.float64)))).astype(np.float32)
         result["teacher_logit"] = logit
+        cal = load_calibration(teacher_dir)
+        if cal is not None:  # calibrated probabilities beside the raw score (reldistill.calibration)
+            for name, p in cal.probabilities(result["teacher_score"].to_numpy(np.float64)).items():
+                result[name] = p.astype(np.float32)
         write_parquet(out, result)
     state.wait_for_everyone()
     return {"out": out, "pairs": n, "scored_now": scored, "seconds": seconds,
