@@ -15,6 +15,8 @@ import pytest
 
 from teacher_testkit import one_thread, write_recipe
 
+pytestmark = pytest.mark.slow  # trains two tiny teachers (~40 s); test_calibration.py holds the fast synthetic version
+
 GOOD, BAD, FILL = ["premium", "original", "genuine"], ["broken", "fake", "used"], ["item", "thing", "pack", "set"]
 
 
