@@ -18,6 +18,15 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: Path) -> Path:
+    """Lay out ``fig``, write it to ``path`` as PNG atomically and close it."""
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path
+
+
 def plot_metric_bars(report: dict, path: Path) -> Path:
     """Grouped bars: one group per metric, one bar per system; full-catalog (left) and Task 1 (right)."""
     from reldistill.eval.report import ordered, system_color
@@ -42,11 +51,7 @@ def plot_metric_bars(report: dict, path: Path) -> Path:
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=4, frameon=False)
     axes[0].set_ylabel("score (mean over queries)")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_ndcg_deltas(report: dict, path: Path, treatment: str = "dense-distilled", control: str = "dense-base") -> Path | None:
@@ -74,11 +79,7 @@ def plot_ndcg_deltas(report: dict, path: Path, treatment: str = "dense-distilled
     ax.set_xlabel("queries, sorted by Δ")
     ax.set_ylabel(f"Δ {metric}")
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_reliability(report: dict, path: Path) -> Path:
@@ -103,8 +104,4 @@ def plot_reliability(report: dict, path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="upper left")
     axes[0].set_ylabel("observed rate")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)

@@ -103,11 +103,15 @@ def _calibration_markdown(report: dict) -> list[str]:
         rows.append(f"| {who} | {e['ece']:.4f}{raw} | {e['brier']:.4f} | {es['ece']:.4f} | {es['brier']:.4f} | {b['pairs']:,} | "
                     f"{fit['methods']['p_exact']}/{fit['methods']['p_exact_or_substitute']} on {fit['dev'].get('pairs')} dev pairs "
                     f"of {fit['dev'].get('queries')} queries |")
+    tasks = [f"| {s} | {b['esci_tasks']['task2_micro_f1']:.4f} | {b['esci_tasks']['task3_micro_f1']:.4f} | "
+             f"{b['esci_tasks']['task3_substitute_f1']:.4f} |" for s, b in cal.items() if b.get("esci_tasks")]
     return [f"## Calibration — judged pairs of `{report['split']}`", "",
             "Probabilities fitted on dev (`calibration.json` beside each model); expected calibration error over 10 "
             "equal-width bins. Reliability diagram: `eval/reliability.png`.", "",
             "| model | ECE P(Exact) | Brier P(Exact) | ECE P(E or S) | Brier P(E or S) | pairs | fitted (E / E or S) |",
-            "|---|---:|---:|---:|---:|---:|---|"] + rows + [""]
+            "|---|---:|---:|---:|---:|---:|---|"] + rows + [
+            "", "ESCI Task 2 / Task 3 from the calibrated probabilities (most probable of E, S, C-or-I; no class head):", "",
+            "| model | Task 2 micro-F1 | Task 3 micro-F1 | Substitute F1 |", "|---|---:|---:|---:|"] + tasks + [""]
 
 
 def _served_markdown(report: dict) -> list[str]:

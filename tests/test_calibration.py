@@ -123,3 +123,26 @@ def test_saved_file_round_trips_and_bad_files_are_user_errors(tmp_path):
         load_calibration(tmp_path)
     with pytest.raises(UserError, match="at least 2 queries"):
         fit_calibration([0.1] * 20, ["E"] * 20, ["q"] * 20, "logit")
+
+
+def test_eval_block_report_table_and_reliability_diagram(tmp_path):
+    from reldistill.eval.calibration import calibration_block, precision_at
+    from reldistill.eval.plots import plot_reliability
+    from reldistill.eval.report import _calibration_markdown
+
+    s, _, labels, qids = _synthetic(600, 8)
+    raw = 1 / (1 + np.exp(-(0.4 * s + 1.0)))
+    cal = fit_calibration(raw[:2400], labels[:2400], qids[:2400], "logit", split="dev")
+    block = calibration_block(cal, raw[2400:], labels[2400:], raw_is_probability=True)
+    assert block["pairs"] == 2400 and block["p_exact"]["ece"] < 0.05 < block["p_exact"]["raw_ece"]
+    assert sum(r["count"] for r in block["p_exact"]["reliability"]) == 2400
+    tasks = block["esci_tasks"]
+    exact = labels[2400:] == "E"
+    assert 0 < tasks["task2_micro_f1"] <= 1 and tasks["predicted"]["E"] > 0 and 0 <= tasks["task3_substitute_f1"] <= 1
+    kept = precision_at(cal, raw[2400:], labels[2400:], 0.6)
+    assert kept["kept"] > 0 and kept["precision_exact"] == pytest.approx(exact[cal.p_exact(raw[2400:]) >= 0.6].mean())
+    report = {"split": "test", "calibration": {"teacher": block, "dense-distilled": {**block, "served_student": True}}}
+    md = "\n".join(_calibration_markdown(report))
+    assert "dense-distilled (served student)" in md and f"{block['p_exact']['ece']:.4f}" in md and "Task 2 micro-F1" in md
+    png = plot_reliability(report, tmp_path / "reliability.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
