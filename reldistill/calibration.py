@@ -210,8 +210,10 @@ def dev_identity(data_cfg) -> dict[str, Any]:
 
 
 def dev_matches(cal: Calibration, data_cfg) -> bool:
-    """Whether ``cal`` was fitted on the dev split ``data_cfg`` carves (same data files, fraction and seed)."""
-    return all(cal.dev.get(k) == v for k, v in dev_identity(data_cfg).items())
+    """Whether ``cal`` was fitted on the dev split ``data_cfg`` carves: the same data files (by digest, wherever
+    they lie), dev fraction and seed."""
+    want = dev_identity(data_cfg)
+    return want["data_digest"] is not None and all(cal.dev.get(k) == want[k] for k in ("data_digest", "dev_fraction", "seed"))
 
 
 def save_calibration(directory: str | Path, cal: Calibration) -> Path:

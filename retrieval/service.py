@@ -430,7 +430,7 @@ def create_app(pipeline: SearchPipeline, config: ServeConfig | None = None, comp
         results = []
         for r in ranked:
             i = int(r.id)
-            probs = {k: v for k, v in (("p_exact", r.p_exact), ("p_exact_or_substitute", r.p_exact_or_substitute)) if v is not None}
+            probs = {k: getattr(r, k) for k in ("p_exact", "p_exact_or_substitute") if getattr(r, k, None) is not None}
             results.append(RerankResult(index=i, id=docs[i][0], relevance_score=float(r.score),
                                         document={"text": docs[i][1]} if body.return_documents else None, **probs))
         version = "2" if request.url.path.startswith("/v2/") else "1"
