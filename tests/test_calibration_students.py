@@ -55,6 +55,7 @@ def test_pipeline_over_a_calibrated_student_returns_probabilities(student, esci_
     assert json.dumps(res.to_dict())  # the response (with its probabilities) is plain JSON
 
 
+@pytest.mark.slow  # a tiny teacher and student through calibrate_run and a whole eval (~1 min on an idle CPU)
 def test_calibrate_run_then_eval_reports_ece_brier_and_the_diagram(student, esci_dir, tmp_path):
     """`calibrate_run` fits the run's teacher and student on dev; eval reports their calibration on test."""
     import shutil
