@@ -116,6 +116,15 @@ def _shard_ok(path: Path, n: int) -> bool:
         return False
 
 
+def with_probabilities(result: pd.DataFrame, teacher_dir: Path) -> pd.DataFrame:
+    """``result`` with ``p_exact`` and ``p_exact_or_substitute`` from the teacher's calibration (unchanged without one)."""
+    cal = load_calibration(teacher_dir)
+    if cal is not None:
+        for name, p in cal.probabilities(result["teacher_score"].to_numpy(np.float64)).items():
+            result[name] = p.astype(np.float32)
+    return result
+
+
 def score_file(teacher_dir: str | os.PathLike, pairs_path: str | os.PathLike, out_path: str | os.PathLike,
                data_cfg: DataConfig | None = None, batch_size: int | None = None, dtype: str = "auto",
                shard_size: int = 512, progress: bool = True, limit: int | None = None) -> Path:
@@ -195,11 +204,7 @@ def score_file_stats(teacher_dir, pairs_path, out_path, data_cfg=None, batch_siz
         result = df.copy()
         result["teacher_score"] = (1.0 / (1.0 + np.exp(-logit.astype(np.float64)))).astype(np.float32)
         result["teacher_logit"] = logit
-        cal = load_calibration(teacher_dir)
-        if cal is not None:  # calibrated probabilities beside the raw score (reldistill.calibration)
-            for name, p in cal.probabilities(result["teacher_score"].to_numpy(np.float64)).items():
-                result[name] = p.astype(np.float32)
-        write_parquet(out, result)
+        write_parquet(out, with_probabilities(result, teacher_dir))
     state.wait_for_everyone()
     return {"out": out, "pairs": n, "scored_now": scored, "seconds": seconds,
             "pairs_per_s": scored / seconds if scored and seconds > 0 else None, "shards": len(bounds), "dtype": dtype,
