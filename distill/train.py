@@ -119,7 +119,7 @@ def _last_checkpoint(ckpt_dir: Path, fingerprint: dict) -> str | None:
 
 
 def fit(rows: dict[str, dict[str, list]], out_dir: str | Path, cfg: DistillConfig, data, examples: pd.DataFrame,
-        manifest_fields: dict, resume: bool = True, force: bool = False) -> Path:
+        manifest_fields: dict, resume: bool = True, force: bool = False, data_cfg: DataConfig | None = None) -> Path:
     """Train ``cfg.student`` on ``rows`` with SentenceTransformerTrainer; write the best model + manifest to ``out_dir``."""
     import torch
     from datasets import Dataset, DatasetDict
@@ -181,6 +181,7 @@ def fit(rows: dict[str, dict[str, list]], out_dir: str | Path, cfg: DistillConfi
     with atomic_path(out_dir, force=force) as tmp:
         model.save(str(tmp))
         _save_best_vectors(tmp, evaluator, trainer.state.best_model_checkpoint, data.products)
+        calibration = _calibrate(tmp, model, examples, data_cfg)
         write_manifest(tmp, KIND, student_base=cfg.student, loss=cfg.loss if manifest_fields.get("teacher") else f"{cfg.loss} (human labels)",
                        data={"path": str(Path(manifest_fields.get("data_path", "")).resolve()), "fingerprint": data_fingerprint(manifest_fields["data_path"])},
                        config=to_dict(cfg), train_rows={k: len(v["query"]) for k, v in rows.items()},
@@ -189,11 +190,30 @@ def fit(rows: dict[str, dict[str, list]], out_dir: str | Path, cfg: DistillConfi
                        dev={"split": cfg.eval_split, "base": base_dev, "best": best_dev,
                             "history": evaluator.history if evaluator is not None else [],
                             "best_checkpoint": trainer.state.best_model_checkpoint},
+                       calibration=calibration,
                        **{k: v for k, v in manifest_fields.items() if k != "data_path"})
     _remove_checkpoints(ckpt_dir)
     if base_dev and best_dev and best_dev["ndcg@10"] < base_dev["ndcg@10"]:
         log.warning("the trained student (dev nDCG@10 %.4f) is below the base model (%.4f)", best_dev["ndcg@10"], base_dev["ndcg@10"])
     return out_dir
+
+
+def _calibrate(model_dir: Path, model, examples: pd.DataFrame, data_cfg: DataConfig | None) -> dict | None:
+    """Fit the student's calibration on the dev split's judged pairs into ``model_dir``; its summary, or None
+    (with a warning) when there is no usable dev split (`reldistill calibrate` can fit it later)."""
+    from reldistill.calibration import save_calibration, summary
+    from reldistill.student.calibrate import fit_student_calibration
+
+    if not (examples["split"] == "dev").any():
+        log.warning("no dev split: the student is saved without a calibration")
+        return None
+    try:
+        cal = fit_student_calibration(model, examples, "dev", data_cfg)
+    except UserError as e:
+        log.warning("no calibration fitted: %s", e)
+        return None
+    save_calibration(model_dir, cal)
+    return summary(cal)
 
 
 def _save_best_vectors(model_dir: Path, evaluator, best_checkpoint: str | None, products: pd.DataFrame) -> None:
@@ -289,7 +309,7 @@ def train_student(scores_path: str | Path, out_dir: str | Path, cfg: DistillConf
     return fit(rows, out_dir, cfg, data, examples, resume=resume, force=force, manifest_fields={
         "teacher": _teacher_info(teacher_dir) or {"dir": None},
         "scores": {"path": str(Path(scores_path).resolve()), "sha256": digest, **summary},
-        "data_path": data_cfg.path})
+        "data_path": data_cfg.path}, data_cfg=data_cfg)
 
 
 def train_human_student(out_dir: str | Path, cfg: DistillConfig, data_cfg: DataConfig, resume: bool = True,
@@ -303,4 +323,4 @@ def train_human_student(out_dir: str | Path, cfg: DistillConfig, data_cfg: DataC
     rows = build_rows(judged.reset_index(drop=True), target, cfg, human_positives=_human_positives(examples))
     return fit(rows, out_dir, cfg, data, examples, resume=resume, force=force, manifest_fields={
         "teacher": None, "scores": {"human_labels_only": True, "pairs": len(judged), "queries": int(judged["query_id"].nunique())},
-        "data_path": data_cfg.path})
+        "data_path": data_cfg.path}, data_cfg=data_cfg)

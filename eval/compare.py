@@ -315,7 +315,9 @@ class Evaluation:
         self.runs["task1"]["bm25"] = self._task1_run(self._bm25.score_pairs(queries, pids))
         rows = [self.row_of[p] for p in pids]
         for system, pipe in self.pipes.items():
-            self.runs["task1"][system] = self._task1_run(dense_pair_scores(pipe._encode(queries), self.vectors[system], rows))
+            scores = dense_pair_scores(pipe._encode(queries), self.vectors[system], rows)
+            self.runs["task1"][system] = self._task1_run(scores)
+            self._calibrated(system, self.run.stage_dir(STUDENT_DIRS[system]) if system in STUDENT_DIRS else None, scores, False)
 
     def _teacher(self) -> None:
         inp = self.inputs
@@ -332,6 +334,7 @@ class Evaluation:
                                      [inp.texts[self.row_of[p]] for p in inp.judged["product_id"]], progress=True)
         n_task1 = len(judged_scores)
         self.runs["task1"]["teacher"] = self._task1_run(judged_scores)
+        self._calibrated("teacher", self.run.teacher, judged_scores, True)
         if read_json(self.run.teacher / MANIFEST).get("prior"):  # the blend hides the LLM's own judgement: show it too
             alone = TeacherScoreCache(self.run.teacher, self.cache_dir, self.cfg.teacher_dtype, self.cfg.teacher_batch, prior=False)
             self.runs["task1"]["teacher (LLM alone)"] = self._task1_run(
@@ -348,6 +351,18 @@ class Evaluation:
             self.absent["hybrid+rerank"] = f"needs {self._served_student()}, which is absent"
         self.notes["teacher"] = {"task1_pairs": n_task1, "dtype": self.cfg.teacher_dtype}
         self.timings["teacher_s"] = round(time.perf_counter() - t0, 2)
+
+    def _calibrated(self, system: str, model_dir, scores: np.ndarray, raw_is_probability: bool) -> None:
+        """ECE / Brier / reliability of ``system``'s calibrated probabilities on the report split's judged pairs."""
+        from reldistill.calibration import load_calibration
+        from reldistill.eval.calibration import calibration_block
+
+        cal = load_calibration(model_dir)
+        if cal is None:
+            return
+        block = calibration_block(cal, scores, self.inputs.judged["esci_label"].to_numpy(), raw_is_probability)
+        block["served_student"] = system == self._served_student()
+        self.notes.setdefault("calibration", {})[system] = block
 
     def _rerank_row(self) -> None:
         """``hybrid-<student>+rerank`` on the report split with what `search --mode rerank` runs: the serving's
@@ -558,6 +573,7 @@ class Evaluation:
                              "retrieval": scored["retrieval"]["significance"],
                              "task1": scored["task1"]["significance"]},
             "teacher_mse": self.notes.get("teacher_mse"),
+            "calibration": self.notes.pop("calibration", None),
             "metrics": {s.name: s.ranx for s in self.specs},
             "task1_metrics": [s.name for s in self.task_specs("task1")],
             "definitions": {

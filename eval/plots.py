@@ -1,4 +1,4 @@
-"""PNG plots of an evaluation: metric bars per system, per-query nDCG deltas (distilled vs base)."""
+"""PNG plots of an evaluation: metric bars per system, per-query nDCG deltas (distilled vs base), reliability diagram."""
 
 from __future__ import annotations
 
@@ -16,6 +16,15 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(plt, fig, path: Path) -> Path:
+    """Lay out ``fig``, write it to ``path`` as PNG atomically and close it."""
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path
 
 
 def plot_metric_bars(report: dict, path: Path) -> Path:
@@ -42,11 +51,7 @@ def plot_metric_bars(report: dict, path: Path) -> Path:
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=4, frameon=False)
     axes[0].set_ylabel("score (mean over queries)")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_ndcg_deltas(report: dict, path: Path, treatment: str = "dense-distilled", control: str = "dense-base") -> Path | None:
@@ -74,8 +79,29 @@ def plot_ndcg_deltas(report: dict, path: Path, treatment: str = "dense-distilled
     ax.set_xlabel("queries, sorted by Δ")
     ax.set_ylabel(f"Δ {metric}")
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
+
+
+def plot_reliability(report: dict, path: Path) -> Path:
+    """Reliability diagram: observed rate against mean predicted probability per bin, P(Exact) (left) and
+    P(Exact or Substitute) (right), one line per calibrated model, marker area by pair count."""
+    plt = _pyplot()
+    cal = report["calibration"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5), sharey=True)
+    cmap = plt.get_cmap("tab10")
+    for ax, (target, title) in zip(axes, (("p_exact", "P(Exact)"), ("p_exact_or_substitute", "P(Exact or Substitute)"))):
+        ax.plot([0, 1], [0, 1], color="#868e96", lw=0.8, ls="--", label="perfect")
+        for i, (system, b) in enumerate(cal.items()):
+            rows = b[target]["reliability"]
+            x, y = [r["mean_p"] for r in rows], [r["rate"] for r in rows]
+            sizes = [max(8.0, 300.0 * r["count"] / max(b["pairs"], 1)) for r in rows]
+            ax.plot(x, y, color=cmap(i % 10), lw=1.2, label=f"{system} (ECE {b[target]['ece']:.3f})")
+            ax.scatter(x, y, s=sizes, color=cmap(i % 10), alpha=0.7)
+        ax.set_title(f"{title} — {report['split']} judged pairs")
+        ax.set_xlabel("mean predicted probability (10 bins)")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left")
+    axes[0].set_ylabel("observed rate")
+    return _save(plt, fig, path)

@@ -75,6 +75,7 @@ def render_markdown(report: dict) -> str:
         t = report["teacher_mse"]
         by = ", ".join(f"{k} {v:.3f}" for k, v in t["mean_score_by_label"].items())
         out += [f"Teacher MSE vs soft labels: **{t['mse']:.4f}** on {t['pairs']:,} pairs (mean teacher score by label: {by}).", ""]
+    out += _calibration_markdown(report)
     if report["absent"]:
         out += ["## Absent systems", ""] + [f"- `{s}`: {why}" for s, why in report["absent"].items()] + [""]
     rows = []
@@ -88,6 +89,30 @@ def render_markdown(report: dict) -> str:
     out += ["Plots: `eval/metrics.png`, `eval/ndcg_delta.png`. TREC runs: `eval/*.trec`.", "",
             "Timings (s): " + ", ".join(f"{k} {v}" for k, v in report["timings_s"].items()), ""]
     return "\n".join(out)
+
+
+def _calibration_markdown(report: dict) -> list[str]:
+    """The calibration table: ECE (10 bins) and Brier of P(Exact) and P(E or S) per calibrated model on this split."""
+    cal = report.get("calibration")
+    if not cal:
+        return []
+    rows = []
+    for system, b in cal.items():
+        e, es, fit = b["p_exact"], b["p_exact_or_substitute"], b["fitted"]
+        raw = f" (raw {e['raw_ece']:.4f})" if "raw_ece" in e else ""
+        who = f"{system} (served student)" if b.get("served_student") else system
+        rows.append(f"| {who} | {e['ece']:.4f}{raw} | {e['brier']:.4f} | {es['ece']:.4f} | {es['brier']:.4f} | {b['pairs']:,} | "
+                    f"{fit['methods']['p_exact']}/{fit['methods']['p_exact_or_substitute']} on {fit['dev'].get('pairs')} dev pairs "
+                    f"of {fit['dev'].get('queries')} queries |")
+    tasks = [f"| {s} | {b['esci_tasks']['task2_micro_f1']:.4f} | {b['esci_tasks']['task3_micro_f1']:.4f} | "
+             f"{b['esci_tasks']['task3_substitute_f1']:.4f} |" for s, b in cal.items() if b.get("esci_tasks")]
+    return [f"## Calibration — judged pairs of `{report['split']}`", "",
+            "Probabilities fitted on dev (`calibration.json` beside each model); expected calibration error over 10 "
+            "equal-width bins. Reliability diagram: `eval/reliability.png`.", "",
+            "| model | ECE P(Exact) | Brier P(Exact) | ECE P(E or S) | Brier P(E or S) | pairs | fitted (E / E or S) |",
+            "|---|---:|---:|---:|---:|---:|---|"] + rows + [
+            "", "ESCI Task 2 / Task 3 from the calibrated probabilities (most probable of E, S, C-or-I; no class head):", "",
+            "| model | Task 2 micro-F1 | Task 3 micro-F1 | Substitute F1 |", "|---|---:|---:|---:|"] + tasks + [""]
 
 
 def _served_markdown(report: dict) -> list[str]:
@@ -170,7 +195,7 @@ def write_report(run: RunDir, report: dict[str, Any], out_dir: Path | None = Non
 
     ``out_dir``: write all of it there instead (an eval on other data), leaving the run's own report alone.
     """
-    from reldistill.eval.plots import plot_metric_bars, plot_ndcg_deltas
+    from reldistill.eval.plots import plot_metric_bars, plot_ndcg_deltas, plot_reliability
 
     report = dict(report)
     runs = report.pop("_runs")
@@ -183,6 +208,8 @@ def write_report(run: RunDir, report: dict[str, Any], out_dir: Path | None = Non
     delta = plot_ndcg_deltas(report, eval_dir / "ndcg_delta.png")
     if delta is not None:
         files.append(delta.name)
+    if report.get("calibration"):
+        files.append(plot_reliability(report, eval_dir / "reliability.png").name)
     report["files"] = {"trec_and_plots": files, "report_json": str(report_json), "report_md": str(report_md)}
     report["findings"] = findings(report)
     report.setdefault("provenance", provenance())  # command, commit and CPU, for the pages `reldistill report` renders

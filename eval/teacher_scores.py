@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from reldistill.artifacts import MANIFEST, read_json, write_parquet
+from reldistill.calibration import load_calibration
 
 
 def pair_key(query: str, text: str) -> str:
@@ -72,6 +73,7 @@ class _CachedTeacher:
         self._cache = cache
         self.manifest = read_json(cache.teacher_dir / MANIFEST)
         self.batch_size = cache.batch_size  # what TeacherReranker batches by; scoring itself batches in the cache
+        self.calibration = load_calibration(cache.teacher_dir)
 
     def score_pairs(self, queries: Sequence[str], texts: Sequence[str], batch_size: int | None = None, **_: Any) -> np.ndarray:
         return self._cache.scores(list(queries), list(texts))

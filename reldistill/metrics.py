@@ -5,6 +5,9 @@ factor, ``GAIN_SCALE``, before they reach it. nDCG is the Järvelin & Kekäläin
 gains, DCG = Σ gain_i / log2(i + 1), which is invariant to that scaling, so every caller — teacher
 dev eval, student dev eval and `reldistill eval` — reports nDCG on the raw ESCI gains (the official
 ESCI Task-1 metric). Binary metrics use ranx's relevance level ``-l<N>`` on the scaled gains.
+
+Calibration metrics live here too: expected calibration error (equal-width bins), Brier score and the
+reliability table a reliability diagram draws.
 """
 
 from __future__ import annotations
@@ -82,3 +85,28 @@ def ndcg_of_scores(scores: Sequence[float], gains: Sequence[float], k: int | Non
         return None
     order = np.lexsort((g, -s))[:n]  # by score desc, then gain asc
     return float(g[order] @ disc / idcg)
+
+
+def reliability(p: Sequence[float], y: Sequence[float], bins: int = 10) -> list[dict[str, float]]:
+    """Equal-width bins of predicted probability: each non-empty bin's count, mean prediction and observed rate."""
+    p, y = np.asarray(p, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    idx = np.minimum((p * bins).astype(int), bins - 1)
+    out = []
+    for b in range(bins):
+        m = idx == b
+        if m.any():
+            out.append({"lo": b / bins, "hi": (b + 1) / bins, "count": int(m.sum()),
+                        "mean_p": float(p[m].mean()), "rate": float(y[m].mean())})
+    return out
+
+
+def expected_calibration_error(p: Sequence[float], y: Sequence[float], bins: int = 10) -> float:
+    """ECE: the count-weighted mean |mean prediction − observed rate| over equal-width bins."""
+    n = len(p)
+    return float(sum(r["count"] * abs(r["mean_p"] - r["rate"]) for r in reliability(p, y, bins)) / n) if n else float("nan")
+
+
+def brier(p: Sequence[float], y: Sequence[float]) -> float:
+    """Mean squared error of probabilities against 0/1 outcomes."""
+    p, y = np.asarray(p, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    return float(np.mean((p - y) ** 2)) if len(p) else float("nan")

@@ -44,6 +44,8 @@ class RankedResult:
     score: float  # higher is more relevant (teacher: sigmoid probability in [0, 1])
     rank: int  # 1-based position after reranking
     index: int  # position of the candidate in the input list
+    p_exact: float | None = None  # calibrated P(Exact) when the reranker has a calibration (reldistill.calibration)
+    p_exact_or_substitute: float | None = None  # calibrated P(Exact or Substitute)
 
 
 @runtime_checkable

@@ -81,8 +81,9 @@ def search_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     config: ConfigOpt = None,
     threads: ThreadsOpt = 1,
+    min_score: Annotated[Optional[float], typer.Option("--min-score", help="Keep results whose calibrated P(Exact) is at least this probability (needs `reldistill calibrate`).")] = None,
 ) -> None:
-    """Search the run's index and print product ids, titles, scores and the rank at each stage."""
+    """Search the run's index and print product ids, titles, scores, calibrated P(Exact) and the rank at each stage."""
     from reldistill.retrieval.pipeline import check_query
 
     check_query(query)
@@ -97,7 +98,7 @@ def search_cmd(
     _threads(threads)
     pipe = _pipeline(run, search)
     mode = mode or pipe.default_mode
-    res = pipe.search(query, mode=mode, k=k, rerank_k=rerank_k)
+    res = pipe.search(query, mode=mode, k=k, rerank_k=rerank_k, min_score=min_score)
     if as_json:
         typer.echo(json.dumps(res.to_dict(), indent=2, ensure_ascii=False))
         return
@@ -105,10 +106,11 @@ def search_cmd(
     from rich.table import Table
 
     t = Table(title=f"{mode} · {query!r}" + (" (judged query)" if res.judged else ""), title_justify="left")
-    for col in ("#", "product_id", "title", "brand", "score", "bm25", "dense", "rrf", "rerank", "label"):
+    for col in ("#", "product_id", "title", "brand", "score", "P(E)", "P(E|S)", "bm25", "dense", "rrf", "rerank", "label"):
         t.add_column(col, no_wrap=True, overflow="ellipsis", max_width=60 if col == "title" else 24)
     for h in res.results:
         t.add_row(str(h.rank), h.product_id, h.title, h.brand, f"{h.score:.4f}",
+                  *(f"{p:.3f}" if p is not None else "-" for p in (h.p_exact, h.p_exact_or_substitute)),
                   *(str(r) if r is not None else "-" for r in (h.bm25_rank, h.dense_rank, h.fused_rank, h.rerank_rank)),
                   h.label or "-")
     out = Console() if typer.get_text_stream("stdout").isatty() else Console(width=160)

@@ -1,8 +1,10 @@
 """SearchPipeline: bm25 | dense | hybrid (RRF) | rerank (hybrid + teacher rerank of the fused top-k).
 
 Every result carries its product id, title, brand, the final score, the rank it had at each stage
-(bm25, dense, fused, rerank) and, for judged queries, its ESCI label; every response carries the
-milliseconds spent in each stage.
+(bm25, dense, fused, rerank), for judged queries its ESCI label, and where the scoring model is
+calibrated (reldistill.calibration) P(Exact) and P(Exact or Substitute): the teacher's for reranked
+results, else the student's from the cosine of query and product; every response carries the
+milliseconds spent in each stage. ``min_score`` keeps the results with P(Exact) at least that.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class SearchHit:
     fused_rank: int | None = None
     rerank_rank: int | None = None
     label: str | None = None  # E/S/C/I when the query and product were judged
+    p_exact: float | None = None  # calibrated P(Exact) (teacher's when reranked, else the student's)
+    p_exact_or_substitute: float | None = None
 
 
 @dataclasses.dataclass
@@ -84,6 +88,7 @@ class SearchPipeline:
         self._lock = threading.Lock()
         self._teacher_of: SearchPipeline | None = None  # with_student copies load the teacher through their source
         self.query_encoder = None  # every query's vector comes from here: search, serve and eval alike
+        self.student_calibration = None  # the student's Calibration (calibration.json beside it), set by the loaders
         if student is not None:
             from reldistill.student.query_encoder import query_encoder
 
@@ -122,6 +127,7 @@ class SearchPipeline:
                    name=name or index_dir.parent.name, teacher_dir=teacher_dir if teacher_dir.is_dir() else None,
                    student_id=dense.model)
         pipe.index_dir = index_dir
+        pipe.student_calibration = _calibration_of(student)
         return pipe
 
     @classmethod
@@ -132,8 +138,10 @@ class SearchPipeline:
         ids = products["product_id"].astype(str).tolist()
         texts = products["text"].astype(str).tolist()
         model, dense = _dense_index(student, ids, texts, vectors, index_config or IndexConfig())
-        return cls(dense, BM25Index.build(ids, texts), Catalog.from_data(products, examples), model, reranker=reranker,
+        pipe = cls(dense, BM25Index.build(ids, texts), Catalog.from_data(products, examples), model, reranker=reranker,
                    config=config, name=name, teacher_dir=teacher_dir, student_id=dense.model)
+        pipe.student_calibration = _calibration_of(student)
+        return pipe
 
     def with_student(self, student, name: str | None = None, kind: str | None = None, *,
                      index_config: IndexConfig | None = None, vectors: np.ndarray | None = None) -> SearchPipeline:
@@ -152,6 +160,7 @@ class SearchPipeline:
                               name=name or str(student), teacher_dir=self.teacher_dir, student_id=dense.model)
         pipe.default_mode = self.default_mode
         pipe._teacher_of = self  # one teacher in memory for both, however many columns rerank
+        pipe.student_calibration = _calibration_of(student)
         return pipe
 
     def with_config(self, config: SearchConfig | None = None, reranker: Reranker | None = None) -> SearchPipeline:
@@ -161,6 +170,7 @@ class SearchPipeline:
                               student_id=self.student_id)
         pipe.index_dir, pipe.default_mode, pipe.query_vectors = self.index_dir, self.default_mode, self.query_vectors
         pipe.query_encoder = self.query_encoder
+        pipe.student_calibration = self.student_calibration
         pipe._teacher_of = None if reranker is not None else self
         return pipe
 
@@ -205,15 +215,21 @@ class SearchPipeline:
             memo.update(zip(todo, self.query_encoder.encode(todo)))
         return np.stack([memo[q] for q in queries])
 
-    def search(self, query: str, mode: str | None = None, k: int = 10, rerank_k: int | None = None) -> SearchResponse:
-        """Search one query; see the module docstring for what each result carries."""
+    def search(self, query: str, mode: str | None = None, k: int = 10, rerank_k: int | None = None,
+               min_score: float | None = None) -> SearchResponse:
+        """Search one query; see the module docstring for what each result carries.
+
+        ``min_score`` (a probability) keeps the results whose calibrated P(Exact) is at least that; a
+        model without a calibration cannot be thresholded (UserError)."""
         query = check_query(query)
         mode = mode or self.default_mode
         self._check(mode, k)
+        if min_score is not None and not 0.0 <= float(min_score) <= 1.0:
+            raise UserError(f"min_score is a probability between 0 and 1, got {min_score!r}.")
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         depth = max(self.config.depth, k, rerank_k or 0)
-        bm25 = dense = None
+        bm25 = dense = qv = None
         if mode != "dense":
             t = time.perf_counter()
             ids, sc = self.bm25.search([query], depth)
@@ -227,17 +243,43 @@ class SearchPipeline:
             ids, sc = self.dense.search(qv, depth)
             dense = list(zip(ids[0], sc[0]))
             timings["dense_ms"] = _ms(t)
-        ranked, ranks = self._combine(query, mode, bm25, dense, k, rerank_k, timings)
+        teacher_p: dict[str, tuple[float, float | None]] = {}
+        ranked, ranks = self._combine(query, mode, bm25, dense, k, rerank_k, timings, teacher_p)
+        probs = teacher_p if mode == "rerank" else self._student_probabilities(query, qv, [p for p, _ in ranked[:k]])
         hits = []
         for pos, (pid, score) in enumerate(ranked[:k], start=1):
             meta = self.catalog.get(pid) or {"title": "", "brand": ""}
+            pe, pes = probs.get(pid, (None, None))
             hits.append(SearchHit(pid, meta["title"], meta["brand"], float(score), pos,
                                   **{f"{s}_rank": ranks[s].get(pid) for s in ("bm25", "dense", "fused", "rerank")},
-                                  label=self.catalog.label(query, pid)))
+                                  label=self.catalog.label(query, pid), p_exact=pe, p_exact_or_substitute=pes))
+        if min_score is not None:
+            hits = self._threshold(hits, float(min_score), mode)
         timings["total_ms"] = _ms(t0)
         return SearchResponse(query, mode, k, hits, timings, judged=self.catalog.is_judged(query))
 
-    def _combine(self, query: str, mode: str, bm25, dense, k: int, rerank_k: int | None, timings: dict):
+    def _student_probabilities(self, query: str, qv: np.ndarray | None, pids: list[str]) -> dict[str, tuple[float, float]]:
+        """{product: (P(Exact), P(E or S))} from the student's calibration of cosine(query, product); {} without one."""
+        cal = self.student_calibration
+        pids = [p for p in pids if p in self.dense]
+        if cal is None or not pids:
+            return {}
+        if qv is None:
+            qv = self._encode([query])
+        cos = np.stack([self.dense.vector(p) for p in pids]).astype(np.float64) @ np.asarray(qv, dtype=np.float64)[0]
+        pr = cal.probabilities(cos)
+        return {p: (float(a), float(b)) for p, a, b in zip(pids, pr["p_exact"], pr["p_exact_or_substitute"])}
+
+    @staticmethod
+    def _threshold(hits: list[SearchHit], min_score: float, mode: str) -> list[SearchHit]:
+        if any(h.p_exact is None for h in hits):
+            who = "teacher" if mode == "rerank" else "student"
+            raise UserError(f"min_score needs calibrated probabilities, and this {who} has no calibration.json — "
+                            "fit one with `reldistill calibrate --run RUN`.")
+        return [h for h in hits if h.p_exact >= min_score]
+
+    def _combine(self, query: str, mode: str, bm25, dense, k: int, rerank_k: int | None, timings: dict,
+                 teacher_p: dict | None = None):
         ranks: dict[str, dict[str, int]] = {s: {} for s in ("bm25", "dense", "fused", "rerank")}
         if bm25 is not None:
             ranks["bm25"] = {p: i for i, (p, _) in enumerate(bm25, start=1)}
@@ -259,6 +301,8 @@ class SearchPipeline:
         pool = [(p, self.catalog.text(p)) for p, _ in fused[:depth] if p in self.catalog]
         reranked = self.reranker.rerank(query, pool, top_k=None)
         ranked = [(r.id, r.score) for r in reranked]
+        if teacher_p is not None:
+            teacher_p.update({r.id: (r.p_exact, r.p_exact_or_substitute) for r in reranked if r.p_exact is not None})
         if self.config.rerank_weight is not None:  # blend: RRF of the first-stage order and the teacher's
             ranked = rrf_fuse({"first": [p for p, _ in pool], "teacher": ranked}, k=self.config.rrf_k,
                               weights={"first": 1.0, "teacher": self.config.rerank_weight})
@@ -344,6 +388,15 @@ def _dense_index(student, ids: list[str], texts: list[str], vectors: np.ndarray 
     emb = vectors if vectors is not None else encode_catalog(model, ids, texts, batch_size=cfg.batch_size)
     sid = model_identity(student) if named else None
     return model, DenseIndex.build(emb, ids, kind=cfg.kind, model=sid, config=cfg)
+
+
+def _calibration_of(student):
+    """The calibration saved beside a student folder, else one set on a loaded model (``reldistill_calibration``)."""
+    from reldistill.calibration import load_calibration
+
+    if isinstance(student, (str, Path)):
+        return load_calibration(student) if Path(str(student)).is_dir() else None
+    return getattr(student, "reldistill_calibration", None)
 
 
 def _ms(t: float) -> float:

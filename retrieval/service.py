@@ -27,7 +27,7 @@ from fastapi import Depends, FastAPI, HTTPException, Path as PathParam, Query, R
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reldistill.errors import UserError
@@ -52,6 +52,8 @@ class Hit(BaseModel):
     fused_rank: int | None = None
     rerank_rank: int | None = None
     label: str | None = Field(None, description="ESCI label (E/S/C/I) when the query and product were judged")
+    p_exact: float | None = Field(None, description="calibrated P(Exact) (the teacher's when reranked, else the student's)")
+    p_exact_or_substitute: float | None = Field(None, description="calibrated P(Exact or Substitute)")
 
 
 class SearchOut(BaseModel):
@@ -91,9 +93,14 @@ class RerankIn(BaseModel):
     model: str | None = Field(None, max_length=256, description="ignored: the service's teacher answers")
     return_documents: bool = False
     max_tokens_per_doc: int | None = Field(None, ge=1, description="cut each document after this many tokens")
+    min_score: float | None = Field(None, ge=0.0, le=1.0, description="drop documents whose calibrated P(Exact) is below this")
 
 
 class RerankResult(BaseModel):
+    """Cohere's result; a calibrated reranker adds ``p_exact`` and ``p_exact_or_substitute`` beside the raw score."""
+
+    model_config = ConfigDict(extra="allow")
+
     index: int
     id: str | None
     relevance_score: float
@@ -236,6 +243,14 @@ def rerank_cost(rr: Reranker, texts: list[str]) -> int:
     return int(sum(min(c, cap) if cap else c for c in counts))
 
 
+def above(ranked: list, min_score: float) -> list:
+    """The ranked results whose calibrated P(Exact) is at least ``min_score`` (400 when the reranker has none)."""
+    if any(getattr(r, "p_exact", None) is None for r in ranked):
+        raise HTTPException(status_code=400, detail="min_score needs a calibrated reranker, and this one has no calibration "
+                                                    "— fit it with `reldistill calibrate --run RUN`")
+    return [r for r in ranked if r.p_exact >= min_score]
+
+
 def create_app(pipeline: SearchPipeline, config: ServeConfig | None = None, compare: SearchPipeline | None = None,
                reranker: Reranker | None = None) -> FastAPI:
     """Build the app around a loaded pipeline (and optionally a second one for the side-by-side page)."""
@@ -293,14 +308,15 @@ def create_app(pipeline: SearchPipeline, config: ServeConfig | None = None, comp
     async def search(q: Annotated[str, Query(min_length=1, max_length=cfg.max_q_chars, description="the query")],
                      k: Annotated[int, Query(ge=1, le=cfg.max_k)] = 10, mode: Mode | None = None,
                      pipeline: Annotated[str, Query(max_length=32)] = "main",
-                     rerank_k: Annotated[int | None, Query(ge=1, le=cfg.max_k)] = None):
+                     rerank_k: Annotated[int | None, Query(ge=1, le=cfg.max_k)] = None,
+                     min_score: Annotated[float | None, Query(ge=0.0, le=1.0, description="keep results with calibrated P(Exact) >= this")] = None):
         if not q.strip():
             raise _invalid(["query", "q"], "q must contain a non-space character")
         p = pick(pipeline)
         mode = mode or p.default_mode  # the run's dev-chosen mode (serving.json)
         if mode == "rerank" and not p.has_reranker:
             raise HTTPException(status_code=400, detail="mode 'rerank' needs a teacher, and this server has none")
-        call = lambda: p.search(q, mode=mode, k=k, rerank_k=rerank_k)  # noqa: E731
+        call = lambda: p.search(q, mode=mode, k=k, rerank_k=rerank_k, min_score=min_score)  # noqa: E731
         if mode == "rerank":
             await _timed(lambda: _load(p))
             res = await _timed(call)
@@ -409,11 +425,14 @@ def create_app(pipeline: SearchPipeline, config: ServeConfig | None = None, comp
             return rr.rerank(body.query, [(str(i), t) for i, t in enumerate(texts)], top_k=body.top_n)
 
         ranked = await _timed(work)
+        if body.min_score is not None:
+            ranked = above(ranked, body.min_score)
         results = []
         for r in ranked:
             i = int(r.id)
+            probs = {k: getattr(r, k) for k in ("p_exact", "p_exact_or_substitute") if getattr(r, k, None) is not None}
             results.append(RerankResult(index=i, id=docs[i][0], relevance_score=float(r.score),
-                                        document={"text": docs[i][1]} if body.return_documents else None))
+                                        document={"text": docs[i][1]} if body.return_documents else None, **probs))
         version = "2" if request.url.path.startswith("/v2/") else "1"
         return RerankOut(id=str(uuid.uuid4()), model=getattr(rr, "name", "reranker"), results=results,
                          meta={"api_version": {"version": version}, "billed_units": {"search_units": 1}})

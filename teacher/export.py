@@ -12,12 +12,14 @@ Only heads with one linear score row export; ``mlp`` (two layers with a GELU) ca
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from reldistill.artifacts import atomic_path, check_replaceable, write_manifest
+from reldistill.calibration import CALIBRATION_FILE
 from reldistill.errors import UserError
 
 EXPORTABLE_HEADS = ("linear", "lm")
@@ -99,6 +101,8 @@ def export_teacher(teacher_dir: str | Path, out: str | Path, dtype: str = "float
         model.save_pretrained(str(tmp))
         tok.save_pretrained(str(tmp))
         (tmp / "README.md").write_text(_card(art.cfg, bias), encoding="utf-8")
+        if (art.root / CALIBRATION_FILE).is_file():  # P(Exact), P(E or S) from the probability: plain JSON (reldistill.calibration)
+            shutil.copy2(art.root / CALIBRATION_FILE, tmp / CALIBRATION_FILE)
         write_manifest(tmp, KIND, source=str(Path(teacher_dir).resolve()), head=art.cfg.head, score_bias=bias,
                        base_model=art.manifest.get("base_model"))
     return out
@@ -150,4 +154,7 @@ def score(pairs):
 ```
 
 Score bias: {bias:.6g}.
+
+`calibration.json` (when the teacher was calibrated) maps that probability p to P(Exact) and P(Exact or
+Substitute): `platt` is sigmoid(a · log(p / (1 − p)) + b); `isotonic` is `numpy.interp(p, knots, values)`.
 """

@@ -31,6 +31,11 @@ class TeacherReranker:
         return cls(Teacher.load(directory, dtype=dtype), batch_size)
 
     @property
+    def calibration(self):
+        """The teacher's calibration (:class:`reldistill.calibration.Calibration`), or None."""
+        return getattr(self.teacher, "calibration", None)
+
+    @property
     def max_length(self) -> int:
         """Tokens the teacher reads per (query, document) pair; longer documents are cut."""
         return int(self.teacher.cfg.max_length)
@@ -59,4 +64,7 @@ class TeacherReranker:
         order = np.argsort(-scores, kind="stable")  # ties keep the input (first-stage) order
         if top_k is not None:
             order = order[: max(int(top_k), 0)]
-        return [RankedResult(id=ids[i], score=float(scores[i]), rank=r + 1, index=int(i)) for r, i in enumerate(order)]
+        cal = self.calibration
+        probs = cal.probabilities(scores[order]) if cal is not None and len(order) else {}
+        return [RankedResult(id=ids[i], score=float(scores[i]), rank=r + 1, index=int(i),
+                             **{k: float(v[r]) for k, v in probs.items()}) for r, i in enumerate(order)]

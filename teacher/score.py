@@ -3,8 +3,8 @@
 Rows are cut into shards of ``shard_size`` in input order; each finished shard is written
 atomically to ``<out dir>/shards/<out stem>/shard-NNNNN.parquet``, so a crashed run skips them
 when rerun. Under ``accelerate launch`` process ``r`` of ``w`` scores shards ``r, r+w, ...``.
-The final parquet (input columns + ``teacher_score`` + ``teacher_logit``) is written once every
-shard exists. Inside a shard, batches are length-bucketed; results are returned in input order.
+The final parquet (input columns + ``teacher_score`` + ``teacher_logit``, and ``p_exact`` +
+``p_exact_or_substitute`` when the teacher has a calibration.json) is written once every shard exists. Inside a shard, batches are length-bucketed; results are returned in input order.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from reldistill.artifacts import file_fingerprint, write_parquet
+from reldistill.calibration import load_calibration
 from reldistill.config import DataConfig
 from reldistill.errors import UserError
 
@@ -115,6 +116,15 @@ def _shard_ok(path: Path, n: int) -> bool:
         return False
 
 
+def with_probabilities(result: pd.DataFrame, teacher_dir: Path) -> pd.DataFrame:
+    """``result`` with ``p_exact`` and ``p_exact_or_substitute`` from the teacher's calibration (unchanged without one)."""
+    cal = load_calibration(teacher_dir)
+    if cal is not None:
+        for name, p in cal.probabilities(result["teacher_score"].to_numpy(np.float64)).items():
+            result[name] = p.astype(np.float32)
+    return result
+
+
 def score_file(teacher_dir: str | os.PathLike, pairs_path: str | os.PathLike, out_path: str | os.PathLike,
                data_cfg: DataConfig | None = None, batch_size: int | None = None, dtype: str = "auto",
                shard_size: int = 512, progress: bool = True, limit: int | None = None) -> Path:
@@ -194,7 +204,7 @@ def score_file_stats(teacher_dir, pairs_path, out_path, data_cfg=None, batch_siz
         result = df.copy()
         result["teacher_score"] = (1.0 / (1.0 + np.exp(-logit.astype(np.float64)))).astype(np.float32)
         result["teacher_logit"] = logit
-        write_parquet(out, result)
+        write_parquet(out, with_probabilities(result, teacher_dir))
     state.wait_for_everyone()
     return {"out": out, "pairs": n, "scored_now": scored, "seconds": seconds,
             "pairs_per_s": scored / seconds if scored and seconds > 0 else None, "shards": len(bounds), "dtype": dtype,

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from reldistill.calibration import load_calibration
 from reldistill.config import require_int
 from reldistill.errors import UserError
 from reldistill.precision import resolve_dtype
@@ -99,6 +100,7 @@ class Teacher:
         self.int8_verdict: dict | None = None  # the int8 gate's verdict when load considered int8
         self.forward_calls = 0  # model forward passes run (one per batch)
         self.prior = Prior.from_manifest(self.manifest.get("prior"))  # None: the LLM alone
+        self.calibration = load_calibration(path)  # score → P(Exact), P(E or S); None when never fitted
 
     @functools.cached_property
     def _artifact_key(self) -> str:

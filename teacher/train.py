@@ -26,6 +26,8 @@ import numpy as np
 import torch
 
 from reldistill.artifacts import atomic_path, check_replaceable, data_fingerprint, write_json, write_manifest
+from reldistill.calibration import CALIBRATION_FILE, save_calibration
+from reldistill.calibration import summary as calibration_summary
 from reldistill.errors import UserError
 from reldistill.recipe import Recipe, override
 from reldistill.teacher.artifact import KIND, save_trainables
@@ -448,6 +450,10 @@ def train_teacher(recipe: Recipe, output_dir: str | os.PathLike, resume: bool = 
                 dev_logits[chosen] = evaluator.last_logits
             prior = fit_prior(dev_df, dev_logits[chosen], tc.prior_student, tc.prior_weights)
             log.info("teacher prior %s: dev nDCG@10 by LLM weight %s -> w = %g", tc.prior_student, prior["dev_ndcg10"], prior["weight"])
+        calibration = None
+        if not is_fsdp and tr.eval_split == "dev":  # fitted on dev only, never on the split a report reads
+            calibration = _fit_calibration(dev_df, dev_logits, chosen, prior, recipe,
+                                           lambda: (evaluator(raw_model, accelerator), evaluator.last_logits)[1])
         _write_artifact(out, raw_model, tokenizer, recipe, resolved, {
             "steps": step, "total_steps": plan.total_steps, "chosen_step": chosen,
             "epochs_done": round(step / plan.steps_per_epoch, 4), "finished": step >= plan.total_steps,
@@ -457,7 +463,8 @@ def train_teacher(recipe: Recipe, output_dir: str | os.PathLike, resume: bool = 
             "prefix_cache_s": round(prefix_s, 1),
             "score_head": score_head_info(tc, tokenizer),
             "dev_metrics": final_metrics, "dev_metrics_untrained": untrained, "history": history, "prior": prior,
-            "train_minutes": round((elapsed_before + time.monotonic() - t_start) / 60, 2)})
+            "calibration": calibration_summary(calibration),
+            "train_minutes": round((elapsed_before + time.monotonic() - t_start) / 60, 2)}, calibration)
     accelerator.wait_for_everyone()
     return out
 
@@ -483,9 +490,34 @@ class _null:
         return False
 
 
-def _write_artifact(out: Path, model, tokenizer, recipe: Recipe, resolved, fields: dict) -> None:
-    """Replace the artifact files in ``out`` (manifest removed first, written last)."""
+def _fit_calibration(dev_df, dev_logits: dict, chosen: int, prior: dict | None, recipe: Recipe, rescore):
+    """The kept checkpoint's calibration on dev (its dev logits, blended with the prior as served), or None
+    when dev is empty or too small (a warning: `reldistill calibrate` fits it later)."""
+    from reldistill.teacher.calibrate import fit_teacher_calibration
+    from reldistill.teacher.prior import Prior
+
+    if not len(dev_df):
+        return None
+    logits = dev_logits.get(chosen)
+    if logits is None:  # kept from before a resume: score dev with the restored weights
+        logits = rescore()
+    logits = np.asarray(logits, dtype=np.float64)
+    blend = Prior.from_manifest(prior)
+    if blend is not None:
+        logits = blend.apply(dev_df["query"].astype(str).tolist(), dev_df["text"].astype(str).tolist(), logits).astype(np.float64)
+    try:
+        return fit_teacher_calibration(dev_df, 1.0 / (1.0 + np.exp(-logits)), recipe.data)
+    except UserError as e:
+        log.warning("no calibration fitted: %s", e)
+        return None
+
+
+def _write_artifact(out: Path, model, tokenizer, recipe: Recipe, resolved, fields: dict, calibration=None) -> None:
+    """Replace the artifact files in ``out`` (manifest removed first, calibration.json beside, manifest written last)."""
     (out / "manifest.json").unlink(missing_ok=True)
+    (out / CALIBRATION_FILE).unlink(missing_ok=True)
+    if calibration is not None:
+        save_calibration(out, calibration)
     tmp = out / ".artifact.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     save_trainables(tmp, model, tokenizer, recipe.teacher)

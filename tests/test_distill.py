@@ -201,6 +201,7 @@ def test_human_only_student(tiny, tmp_path):
     out = train_human_student(tmp_path / "h", tiny_cfg(tiny, mnrl_weight=0.5), tiny["data_cfg"])
     m = json.loads((out / "manifest.json").read_text())
     assert m["teacher"] is None and "human" in m["loss"] and m["scores"]["human_labels_only"]
+    assert (out / "calibration.json").is_file() and m["calibration"]["dev"]["split"] == "dev"  # fitted where it is made
     SentenceTransformer(str(out), device="cpu")
 
 

@@ -34,6 +34,7 @@ STAGE_CLIS = (
     "reldistill.retrieval.cli",
     "reldistill.eval.cli",
     "reldistill.workflow.pipeline_cli",
+    "reldistill.workflow.calibrate",
 )
 
 DataOpt = Annotated[Optional[Path], typer.Option("--data", help="ESCI directory or CSV/JSONL/parquet table.")]

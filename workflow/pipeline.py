@@ -249,7 +249,9 @@ class Pipeline:
 
     def eval_stage(self) -> str:
         from reldistill.eval.report import evaluate_run
+        from reldistill.workflow.calibrate import calibrate_run
 
+        calibrate_run(self.run, self.data_cfg, self.recipe.eval.teacher_dtype, self.recipe.eval.teacher_batch)  # fitted on dev, or kept
         report = evaluate_run(self.run, self.data_cfg, self._eval_cfg(), self.recipe.search, self.recipe.index)
         sysm = report["systems"]
         served = report.get("served")

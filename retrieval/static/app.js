@@ -63,7 +63,9 @@ function render(col, data) {
       .filter(([, v]) => v !== null && v !== undefined).map(([n, v]) => `${n} #${v}`).join(" · ");
     body.append(el("div", "meta", [r.brand, stages].filter(Boolean).join(" — ")));
     li.append(body);
-    li.append(el("span", "score", r.score.toFixed(4)));
+    const prob = r.p_exact !== null && r.p_exact !== undefined;  // calibrated P(Exact) when the model has a calibration
+    li.append(el("span", "score", prob ? `P(E) ${r.p_exact.toFixed(2)} · ${r.score.toFixed(4)}` : r.score.toFixed(4)));
+    if (prob) li.title = `P(Exact) ${r.p_exact.toFixed(3)}, P(Exact or Substitute) ${r.p_exact_or_substitute.toFixed(3)}, raw score ${r.score.toFixed(4)}`;
     list.append(li);
   }
   const t = data.timings_ms.total_ms;

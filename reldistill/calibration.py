@@ -1,0 +1,244 @@
+"""The one home of score calibration: raw model score → P(Exact) and P(Exact or Substitute).
+
+Teacher and students both fit a :class:`Calibration` on their dev split (judged pairs of dev
+queries) and store it beside the model as ``calibration.json`` (the manifest names the file when the
+model is made; a refit rewrites the file alone, so raw scores and everything computed from them stay
+current). Each target gets the better of two monotone maps, chosen by log-loss out of fold (folds are
+whole queries) on dev:
+
+- ``platt``: p = sigmoid(a · f(s) + b), f the model's score transform (``logit`` for a probability
+  such as the teacher's sigmoid score, ``identity`` for a cosine);
+- ``isotonic``: pool-adjacent-violators on s, applied with linear interpolation between steps.
+
+Both are non-decreasing, so thresholding a probability keeps a prefix of the raw-score ranking.
+numpy only; :func:`load_calibration` returns None for a model that has none.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reldistill.artifacts import data_fingerprint, write_json
+from reldistill.errors import UserError
+
+CALIBRATION_FILE = "calibration.json"
+TARGETS = {"p_exact": ("E",), "p_exact_or_substitute": ("E", "S")}  # field name: labels counted as positive
+TRANSFORMS = ("logit", "identity")
+METHODS = ("platt", "isotonic")
+EPS = 1e-4  # probabilities are kept in [EPS, 1 - EPS]: a finite log-loss, never a certain answer
+
+
+def _transform(scores: np.ndarray, transform: str) -> np.ndarray:
+    s = np.asarray(scores, dtype=np.float64)
+    if transform == "logit":
+        p = np.clip(s, 1e-7, 1 - 1e-7)
+        return np.log(p) - np.log1p(-p)
+    return s
+
+
+def fit_platt(z: np.ndarray, y: np.ndarray, iters: int = 100) -> tuple[float, float]:
+    """(a, b) minimising the log-loss of sigmoid(a·z + b) against 0/1 ``y`` (Newton's method, tiny ridge)."""
+    z, y = np.asarray(z, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    n_pos, n = y.sum(), len(y)
+    t = np.where(y > 0, (n_pos + 1) / (n_pos + 2), 1 / (n - n_pos + 2))  # Platt's smoothed targets
+    a, b = 0.0, float(np.log((n_pos + 1) / (n - n_pos + 1)))
+    for _ in range(iters):
+        p = 1 / (1 + np.exp(-(a * z + b)))
+        w = np.maximum(p * (1 - p), 1e-12)
+        g = np.array([np.dot(p - t, z), np.sum(p - t)])
+        h = np.array([[np.dot(w, z * z) + 1e-6, np.dot(w, z)], [np.dot(w, z), np.sum(w) + 1e-6]])
+        step = np.linalg.solve(h, g)
+        a, b = a - step[0], b - step[1]
+        if np.max(np.abs(step)) < 1e-9:
+            break
+    return float(a), float(b)
+
+
+def fit_isotonic(x: np.ndarray, y: np.ndarray) -> tuple[list[float], list[float]]:
+    """Pool-adjacent-violators: the non-decreasing step function of ``x`` closest to ``y`` in squared error.
+
+    Returns (knots, values): each pooled block's mean x and mean y, for :func:`numpy.interp`."""
+    order = np.argsort(np.asarray(x, dtype=np.float64), kind="stable")
+    xs, ys = np.asarray(x, dtype=np.float64)[order], np.asarray(y, dtype=np.float64)[order]
+    sums_y, sums_x, counts = [], [], []
+    for xv, yv in zip(xs, ys):
+        sums_y.append(yv)
+        sums_x.append(xv)
+        counts.append(1.0)
+        while len(counts) > 1 and sums_y[-2] / counts[-2] >= sums_y[-1] / counts[-1]:
+            sy, sx, c = sums_y.pop(), sums_x.pop(), counts.pop()
+            sums_y[-1] += sy
+            sums_x[-1] += sx
+            counts[-1] += c
+    c = np.array(counts)
+    return (np.array(sums_x) / c).tolist(), (np.array(sums_y) / c).tolist()
+
+
+@dataclasses.dataclass
+class Calibrator:
+    """One fitted monotone map for one target: ``method`` platt (``params`` a, b) or isotonic (knots, values)."""
+
+    method: str
+    params: dict[str, Any]
+    dev_log_loss: dict[str, float] = dataclasses.field(default_factory=dict)  # out-of-fold, per method tried
+
+    def __call__(self, scores: np.ndarray, transform: str) -> np.ndarray:
+        if self.method == "platt":
+            z = _transform(scores, transform)
+            p = 1 / (1 + np.exp(-(self.params["a"] * z + self.params["b"])))
+        else:
+            p = np.interp(np.asarray(scores, dtype=np.float64), self.params["knots"], self.params["values"])
+        return np.clip(p, EPS, 1 - EPS)
+
+
+def _fit_one(method: str, scores: np.ndarray, y: np.ndarray, transform: str) -> Calibrator:
+    if method == "platt":
+        a, b = fit_platt(_transform(scores, transform), y)
+        return Calibrator("platt", {"a": a, "b": b})
+    knots, values = fit_isotonic(scores, y)
+    return Calibrator("isotonic", {"knots": knots, "values": values})
+
+
+def log_loss(p: np.ndarray, y: np.ndarray) -> float:
+    p = np.clip(np.asarray(p, dtype=np.float64), EPS, 1 - EPS)
+    y = np.asarray(y, dtype=np.float64)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def query_folds(query_ids: Sequence[str], folds: int) -> np.ndarray:
+    """A fold number per row; a query's rows share one fold (assigned in order of first appearance)."""
+    codes = {q: i % folds for i, q in enumerate(dict.fromkeys(map(str, query_ids)))}
+    return np.array([codes[str(q)] for q in query_ids], dtype=np.int64)
+
+
+def choose_calibrator(scores: np.ndarray, y: np.ndarray, query_ids: Sequence[str], transform: str,
+                      folds: int = 5, methods: Sequence[str] = METHODS) -> Calibrator:
+    """The method with the lower out-of-fold log-loss on dev (whole queries per fold), refitted on all of dev."""
+    scores, y = np.asarray(scores, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    fold = query_folds(query_ids, folds)
+    losses = {}
+    for m in methods:
+        oof = np.empty(len(y))
+        for f in range(folds):
+            test, train = fold == f, fold != f
+            if not test.any():
+                continue
+            if not train.any() or y[train].min() == y[train].max():
+                oof[test] = np.clip(y[train].mean() if train.any() else 0.5, EPS, 1 - EPS)
+                continue
+            oof[test] = _fit_one(m, scores[train], y[train], transform)(scores[test], transform)
+        losses[m] = round(log_loss(oof, y), 6)
+    best = min(losses, key=losses.get)
+    cal = _fit_one(best, scores, y, transform)
+    cal.dev_log_loss = losses
+    return cal
+
+
+@dataclasses.dataclass
+class Calibration:
+    """A model's calibration: its raw-score ``transform`` and one :class:`Calibrator` per target in :data:`TARGETS`."""
+
+    transform: str
+    targets: dict[str, Calibrator]
+    score: str = ""  # what the raw score is, in words
+    dev: dict[str, Any] = dataclasses.field(default_factory=dict)  # split, queries, pairs, positives, data
+
+    def probabilities(self, scores: Sequence[float] | np.ndarray) -> dict[str, np.ndarray]:
+        """{target: probabilities}, one per raw score; P(E or S) is never below P(E)."""
+        s = np.asarray(scores, dtype=np.float64)
+        out = {t: c(s, self.transform) for t, c in self.targets.items()}
+        if "p_exact" in out and "p_exact_or_substitute" in out:
+            out["p_exact_or_substitute"] = np.maximum(out["p_exact_or_substitute"], out["p_exact"])
+        return out
+
+    def p_exact(self, scores: Sequence[float] | np.ndarray) -> np.ndarray:
+        return self.targets["p_exact"](np.asarray(scores, dtype=np.float64), self.transform)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"transform": self.transform, "score": self.score, "dev": self.dev,
+                "targets": {t: dataclasses.asdict(c) for t, c in self.targets.items()}}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], where: str) -> Calibration:
+        try:
+            targets = {t: Calibrator(**c) for t, c in raw["targets"].items()}
+            if raw["transform"] not in TRANSFORMS or any(c.method not in METHODS for c in targets.values()):
+                raise ValueError
+            return cls(raw["transform"], targets, raw.get("score", ""), raw.get("dev", {}))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise UserError(f"{where} is not a reldistill calibration — refit it with `reldistill calibrate`.") from None
+
+
+def fit_calibration(scores: Sequence[float] | np.ndarray, labels: Sequence[str], query_ids: Sequence[str],
+                    transform: str, score: str = "", folds: int = 5, **dev: Any) -> Calibration:
+    """Fit P(Exact) and P(Exact or Substitute) on dev pairs: raw ``scores``, their ESCI ``labels`` (E/S/C/I)
+    and ``query_ids`` (folds keep a query whole). ``dev`` (split name, data...) is recorded as given."""
+    if transform not in TRANSFORMS:
+        raise ValueError(f"transform must be one of {TRANSFORMS}, got {transform!r}")
+    s = np.asarray(scores, dtype=np.float64)
+    lab = np.asarray([str(x) for x in labels])
+    if len(s) != len(lab) or len(s) != len(query_ids):
+        raise ValueError(f"{len(s)} scores, {len(lab)} labels and {len(query_ids)} query ids")
+    n_q = len(set(map(str, query_ids)))
+    if len(s) < 10 or n_q < 2:
+        raise UserError(f"calibration needs judged dev pairs of at least 2 queries (got {len(s)} pairs of {n_q}) — "
+                        "use data with a dev split (data.dev_fraction > 0).")
+    targets = {}
+    for name, positive in TARGETS.items():
+        y = np.isin(lab, positive).astype(np.float64)
+        targets[name] = choose_calibrator(s, y, query_ids, transform, min(folds, n_q))
+    counts = {lab_: int((lab == lab_).sum()) for lab_ in ("E", "S", "C", "I")}
+    return Calibration(transform, targets, score, {"queries": n_q, "pairs": int(len(s)), "labels": counts, **dev})
+
+
+def dev_identity(data_cfg) -> dict[str, Any]:
+    """What names a dev split: the data (path and a digest of its files) and how dev is carved from train."""
+    import hashlib
+
+    try:
+        digest = hashlib.sha256(json.dumps(data_fingerprint(data_cfg.path), sort_keys=True).encode()).hexdigest()[:16]
+    except OSError:
+        digest = None
+    return {"data": str(Path(data_cfg.path).resolve()), "data_digest": digest,
+            "dev_fraction": data_cfg.dev_fraction, "seed": data_cfg.seed}
+
+
+def dev_matches(cal: Calibration, data_cfg) -> bool:
+    """Whether ``cal`` was fitted on the dev split ``data_cfg`` carves: the same data files (by digest, wherever
+    they lie), dev fraction and seed."""
+    want = dev_identity(data_cfg)
+    return want["data_digest"] is not None and all(cal.dev.get(k) == want[k] for k in ("data_digest", "dev_fraction", "seed"))
+
+
+def save_calibration(directory: str | Path, cal: Calibration) -> Path:
+    """Write ``directory/calibration.json`` atomically."""
+    return write_json(Path(directory) / CALIBRATION_FILE, cal.to_dict())
+
+
+def load_calibration(directory: str | Path | None) -> Calibration | None:
+    """The calibration stored beside a model (``directory/calibration.json``), or None when it has none."""
+    if directory is None:
+        return None
+    p = Path(directory) / CALIBRATION_FILE
+    if not p.is_file():
+        return None
+    try:
+        raw = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UserError(f"{p} is not valid JSON — refit it with `reldistill calibrate`.") from None
+    return Calibration.from_dict(raw, str(p))
+
+
+def summary(cal: Calibration | None) -> dict[str, Any] | None:
+    """What a report or manifest shows of a calibration: methods, dev log-losses and dev counts."""
+    if cal is None:
+        return None
+    return {"file": CALIBRATION_FILE, "transform": cal.transform, "dev": cal.dev,
+            "methods": {t: c.method for t, c in cal.targets.items()},
+            "dev_log_loss": {t: c.dev_log_loss for t, c in cal.targets.items()}}
