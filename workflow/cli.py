@@ -7,6 +7,7 @@ exit non-zero, without a traceback.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import importlib.util
 import json
@@ -73,6 +74,17 @@ def data_stats_cmd(
     out.print(lt)
 
 
+DISK_ERRORS = {errno.ENOSPC: "the disk is full — free space and rerun the same command",
+               errno.EDQUOT: "the disk quota is exhausted — free space and rerun the same command",
+               errno.EROFS: "the file system is read-only — copy the run somewhere writable or pass another output path",
+               errno.EACCES: "permission denied — make it writable or pass another path"}
+
+
+def disk_error_sentence(e: OSError) -> str:
+    """One sentence for a write the disk refused (full, read-only, no permission); what was there is unchanged."""
+    return f"{e.filename or 'a write'} failed: {DISK_ERRORS[e.errno]} (the previous artifacts are unchanged)."
+
+
 def _register_stages() -> None:
     for mod in STAGE_CLIS:
         try:
@@ -94,6 +106,11 @@ def main() -> None:
     except UserError as e:
         console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
+    except OSError as e:
+        if e.errno not in DISK_ERRORS:
+            raise
+        console.print(f"[bold red]error:[/] {disk_error_sentence(e)}", highlight=False, soft_wrap=True)
+        sys.exit(UserError.exit_code)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/] — rerun the same command to resume.")
         sys.exit(130)
