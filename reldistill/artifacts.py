@@ -190,7 +190,11 @@ def atomic_path(final: str | Path, force: bool = False) -> Iterator[Path]:
                 check_replaceable(final, kind, force)
             old = final.parent / f".{final.name}{OLD_MARK}{os.getpid()}"
             os.replace(final, old)
-            os.replace(target, final)
+            try:
+                os.replace(target, final)
+            except BaseException:
+                os.replace(old, final)  # the previous copy goes back at once (a full disk, a read-only file system)
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(target, final)

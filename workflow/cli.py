@@ -98,9 +98,18 @@ def _register_stages() -> None:
 _register_stages()
 
 
+def _not_library_chatter(record: logging.LogRecord) -> bool:
+    """Drop what a user cannot act on: bm25s's debug lines (it sets its own logger to DEBUG on import) and
+    bitsandbytes' CUDA-library warnings on CPU machines (QLoRA is optional)."""
+    lib = record.name.split(".", 1)[0]
+    return not ((lib == "bm25s" and record.levelno < logging.WARNING) or (lib == "bitsandbytes" and record.levelno < logging.ERROR))
+
+
 def main() -> None:
     """Entry point: run the app; UserError → one red line on stderr, exit 2."""
     logging.basicConfig(level=os.environ.get("RELDISTILL_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_not_library_chatter)
     try:
         app()
     except UserError as e:
