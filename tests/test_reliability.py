@@ -429,3 +429,16 @@ def test_eval_alone_keeps_the_demos_dev_rerank_size(tiny_run, tmp_path, monkeypa
     CliRunner().invoke(app, ["eval", "--run", str(run), "--json"])
     CliRunner().invoke(app, ["eval", "--run", str(run), "--json", "--dev-rerank-queries", "12"])
     assert seen == [30, 12]
+
+
+def test_library_chatter_is_dropped_at_the_cli_edge():
+    import logging
+
+    from reldistill.workflow.cli import _not_library_chatter
+
+    def rec(name, level):
+        return logging.LogRecord(name, level, __file__, 1, "x", None, None)
+
+    assert not _not_library_chatter(rec("bm25s", logging.DEBUG))
+    assert not _not_library_chatter(rec("bitsandbytes.cextension", logging.WARNING))
+    assert _not_library_chatter(rec("bm25s", logging.WARNING)) and _not_library_chatter(rec("reldistill.artifacts", logging.WARNING))
