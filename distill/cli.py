@@ -48,7 +48,7 @@ def mine_cmd(
 
     r = _recipe(config, data, queries_path=str(queries) if queries else None)
     cfg, data_cfg = r.distill, r.data
-    rd = RunDir(run, create=True)
+    rd = RunDir.for_output(run)
     m = mine_to(rd.candidates, cfg, data_cfg)
     typer.echo(json.dumps({"candidates": str(rd.candidates_file), **{k: m[k] for k in ("pairs", "queries", "by_source")}}, indent=2))
 
@@ -148,12 +148,15 @@ def eval_cmd(
     data: DataOpt = None,
     split: Annotated[list[str], typer.Option(help="Split(s) to score (dev selects; test is for reports only).")] = ["dev", "test"],  # noqa: B006
     student: Annotated[Optional[list[str]], typer.Option(help="Student(s) to score (default: base, RUN/student-human, RUN/student*).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Also write the table as JSON here.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Also write the table as JSON here (a new file).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace --out even when it already exists.")] = False,
 ) -> None:
     """Full-catalog nDCG@10 / Recall@100 of students on the given splits (ESCI gains)."""
     from rich.table import Table
 
-    from reldistill.artifacts import write_json
+    from reldistill.artifacts import check_output_file, write_json
+    from reldistill.errors import UserError
+    from reldistill.run_layout import RunDir
     from reldistill.data import load_esci
     from reldistill.distill.dev_eval import evaluate_student
     from reldistill.distill.mine import with_dev_split
@@ -162,11 +165,17 @@ def eval_cmd(
 
     r = _recipe(config, data)
     cfg, data_cfg = r.distill, r.data
+    RunDir(run)
+    if out is not None:
+        check_output_file(out, "student-eval", force=force)
     names = list(student or [])
     if not names:
         names = [cfg.student] + sorted(str(p) for p in Path(run).glob("student*") if (p / "manifest.json").is_file())
     data_obj = load_esci(data_cfg)
     examples = with_dev_split(data_obj, data_cfg.dev_fraction, data_cfg.seed)
+    missing = sorted(set(split) - set(examples["split"].astype(str)))
+    if missing:  # before the catalog is encoded
+        raise UserError(f"--split {missing[0]!r} is not a split of the data (it has {', '.join(sorted(examples['split'].astype(str).unique()))}).")
     results = {}
     for name in names:
         model = load_student(name)

@@ -48,6 +48,7 @@ def eval_cmd(
     max_queries: Annotated[Optional[int], typer.Option("--max-queries", help=option_help(EvalConfig, "max_queries"))] = None,
     rerank_k: Annotated[Optional[int], typer.Option("--rerank-k", help=option_help(SearchConfig, "rerank_k"))] = None,
     systems: Annotated[Optional[str], typer.Option("--systems", help=option_help(EvalConfig, "systems"))] = None,
+    dev_rerank_queries: Annotated[Optional[int], typer.Option("--dev-rerank-queries", min=1, help="Dev queries the rerank candidates are scored on (default: the size the demo recorded for the run, else the recipe's eval.dev_rerank_queries).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json to stdout instead of the tables.")] = False,
 ) -> None:
     """Compare every system the run holds (BM25, dense students, hybrids, teacher) on one split through the served
@@ -57,10 +58,12 @@ def eval_cmd(
     from reldistill.run_layout import RunDir
 
     _quiet()
-    RunDir(run)  # a missing run directory is a UserError before anything loads
+    rd = RunDir(run)  # a missing run directory is a UserError before anything loads
     recipe = _recipe(config, data)
     chosen = [x.strip() for x in systems.split(",") if x.strip()] if systems is not None else None
-    cfg = override(recipe.eval, split=split, max_queries=max_queries, systems=chosen)
+    # the demo's sized choice is kept: eval alone re-decides on as many dev rerank queries as the demo did
+    rerank_queries = dev_rerank_queries or rd.recorded_sizes().get("dev_rerank_queries")
+    cfg = override(recipe.eval, split=split, max_queries=max_queries, systems=chosen, dev_rerank_queries=rerank_queries)
     report = evaluate_run(RunDir(run), recipe.data, cfg, override(recipe.search, rerank_k=rerank_k), recipe.index)
     if as_json:
         typer.echo(json.dumps(report, indent=2, ensure_ascii=False, default=str))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from reldistill.artifacts import MANIFEST, atomic_path, read_json, write_json, write_manifest, write_text
+from reldistill.artifacts import MANIFEST, atomic_path, read_json, staged_commit, write_json, write_manifest, write_text
 from reldistill.eval.findings import findings
 from reldistill.provenance import provenance
 from reldistill.run_layout import REPORT_JSON, REPORT_MD, RunDir, safe_name
@@ -184,23 +184,28 @@ def evaluate_run(run: RunDir, data_cfg, cfg, search_cfg=None, index_cfg=None) ->
     out_dir = other_data_dir(run, data_cfg.path, cfg.split)
     ev = Evaluation(run.root, data_cfg, cfg, search_cfg, index_cfg,
                     serving=read_serving(run.root) if out_dir is not None else None)
-    report = write_report(run, ev.run_all(), out_dir)
-    if out_dir is None and ev.chose:
-        write_serving(run.root, ev.serving)
+    result = ev.run_all()
+    with staged_commit(out_dir or run.root) as stage:  # reports, eval/ and serving.json replace the old ones as one unit
+        report = write_report(run, result, out_dir, stage=stage)
+        if out_dir is None and ev.chose:
+            write_serving(stage, ev.serving)
     return report
 
 
-def write_report(run: RunDir, report: dict[str, Any], out_dir: Path | None = None) -> dict[str, Any]:
+def write_report(run: RunDir, report: dict[str, Any], out_dir: Path | None = None, stage: Path | None = None) -> dict[str, Any]:
     """Write TREC runs, plots, report.json, report.md and eval/manifest.json (last). Returns the JSON written.
 
     ``out_dir``: write all of it there instead (an eval on other data), leaving the run's own report alone.
+    ``stage``: a ``staged_commit`` folder of that root to write into (the report still names the final paths).
     """
     from reldistill.eval.plots import plot_metric_bars, plot_ndcg_deltas, plot_reliability
 
     report = dict(report)
     runs = report.pop("_runs")
-    eval_dir = out_dir or run.eval
+    root = out_dir or run.root
     report_json, report_md = (out_dir / REPORT_JSON, out_dir / REPORT_MD) if out_dir else (run.report_json, run.report_md)
+    at = (lambda p: stage / Path(p).relative_to(root)) if stage is not None else Path
+    eval_dir = at(out_dir or run.eval)
     eval_dir.mkdir(parents=True, exist_ok=True)
     files = write_trec_runs(eval_dir, runs, list(next(iter(report["per_query_ndcg"]["retrieval"].values())).keys())
                             if report["per_query_ndcg"]["retrieval"] else [])
@@ -213,8 +218,8 @@ def write_report(run: RunDir, report: dict[str, Any], out_dir: Path | None = Non
     report["files"] = {"trec_and_plots": files, "report_json": str(report_json), "report_md": str(report_md)}
     report["findings"] = findings(report)
     report.setdefault("provenance", provenance())  # command, commit and CPU, for the pages `reldistill report` renders
-    write_json(report_json, report)
-    write_text(report_md, render_markdown(report))
+    write_json(at(report_json), report)
+    write_text(at(report_md), render_markdown(report))
     write_manifest(eval_dir, "eval", split=report["split"], n_queries=report["n_queries"],
                    systems=sorted(report["systems"]), task1=sorted(report["task1"]), absent=report["absent"],
                    data=report["data"], files=files)

@@ -84,7 +84,61 @@ def recover_swaps(final: str | Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _manifest_kind(directory: Path) -> str | None:
+COMMIT_MARK = ".commit-"  # ``<root>/.commit-<pid>.tmp/``: files staged to replace their counterparts under root together
+COMMITTED = ".committed"  # written last into a staging folder: from then on it is rolled forward, never back
+
+
+def _roll_forward(stage: Path, root: Path) -> None:
+    """Move every staged file to its place under ``root`` (manifests last), then drop the staging folder."""
+    files = sorted((p for p in stage.rglob("*") if p.is_file() and p.name != COMMITTED), key=lambda p: (p.name == MANIFEST, str(p)))
+    for f in files:
+        final = root / f.relative_to(stage)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(f, final)
+    shutil.rmtree(stage, ignore_errors=True)
+
+
+def finish_commits(root: str | Path) -> None:
+    """Finish what a killed ``staged_commit`` under ``root`` left: a committed set is rolled forward, another dropped."""
+    root = Path(root)
+    if not root.is_dir():
+        return
+    for entry in sorted(os.listdir(root)):
+        pid = entry[len(COMMIT_MARK):-len(TMP_SUFFIX)] if entry.startswith(COMMIT_MARK) and entry.endswith(TMP_SUFFIX) else ""
+        if not pid.isdigit() or (_pid_alive(int(pid)) and int(pid) != os.getpid()):
+            continue
+        stage = root / entry
+        if (stage / COMMITTED).is_file():
+            _roll_forward(stage, root)
+            log.warning("finished an interrupted commit of %s", root)
+        else:
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_commit(root: str | Path) -> Iterator[Path]:
+    """Yield a staging folder that mirrors ``root``; on success its files replace their counterparts as one unit.
+
+    Write each result at its path relative to ``root`` inside the staging folder. A kill before the
+    commit mark leaves ``root`` as it was; a kill after it is finished by ``finish_commits`` (run by
+    ``RunDir``), so readers never see some files of a set beside older ones.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    finish_commits(root)
+    stage = root / f"{COMMIT_MARK}{os.getpid()}{TMP_SUFFIX}"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    try:
+        yield stage
+        (stage / COMMITTED).write_bytes(b"")
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    _roll_forward(stage, root)
+
+
+def manifest_kind(directory: Path) -> str | None:
     try:
         m = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -105,7 +159,7 @@ def check_replaceable(directory: str | Path, kind: str, force: bool = False) -> 
         raise UserError(f"{d} is a file, not a {kind!r} directory — pass another output path.")
     if not any(d.iterdir()):
         return
-    found = _manifest_kind(d)
+    found = manifest_kind(d)
     if found != kind:
         what = f"a {found!r} artifact" if found else "files that are not a reldistill artifact"
         raise UserError(f"{d} already holds {what}, not a {kind!r} one — refusing to replace it; "
@@ -131,12 +185,16 @@ def atomic_path(final: str | Path, force: bool = False) -> Iterator[Path]:
         if not target.exists():
             raise RuntimeError(f"atomic_path: nothing was written to {target}")
         if target.is_dir() and final.exists():
-            kind = _manifest_kind(target)
+            kind = manifest_kind(target)
             if kind is not None:
                 check_replaceable(final, kind, force)
             old = final.parent / f".{final.name}{OLD_MARK}{os.getpid()}"
             os.replace(final, old)
-            os.replace(target, final)
+            try:
+                os.replace(target, final)
+            except BaseException:
+                os.replace(old, final)  # the previous copy goes back at once (a full disk, a read-only file system)
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(target, final)
@@ -157,11 +215,53 @@ def write_text(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
-def write_parquet(path: str | Path, df) -> Path:
-    """Write a pandas frame to parquet atomically."""
+PARQUET_KIND = b"reldistill.kind"  # parquet schema metadata: the kind of file a command wrote (see check_output_file)
+
+
+def write_parquet(path: str | Path, df, kind: str | None = None) -> Path:
+    """Write a pandas frame to parquet atomically; ``kind`` is recorded in the schema metadata."""
     with atomic_path(path) as tmp:
-        df.to_parquet(tmp, index=False)
+        if kind is None:
+            df.to_parquet(tmp, index=False)
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(df, preserve_index=False)
+            pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), PARQUET_KIND: kind.encode()}), tmp)
     return Path(path)
+
+
+def file_kind(path: str | Path) -> str | None:
+    """The kind a reldistill command recorded in a parquet file (None: another file, or none recorded)."""
+    try:
+        import pyarrow.parquet as pq
+
+        meta = pq.read_schema(path).metadata or {}
+    except Exception:  # noqa: BLE001 - not parquet, unreadable: no kind
+        return None
+    kind = meta.get(PARQUET_KIND)
+    return kind.decode() if kind else None
+
+
+def check_output_file(path: str | Path, kind: str, inputs: tuple = (), force: bool = False) -> None:
+    """Refuse (UserError), before any work, a file output that a command of ``kind`` does not own.
+
+    It must not be a directory, one of the command's ``inputs``, or inside another artifact's folder
+    (one with a manifest); an existing file is replaced only when it was written as ``kind``
+    (``force`` overrides that last rule).
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{p} is a directory — pass a file path for the output.")
+    if any(Path(i).resolve() == p.resolve() for i in inputs if i is not None):
+        raise UserError(f"{p} is also an input of this command — pass another output path.")
+    if p.name == MANIFEST or (p.parent / MANIFEST).is_file():
+        raise UserError(f"{p.parent} is a {manifest_kind(p.parent)!r} artifact folder — refusing to write {p.name} "
+                        f"inside it; pass an output path outside it.")
+    if p.exists() and not force and file_kind(p) != kind:
+        raise UserError(f"{p} already exists and was not written by this command — refusing to replace it; "
+                        f"pass a new path (or delete the file first).")
 
 
 def read_json(path: str | Path) -> Any:

@@ -131,6 +131,8 @@ def resolve_model(name: str) -> ResolvedModel:
         return ResolvedModel(name, None, str(local.resolve()), "local-dir")
     if local.is_file() and local.suffix == ".gguf":
         return ResolvedModel(name, None, str(local.parent.resolve()), "local-dir", gguf_file=local.name)
+    if name.startswith(("/", "./", "../", "~")) or local.exists():
+        raise UserError(f"model path {name} does not exist (or is not a model folder) — pass an existing folder or a model name.")
     hub_id = ALIASES.get(name.lower(), name)
     found = offline_copy_path(hub_id)
     if found is not None:

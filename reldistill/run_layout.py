@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from reldistill.artifacts import MANIFEST, recover_swaps
+from reldistill.artifacts import MANIFEST, finish_commits, manifest_kind, recover_swaps
 from reldistill.errors import UserError
 
 STAGE_DIRS = ("data", "teacher", "candidates", "scores", "student", "student-human", "index", "eval", "export")
@@ -55,12 +55,23 @@ class RunDir:
         if not check:
             return
         recover_swaps(self.root)
+        if self.root.exists() and not self.root.is_dir():
+            raise UserError(f"run directory {self.root} is a file — pass a directory as --run.")
+        if self.root.is_dir() and manifest_kind(self.root) is not None:
+            raise UserError(f"{self.root} is a {manifest_kind(self.root)!r} artifact, not a run directory — pass the run that holds it.")
         if create:
             self.root.mkdir(parents=True, exist_ok=True)
         elif not self.root.is_dir():
             raise UserError(f"run directory {self.root} does not exist — create it with `reldistill demo` or pass an existing --run.")
         for stage in STAGE_DIRS:
             recover_swaps(self.root / stage)
+        finish_commits(self.root)
+
+    @classmethod
+    def for_output(cls, root: str | Path) -> RunDir:
+        """An existing run (checked and repaired), or a new one's paths: its folder appears only when a stage
+        writes its first artifact, so a command refused before any work leaves no empty run behind."""
+        return cls(root) if Path(root).exists() else cls(root, check=False)
 
     def stage_dir(self, stage: str) -> Path:
         if stage not in STAGE_DIRS:
@@ -89,9 +100,49 @@ class RunDir:
         """Where an evaluation on other data than the run's goes: ``eval/other/<data name>-<split>/``."""
         return self.eval / "other" / safe_name(f"{Path(data_path).resolve().name}-{split}")
 
+    def recorded_sizes(self) -> dict:
+        """The stage sizes the demo measured for this run (pipeline.json's ``sizing.sizes``), or {} when none."""
+        from reldistill.artifacts import read_json
+
+        if not self.state_json.is_file():
+            return {}
+        sizes = (read_json(self.state_json).get("sizing") or {}).get("sizes")
+        return sizes if isinstance(sizes, dict) else {}
+
     def done(self, stage: str) -> bool:
         """A stage is finished when its directory holds a manifest (written last)."""
         return (self.stage_dir(stage) / MANIFEST).is_file()
+
+
+def run_relative(root: str | Path, path: str) -> str:
+    """``path`` as ``./<rel>`` when it lies inside the run ``root`` (a copied or moved run stays whole), else an
+    absolute path for a folder elsewhere, or the name as given (a model name)."""
+    p = Path(path)
+    if not p.exists():
+        return str(path)
+    try:
+        return "./" + p.resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return str(p.resolve())
+
+
+def run_path(root: str | Path, recorded: str) -> str:
+    """A path ``run_relative`` recorded for the run ``root``, usable again; a stage folder of another run (what
+    an index built before runs were self-contained records after a copy or move) is a UserError."""
+    if recorded.startswith("./"):
+        return str(Path(root) / recorded[2:])
+    p = Path(recorded)
+    if p.is_absolute() and p.name in STAGE_DIRS and p.parent.resolve() != Path(root).resolve():
+        raise UserError(f"the index of {root} was built with {p}, a folder of another run (this run was copied or moved) — "
+                        f"rebuild it with `reldistill index build --run {root}`.")
+    return recorded
+
+
+def repair_run(root: str | Path) -> None:
+    """What a reader calls first: undo or finish swaps and commits a kill cut short in the run ``root`` (if it is one)."""
+    root = Path(root)
+    if root.is_dir() and manifest_kind(root) is None:
+        RunDir(root)
 
 
 def index_dir_of(path: str | Path) -> Path:

@@ -23,8 +23,9 @@ from reldistill.recipe.retrieval import IndexConfig
 from reldistill.retrieval.catalog import Catalog
 from reldistill.retrieval.dense import DenseIndex
 from reldistill.retrieval.lexical import BM25Index
-from reldistill.run_layout import RunDir, index_dir_of
+from reldistill.run_layout import RunDir, index_dir_of, run_relative
 from reldistill.student.catalog_vectors import cache_key, catalog_digest, load_vectors
+from reldistill.student.encode import check_student_folder
 from reldistill.student.identity import model_identity
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,8 @@ def build_index(run_dir_or_index_dir: str | Path, student_path: str | None = Non
         cfg = IndexConfig(**{**to_dict(cfg), "kind": kind})
     data_cfg = data_cfg or DataConfig()
     student_path = student_path or default_student(run_dir)
+    if Path(student_path).is_dir():
+        check_student_folder(Path(student_path))  # not another artifact, before anything is read
     student_id = model_identity(student_path)
     if products is None:
         data = load_esci(data_cfg)
@@ -118,8 +121,7 @@ def build_index(run_dir_or_index_dir: str | Path, student_path: str | None = Non
         dense.save(tmp)
         bm25.save(tmp)
         catalog.save(tmp)
-        write_manifest(tmp, INDEX_KIND, student=student_id, student_path=str(Path(student_path).resolve())
-                       if Path(student_path).exists() else student_path, dim=dim, index_kind=cfg.kind, count=len(ids),
+        write_manifest(tmp, INDEX_KIND, student=student_id, student_path=run_relative(run_dir, student_path), dim=dim, index_kind=cfg.kind, count=len(ids),
                        normalized=True, metric="inner_product", index=to_dict(cfg),
                        student_backend=model.reldistill_backend, student_int8=int8, student_query_int8=query_int8,
                        data={"path": str(data_cfg.path), "fingerprint": fingerprint})

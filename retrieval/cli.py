@@ -47,11 +47,11 @@ def index_build_cmd(
 ) -> None:
     """Encode the catalog with the student and write <run>/index/ (FAISS + BM25 + products + manifest), atomically."""
     from reldistill.retrieval.build import build_index
+    from reldistill.run_layout import RunDir
 
     recipe = _recipe(config)
     icfg = override(recipe.index, kind=kind)
-    if not run.exists():
-        run.mkdir(parents=True)
+    RunDir.for_output(run)  # a file or an artifact as --run is refused; a new run appears only with its index
     _threads(threads)
     data_cfg = override(recipe.data, path=str(data) if data is not None else None)
     out = build_index(run, student, data_cfg, kind=icfg.kind, config=icfg, force=force)
@@ -122,7 +122,8 @@ def serve_cmd(
     run: RunOpt,
     host: Annotated[Optional[str], typer.Option(help=option_help(ServeConfig, "host"))] = None,
     port: Annotated[Optional[int], typer.Option(help=option_help(ServeConfig, "port"))] = None,
-    api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="RELDISTILL_API_KEY", help=option_help(ServeConfig, "api_key"))] = None,
+    api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="RELDISTILL_API_KEY", help=option_help(ServeConfig, "api_key") + " Prefer $RELDISTILL_API_KEY or --api-key-file: a command line is visible to every user in `ps`.")] = None,
+    api_key_file: Annotated[Optional[Path], typer.Option("--api-key-file", help="Read the API key from this file (its first line).")] = None,
     compare: Annotated[Optional[str], typer.Option(help="Second pipeline for the side-by-side page: a run directory with an index, or a student (e.g. minilm-l6, indexed in memory).")] = None,
     allow_remote_without_key: Annotated[bool, typer.Option("--allow-remote-without-key", help=option_help(ServeConfig, "allow_remote_without_key"))] = False,
     trusted_host: Annotated[Optional[list[str]], typer.Option("--trusted-host", help=option_help(ServeConfig, "trusted_hosts"))] = None,
@@ -132,13 +133,17 @@ def serve_cmd(
     """Serve search, /rerank, OpenAPI docs and the web page (FastAPI + uvicorn)."""
     import uvicorn
 
+    from reldistill.retrieval.connections import check_port_free, uvicorn_config
     from reldistill.retrieval.service import create_app
     from reldistill.run_layout import index_dir_of
 
     recipe = _recipe(config)
-    scfg = override(recipe.serve, host=host or None, port=port, api_key=api_key or None, trusted_hosts=trusted_host or None,
-                    allow_remote_without_key=allow_remote_without_key or None)
+    if trusted_host is not None and any(not h.strip() for h in trusted_host):
+        raise UserError("--trusted-host must name a host (\"*\" accepts any), not an empty string.")
+    scfg = override(recipe.serve, host=host or None, port=port, api_key=_api_key(api_key, api_key_file),
+                    trusted_hosts=trusted_host or None, allow_remote_without_key=allow_remote_without_key or None)
     scfg.check_exposure()
+    check_port_free(scfg.host, scfg.port)  # before the models load
     if not scfg.loopback and scfg.trusted_hosts == list(LOOPBACK_HOSTS):  # clients name the bound address (any, for 0.0.0.0)
         scfg.trusted_hosts = ["*"] if scfg.host in ("0.0.0.0", "::") else [*LOOPBACK_HOSTS, scfg.host]
     _threads(threads)
@@ -151,8 +156,22 @@ def serve_cmd(
         else:
             other = pipe.with_student(compare, name=compare)
     app = create_app(pipe, scfg, compare=other)
-    uvicorn.run(app, host=scfg.host, port=scfg.port, log_level="warning", server_header=False,
-                limit_concurrency=256, timeout_keep_alive=5, h11_max_incomplete_event_size=16 * 1024)
+    uvicorn.Server(uvicorn_config(app, scfg)).run()
+
+
+def _api_key(given: str | None, key_file: Path | None) -> str | None:
+    """The key from --api-key / $RELDISTILL_API_KEY, or the first line of --api-key-file (not both)."""
+    if key_file is None:
+        return given or None
+    if given:
+        raise UserError("pass the API key once: --api-key (or $RELDISTILL_API_KEY) or --api-key-file, not both.")
+    try:
+        lines = key_file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"--api-key-file {key_file} cannot be read ({getattr(e, 'strerror', None) or e}) — pass a readable text file.") from None
+    if not lines or not lines[0].strip():
+        raise UserError(f"--api-key-file {key_file} is empty — write the key on its first line.")
+    return lines[0].strip()
 
 
 def register(app: typer.Typer) -> None:

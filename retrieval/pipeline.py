@@ -27,7 +27,7 @@ from reldistill.retrieval.catalog import Catalog
 from reldistill.retrieval.dense import DenseIndex
 from reldistill.retrieval.fusion import rrf_fuse
 from reldistill.retrieval.lexical import BM25Index
-from reldistill.run_layout import index_dir_of, run_of_index
+from reldistill.run_layout import index_dir_of, repair_run, run_of_index, run_path
 from reldistill.student.identity import model_identity
 
 MAX_QUERY_CHARS = 2048
@@ -106,11 +106,12 @@ class SearchPipeline:
         from reldistill.student import load_student
 
         index_dir = index_dir_of(run_dir)
+        repair_run(index_dir.parent)  # a swap or commit cut short by a kill is finished before anything is read
         if not index_dir.is_dir():
             raise UserError(f"{index_dir} does not exist — build it with `reldistill index build --run {index_dir.parent}`.")
         m = read_index_manifest(index_dir)
         if student is None:
-            student = m.get("student_path") or default_student(index_dir.parent)
+            student = run_path(index_dir.parent, m["student_path"]) if m.get("student_path") else default_student(index_dir.parent)
             if not Path(str(student)).exists() and Path(str(student)).is_absolute():
                 student = default_student(index_dir.parent)
         expect_model = None

@@ -402,6 +402,8 @@ def create_app(pipeline: SearchPipeline, config: ServeConfig | None = None, comp
         """Cohere-compatible rerank: every document scored by the teacher, best first, ``index`` into the request."""
         if len(body.query) > cfg.max_q_chars:
             raise _invalid(["body", "query"], f"query longer than {cfg.max_q_chars} characters")
+        if not body.query.strip():  # as /search refuses it
+            raise _invalid(["body", "query"], "query must contain a non-space character")
         if len(body.documents) > cfg.max_rerank_documents:
             raise _invalid(["body", "documents"], f"more than {cfg.max_rerank_documents} documents")
         docs = [(None, d) if isinstance(d, str) else (d.id, d.text) for d in body.documents]

@@ -14,7 +14,7 @@ from typing import Any
 from reldistill.artifacts import read_json, write_json
 from reldistill.errors import UserError
 from reldistill.recipe.retrieval import MODES, SearchConfig
-from reldistill.run_layout import RunDir
+from reldistill.run_layout import RunDir, repair_run
 
 @dataclasses.dataclass
 class Serving:
@@ -65,6 +65,7 @@ def write_serving(run_dir: str | Path, serving: Serving) -> Path:
 
 def read_serving(run_dir: str | Path) -> Serving | None:
     """The run's served configuration, or None when eval has not chosen one (or ``run_dir`` is an index folder)."""
+    repair_run(run_dir)  # a commit of eval's results cut short by a kill is finished first
     path = serving_path(run_dir)
     if not path.is_file():
         return None

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from reldistill.errors import UserError
 from reldistill.models import resolve_model
 
 # Prompts for model families that need them (E5-style); models with their own `prompts` keep them.
@@ -22,6 +24,18 @@ def family_prompts(name: str) -> dict[str, str] | None:
     if "bge" in low and "m3" not in low:
         return FAMILY_PROMPTS["bge"]
     return None
+
+
+def check_student_folder(folder: Path) -> None:
+    """Refuse (UserError) a folder that is another kind of artifact or no sentence-transformers model."""
+    from reldistill.artifacts import manifest_kind
+
+    kind = manifest_kind(folder)
+    if kind is not None and kind != "student":
+        raise UserError(f"{folder} holds a {kind!r} artifact, not a student — pass a student folder or a model name.")
+    if not any((folder / f).is_file() for f in ("modules.json", "config.json")):
+        raise UserError(f"{folder} is not a sentence-transformers model folder (no modules.json or config.json) — "
+                        f"pass a student folder or a model name.")
 
 
 def load_student(name_or_path: str, device: str | None = None, backend: str | None = None, int8: bool | None = None,
@@ -42,6 +56,8 @@ def load_student(name_or_path: str, device: str | None = None, backend: str | No
     from reldistill.student.identity import weights_digest
 
     r = resolve_model(name_or_path)
+    if r.source == "local-dir":
+        check_student_folder(Path(r.path))
 
     def load_torch():
         m = SentenceTransformer(r.path, device=device or "cpu", trust_remote_code=False, **kwargs)

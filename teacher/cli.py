@@ -81,6 +81,10 @@ def score_cmd(
 
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be >= 1, got {limit}.")
+    from reldistill.artifacts import check_output_file
+    from reldistill.teacher.score import SCORES_KIND
+
+    check_output_file(out, SCORES_KIND, inputs=(pairs,))
     recipe = load_recipe(config)
     score = _score_settings(recipe.score, dtype=dtype, batch_size=batch_size, shard_size=shard_size)
     dtype, batch_size, shard_size = score.dtype, score.batch_size, score.shard_size
@@ -109,7 +113,7 @@ def score_cmd(
             lg = logits[chosen]
             result["teacher_score"] = (1.0 / (1.0 + np.exp(-lg.astype(np.float64)))).astype(np.float32)
             result["teacher_logit"] = lg
-            write_parquet(out, result)
+            write_parquet(out, result, kind=SCORES_KIND)
             typer.echo(f"scored {n:,} pairs ({chosen}) → {out}")
             return
     stats = score_file_stats(teacher, pairs, out, data_cfg, batch_size, dtype, shard_size, progress=True, limit=limit)

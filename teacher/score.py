@@ -29,6 +29,7 @@ from reldistill.errors import UserError
 log = logging.getLogger(__name__)
 
 SHARDS_DIR = "shards"
+SCORES_KIND = "teacher-scores"  # recorded in the output parquet: `teacher score -o` replaces only such a file
 
 
 def read_pairs(pairs_path: str | os.PathLike, data_cfg: DataConfig | None = None) -> tuple[pd.DataFrame, list[str]]:
@@ -204,7 +205,7 @@ def score_file_stats(teacher_dir, pairs_path, out_path, data_cfg=None, batch_siz
         result = df.copy()
         result["teacher_score"] = (1.0 / (1.0 + np.exp(-logit.astype(np.float64)))).astype(np.float32)
         result["teacher_logit"] = logit
-        write_parquet(out, with_probabilities(result, teacher_dir))
+        write_parquet(out, with_probabilities(result, teacher_dir), kind=SCORES_KIND)
     state.wait_for_everyone()
     return {"out": out, "pairs": n, "scored_now": scored, "seconds": seconds,
             "pairs_per_s": scored / seconds if scored and seconds > 0 else None, "shards": len(bounds), "dtype": dtype,

@@ -52,6 +52,22 @@ def write_small_esci(src: Path, dst: Path, product_ids: set[str]) -> Path:
     return dst
 
 
+def judged_esci(src: Path, dst: Path, n_test: int, n_train: int, min_judged: int, n_other: int) -> Path:
+    """An ESCI-layout directory of the first ``n_test`` test and ``n_train`` train queries judged at least
+    ``min_judged`` times, their products and ``n_other`` unjudged ones."""
+    ex, pr = pd.read_parquet(src / EXAMPLES_FILE), pd.read_parquet(src / PRODUCTS_FILE)
+    counts = ex.groupby("query_id").size()
+    judged = ex[ex["query_id"].isin(counts[counts >= min_judged].index)]
+    keep = [q for split, n in (("test", n_test), ("train", n_train))
+            for q in list(dict.fromkeys(judged.loc[judged["split"] == split, "query_id"]))[:n]]
+    ex = ex[ex["query_id"].isin(keep)]
+    pr = pd.concat([pr[pr["product_id"].isin(ex["product_id"])], pr[~pr["product_id"].isin(ex["product_id"])].head(n_other)])
+    dst.mkdir(parents=True, exist_ok=True)
+    ex.to_parquet(dst / EXAMPLES_FILE, index=False)
+    pr.to_parquet(dst / PRODUCTS_FILE, index=False)
+    return dst
+
+
 class FakeReranker:
     """Deterministic reranker for unit tests: score = word overlap with the query, then reversed input order."""
 

@@ -12,6 +12,7 @@ import pytest
 
 from conftest import assert_user_error
 from reldistill.artifacts import write_manifest
+from retrieval_testkit import judged_esci
 
 EX = "shopping_queries_dataset_examples.parquet"
 PR = "shopping_queries_dataset_products.parquet"
@@ -20,20 +21,7 @@ PR = "shopping_queries_dataset_products.parquet"
 @pytest.fixture(scope="module")
 def small_esci(esci_dir, tmp_path_factory) -> Path:
     """4 test + 4 fully judged train queries of the real sample, their products and 150 unjudged ones."""
-    ex = pd.read_parquet(esci_dir / EX)
-    pr = pd.read_parquet(esci_dir / PR)
-    counts = ex.groupby("query_id").size()
-    judged = ex[ex["query_id"].isin(counts[counts >= 30].index)]
-    keep = []
-    for split in ("test", "train"):
-        keep += list(dict.fromkeys(judged.loc[judged["split"] == split, "query_id"]))[:4]
-    ex = ex[ex["query_id"].isin(keep)]
-    others = pr[~pr["product_id"].isin(ex["product_id"])].head(150)
-    pr = pd.concat([pr[pr["product_id"].isin(ex["product_id"])], others])
-    out = tmp_path_factory.mktemp("esci-small")
-    ex.to_parquet(out / EX, index=False)
-    pr.to_parquet(out / PR, index=False)
-    return out
+    return judged_esci(esci_dir, tmp_path_factory.mktemp("esci-small"), n_test=4, n_train=4, min_judged=30, n_other=150)
 
 
 def _student_copy(dst: Path, base_dir: str) -> None:

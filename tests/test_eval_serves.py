@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 
-import pandas as pd
 import pytest
 
 from conftest import assert_user_error
@@ -16,27 +15,14 @@ from reldistill.recipe.eval import EvalConfig
 from reldistill.recipe.retrieval import SearchConfig
 from reldistill.retrieval.pipeline import SearchPipeline
 from reldistill.retrieval.serving import read_serving
-from retrieval_testkit import build_tiny_student, torch_threads
+from retrieval_testkit import build_tiny_student, judged_esci, torch_threads
 
-EX = "shopping_queries_dataset_examples.parquet"
-PR = "shopping_queries_dataset_products.parquet"
 
 
 @pytest.fixture(scope="module")
 def small(esci_dir, tmp_path_factory):
     """4 test + 12 train queries of the real sample (judged ≥ 10 times), their products and 200 others."""
-    ex = pd.read_parquet(esci_dir / EX)
-    pr = pd.read_parquet(esci_dir / PR)
-    counts = ex.groupby("query_id").size()
-    judged = ex[ex["query_id"].isin(counts[counts >= 10].index)]
-    keep = list(dict.fromkeys(judged.loc[judged["split"] == "test", "query_id"]))[:4]
-    keep += list(dict.fromkeys(judged.loc[judged["split"] == "train", "query_id"]))[:12]
-    ex = ex[ex["query_id"].isin(keep)]
-    pr = pd.concat([pr[pr["product_id"].isin(ex["product_id"])], pr[~pr["product_id"].isin(ex["product_id"])].head(200)])
-    out = tmp_path_factory.mktemp("esci-serves")
-    ex.to_parquet(out / EX, index=False)
-    pr.to_parquet(out / PR, index=False)
-    return out
+    return judged_esci(esci_dir, tmp_path_factory.mktemp("esci-serves"), n_test=4, n_train=12, min_judged=10, n_other=200)
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ exit non-zero, without a traceback.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import importlib.util
 import json
@@ -74,6 +75,17 @@ def data_stats_cmd(
     out.print(lt)
 
 
+DISK_ERRORS = {errno.ENOSPC: "the disk is full — free space and rerun the same command",
+               errno.EDQUOT: "the disk quota is exhausted — free space and rerun the same command",
+               errno.EROFS: "the file system is read-only — copy the run somewhere writable or pass another output path",
+               errno.EACCES: "permission denied — make it writable or pass another path"}
+
+
+def disk_error_sentence(e: OSError) -> str:
+    """One sentence for a write the disk refused (full, read-only, no permission); what was there is unchanged."""
+    return f"{e.filename or 'a write'} failed: {DISK_ERRORS[e.errno]} (the previous artifacts are unchanged)."
+
+
 def _register_stages() -> None:
     for mod in STAGE_CLIS:
         try:
@@ -87,14 +99,28 @@ def _register_stages() -> None:
 _register_stages()
 
 
+def _not_library_chatter(record: logging.LogRecord) -> bool:
+    """Drop what a user cannot act on: bm25s's debug lines (it sets its own logger to DEBUG on import) and
+    bitsandbytes' CUDA-library warnings on CPU machines (QLoRA is optional)."""
+    lib = record.name.split(".", 1)[0]
+    return not ((lib == "bm25s" and record.levelno < logging.WARNING) or (lib == "bitsandbytes" and record.levelno < logging.ERROR))
+
+
 def main() -> None:
     """Entry point: run the app; UserError → one red line on stderr, exit 2."""
     logging.basicConfig(level=os.environ.get("RELDISTILL_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_not_library_chatter)
     try:
         app()
     except UserError as e:
         console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
+    except OSError as e:
+        if e.errno not in DISK_ERRORS:
+            raise
+        console.print(f"[bold red]error:[/] {disk_error_sentence(e)}", highlight=False, soft_wrap=True)
+        sys.exit(UserError.exit_code)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/] — rerun the same command to resume.")
         sys.exit(130)

@@ -193,6 +193,10 @@ def measure(recipe, distill_cfg, data, demo: DemoConfig) -> Speeds:
     train = ex[ex["split"] == "train"]
     if "text" not in train.columns:
         train = train.merge(data.products[["product_id", "text"]], on="product_id")
+    train = train[train["text"].astype(str).str.strip() != ""]
+    if len(train) < 4:
+        raise UserError(f"{data.source} has {len(train)} train pairs with product text — the demo needs train queries "
+                        f"judged on products that have a title or description.")
     sample = train.sample(n=min(len(train), 96), random_state=0)
     q, t = sample["query"].astype(str).tolist(), sample["text"].astype(str).tolist()
     t0 = time.perf_counter()

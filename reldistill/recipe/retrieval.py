@@ -85,6 +85,10 @@ class ServeConfig:
     max_rerank_tokens: int = 65536  # documents x tokens one /rerank request may cost (each doc capped at the teacher's max length)
     max_concurrent_reranks: int = 2  # reranks running at once; more get 503 at once
     rerank_timeout_s: float = 30.0  # a rerank past this many seconds stops between batches
+    header_timeout_s: float = 10.0  # a connection that sends no whole request head in this time is closed
+    max_idle_per_client: int = 16  # connections one address holds without a request; a new one evicts the oldest
+    max_idle_connections: int = 64  # the same for all addresses together
+    max_connections: int = 256  # open connections (uvicorn's limit_concurrency); idle ones stay under the caps above
     cors_origins: list[str] = dataclasses.field(default_factory=list)  # origins allowed by CORS (empty: CORS off)
     trusted_hosts: list[str] = dataclasses.field(default_factory=lambda: list(LOOPBACK_HOSTS), metadata={
         "help": "Host header to accept (repeatable; \"*\" for any). Default: loopback names, plus the bound address."})
@@ -95,15 +99,20 @@ class ServeConfig:
         if not 0 <= self.port <= 65535:
             raise UserError(f"serve.port must be in [0, 65535], got {self.port}.")
         for name in ("max_q_chars", "max_k", "max_body_bytes", "max_rerank_documents", "max_document_chars",
-                     "max_rerank_tokens", "max_concurrent_reranks"):
+                     "max_rerank_tokens", "max_concurrent_reranks", "max_idle_per_client", "max_idle_connections",
+                     "max_connections"):
             if getattr(self, name) < 1:
                 raise UserError(f"serve.{name} must be at least 1, got {getattr(self, name)}.")
-        if self.rerank_timeout_s <= 0:
-            raise UserError(f"serve.rerank_timeout_s must be positive, got {self.rerank_timeout_s}.")
+        for name in ("rerank_timeout_s", "header_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise UserError(f"serve.{name} must be positive, got {getattr(self, name)}.")
+        if self.max_idle_connections >= self.max_connections:
+            raise UserError(f"serve.max_idle_connections ({self.max_idle_connections}) must be below serve.max_connections "
+                            f"({self.max_connections}), so idle connections never fill the server.")
         if self.api_key is not None and len(self.api_key) < 8:
             raise UserError("serve.api_key must be at least 8 characters long.")
-        if not self.trusted_hosts:
-            raise UserError("serve.trusted_hosts must name at least one host (\"*\" accepts any).")
+        if not self.trusted_hosts or any(not str(h).strip() for h in self.trusted_hosts):
+            raise UserError("serve.trusted_hosts must name hosts (\"*\" accepts any), not an empty name.")
 
     @property
     def loopback(self) -> bool:
