@@ -90,8 +90,10 @@ def plan_teacher(recipe: Recipe, device: str = "gpu") -> dict[str, Any]:
         else:
             lora_params = 0
         head_params = count_parameters(build_head(arch, tc))
+    # head lm: the yes−no row is frozen unless teacher.lm_row_trainable; its bias always trains
+    head_trainable = 1 if tc.head == "lm" and not tc.lm_row_trainable else head_params
 
-    counts = {"base": base_params, "linear": linear_params, "trainable": lora_params + head_params,
+    counts = {"base": base_params, "linear": linear_params, "trainable": lora_params + head_trainable,
               "checkpoint_bytes": _dtype_bytes(getattr(arch, "dtype", None))}
     precision = tr.precision if tr.precision != "auto" else "bfloat16"  # auto is planned as bf16 (GPUs have it)
     est = memory_estimate(arch, tc, tr, counts, "bf16" if precision == "bfloat16" else "fp32", tc.load_in_4bit, device)
@@ -106,10 +108,11 @@ def plan_teacher(recipe: Recipe, device: str = "gpu") -> dict[str, Any]:
                      "parameters": base_params},
         "lora": {"r": tc.lora_r, "alpha": tc.lora_alpha, "dropout": tc.lora_dropout,
                  "target_modules": list(tc.target_modules), "trainable_parameters": lora_params},
-        "head": {"kind": tc.head, "hidden": tc.head_hidden if tc.head == "mlp" else None, "parameters": head_params},
+        "head": {"kind": tc.head, "hidden": tc.head_hidden if tc.head == "mlp" else None, "parameters": head_params,
+                 "trainable_parameters": head_trainable},
         "trainable_parameters": trainable,
-        "total_parameters": base_params + trainable,
-        "trainable_percent": round(100 * trainable / (base_params + trainable), 3),
+        "total_parameters": base_params + head_params + lora_params,
+        "trainable_percent": round(100 * trainable / (base_params + head_params + lora_params), 3),
         "training_memory_estimate": est,
     }
 
