@@ -14,6 +14,16 @@ def _fmt(x, digits: int = 3) -> str:
     return f"{x:,}" if isinstance(x, int) else str(x)
 
 
+def _notes(r: dict) -> str:
+    notes = r.get("notes") or []
+    return ("\n**Notes on this run:**\n\n" + "\n".join(f"- {n}" for n in notes) + "\n") if notes else ""
+
+
+def _missing(phase: str) -> str:
+    return (f"_The {phase} phase has not run on this machine yet: `python scripts/production_dryrun.py --phases {phase}` "
+            "(with the options above) runs it and adds it to the JSON; the tiny-config CI test runs it every time._")
+
+
 def _checks(r: dict) -> str:
     rows = [f"| {k.replace('_', ' ')} | {'✅ yes' if v else '❌ no' if v is False else 'not run'} |" for k, v in r.get("checks", {}).items()]
     return "| check | holds |\n|---|---|\n" + "\n".join(rows)
@@ -22,7 +32,7 @@ def _checks(r: dict) -> str:
 def _train(r: dict) -> str:
     t = r.get("train")
     if not t:
-        return "_The train phase has not run._"
+        return _missing("train")
     p, est = t["parameters"], t["plan"]
     rss = "\n".join(f"| {x['rank']} | {x['peak_rss_gib']} | {est['total_gib']} | {x['plan_error']:+.1%} |" for x in t["rss"])
     toks = "\n".join(f"| {x['rank']} | {_fmt(x['tokens'])} | {x['tokens_per_s']} | {x['padded_tokens_per_s']} |" for x in t["tokens"])
@@ -56,9 +66,10 @@ every process; checkpoint saves and dev evaluations not counted).
 def _resume(r: dict) -> str:
     x = r.get("resume")
     if not x:
-        return "_The resume phase has not run._"
+        return _missing("resume")
     rows = "\n".join(f"| {s} | {x['losses_uninterrupted'][s]!r} | {x['losses_resumed'][s]!r} |" for s in x["losses_resumed"])
-    return f"""The same run was killed with SIGKILL (its whole process group) once `{x['killed_after_checkpoint']}` was on
+    who = f"all {x['killed_processes']} of its processes (launcher and workers)" if x.get("killed_processes") else "its launcher's process group"
+    return f"""The same run was killed with SIGKILL ({who}) once `{x['killed_after_checkpoint']}` was on
 disk (last step logged before the kill: {x['last_step_logged_before_kill']}), then rerun with the same command; it
 {'printed' if x['resumed_from_message'] else 'did NOT print'} `resuming from {x['killed_after_checkpoint']}`.
 
@@ -74,7 +85,7 @@ Largest loss difference: **{_fmt(x['max_loss_diff'])}**; largest difference of t
 def _score(r: dict) -> str:
     s = r.get("score")
     if not s:
-        return "_The score phase has not run._"
+        return _missing("score")
     return f"""{_fmt(s['pairs'])} pairs (50 per query, short product texts), scored by `teacher score` under `accelerate
 launch` with {s['processes']} processes (shards split between them) and by one process: same rows in the same order
 {'yes' if s['same_rows_in_order'] else 'NO'}, largest score difference **{_fmt(s['max_score_diff'])}** (logit
@@ -86,7 +97,7 @@ included) and {s['single']['wall_s']} s in one process.
 def _export(r: dict) -> str:
     e = r.get("export")
     if not e:
-        return "_The export phase has not run._"
+        return _missing("export")
     files = ", ".join(f"`{k}` {v} GiB" for k, v in sorted(e["files_gib"].items()) if v >= 0.001)
     return f"""`{e['command'].split(' --teacher')[0]}` of the trained mlp teacher wrote ONNX in {e['wall_s']} s ({files}).
 ONNX Runtime in a fresh interpreter that imported {', '.join(e['imported_in_scorer']) or 'none of reldistill, torch, transformers'}
@@ -120,7 +131,7 @@ tokens of a 1B model in minutes; fp32 makes the resume comparison exact):
 {changes}
 
 {_checks(r)}
-
+{_notes(r)}
 ## Training under `accelerate launch`: parameters, memory, speed
 
 {_train(r)}

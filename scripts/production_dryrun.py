@@ -15,9 +15,9 @@ with random weights (``--base DIR``: real weights instead). Phases, each recorde
   ``teacher plan``, peak RSS per process against the plan's estimate for this device and dtype, s/step, tokens/s;
 * ``resume`` — the same run killed with SIGKILL after the 20 % checkpoint, rerun: the next steps' losses
   against the uninterrupted run's;
-* ``score``  — ``teacher score`` of ``--score-pairs`` pairs by ``--processes`` processes against one process;
-* ``export`` — ``teacher export --format onnx``; ONNX Runtime in a fresh interpreter without reldistill
-  scores pairs against ``Teacher.score_pairs``.
+* ``export`` — ``teacher export`` (mlp head → ONNX); ONNX Runtime in a fresh interpreter without reldistill
+  scores pairs of different lengths against ``Teacher.score_pairs``;
+* ``score``  — ``teacher score`` of ``--score-pairs`` pairs by ``--processes`` processes against one process.
 
 ``--doc`` renders the markdown page from the JSON (``--phases doc`` renders only).
 """
@@ -319,7 +319,7 @@ def resume_phase(args, ctx: dict) -> dict:
         t0 = time.monotonic()
         while not ck.is_dir() and proc.poll() is None and time.monotonic() - t0 < args.timeout:
             time.sleep(0.2)
-        os.killpg(proc.pid, signal.SIGKILL)
+        killed = kill_tree(proc.pid)
         proc.wait()
     if not ck.is_dir():
         raise SystemExit(f"the run ended or timed out before its checkpoint {ck.name}; see {ctx['work'] / 'train-killed.log'}")
@@ -335,11 +335,44 @@ def resume_phase(args, ctx: dict) -> dict:
     diffs = [abs(after[s] - full[s]) for s in steps if s in full]
     weights = _max_weight_diff(ctx["work"] / "train-full", out)
     return {"command": " ".join(cmd), "killed_after_checkpoint": ck.name, "last_step_logged_before_kill": killed_at,
+            "killed_processes": len(killed),
             "resumed_from_message": f"resuming from {ck.name}" in resumed_log, "resume_wall_s": round(wall, 1),
             "steps_compared": [int(s) for s in steps], "losses_resumed": {s: after[s] for s in steps},
             "losses_uninterrupted": {s: full.get(s) for s in steps},
             "max_loss_diff": max(diffs) if diffs and len(diffs) == len(steps) else None,
             "max_final_weight_diff": weights}
+
+
+def kill_tree(pid: int) -> list[int]:
+    """SIGKILL ``pid`` and every process below it at once (torchrun starts its workers in sessions of their own, so
+    the launcher's process group does not reach them); returns once they are gone."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo += children.get(p, [])
+    for p in tree:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    while any(Path(f"/proc/{p}").exists() and "Z" not in _state(p) for p in tree[1:]):
+        time.sleep(0.05)
+    return tree
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
 
 
 def _max_weight_diff(a: Path, b: Path) -> float:

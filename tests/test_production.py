@@ -89,6 +89,7 @@ def test_production_dryrun_on_a_tiny_config(tmp_path, esci_dir):
     assert all(r["checks"].values()), r["checks"]
     assert r["train"]["processes"] == 2 and r["train"]["checkpoint_every"] == 2 and r["resume"]["resumed_from_message"]
     assert r["resume"]["steps_compared"] == [3, 4] and r["score"]["pairs"] >= 1000
+    assert r["resume"]["killed_processes"] >= 3  # the launcher and both workers (torchrun gives them their own sessions)
     doc = (tmp_path / "production.md").read_text()
     assert "vllm serve" in doc and "--task score" in doc and "text-embeddings-inference" in doc
     assert f"{r['train']['seconds_per_step']} s per step" in doc and "not run" not in doc
