@@ -21,7 +21,7 @@ def _notes(r: dict) -> str:
 
 def _missing(phase: str) -> str:
     return (f"_The {phase} phase has not run on this machine yet: `python scripts/production_dryrun.py --phases {phase}` "
-            "(with the options above) runs it and adds it to the JSON; the tiny-config CI test runs it every time._")
+            "(with the options above) runs it and adds it to the JSON; the tiny-config CI test runs it every time._\n")
 
 
 def _checks(r: dict) -> str:
