@@ -322,7 +322,8 @@ def table(out_root: Path) -> str:
             untrained = not r["epochs"]
             lines.append(f"| {r['variant'].split('@')[0]} | {Path(str(r['backbone'])).name} | {r['head']} | "
                          f"{'– (untrained)' if untrained else r['loss']} | {r['group_size'] or '–'} | "
-                         f"{'none' if untrained else r['train_layers']} | {r['epochs']} | {f(r['dev_ndcg10'])} ({r['dev_queries']}) | "
+                         f"{'none' if untrained else r['train_layers']} | {r['epochs']} | {f(r['dev_ndcg10'])} ({r['dev_queries']}"
+                         f"{'' if untrained or r.get('dev_ndcg10_untrained') is None else '; untrained ' + f(r['dev_ndcg10_untrained'])}) | "
                          f"{f(r['test_ndcg10'])} ({r['test_queries']}) | {r['train_wall_min']} |")
     cmds = "\n".join(f"- {r['variant'].split('@')[0]}: `{r['command']}`"
                      + (f" (scoring: dev {r['score_seconds']['dev']} s / {r['pairs']['dev']} pairs, test {r['score_seconds']['test']} s / "

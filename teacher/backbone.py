@@ -34,6 +34,7 @@ def load_backbone(source: ResolvedModel, dtype: torch.dtype = torch.float32, loa
 
     kw = dequantized(source).from_pretrained_kwargs()
     if load_in_4bit:
+        check_4bit("cuda" if torch.cuda.is_available() else "cpu")
         from transformers import BitsAndBytesConfig
 
         kw["quantization_config"] = BitsAndBytesConfig(
@@ -46,6 +47,27 @@ def load_backbone(source: ResolvedModel, dtype: torch.dtype = torch.float32, loa
     except (OSError, ValueError) as e:
         raise UserError(f"cannot load the teacher backbone {source.name!r} from {source.path} "
                         f"({str(e).splitlines()[0][:160]}) — check teacher.model or reinstall the model.") from None
+
+
+def has_4bit_kernel(device_type: str) -> bool:
+    """Whether the installed bitsandbytes registers a 4-bit (NF4) kernel for ``device_type`` (cpu, cuda, xpu, ...)."""
+    try:
+        import bitsandbytes  # noqa: F401 - registers its torch ops
+    except ImportError:
+        return False
+    key = {"cpu": "CPU", "cuda": "CUDA", "xpu": "XPU", "mps": "MPS", "hpu": "HPU"}.get(device_type, device_type.upper())
+    try:
+        return bool(torch._C._dispatch_has_kernel_for_dispatch_key("bitsandbytes::dequantize_4bit", key))
+    except RuntimeError:  # no such op: an older bitsandbytes (CUDA only)
+        return device_type == "cuda"
+
+
+def check_4bit(device_type: str) -> None:
+    """``teacher.load_in_4bit`` where bitsandbytes cannot run it: one sentence, before any weights load."""
+    if not has_4bit_kernel(device_type):
+        raise UserError(f"teacher.load_in_4bit needs a bitsandbytes 4-bit kernel for {device_type}, and the installed "
+                        "bitsandbytes has none — set teacher.load_in_4bit: false (`teacher plan` shows the bf16 memory beside "
+                        "the 4-bit figure) or train on a device it supports (CUDA).")
 
 
 def set_cpu_threads(setting: int | str | None = "auto") -> int:

@@ -154,11 +154,12 @@ def eval_cmd(
 
 
 @teacher_app.command("plan")
-def plan_cmd(config: ConfigOpt, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """Backbone, LoRA/head/total parameters and estimated training GPU memory — offline, no weights."""
+def plan_cmd(config: ConfigOpt, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+             device: Annotated[str, typer.Option(help="gpu (CUDA memory) | cpu (peak RSS per training process).")] = "gpu") -> None:
+    """Backbone, LoRA/head/total parameters and estimated training memory — offline, no weights."""
     from reldistill.teacher.plan import plan_teacher
 
-    p = plan_teacher(load_recipe(config))  # bad recipes fail before the heavy imports
+    p = plan_teacher(load_recipe(config), device=device)  # bad recipes fail before the heavy imports
     if as_json:
         _print(p)
         return
@@ -170,21 +171,29 @@ def plan_cmd(config: ConfigOpt, as_json: Annotated[bool, typer.Option("--json", 
     typer.echo(f"total      {p['total_parameters']:,} params ({p['trainable_parameters']:,} trainable, {p['trainable_percent']}%)")
     typer.echo(f"memory     ≈{e['total_gib']} GiB to train at batch {e['batch_size_per_device']}×{e['max_length']} tokens, {e['precision']}"
                f"{', 4-bit' if e['load_in_4bit'] else ''}{', grad-ckpt' if e['gradient_checkpointing'] else ''} "
-               f"(weights {e['weights_gib']}, trainable+AdamW {e['trainable_and_optimizer_gib']}, activations {e['activations_gib']}, reserve {e['reserve_gib']})")
-    typer.echo("fits       " + ", ".join(f"{g}: {'yes' if ok else 'no'}" for g, ok in e["fits"].items()))
+               f"(weights {e['weights_gib']}, trainable+AdamW {e['trainable_and_optimizer_gib']}, activations {e['activations_gib']}, "
+               f"{'checkpoint while loading ' + str(e['checkpoint_while_loading_gib']) + ', ' if e['checkpoint_while_loading_gib'] else ''}"
+               f"reserve {e['reserve_gib']}) on {e['device']}")
+    by = e["by_precision_gib"]
+    typer.echo(f"precision  ≈{by['bf16']} GiB bf16 · ≈{by['4bit_nf4']} GiB 4-bit NF4 (QLoRA: teacher.load_in_4bit) on {e['device']}")
+    if e["fits"]:
+        typer.echo("fits       " + ", ".join(f"{g}: {'yes' if ok else 'no'}" for g, ok in e["fits"].items()))
 
 
 @teacher_app.command("export")
 def export_cmd(
     teacher: TeacherOpt,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write (AutoModelForSequenceClassification + tokenizer).")],
-    dtype: Annotated[str, typer.Option(help="fp32 | bf16: the weights' precision in the export.")] = "fp32",
+    dtype: Annotated[str, typer.Option(help="fp32 | bf16: the weights' precision in the export (ONNX: fp32).")] = "fp32",
     force: Annotated[bool, typer.Option("--force", help="Replace --out even when it is not an earlier export.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="auto | transformers | onnx (auto: transformers for the linear "
+                                                      "and lm heads, onnx for mlp).")] = "auto",
 ) -> None:
-    """Merge LoRA into the backbone and write a folder plain transformers loads (linear and lm heads)."""
+    """Merge LoRA into the backbone and write a folder a serving engine loads without reldistill: a transformers
+    sequence-classification model (linear, lm heads: vLLM, TEI) or ONNX (any head, mlp included: ONNX Runtime)."""
     from reldistill.teacher.export import export_teacher
 
-    typer.echo(str(export_teacher(teacher, out, dtype=dtype, force=force)))
+    typer.echo(str(export_teacher(teacher, out, dtype=dtype, force=force, fmt=fmt)))
 
 def register(app: typer.Typer) -> None:
     app.add_typer(teacher_app, name="teacher")

@@ -7,7 +7,10 @@ token so HF's last-non-pad-token pooling picks the last real token, and the toke
 padding side (and BOS added the way the teacher adds it). HF's sequence-classification ``score`` layer
 has no bias, so the head's bias is recorded in ``config.json`` as ``reldistill.score_bias``:
 ``sigmoid(logit + score_bias)`` is the teacher's probability; the ranking is the same without it.
-Only heads with one linear score row export; ``mlp`` (two layers with a GELU) cannot.
+An ``mlp`` head (two layers with a GELU) has no score row: ``format="onnx"`` (the default for ``mlp``) writes the
+whole cross-encoder — merged backbone, last-token pooling and head — as ONNX (weights in ``model.onnx.data``) with
+the tokenizer, which ONNX Runtime (or Triton / any ONNX server) scores without reldistill or torch.
+A teacher blended with a bi-encoder prior (``teacher.prior_student``) is refused: an export holds the LLM alone.
 """
 
 from __future__ import annotations
@@ -23,13 +26,39 @@ from reldistill.calibration import CALIBRATION_FILE
 from reldistill.errors import UserError
 
 EXPORTABLE_HEADS = ("linear", "lm")
+FORMATS = ("auto", "transformers", "onnx")
 KIND = "teacher-export"
+ONNX_KIND = "teacher-export-onnx"
 
 
 def check_head(kind: str) -> None:
     if kind not in EXPORTABLE_HEADS:
         raise UserError(f"teacher.head {kind!r} cannot be exported to a plain transformers model: only the "
                         f"{' and '.join(EXPORTABLE_HEADS)} heads (one score row) export — retrain with teacher.head: linear or lm.")
+
+
+def check_format(kind: str, fmt: str, dtype: str) -> str:
+    """The export format for head ``kind`` (``auto``: transformers for one-row heads, onnx for ``mlp``)."""
+    if fmt not in FORMATS:
+        raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}.")
+    if fmt == "auto":
+        fmt = "transformers" if kind in EXPORTABLE_HEADS else "onnx"
+    if fmt == "transformers":
+        check_head(kind)
+    if fmt == "onnx" and dtype not in ("fp32", "float32"):
+        raise UserError(f"the ONNX export is fp32 (what ONNX Runtime runs on a CPU), got --dtype {dtype} — drop --dtype.")
+    return fmt
+
+
+def check_prior(manifest: dict) -> None:
+    """An export holds the LLM alone: a prior dev kept at LLM weight 1 changes nothing and exports as is; a teacher
+    whose scores blend in a bi-encoder's cosine is refused."""
+    from reldistill.teacher.prior import Prior
+
+    prior = Prior.from_manifest(manifest.get("prior"))
+    if prior is not None:
+        raise UserError(f"this teacher blends its LLM score with a bi-encoder prior ({prior.student}, LLM weight {prior.weight:g}) "
+                        "that an exported model cannot hold — export a teacher trained without teacher.prior_student, or serve it with reldistill.")
 
 
 def score_row(head: nn.Module, kind: str) -> tuple[torch.Tensor, float]:
@@ -59,8 +88,10 @@ def _bos_like_teacher(tokenizer, encoder) -> None:
                         "different token ids; retrain or export a teacher whose tokenizer matches its recipe.")
 
 
-def export_teacher(teacher_dir: str | Path, out: str | Path, dtype: str = "float32", force: bool = False) -> Path:
-    """Write ``out``: merged backbone + score row as ``AutoModelForSequenceClassification``, tokenizer, card.
+def export_teacher(teacher_dir: str | Path, out: str | Path, dtype: str = "float32", force: bool = False,
+                   fmt: str = "auto") -> Path:
+    """Write ``out``: merged backbone + score row as ``AutoModelForSequenceClassification``, tokenizer, card
+    (``fmt`` transformers), or the whole cross-encoder as ONNX (``fmt`` onnx; ``auto``: onnx for the mlp head).
 
     ``out`` must be absent, empty or an earlier export (``force`` replaces anything)."""
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
@@ -69,7 +100,12 @@ def export_teacher(teacher_dir: str | Path, out: str | Path, dtype: str = "float
     from reldistill.teacher.teacher import Teacher
 
     art = open_artifact(teacher_dir)  # one clear error for a missing/broken artifact, before any model loads
-    check_head(art.cfg.head)
+    fmt = check_format(art.cfg.head, fmt, dtype)
+    check_prior(art.manifest)
+    if fmt == "onnx":
+        from reldistill.teacher.export_onnx import export_onnx
+
+        return export_onnx(teacher_dir, out, force)
     check_replaceable(out, KIND, force)
     teacher = Teacher.load(teacher_dir, dtype=dtype, merge_lora=True, device="cpu", int8="off")
     weight, bias = score_row(teacher.model.head, art.cfg.head)

@@ -109,8 +109,9 @@ def _trainable_state(model) -> dict[str, torch.Tensor]:
 
 
 def _append_log(out: Path, record: dict) -> None:
+    """One event (+ its wall-clock ``time``, so step times can be read off the log) appended to the train log."""
     with (out / LOG_FILE).open("a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+        f.write(json.dumps({**record, "time": round(time.time(), 3)}) + "\n")
 
 
 def better(metric: str, new: float, old: float) -> bool:

@@ -1,5 +1,6 @@
 """`reldistill teacher export`: the merged teacher loads with plain transformers (no reldistill import) and
-scores like `Teacher.score_pairs` (fp32, within 1e-4); the mlp head is refused with one sentence."""
+scores like `Teacher.score_pairs` (fp32, within 1e-4); the mlp head exports to ONNX that ONNX Runtime scores
+without reldistill (within 1e-3); a teacher blended with a bi-encoder prior is refused with one sentence."""
 
 import json
 import subprocess
@@ -51,13 +52,55 @@ def test_linear_head_export_loads_with_plain_transformers(tmp_path, cli, padding
     assert list(np.argsort(got["logits"])) == list(np.argsort(want_logit))  # same ranking without the bias
 
 
-def test_mlp_head_export_is_refused(tmp_path, cli):
+def test_mlp_head_exports_to_onnx_that_onnxruntime_scores_without_reldistill(tmp_path, cli):
+    """The seed's mlp head: `teacher export` (format auto → onnx) → model.onnx + model.onnx.data + tokenizer.json;
+    the export's own README recipe (onnxruntime + tokenizers only) scores as `Teacher.score_pairs`."""
+    from reldistill.teacher.teacher import Teacher
     from reldistill.teacher.tiny import build_tiny_teacher
 
     tdir = build_tiny_teacher(tmp_path / "teacher")  # the seed recipe's mlp head
-    proc = cli("teacher", "export", "--teacher", tdir, "--out", tmp_path / "export", timeout=300)
-    assert_user_error(proc, "teacher.head 'mlp' cannot be exported", "only the linear and lm heads")
-    assert not (tmp_path / "export").exists()
+    assert_user_error(cli("teacher", "export", "--teacher", tdir, "--out", tmp_path / "hf", "--format", "transformers",
+                          timeout=300), "teacher.head 'mlp' cannot be exported", "only the linear and lm heads")
+    assert not (tmp_path / "hf").exists()
+    proc = cli("teacher", "export", "--teacher", tdir, "--out", tmp_path / "export", timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "export"
+    assert {"model.onnx", "model.onnx.data", "tokenizer.json", "config.json", "README.md"} <= {p.name for p in out.iterdir()}
+    plain = subprocess.run([sys.executable, "-c", ORT, str(out), json.dumps(PAIRS)], capture_output=True, text=True, timeout=300)
+    assert plain.returncode == 0, plain.stderr
+    got = json.loads(plain.stdout.strip().splitlines()[-1])
+    assert got["imported"] == [], got["imported"]  # neither reldistill nor torch nor transformers
+    teacher = Teacher.load(tdir, dtype="fp32", int8="off")
+    q, t = zip(*PAIRS)
+    np.testing.assert_allclose(got["prob"], teacher.score_pairs(q, t), atol=1e-3)
+    np.testing.assert_allclose(got["logits"], teacher.score_logits(q, t), atol=1e-3)
+
+
+# The ONNX export's README recipe in a fresh interpreter; reports which heavy libraries it imported.
+ORT = r"""
+import json, re, sys
+path, pairs = sys.argv[1], json.loads(sys.argv[2])
+env = {"PATH": path}
+exec(re.search(r"```python\n(.*?)```", open(path + "/README.md", encoding="utf-8").read(), re.S).group(1), env)
+logits, prob = env["score"](pairs)
+heavy = sorted({m.split(".")[0] for m in sys.modules} & {"reldistill", "torch", "transformers"})
+print(json.dumps({"logits": logits.tolist(), "prob": prob.tolist(), "imported": heavy}))
+"""
+
+
+def test_export_refuses_a_prior_blend_and_onnx_in_bf16(tmp_path, cli):
+    from reldistill.teacher.tiny import build_tiny_teacher
+
+    tdir = build_tiny_teacher(tmp_path / "teacher", head="linear")
+    manifest = json.loads((tdir / "manifest.json").read_text())
+    prior = {"student": "all-minilm-l6-v2", "weight": 0.5, "llm_mean": 0.0, "llm_std": 1.0, "cos_mean": 0.0, "cos_std": 1.0}
+    (tdir / "manifest.json").write_text(json.dumps({**manifest, "prior": prior}))
+    assert_user_error(cli("teacher", "export", "--teacher", tdir, "--out", tmp_path / "o"),
+                      "blends its LLM score with a bi-encoder prior", "teacher.prior_student")
+    assert_user_error(cli("teacher", "export", "--teacher", tdir, "--out", tmp_path / "o", "--format", "onnx", "--dtype", "bf16"),
+                      "the ONNX export is fp32")
+    assert_user_error(cli("teacher", "export", "--teacher", tdir, "--out", tmp_path / "o", "--format", "tflite"), "--format must be")
+    assert not (tmp_path / "o").exists()
 
 
 def test_lm_head_exports_as_one_yes_minus_no_row(tmp_path, cli):
