@@ -43,7 +43,8 @@ def _transform(scores: np.ndarray, transform: str) -> np.ndarray:
 
 
 def fit_platt(z: np.ndarray, y: np.ndarray, iters: int = 100) -> tuple[float, float]:
-    """(a, b) minimising the log-loss of sigmoid(a·z + b) against 0/1 ``y`` (Newton's method, tiny ridge)."""
+    """(a, b) minimising the log-loss of sigmoid(a·z + b) against 0/1 ``y`` (Newton's method, tiny ridge), with
+    a ≥ 0: a probability of relevance never falls as the score rises (isotonic keeps the same rule)."""
     z, y = np.asarray(z, dtype=np.float64), np.asarray(y, dtype=np.float64)
     n_pos, n = y.sum(), len(y)
     t = np.where(y > 0, (n_pos + 1) / (n_pos + 2), 1 / (n - n_pos + 2))  # Platt's smoothed targets
@@ -57,6 +58,8 @@ def fit_platt(z: np.ndarray, y: np.ndarray, iters: int = 100) -> tuple[float, fl
         a, b = a - step[0], b - step[1]
         if np.max(np.abs(step)) < 1e-9:
             break
+    if a < 0:  # a score that ranks backwards on dev must not be turned upside down: no slope, the base rate
+        return 0.0, float(np.log(t.mean() / (1 - t.mean())))
     return float(a), float(b)
 
 

@@ -146,3 +146,14 @@ def test_eval_block_report_table_and_reliability_diagram(tmp_path):
     assert "dense-distilled (served student)" in md and f"{block['p_exact']['ece']:.4f}" in md and "Task 2 micro-F1" in md
     png = plot_reliability(report, tmp_path / "reliability.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_platt_never_turns_a_backwards_score_upside_down():
+    """A score that anti-correlates with the labels on dev gets a flat map (the base rate), never a falling one."""
+    from reldistill.calibration import fit_platt
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=400)
+    y = (z < 0).astype(float)  # higher score, less relevant
+    a, b = fit_platt(z, y)
+    assert a == 0.0 and abs(1 / (1 + np.exp(-b)) - y.mean()) < 0.02
