@@ -46,7 +46,7 @@ def teachers(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("calib-teachers")
     base = build_tiny_base(root / "base", seed=0)
-    data = write_learnable_table(root / "pairs.csv")
+    data = write_learnable_table(root / "pairs.csv", queries=200)  # dev (stratified carve) 28 queries, test 60
     out = {"root": root, "data": data}
     with one_thread():
         for seed, epochs in ((1, 1), (2, 3)):
@@ -56,11 +56,15 @@ def teachers(tmp_path_factory):
     return out
 
 
-def _test_pairs(recipe: Path) -> pd.DataFrame:
+def _split(recipe: Path, name: str) -> pd.DataFrame:
     from reldistill.recipe import load_recipe
     from reldistill.teacher.pairs import split_pairs
 
-    return split_pairs(load_recipe(recipe).data)["test"]
+    return split_pairs(load_recipe(recipe).data)[name]
+
+
+def _test_pairs(recipe: Path) -> pd.DataFrame:
+    return _split(recipe, "test")
 
 
 def test_train_end_fits_and_records_the_calibration(teachers):
@@ -121,7 +125,8 @@ def test_calibrate_refits_a_teacher_without_one_and_keeps_a_current_one(teachers
     with one_thread():
         first = runner.invoke(app, ["calibrate", "--run", str(run), "--config", str(teachers["recipe1"])])
         assert first.exit_code == 0, first.output
-        assert "teacher: fitted on 96 dev pairs of 16 queries" in first.output
+        dev = _split(teachers["recipe1"], "dev")
+        assert f"teacher: fitted on {len(dev)} dev pairs of {dev['query_id'].nunique()} queries" in first.output
         assert (run / "teacher" / "calibration.json").is_file()
         assert (run / "teacher" / "manifest.json").read_bytes() == manifest  # raw scores and what depends on them stay current
         again = runner.invoke(app, ["calibrate", "--run", str(run), "--config", str(teachers["recipe1"])])
