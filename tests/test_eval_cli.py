@@ -51,7 +51,11 @@ def test_eval_json_every_system(cli, small_esci, full_run):
     assert rep["split"] == "test" and rep["n_queries"] == 4
     retrieval = {"bm25", "dense-base", "dense-human", "dense-distilled", "hybrid-base", "hybrid-distilled",
                  "hybrid-distilled+rerank"}
-    assert set(rep["systems"]) == retrieval
+    # dev (carved stratified by judged count) may choose a served configuration: its row is the chosen system's run again
+    served = {k for k in rep["systems"] if k.startswith("served: ")}
+    assert len(served) <= 1 and set(rep["systems"]) - served == retrieval
+    for name in served:
+        assert name.removeprefix("served: ").split("+")[0].split("(")[0] in {"bm25", "dense", "hybrid", "rerank"} | retrieval, name
     assert set(rep["task1"]) == {"bm25", "dense-base", "dense-human", "dense-distilled", "teacher"}
     for table in (rep["systems"], rep["task1"]):
         for metrics in table.values():
@@ -64,7 +68,7 @@ def test_eval_json_every_system(cli, small_esci, full_run):
     # Paired tests against both baselines, for every other system and metric.
     sig = rep["significance"]["retrieval"]
     assert set(sig) == {"bm25", "dense-base"}
-    assert set(sig["bm25"]) == retrieval - {"bm25"}
+    assert set(sig["bm25"]) - served == retrieval - {"bm25"}
     t = sig["bm25"]["dense-base"]["nDCG@10"]
     assert set(t) == {"delta", "p_value", "significant"} and 0.0 <= t["p_value"] <= 1.0
     assert sig["dense-base"]["dense-distilled"]["nDCG@10"]["p_value"] == 1.0
