@@ -177,8 +177,7 @@ reldistill teacher export --teacher runs/llama/teacher --out runs/llama/onnx    
 ```bash
 vllm serve runs/llama-lm/seq-cls --task score --dtype bfloat16 --max-model-len 256
 curl localhost:8000/score -H 'Content-Type: application/json' \\
-  -d '{"model": "runs/llama-lm/seq-cls", "text_1": "<template up to {text}, query filled in>",
-       "text_2": ["nike running shoe<the template after {text}>"]}'
+  -d '{"model": "runs/llama-lm/seq-cls", "text_1": "<template up to {text}, query filled in>", "text_2": ["nike running shoe<the template after {text}>"]}'
 ```
 
 vLLM tokenizes the pair as BOS + `text_1` + `text_2` (the export's tokenizer adds BOS the way the teacher does),
