@@ -11,6 +11,7 @@ last (with the FAISS file's checksum); ``load`` refuses a manifest that does not
 from __future__ import annotations
 
 import dataclasses
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +34,12 @@ _omp_default: list[int] = []
 def _faiss():
     import faiss
 
-    if not _omp_default:
-        _omp_default.append(faiss.omp_get_max_threads())
+    if not _omp_default:  # the process default, read on a fresh thread: the caller's own setting may already be 1
+        seen: list[int] = []
+        t = threading.Thread(target=lambda: seen.append(faiss.omp_get_max_threads()))
+        t.start()
+        t.join()
+        _omp_default.append(seen[0])
     return faiss
 
 

@@ -31,3 +31,29 @@ def test_single_query_search_runs_on_one_thread_and_matches_the_batch():
     t.start()
     t.join()
     assert seen == [dense._omp_default[0]]  # another thread (a concurrent request) keeps its own setting
+
+
+def test_the_batch_thread_count_is_the_process_default_whoever_touches_faiss_first():
+    """A served request leaves its thread at one OpenMP thread; if that thread is the first to use FAISS, batches
+    must still get the process default, not that thread's 1."""
+    import faiss
+
+    from reldistill.retrieval import dense
+
+    saved = list(dense._omp_default)
+    dense._omp_default.clear()
+    try:
+        def first_use():
+            faiss.omp_set_num_threads(1)
+            dense._faiss()
+
+        t = threading.Thread(target=first_use)
+        t.start()
+        t.join()
+        seen = []
+        probe = threading.Thread(target=lambda: seen.append(faiss.omp_get_max_threads()))
+        probe.start()
+        probe.join()
+        assert dense._omp_default == seen
+    finally:
+        dense._omp_default[:] = saved
