@@ -333,15 +333,16 @@ def table(out_root: Path) -> str:
     return text
 
 
-def write_docs(path: Path, text: str, command: str) -> None:
+def write_docs(path: Path, text: str, command: str, out_root: Path) -> None:
     """The table as a docs page, naming the command that rendered it, the commit and the CPU."""
     import subprocess
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     intro = (PAGE_INTRO + f"\nRendered by `{command}` at commit `{commit}` on {_cpu_name()} "
-             f"({os.cpu_count()} CPUs) from `runs/teacher-variants/results.jsonl`.\n\n")
+             f"({os.cpu_count()} CPUs) from `runs/teacher-variants/results.jsonl` (a copy: [teacher-variants.jsonl](teacher-variants.jsonl)).\n\n")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(intro + text, encoding="utf-8")
+    path.with_suffix(".jsonl").write_text((out_root / "results.jsonl").read_text(), encoding="utf-8")  # the rows, kept beside the page
 
 
 def main() -> None:
@@ -388,7 +389,7 @@ def main() -> None:
     text = table(out_root)
     print(text)
     if a.docs:
-        write_docs(Path(a.docs), text, " ".join(["python", *sys.argv]))
+        write_docs(Path(a.docs), text, " ".join(["python", *sys.argv]), out_root)
 
 
 if __name__ == "__main__":
