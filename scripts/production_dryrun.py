@@ -264,6 +264,18 @@ def _numel(shape) -> int:
     return n
 
 
+BASELINE_IMPORTS = "import torch, transformers, peft, accelerate, reldistill.workflow.cli, reldistill.teacher.train"
+
+
+def process_baseline_gib(env: dict) -> float:
+    """Peak RSS (GiB) of a fresh process that imports the training stack and does nothing: the plan's CPU
+    reserve measured here, since it depends on the machine's libraries (a fixed 0.5 GiB is 35 % off for a tiny
+    model on some installs)."""
+    code = f"{BASELINE_IMPORTS}\nimport resource\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    return int(out.stdout.strip().splitlines()[-1]) / GIB
+
+
 def train_phase(args, ctx: dict) -> dict:
     """The uninterrupted run: parameters, peak RSS per process against the plan, s/step and tokens/s."""
     from reldistill.recipe import load_recipe
@@ -275,7 +287,8 @@ def train_phase(args, ctx: dict) -> dict:
     cmd = cli_cmd(args.processes, ["teacher", "train", "--config", str(ctx["recipe"]), "--output", str(out),
                                    "--max-steps", str(stop), "--no-resume"], rss_dir)
     wall = run(cmd, ctx["env"], args.timeout, ctx["work"] / "train-full.log")
-    plan = plan_teacher(load_recipe(ctx["recipe"]), device="cpu")
+    baseline = process_baseline_gib(ctx["env"])
+    plan = plan_teacher(load_recipe(ctx["recipe"]), device="cpu", process_gib=baseline)
     est = plan["training_memory_estimate"]
     est_bytes = est["total_gib"] * GIB
     rss = sorted((json.loads(p.read_text()) for p in rss_dir.glob("rank-*.json")), key=lambda r: r["rank"])
@@ -298,7 +311,7 @@ def train_phase(args, ctx: dict) -> dict:
             "parameters": {"lora": counted["lora"], "head": counted["head"], "trainable": counted["total"],
                            "plan_lora": plan["lora"]["trainable_parameters"], "plan_head": plan["head"]["parameters"],
                            "backbone": plan["backbone"]["parameters"]},
-            "plan": est, "rss": rss, "rss_max_plan_error": max((abs(r["plan_error"]) for r in rss), default=None),
+            "plan": est, "process_baseline_gib": round(baseline, 3), "rss": rss, "rss_max_plan_error": max((abs(r["plan_error"]) for r in rss), default=None),
             "seconds_per_step": round(per_step, 2), "timed_steps": timed, "tokens": toks,
             "losses": {str(e["step"]): e["loss"] for e in log if e["event"] == "train"}}
 

@@ -64,9 +64,10 @@ def load_architecture(recipe: Recipe):
                         "set teacher.model_config to its config.json.") from None
 
 
-def plan_teacher(recipe: Recipe, device: str = "gpu") -> dict[str, Any]:
+def plan_teacher(recipe: Recipe, device: str = "gpu", process_gib: float | None = None) -> dict[str, Any]:
     """Parameter counts (backbone, LoRA, head, total) and estimated training memory for a recipe on ``device``
-    (gpu: CUDA memory; cpu: peak RSS of one training process)."""
+    (gpu: CUDA memory; cpu: peak RSS of one training process). ``process_gib``: the CPU reserve measured on
+    this machine (the RSS of a process with the training stack imported) instead of the 0.5 GiB default."""
     tc, tr = recipe.teacher, recipe.train
     if device not in DEVICES:
         raise UserError(f"--device must be one of {', '.join(DEVICES)}, got {device!r}.")
@@ -96,9 +97,11 @@ def plan_teacher(recipe: Recipe, device: str = "gpu") -> dict[str, Any]:
     counts = {"base": base_params, "linear": linear_params, "trainable": lora_params + head_trainable,
               "checkpoint_bytes": _dtype_bytes(getattr(arch, "dtype", None))}
     precision = tr.precision if tr.precision != "auto" else "bfloat16"  # auto is planned as bf16 (GPUs have it)
-    est = memory_estimate(arch, tc, tr, counts, "bf16" if precision == "bfloat16" else "fp32", tc.load_in_4bit, device)
-    est["by_precision_gib"] = {"bf16": memory_estimate(arch, tc, tr, counts, "bf16", False, device)["total_gib"],
-                               "4bit_nf4": memory_estimate(arch, tc, tr, counts, "bf16", True, device)["total_gib"]}
+    est = memory_estimate(arch, tc, tr, counts, "bf16" if precision == "bfloat16" else "fp32", tc.load_in_4bit, device,
+                          process_gib)
+    est["by_precision_gib"] = {
+        "bf16": memory_estimate(arch, tc, tr, counts, "bf16", False, device, process_gib)["total_gib"],
+        "4bit_nf4": memory_estimate(arch, tc, tr, counts, "bf16", True, device, process_gib)["total_gib"]}
     trainable = counts["trainable"]
     h, layers = arch.hidden_size, arch.num_hidden_layers
     return {
@@ -122,7 +125,8 @@ def _dtype_bytes(dtype: Any) -> int:
     return 2 if name in ("bfloat16", "float16") else 4
 
 
-def memory_estimate(arch, tc, tr, counts: dict[str, int], precision: str, four_bit: bool, device: str) -> dict[str, Any]:
+def memory_estimate(arch, tc, tr, counts: dict[str, int], precision: str, four_bit: bool, device: str,
+                    process_gib: float | None = None) -> dict[str, Any]:
     """Training memory (GiB) of one process/device: weights, trainables + AdamW, activations, reserve (see module doc)."""
     act_bytes = 2 if precision == "bf16" else 4
     base, linear = counts["base"], counts["linear"]
@@ -135,7 +139,7 @@ def memory_estimate(arch, tc, tr, counts: dict[str, int], precision: str, four_b
     per_layer = s * b * h * 34 * act_bytes / 2
     act = (layers * 2 * s * b * h * act_bytes / 2 + per_layer) if tr.gradient_checkpointing else layers * per_layer
     if device == "cpu":
-        reserve = CPU_PROCESS_GIB
+        reserve = CPU_PROCESS_GIB if process_gib is None else round(process_gib, 3)
         load_bytes = 0 if four_bit else base * counts["checkpoint_bytes"]  # the mmapped checkpoint, during the load
         total_gib = (weight_bytes + max(optim_bytes + act, load_bytes)) / GIB + reserve
     else:

@@ -191,9 +191,6 @@ def train_teacher(recipe: Recipe, output_dir: str | os.PathLike, resume: bool = 
     recipe = dataclasses.replace(recipe, train=override(recipe.train, max_steps=max_steps, max_minutes=max_minutes))
     tc, tr = recipe.teacher, recipe.train
     out = Path(output_dir)
-    # never train into (and later write over) a folder that is neither a teacher nor a teacher being trained
-    if not (out.is_dir() and {p.name for p in out.iterdir()} <= {CKPT_DIR, LOG_FILE, ".artifact.tmp"}):
-        check_replaceable(out, KIND)
     threads = set_cpu_threads(tr.cpu_threads)
 
     dtype = resolve_dtype(tr.precision)
@@ -203,6 +200,10 @@ def train_teacher(recipe: Recipe, output_dir: str | os.PathLike, resume: bool = 
     accelerator = Accelerator(mixed_precision="bf16" if use_bf16 else "no", cpu=not torch.cuda.is_available())
     main = accelerator.is_main_process
     rank, world = accelerator.process_index, accelerator.num_processes
+    # never train into (and later write over) a folder that is neither a teacher nor a teacher being trained;
+    # only the main process looks (another rank could see the main one's first files; a refusal there ends the launch)
+    if main and not (out.is_dir() and {p.name for p in out.iterdir()} <= {CKPT_DIR, LOG_FILE, ".artifact.tmp"}):
+        check_replaceable(out, KIND)
 
     key = _recipe_key(recipe)
     ckpts = _checkpoints(out) if resume else []
