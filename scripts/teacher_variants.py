@@ -89,26 +89,19 @@ def run_variant(name: str, base: dict, out_root: Path, extra: dict | None = None
     return row_for_artifact(tdir, key, out_root, f"python scripts/teacher_variants.py --variants {name}" + (f" --set {tag}" if tag else ""))
 
 
-def cached_test_eval(tdir: Path, recipe: dict, rpath: Path) -> dict:
-    """Test Task-1 metrics of the trained teacher through the cached frozen prefix (the lower layers carry no
-    LoRA, so their states are the same for every variant with the same split; tests/test_teacher_ranking.py
-    checks cached == uncached). The same numbers as `evaluate_teacher`, minus the repeated prefix forward."""
+def cached_model(tdir: Path, rpath: Path, trainables: Path | None = None):
+    """(model, encoder, recipe, accelerator, cache key prefix) of the artifact ``tdir`` built for the cached-prefix
+    path; ``trainables``: a training checkpoint's trainable.safetensors loaded over it (another budget, same run)."""
     import torch
     from accelerate import Accelerator
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    from reldistill.gguf_cache import cache_root
     from reldistill.precision import reset_accelerate_state
     from reldistill.precision import resolve_dtype
     from reldistill.recipe import load_recipe
     from reldistill.teacher.inputs import PairEncoder
-    from reldistill.teacher.metrics import label_distributions
-    from reldistill.teacher.model import num_layers
-    from reldistill.teacher.pairs import split_pairs
-    from reldistill.teacher.prefix_cache import cache_key, prefix_states
     from reldistill.teacher.teacher import build_cross_encoder
-    from reldistill.teacher.train import _Evaluator
 
     r = load_recipe(rpath)
     tc, tr = r.teacher, r.train
@@ -119,17 +112,57 @@ def cached_test_eval(tdir: Path, recipe: dict, rpath: Path) -> dict:
     model.head.load_state_dict(load_file(str(tdir / "head.safetensors")))
     if tc.lora_r > 0:
         set_peft_model_state_dict(model.backbone, load_file(str(tdir / "adapter" / "adapter_model.safetensors")))
+    if trainables is not None:
+        state = load_file(str(trainables))
+        missing = set(state) - {n for n, _ in model.named_parameters()}
+        if missing:
+            sys.exit(f"{trainables} does not fit {tdir}'s model ({len(missing)} unknown tensors, e.g. {sorted(missing)[0]})")
+        model.load_state_dict(state, strict=False)
     model.eval()
-    df = split_pairs(r.data)["test"]
     enc = PairEncoder(tok, tc.template, tc.max_length, tc.padding_side)
-    ev = _Evaluator(df, enc, tr.eval_batch_size)
-    split = num_layers(model.backbone) - tr.train_layers
+    return model, enc, r, acc, f"{resolved.hub_id or resolved.path}:{resolved.gguf_file}"
+
+
+def cached_probs(loaded, df):
+    """The dev evaluator run on ``df``'s judged pairs (``.last_probs``: the teacher's probabilities, ``.metrics``:
+    Task-1 metrics) through the cached frozen prefix (the lower layers carry no
+    LoRA, so their states are the same for every variant with the same split; tests/test_teacher_ranking.py checks
+    cached == uncached)."""
+    from reldistill.gguf_cache import cache_root
+    from reldistill.teacher.model import num_layers
+    from reldistill.teacher.prefix_cache import cache_key, prefix_states
+    from reldistill.teacher.train import _Evaluator
+
+    model, enc, r, acc, base_id = loaded
+    ev = _Evaluator(df, enc, r.train.eval_batch_size)
+    split = num_layers(model.backbone) - r.train.train_layers
     pdtype = next(model.backbone.parameters()).dtype
-    key = cache_key(f"{resolved.hub_id or resolved.path}:{resolved.gguf_file}", split, pdtype, ev.ids)
-    ev.use_prefix(prefix_states(model, enc, ev.ids, split, tr.eval_batch_size, cache_root() / "teacher-prefix" / f"{key}.safetensors",
+    key = cache_key(base_id, split, pdtype, ev.ids)
+    ev.use_prefix(prefix_states(model, enc, ev.ids, split, r.train.eval_batch_size, cache_root() / "teacher-prefix" / f"{key}.safetensors",
                                 acc.autocast), split)
-    metrics = ev(model, acc)
-    return {"metrics": metrics, "by_label": label_distributions(df.assign(teacher_score=ev.last_probs))}
+    ev.metrics = ev(model, acc)
+    return ev
+
+
+def cached_test_eval(tdir: Path, recipe: dict, rpath: Path) -> dict:
+    """Test Task-1 metrics of the trained teacher through the cached frozen prefix: the same numbers as
+    `evaluate_teacher`, minus the repeated prefix forward."""
+    from reldistill.recipe import load_recipe
+    from reldistill.teacher.metrics import label_distributions
+    from reldistill.teacher.pairs import split_pairs
+
+    df = split_pairs(load_recipe(rpath).data)["test"]
+    ev = cached_probs(cached_model(tdir, rpath), df)
+    return {"metrics": ev.metrics, "by_label": label_distributions(df.assign(teacher_score=ev.last_probs))}
+
+
+def artifact_recipe(tdir: Path, path: Path) -> Path:
+    """The recipe an artifact was trained with (its manifest's data/teacher/train), written to ``path``."""
+    m = json.loads((tdir / "manifest.json").read_text())
+    recipe = {"data": m["data"], "teacher": m["teacher"], "train": {k: v for k, v in m["train"].items() if k != "bundled"}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
+    return path
 
 
 def test_from_report(tdir: Path, run: Path) -> dict:
@@ -147,10 +180,8 @@ def row_for_artifact(tdir: Path, name: str, out_root: Path, command: str, report
     """A table row for an existing teacher artifact (e.g. the bundled one): dev from its manifest, test via the cache
     (or from ``report_run``'s eval report when that run's teacher is this artifact)."""
     m = json.loads((tdir / "manifest.json").read_text())
-    recipe = {"data": m["data"], "teacher": m["teacher"], "train": {k: v for k, v in m["train"].items() if k != "bundled"}}
-    rpath = out_root / name / "artifact-recipe.yaml"
-    rpath.parent.mkdir(parents=True, exist_ok=True)
-    rpath.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
+    rpath = artifact_recipe(tdir, out_root / name / "artifact-recipe.yaml")
+    recipe = yaml.safe_load(rpath.read_text())
     t1 = time.monotonic()
     if report_run is not None:
         test = test_from_report(tdir, report_run)

@@ -1,7 +1,7 @@
 """Train the demo's bundled teacher once and ship it: ``python scripts/train_bundled_teacher.py``.
 
 Trains configs/demo-cpu.yaml's teacher on its data's train split (esci-extended) with a larger time budget than the
-demo has (``--minutes``), then copies the artifact (adapter + head + tokenizer + manifest, no
+demo has (``--minutes``), then copies the artifact (adapter + head + manifest; the tokenizer is rebuilt from the base at install; no
 checkpoints) to the recipe's ``train.bundled`` folder with bundle.json (this command, the data
 fingerprint, the commit). `reldistill demo` reuses it; `reldistill demo --train-teacher` retrains.
 """

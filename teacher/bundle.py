@@ -1,4 +1,4 @@
-"""The demo's bundled teacher: a small trained artifact shipped in the repo (adapter + head + tokenizer + manifest).
+"""The demo's bundled teacher: a small trained artifact shipped in the repo (adapter + head + manifest).
 
 The ranking variant needs more CPU than the demo's teacher budget, so it is trained once with
 ``python scripts/train_bundled_teacher.py`` on esci-extended's train split and shipped under
@@ -6,10 +6,15 @@ The ranking variant needs more CPU than the demo's teacher budget, so it is trai
 ``reldistill demo`` copies it into the run when the recipe's data has the same fingerprint and the
 same split and input settings (the dev carve it chose on, the product text it read); otherwise the
 demo trains one on the machine and says why, as does ``reldistill demo --train-teacher``.
+
+The tokenizer is not shipped (Gemma's tokenizer.json alone is 33 MB): ``bundle.json`` records the sha256 of
+each tokenizer file, and installing rebuilds the folder from the base model (with the same pad-token choice
+training made) and refuses, with one sentence, a base whose tokenizer differs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -23,7 +28,8 @@ from reldistill.models import terms_files
 
 BUNDLE_FILE = "bundle.json"
 # what an artifact directory keeps when it is bundled (no checkpoints, logs or caches)
-KEEP = ("adapter", "head.safetensors", "tokenizer", "teacher.json", "metrics.json", "manifest.json")
+KEEP = ("adapter", "head.safetensors", "teacher.json", "metrics.json", "manifest.json", "calibration.json")
+TOKENIZER = "tokenizer"  # rebuilt from the base model at install, checked against bundle.json's digests
 REPO = Path(__file__).resolve().parents[1]
 # data settings that change what the teacher was trained and chosen on (splits, dev carve, its input text)
 SAME_DATA_FIELDS = ("locale", "text_fields", "max_text_chars", "test_fraction", "dev_fraction", "seed")
@@ -51,7 +57,8 @@ def make_bundle(teacher_dir: Path, dest: Path, command: str, data_path: str) -> 
                 shutil.copy2(src, tmp / name)
         _copy_terms(read_json(teacher_dir / "manifest.json").get("base_model"), tmp)
         (tmp / BUNDLE_FILE).write_text(json.dumps({"command": command, "data_path": data_path,
-                                                   "data_fingerprint": data_fingerprint(data_path), "commit": commit},
+                                                   "data_fingerprint": data_fingerprint(data_path), "commit": commit,
+                                                   "tokenizer_sha256": _digests(teacher_dir / TOKENIZER)},
                                                   indent=1) + "\n", encoding="utf-8")
     return dest
 
@@ -89,10 +96,31 @@ def bundle_matches(src: Path, data: DataConfig) -> tuple[bool, str]:
     return True, ""
 
 
+def _digests(folder: Path) -> dict[str, str]:
+    """sha256 of each file in ``folder`` (the tokenizer the teacher was trained with)."""
+    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(folder.iterdir()) if f.is_file()}
+
+
+def rebuild_tokenizer(base_model: str, dest: Path, expected: dict[str, str]) -> None:
+    """Write the base model's tokenizer (pad token chosen as in training) to ``dest``; refuse one that differs."""
+    from reldistill.teacher.backbone import load_tokenizer
+    from reldistill.teacher.inputs import choose_pad_token
+
+    tok = load_tokenizer(base_model)
+    choose_pad_token(tok)
+    tok.save_pretrained(str(dest))
+    if _digests(dest) != expected:
+        raise UserError(f"the tokenizer of {base_model} differs from the one the bundled teacher was trained with — "
+                        "install that base model's version, or run the demo with --train-teacher.")
+
+
 def install_bundle(src: Path, dest: Path) -> dict[str, Any]:
-    """Copy the bundle into the run's teacher directory (atomically); returns its bundle.json."""
+    """Copy the bundle into the run's teacher directory (atomically, the tokenizer rebuilt); returns its bundle.json."""
     if not src.is_dir():
         raise UserError(f"bundled teacher {src} does not exist — fix train.bundled or run with --train-teacher.")
+    info = read_json(src / BUNDLE_FILE)
     with atomic_path(dest) as tmp:
         shutil.copytree(src, tmp)
-    return read_json(dest / BUNDLE_FILE)
+        if not (tmp / TOKENIZER).is_dir():
+            rebuild_tokenizer(read_json(src / "manifest.json")["base_model"], tmp / TOKENIZER, info.get("tokenizer_sha256") or {})
+    return info

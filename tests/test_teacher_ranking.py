@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from conftest import assert_user_error  # noqa: F401 - shared fixtures
+from reldistill.errors import UserError
 from teacher_testkit import one_thread, write_pairs_table, write_recipe
 
 
@@ -191,7 +192,16 @@ def test_bundled_teacher_is_installed_only_for_the_same_data(tiny, tmp_path):
     for change in ({"dev_fraction": 0.3}, {"seed": recipe.data.seed + 1}, {"text_fields": ["title"]}):
         ok, why = bundle_matches(src, dataclasses.replace(recipe.data, **change))
         assert not ok and next(iter(change)) in why, (change, why)
+    # the tokenizer is not shipped: installing rebuilds it from the base model, byte for byte the trained one's
+    assert not (src / "tokenizer").exists() and set(info["tokenizer_sha256"]) == {f.name for f in (out / "tokenizer").iterdir()}
     dest = tmp_path / "run" / "teacher"
     install_bundle(src, dest)
+    assert {f.name: f.read_bytes() for f in (dest / "tokenizer").iterdir()} == {f.name: f.read_bytes() for f in (out / "tokenizer").iterdir()}
     s = Teacher.load(dest, dtype="float32").score_pairs(["shoes red"], ["shoes mug item 1"])
     assert 0 <= s[0] <= 1
+    # a base whose tokenizer differs from the trained one is refused with one sentence, and nothing is installed
+    info["tokenizer_sha256"] = {k: "0" * 64 for k in info["tokenizer_sha256"]}
+    (src / "bundle.json").write_text(json.dumps(info), encoding="utf-8")
+    with pytest.raises(UserError, match="differs from the one the bundled teacher was trained with"):
+        install_bundle(src, tmp_path / "run2" / "teacher")
+    assert not (tmp_path / "run2" / "teacher").exists()
