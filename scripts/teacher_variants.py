@@ -173,7 +173,7 @@ def test_from_report(tdir: Path, run: Path) -> dict:
         sys.exit(f"{run}/teacher is not the artifact {tdir} (manifests differ) — evaluate it instead (drop --test-report).")
     report = json.loads((run / "report.json").read_text())
     t1 = report["task1"]["teacher"]
-    return {"metrics": {"ndcg@10": t1["ndcg@10"], "ndcg_queries": report["queries"]}, "by_label": {}, "source": str(run / "report.json")}
+    return {"metrics": {"ndcg@10": t1["nDCG@10"], "ndcg_queries": report["n_queries"]}, "by_label": {}, "source": str(run / "report.json")}
 
 
 def row_for_artifact(tdir: Path, name: str, out_root: Path, command: str, report_run: Path | None = None) -> dict:
