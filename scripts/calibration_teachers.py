@@ -96,7 +96,7 @@ def main() -> None:
 
     from reldistill.calibration import load_calibration
     from reldistill.provenance import provenance
-    from reldistill.teacher.pairs import split_pairs
+    from reldistill.teacher.pairs import cap_queries, split_pairs
     from teacher_variants import artifact_recipe, cached_model
 
     torch.set_num_threads(a.threads)
@@ -104,10 +104,10 @@ def main() -> None:
     tdir, ck = Path(a.teacher), Path(a.checkpoint)
     if not (ck / "trainable.safetensors").is_file():
         sys.exit(f"{ck} is not a training checkpoint (no trainable.safetensors)")
-    rpath = artifact_recipe(tdir, REPO / "runs" / "calibration-teachers" / "recipe.yaml")
+    rpath, _ = artifact_recipe(tdir, REPO / "runs" / "calibration-teachers" / "recipe.yaml")
     first = cached_model(tdir, rpath)
     pairs = split_pairs(first[2].data)
-    dev = pairs["dev"][pairs["dev"].groupby("query_id")["product_id"].transform("size") >= 2].reset_index(drop=True)
+    dev = cap_queries(pairs["dev"], None)  # the whole multi-judged dev queries training scores
     test = pairs["test"].reset_index(drop=True)
     step = json.loads((ck / "state.json").read_text())["step"]
     chosen = json.loads((tdir / "manifest.json").read_text())["chosen_step"]

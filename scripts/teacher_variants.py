@@ -156,13 +156,13 @@ def cached_test_eval(tdir: Path, recipe: dict, rpath: Path) -> dict:
     return {"metrics": ev.metrics, "by_label": label_distributions(df.assign(teacher_score=ev.last_probs))}
 
 
-def artifact_recipe(tdir: Path, path: Path) -> Path:
-    """The recipe an artifact was trained with (its manifest's data/teacher/train), written to ``path``."""
+def artifact_recipe(tdir: Path, path: Path) -> tuple[Path, dict]:
+    """The recipe an artifact was trained with (its manifest's data/teacher/train), written to ``path``: (path, recipe)."""
     m = json.loads((tdir / "manifest.json").read_text())
     recipe = {"data": m["data"], "teacher": m["teacher"], "train": {k: v for k, v in m["train"].items() if k != "bundled"}}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
-    return path
+    return path, recipe
 
 
 def test_from_report(tdir: Path, run: Path) -> dict:
@@ -180,8 +180,7 @@ def row_for_artifact(tdir: Path, name: str, out_root: Path, command: str, report
     """A table row for an existing teacher artifact (e.g. the bundled one): dev from its manifest, test via the cache
     (or from ``report_run``'s eval report when that run's teacher is this artifact)."""
     m = json.loads((tdir / "manifest.json").read_text())
-    rpath = artifact_recipe(tdir, out_root / name / "artifact-recipe.yaml")
-    recipe = yaml.safe_load(rpath.read_text())
+    rpath, recipe = artifact_recipe(tdir, out_root / name / "artifact-recipe.yaml")
     t1 = time.monotonic()
     if report_run is not None:
         test = test_from_report(tdir, report_run)
