@@ -32,6 +32,9 @@ KEEP = ("adapter", "head.safetensors", "teacher.json", "metrics.json", "manifest
 TOKENIZER = "tokenizer"  # rebuilt from the base model at install, checked against bundle.json's digests
 REPO = Path(__file__).resolve().parents[1]
 # data settings that change what the teacher was trained and chosen on (splits, dev carve, its input text)
+# keys transformers writes into tokenizer_config.json about how it was loaded (HF_HUB_OFFLINE flips
+# local_files_only), not about how it tokenizes: left out of the digest
+LOAD_KEYS = ("is_local", "local_files_only", "name_or_path", "_commit_hash")
 SAME_DATA_FIELDS = ("locale", "text_fields", "max_text_chars", "test_fraction", "dev_fraction", "seed")
 
 
@@ -96,9 +99,19 @@ def bundle_matches(src: Path, data: DataConfig) -> tuple[bool, str]:
     return True, ""
 
 
+def _content(f: Path) -> bytes:
+    """A tokenizer file's bytes; a JSON object without the keys that record how it was loaded (canonical form)."""
+    if f.suffix != ".json":
+        return f.read_bytes()
+    obj = json.loads(f.read_text(encoding="utf-8"))
+    if isinstance(obj, dict):
+        obj = {k: v for k, v in obj.items() if k not in LOAD_KEYS}
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False).encode("utf-8")
+
+
 def _digests(folder: Path) -> dict[str, str]:
-    """sha256 of each file in ``folder`` (the tokenizer the teacher was trained with)."""
-    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(folder.iterdir()) if f.is_file()}
+    """sha256 of each file in ``folder`` (the tokenizer the teacher was trained with), as :func:`_content` reads it."""
+    return {f.name: hashlib.sha256(_content(f)).hexdigest() for f in sorted(folder.iterdir()) if f.is_file()}
 
 
 def rebuild_tokenizer(base_model: str, dest: Path, expected: dict[str, str]) -> None:
