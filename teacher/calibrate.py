@@ -43,16 +43,18 @@ def calibrate_teacher(teacher_dir: str | Path, data_cfg: DataConfig, scorer: Sco
                       force: bool = False) -> tuple[Calibration, bool]:
     """Fit (or keep) the calibration of the teacher in ``teacher_dir`` on ``data_cfg``'s dev split.
 
-    An existing calibration fitted on this very dev split is kept unless ``force``. ``scorer``
+    An existing calibration fitted on this very dev split (all its ``max_pairs``-capped pairs) is kept unless ``force``. ``scorer``
     (queries, texts) → probabilities defaults to loading the teacher. Returns (calibration, fitted now).
     """
     from reldistill.teacher.artifact import open_artifact
 
     open_artifact(teacher_dir)
     have = load_calibration(teacher_dir)
-    if have is not None and not force and dev_matches(have, data_cfg):
-        return have, False
     dev = dev_pairs(data_cfg, max_pairs)
+    # kept only when fitted on these very pairs: training fits on the dev queries it ranks (multi-judged ones),
+    # and the whole dev split (single-judged queries too) is both larger and closer to test's label mix
+    if have is not None and not force and dev_matches(have, data_cfg) and have.dev.get("pairs") == len(dev):
+        return have, False
     if scorer is None:
         from reldistill.teacher.teacher import Teacher
 

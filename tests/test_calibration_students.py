@@ -78,6 +78,13 @@ def test_calibrate_run_then_eval_reports_ece_brier_and_the_diagram(student, esci
         fitted = calibrate_run(RunDir(root), data_cfg, dtype="float32", batch_size=16)
         assert set(fitted) == {"teacher", "student"} and all(f["fitted_now"] for f in fitted.values())
         assert not calibrate_run(RunDir(root), data_cfg, dtype="float32", batch_size=16)["teacher"]["fitted_now"]
+        # a teacher calibrated on part of dev (training fits on the multi-judged queries it ranks) is refit on all of it
+        stored = json.loads((root / "teacher" / "calibration.json").read_text())
+        whole = stored["dev"]["pairs"]
+        stored["dev"]["pairs"] = whole - 1
+        (root / "teacher" / "calibration.json").write_text(json.dumps(stored))
+        again = calibrate_run(RunDir(root), data_cfg, dtype="float32", batch_size=16)["teacher"]
+        assert again["fitted_now"] and again["dev"]["pairs"] == whole
         cfg = EvalConfig(depth=20, teacher_dtype="float32", systems=["teacher", "dense-distilled"], max_queries=6, choose_on="none")
         report = write_report(RunDir(root), Evaluation(root, data_cfg, cfg).run_all())
     cal = report["calibration"]
