@@ -64,6 +64,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 # ---------------------------------------------------------------- the worker (one process under accelerate launch)
 
+def peak_rss_bytes() -> int:
+    """This process's own peak RSS: VmHWM, which starts afresh at exec. (Linux carries ru_maxrss across exec, so
+    a process started by a parent holding a 1B model reports the parent's RSS as its own peak.)"""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+
 def worker(rss_dir: str, cli_args: list[str]) -> None:
     """Run ``reldistill <cli_args>`` in this process and write its peak RSS to ``rss_dir/rank-N.json`` at exit."""
     import atexit
@@ -71,8 +83,7 @@ def worker(rss_dir: str, cli_args: list[str]) -> None:
     rank = int(os.environ.get("RANK", "0"))
 
     def record() -> None:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
-        Path(rss_dir, f"rank-{rank}.json").write_text(json.dumps({"rank": rank, "peak_rss_bytes": peak}))
+        Path(rss_dir, f"rank-{rank}.json").write_text(json.dumps({"rank": rank, "peak_rss_bytes": peak_rss_bytes()}))
 
     atexit.register(record)
     from reldistill.workflow.cli import main as cli_main
@@ -271,8 +282,9 @@ def process_baseline_gib(env: dict) -> float:
     """Peak RSS (GiB) of a fresh process that imports the training stack and does nothing: the plan's CPU
     reserve measured here, since it depends on the machine's libraries (a fixed 0.5 GiB is 35 % off for a tiny
     model on some installs)."""
-    code = f"{BASELINE_IMPORTS}\nimport resource\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)"
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    code = f"{BASELINE_IMPORTS}\nimport production_dryrun\nprint(production_dryrun.peak_rss_bytes())"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**env, "PYTHONPATH": str(REPO / "scripts")},
+                         capture_output=True, text=True, check=True)
     return int(out.stdout.strip().splitlines()[-1]) / GIB
 
 
