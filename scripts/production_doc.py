@@ -48,7 +48,7 @@ def _train(r: dict) -> str:
 Peak RSS per process against `teacher plan --device cpu` for this recipe ({est['precision']}, batch
 {est['batch_size_per_device']} × {est['max_length']} tokens): weights {est['weights_gib']} GiB + the checkpoint while
 loading {est['checkpoint_while_loading_gib']} GiB (the larger of it and trainables + AdamW {est['trainable_and_optimizer_gib']} +
-activations {est['activations_gib']}) + process {est['reserve_gib']} GiB{' (measured in this run: a fresh process with the training stack imported)' if t.get('process_baseline_gib') is not None else ''}.
+activations {est['activations_gib']}) + process {est['reserve_gib']} GiB{' (measured in this run: the same launch training one step of the architecture shrunk to one 16-wide layer)' if t.get('process_baseline_gib') is not None else ''}.
 
 | rank | peak RSS (GiB) | plan (GiB) | plan error |
 |---|---|---|---|

@@ -275,17 +275,30 @@ def _numel(shape) -> int:
     return n
 
 
-BASELINE_IMPORTS = "import torch, transformers, peft, accelerate, reldistill.workflow.cli, reldistill.teacher.train"
+# the architecture shrunk to nothing: what a launched training process holds besides the model it trains
+SHRINK = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+          "num_key_value_heads": 1, "head_dim": 8}
 
 
-def process_baseline_gib(env: dict) -> float:
-    """Peak RSS (GiB) of a fresh process that imports the training stack and does nothing: the plan's CPU
-    reserve measured here, since it depends on the machine's libraries (a fixed 0.5 GiB is 35 % off for a tiny
-    model on some installs)."""
-    code = f"{BASELINE_IMPORTS}\nimport production_dryrun\nprint(production_dryrun.peak_rss_bytes())"
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**env, "PYTHONPATH": str(REPO / "scripts")},
-                         capture_output=True, text=True, check=True)
-    return int(out.stdout.strip().splitlines()[-1]) / GIB
+def process_baseline_gib(args, ctx: dict) -> float:
+    """The plan's CPU reserve, measured here: the peak RSS of the same launch (processes, recipe, data) training
+    one step of the architecture shrunk to one 16-wide layer — libraries, data, process group, allocator,
+    everything but the model (its vocabulary stays: a few MB). (An import-only interpreter misses 15 % of it for a tiny model; a fixed 0.5 GiB
+    was 35 % off on some installs.)"""
+    from reldistill.recipe import load_recipe
+
+    work = ctx["work"] / "baseline"
+    raw = json.loads(Path(load_recipe(args.config).teacher.model_config).read_text())
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "config.json").write_text(json.dumps({**raw, **SHRINK}))
+    base = make_random_base(str(work / "config.json"), work / "base")
+    recipe, _ = make_recipe(args, base, Path(load_recipe(ctx["recipe"]).data.path), work / "recipe.yaml")
+    rss_dir = work / "rss"
+    rss_dir.mkdir(exist_ok=True)
+    cmd = cli_cmd(args.processes, ["teacher", "train", "--config", str(recipe), "--output", str(work / "teacher"),
+                                   "--max-steps", "1", "--no-resume"], rss_dir)
+    run(cmd, ctx["env"], args.timeout, work / "train.log")
+    return max(json.loads(p.read_text())["peak_rss_bytes"] for p in rss_dir.glob("rank-*.json")) / GIB
 
 
 def train_phase(args, ctx: dict) -> dict:
@@ -299,7 +312,7 @@ def train_phase(args, ctx: dict) -> dict:
     cmd = cli_cmd(args.processes, ["teacher", "train", "--config", str(ctx["recipe"]), "--output", str(out),
                                    "--max-steps", str(stop), "--no-resume"], rss_dir)
     wall = run(cmd, ctx["env"], args.timeout, ctx["work"] / "train-full.log")
-    baseline = process_baseline_gib(ctx["env"])
+    baseline = process_baseline_gib(args, ctx)
     plan = plan_teacher(load_recipe(ctx["recipe"]), device="cpu", process_gib=baseline)
     est = plan["training_memory_estimate"]
     est_bytes = est["total_gib"] * GIB
