@@ -283,16 +283,17 @@ SHRINK = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "n
 def process_baseline_gib(args, ctx: dict) -> float:
     """The plan's CPU reserve, measured here: the peak RSS of the same launch (processes, recipe, data) training
     one step of the architecture shrunk to one 16-wide layer — libraries, data, process group, allocator,
-    everything but the model (its vocabulary stays: a few MB). (An import-only interpreter misses 15 % of it for a tiny model; a fixed 0.5 GiB
-    was 35 % off on some installs.)"""
+    everything but the model (its vocabulary stays: a few MB). (An import-only interpreter misses 15 % of it for a
+    tiny model; a fixed 0.5 GiB was 35 % off on some installs.)"""
     from reldistill.recipe import load_recipe
 
     work = ctx["work"] / "baseline"
-    raw = json.loads(Path(load_recipe(args.config).teacher.model_config).read_text())
+    full = load_recipe(ctx["recipe"])  # the dry run's recipe: its model_config made absolute, its data subset
+    raw = json.loads(Path(full.teacher.model_config).read_text())
     work.mkdir(parents=True, exist_ok=True)
     (work / "config.json").write_text(json.dumps({**raw, **SHRINK}))
     base = make_random_base(str(work / "config.json"), work / "base")
-    recipe, _ = make_recipe(args, base, Path(load_recipe(ctx["recipe"]).data.path), work / "recipe.yaml")
+    recipe, _ = make_recipe(args, base, Path(full.data.path), work / "recipe.yaml")
     rss_dir = work / "rss"
     rss_dir.mkdir(exist_ok=True)
     cmd = cli_cmd(args.processes, ["teacher", "train", "--config", str(recipe), "--output", str(work / "teacher"),

@@ -31,10 +31,10 @@ BUNDLE_FILE = "bundle.json"
 KEEP = ("adapter", "head.safetensors", "teacher.json", "metrics.json", "manifest.json", "calibration.json")
 TOKENIZER = "tokenizer"  # rebuilt from the base model at install, checked against bundle.json's digests
 REPO = Path(__file__).resolve().parents[1]
-# data settings that change what the teacher was trained and chosen on (splits, dev carve, its input text)
 # keys transformers writes into tokenizer_config.json about how it was loaded (HF_HUB_OFFLINE flips
 # local_files_only), not about how it tokenizes: left out of the digest
 LOAD_KEYS = ("is_local", "local_files_only", "name_or_path", "_commit_hash")
+# data settings that change what the teacher was trained and chosen on (splits, dev carve, its input text)
 SAME_DATA_FIELDS = ("locale", "text_fields", "max_text_chars", "test_fraction", "dev_fraction", "seed")
 
 
