@@ -27,8 +27,8 @@ from reldistill.config import DataConfig, to_dict
 from reldistill.data import EsciData, carve_dev, load_esci, normalise_queries, query_ids
 from reldistill.data.split import query_unit
 from reldistill.errors import UserError
-from reldistill.retrieval.dense import exact_top_k
-from reldistill.retrieval.lexical import BM25Index
+from reldistill.index.dense import exact_top_k
+from reldistill.index.lexical import BM25Index
 from reldistill.run_layout import CANDIDATES_FILE
 
 from reldistill.recipe.distill import DistillConfig

@@ -128,7 +128,7 @@ def fit(rows: dict[str, dict[str, list]], out_dir: str | Path, cfg: DistillConfi
 
     from reldistill.student.encode import load_student, set_max_seq_length
 
-    from .dev_eval import DevRetrievalEvaluator, evaluate_student
+    from reldistill.student.dev_eval import DevRetrievalEvaluator, evaluate_student
 
     out_dir = Path(out_dir)
     torch.manual_seed(cfg.seed)

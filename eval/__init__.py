@@ -32,8 +32,8 @@ def evaluate_run(run_dir: str | Path, data_cfg=None, cfg: EvalConfig | None = No
 
 
 def run_bench(cfg: BenchConfig | None = None, data_cfg=None, run: str | Path | None = None) -> dict[str, Any]:
-    """All speed benchmarks (see reldistill.eval.bench); the result's ``markdown`` is the table."""
+    """All speed benchmarks (see reldistill.bench.suite); the result's ``markdown`` is the table."""
     from reldistill.config import DataConfig
-    from reldistill.eval.bench import run_bench as _run
+    from reldistill.bench.suite import run_bench as _run
 
     return _run(cfg or BenchConfig(), data_cfg or DataConfig(), Path(run) if run is not None else None)

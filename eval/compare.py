@@ -287,7 +287,7 @@ class Evaluation:
         inp, ret = self.inputs, self.runs["retrieval"]
         first = next(iter(self.pipes), None)
         if first is None:
-            from reldistill.retrieval.lexical import BM25Index
+            from reldistill.index.lexical import BM25Index
 
             self._bm25 = self._timed("bm25_index_s", BM25Index.build, inp.product_ids, inp.texts)
         else:

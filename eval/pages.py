@@ -117,7 +117,7 @@ def headline_rows(f: dict[str, Any], bench: dict[str, Any] | None = None) -> lis
 
 def benchmarks_page(bench: dict[str, Any], bench_path: str, render_command: str) -> str:
     """docs/benchmarks.md: the headline figures as same-run ratios, then bench's full table, with their source."""
-    from reldistill.eval.bench import figures, render
+    from reldistill.bench.suite import figures, render
 
     if "machine" not in bench or "teacher" not in bench:
         raise UserError(f"{bench_path} is not the output of `reldistill bench --json` (no machine/teacher figures) — "

@@ -32,8 +32,8 @@ def vectors_from_index(index_dir: Path, student: str, product_ids: Sequence[str]
         return None
     try:
         from reldistill.artifacts import read_json
-        from reldistill.retrieval.catalog import Catalog
-        from reldistill.retrieval.dense import DenseIndex
+        from reldistill.index.catalog import Catalog
+        from reldistill.index.dense import DenseIndex
 
         m = read_json(index_dir / "manifest.json")
         ident = model_identity(student)

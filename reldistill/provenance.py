@@ -35,7 +35,7 @@ def git_commit(repo: Path = REPO) -> dict[str, Any]:
 def command_line(argv: list[str] | None = None) -> str:
     """This process's command as a user types it (``reldistill ...`` for the CLI however it was started)."""
     argv = list(sys.argv if argv is None else argv)
-    if argv and Path(argv[0]).name in ("reldistill", "cli.py", "__main__.py"):  # the entry point, or `python -m` of the CLI
+    if argv and Path(argv[0]).name in ("reldistill", "__main__.py"):  # the entry point, or `python -m` of the CLI
         argv[0] = "reldistill"
     elif argv:
         argv[0] = Path(argv[0]).name

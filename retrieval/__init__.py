@@ -1,7 +1,7 @@
 """Retrieval: FAISS + BM25 indexes, RRF fusion, search pipeline, HTTP service and web page.
 
 Public API (imported lazily so the CLI stays fast): ``DenseIndex``, ``BM25Index``, ``rrf_fuse``,
-``build_index``, ``SearchPipeline``, ``create_app``, and ``reldistill.retrieval.bench.latency``.
+``build_index``, ``SearchPipeline``, ``create_app``, and ``reldistill.bench.latency.latency``.
 """
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "DenseIndex": "reldistill.retrieval.dense",
-    "BM25Index": "reldistill.retrieval.lexical",
-    "rrf_fuse": "reldistill.retrieval.fusion",
+    "DenseIndex": "reldistill.index.dense",
+    "BM25Index": "reldistill.index.lexical",
+    "rrf_fuse": "reldistill.index.fusion",
     "build_index": "reldistill.retrieval.build",
     "SearchPipeline": "reldistill.retrieval.pipeline",
     "SearchResponse": "reldistill.retrieval.pipeline",
     "SearchHit": "reldistill.retrieval.pipeline",
-    "Catalog": "reldistill.retrieval.catalog",
+    "Catalog": "reldistill.index.catalog",
     "create_app": "reldistill.retrieval.service",
 }
 __all__ = sorted(_EXPORTS)

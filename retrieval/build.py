@@ -20,9 +20,9 @@ from reldistill.errors import UserError
 from reldistill.models import resolve_model
 from reldistill.progress import progress_bar
 from reldistill.recipe.retrieval import IndexConfig
-from reldistill.retrieval.catalog import Catalog
-from reldistill.retrieval.dense import DenseIndex
-from reldistill.retrieval.lexical import BM25Index
+from reldistill.index.catalog import Catalog
+from reldistill.index.dense import DenseIndex
+from reldistill.index.lexical import BM25Index
 from reldistill.run_layout import RunDir, index_dir_of, run_relative
 from reldistill.student.catalog_vectors import cache_key, catalog_digest, load_vectors
 from reldistill.student.encode import check_student_folder
@@ -134,7 +134,7 @@ def int8_gate(student_path: str, model, emb: np.ndarray, products: pd.DataFrame,
               data_cfg: DataConfig, batch_size: int = 64):
     """With ``student.int8: auto``, measure dev nDCG@10 of the int8 ONNX export against fp32 once per student
     (recorded beside the export); returns (model, catalog vectors, verdict) — int8 ones only when it held."""
-    from reldistill.distill.dev_eval import evaluate_student
+    from reldistill.student.dev_eval import evaluate_student
     from reldistill.student import backend as rt
     from reldistill.student import load_student
     from reldistill.student.identity import weights_digest
@@ -183,7 +183,7 @@ def query_int8_gate(student_path: str, model, emb: np.ndarray, products: pd.Data
     not apply: int8 off, no ONNX Runtime, a student without a weights digest or the lean query path, a
     student already running int8 (its own gate covered queries), or no dev queries.
     """
-    from reldistill.distill.dev_eval import evaluate_student
+    from reldistill.student.dev_eval import evaluate_student
     from reldistill.student import backend as rt
     from reldistill.student.identity import weights_digest
     from reldistill.student.query_encoder import QueryEncoder, lean_plan

@@ -23,10 +23,10 @@ from reldistill.errors import UserError
 from reldistill.recipe.retrieval import MODES, IndexConfig, SearchConfig
 from reldistill.rerank import Reranker
 from reldistill.retrieval.build import default_student, read_index_manifest
-from reldistill.retrieval.catalog import Catalog
-from reldistill.retrieval.dense import DenseIndex
-from reldistill.retrieval.fusion import rrf_fuse
-from reldistill.retrieval.lexical import BM25Index
+from reldistill.index.catalog import Catalog
+from reldistill.index.dense import DenseIndex
+from reldistill.index.fusion import rrf_fuse
+from reldistill.index.lexical import BM25Index
 from reldistill.run_layout import index_dir_of, repair_run, run_of_index, run_path
 from reldistill.student.identity import model_identity
 

@@ -115,7 +115,8 @@ def make_random_base(model_config: str, out: Path, seed: int = 0) -> Path:
     import torch
     from transformers import AutoConfig, AutoModel
 
-    from reldistill.teacher.tiny import build_tiny_tokenizer
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: the tokenizer builder lives in tests/
+    from tests.builders.tiny_teacher import build_tiny_tokenizer
 
     if (out / "config.json").is_file():
         return out

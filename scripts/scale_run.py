@@ -165,7 +165,7 @@ def measure_recall(doc: np.ndarray, ids: list[str], qv: np.ndarray, icfg, sweeps
 
     IVF-PQ is measured as the recipe has it and with each of ``refines`` (``index.ivf_refine``) at the recipe's
     ``refine_k_factor``."""
-    from reldistill.retrieval.dense import DenseIndex, _faiss
+    from reldistill.index.dense import DenseIndex, _faiss
 
     def size_mib(index) -> float:
         return round(_faiss().serialize_index(index.index).nbytes / 2**20, 2)
@@ -242,7 +242,7 @@ def stage_bm25(a) -> None:
     queries batched (``search``) and, on the first ``--baseline`` of them, bm25s's own ``retrieve`` one query
     at a time (what ``search`` ran before), in the same process: ms per query, the ratio, equal scores."""
     from reldistill.data import load_esci
-    from reldistill.retrieval.lexical import BM25Index, _tokenize
+    from reldistill.index.lexical import BM25Index, _tokenize
 
     _, data_cfg = _recipe(a.config)
     data = load_esci(data_cfg)

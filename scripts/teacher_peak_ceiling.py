@@ -71,7 +71,7 @@ def main(argv=None) -> None:
 
     from reldistill.config import DataConfig
     from reldistill.data.esci import load_esci
-    from reldistill.eval.bench_compute import machine, matmul_params, matmul_peak
+    from reldistill.bench.compute import machine, matmul_params, matmul_peak
     from reldistill.teacher.backbone import set_cpu_threads
     from reldistill.teacher.prefix_kv import PREFIX_KV_ENV
     from reldistill.teacher.teacher import Teacher

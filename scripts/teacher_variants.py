@@ -308,7 +308,7 @@ def baselines(base: dict, out_root: Path) -> None:
 
     from reldistill.config import DataConfig, from_dict
     from reldistill.data import load_esci
-    from reldistill.retrieval.lexical import BM25Index
+    from reldistill.index.lexical import BM25Index
     from reldistill.student import load_student
     from reldistill.teacher.metrics import mean_ndcg
     from reldistill.teacher.pairs import cap_queries, split_pairs

@@ -2,7 +2,7 @@
 
 Public API: ``Teacher`` (load + score_pairs), ``reldistill.teacher.rerank.TeacherReranker``,
 ``reldistill.teacher.score.score_file``, ``reldistill.teacher.train.train_teacher``,
-``reldistill.teacher.tiny.build_tiny_teacher``, ``reldistill.teacher.plan.plan_teacher``.
+``tests.builders.tiny_teacher.build_tiny_teacher``, ``reldistill.teacher.plan.plan_teacher``.
 Heavy libraries are imported lazily.
 """
 

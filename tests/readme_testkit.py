@@ -93,8 +93,8 @@ def build_sandbox(root: Path, esci_dir: Path) -> Path:
 
     from reldistill.config import DataConfig
     from reldistill.retrieval.build import build_index
-    from reldistill.student.tiny import build_tiny_student
-    from reldistill.teacher.tiny import build_tiny_base, build_tiny_teacher
+    from tests.builders.tiny_student import build_tiny_student
+    from tests.builders.tiny_teacher import build_tiny_base, build_tiny_teacher
 
     data = write_tiny_esci(esci_dir, root / "data")
     base = build_tiny_base(root / "models" / "tiny-llama")

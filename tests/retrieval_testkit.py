@@ -145,7 +145,7 @@ def small_run(tmp_path_factory, esci_dir: Path):
 
 
 def build_tiny_student(out_dir: Path, dim: int = 32) -> Path:
-    """A tiny random sentence-transformers model (see reldistill.student.tiny)."""
-    from reldistill.student.tiny import build_tiny_student as build
+    """A tiny random sentence-transformers model (see tests.builders.tiny_student)."""
+    from tests.builders.tiny_student import build_tiny_student as build
 
     return build(out_dir, dim=dim, max_seq_length=64)

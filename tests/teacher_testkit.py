@@ -70,6 +70,6 @@ def esci_title_pairs(esci_dir: Path, n: int) -> tuple[list[str], list[str]]:
 
 def tiny_teacher_dir(tmp_path_factory, name: str, seed: int) -> Path:
     """A tiny random teacher artifact in a fresh temporary folder (module-scoped fixtures share it)."""
-    from reldistill.teacher.tiny import build_tiny_teacher
+    from tests.builders.tiny_teacher import build_tiny_teacher
 
     return build_tiny_teacher(tmp_path_factory.mktemp(name) / "teacher", seed=seed)

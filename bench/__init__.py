@@ -1,0 +1,1 @@
+"""Speed benchmarks: `reldistill bench` (matmul peak, teacher scoring per dtype, student encoding, search latency)."""

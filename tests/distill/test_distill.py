@@ -1,0 +1,255 @@
+"""Distillation: candidate mining (no duplicates, no dev/test leak), each loss trains, human-only, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from reldistill.artifacts import file_fingerprint
+from reldistill.config import DataConfig
+from reldistill.data import EXAMPLES_FILE, PRODUCTS_FILE, load_esci
+from reldistill.distill.mine import mine_candidates, with_dev_split
+from reldistill.recipe.distill import DistillConfig
+
+COLOURS = ["red", "blue", "green", "black", "white", "pink", "grey", "brown"]
+THINGS = ["shoe", "shirt", "lamp", "mug", "sofa", "phone case", "backpack", "watch", "kettle", "pillow"]
+
+
+def write_tiny_esci(root: Path) -> Path:
+    """An ESCI-layout directory: 80 products, 14 fully judged + 10 single-pair train queries, 4 test queries."""
+    root.mkdir(parents=True, exist_ok=True)
+    prods = [{"product_id": f"P{i:03d}", "product_title": f"{COLOURS[i % 8]} {THINGS[i % 10]} model {i}",
+              "product_brand": f"brand{i % 5}", "product_color": COLOURS[i % 8], "product_locale": "us"}
+             for i in range(80)]
+    pd.DataFrame(prods).to_parquet(root / PRODUCTS_FILE, index=False)
+    rng = np.random.default_rng(0)
+    rows = []
+    for q in range(28):
+        thing, colour = THINGS[q % 10], COLOURS[q % 8]
+        query = f"{colour} {thing} {q}" if q >= 4 else f"{colour} {thing}"
+        split = "test" if q < 4 else "train"
+        n = 1 if 18 <= q else 6
+        match = [p for p in prods if thing in p["product_title"]]
+        picks = rng.choice(len(prods), size=n, replace=False) if n > 1 else [prods.index(match[q % len(match)])]
+        for j, i in enumerate(picks):
+            label = "E" if thing in prods[i]["product_title"] or j == 0 else rng.choice(["S", "C", "I"])
+            rows.append({"query_id": str(q), "query": query, "product_id": prods[i]["product_id"],
+                         "esci_label": label, "product_locale": "us", "split": split})
+    pd.DataFrame(rows).to_parquet(root / EXAMPLES_FILE, index=False)
+    return root
+
+
+def build_tiny_student(out_dir: Path, dim: int = 32) -> Path:
+    """A tiny random, normalised sentence-transformers student (see tests.builders.tiny_student)."""
+    from tests.builders.tiny_student import build_tiny_student as build
+
+    return build(out_dir, dim=dim, max_seq_length=32, normalize=True)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("distill")
+    esci = write_tiny_esci(root / "esci")
+    student = build_tiny_student(root / "student")
+    data_cfg = DataConfig(path=str(esci), dev_fraction=0.2, seed=3)
+    return {"root": root, "data_cfg": data_cfg, "data": load_esci(data_cfg), "student": str(student)}
+
+
+def tiny_cfg(tiny, **kw) -> DistillConfig:
+    base = dict(student=tiny["student"], bm25_depth=4, dense_depth=4, unlabeled_depth=2, min_judged=3,
+                max_unlabeled_queries=None, batch_size=4, max_steps=2, max_seq_length=32, eval_split="dev")
+    return DistillConfig(**{**base, **kw})
+
+
+def fake_scores(cands: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Stand-in teacher scores: soft label (jittered) where judged, a low random score where mined."""
+    rng = np.random.default_rng(seed)
+    out = cands.copy()
+    judged = out["soft_label"].notna()
+    out["teacher_score"] = np.where(judged, 0.1 + 0.8 * out["soft_label"].fillna(0), 0.05) + rng.uniform(0, 0.1, len(out))
+    return out
+
+
+@pytest.fixture(scope="module")
+def scored(tiny):
+    cands = mine_candidates(tiny["data"], tiny_cfg(tiny), dev_fraction=0.2, seed=3)
+    path = tiny["root"] / "scores.parquet"
+    fake_scores(cands).to_parquet(path, index=False)
+    return cands, path
+
+
+def test_mining_has_no_duplicates_and_only_train_queries(tiny, scored):
+    cands, _ = scored
+    ex = with_dev_split(tiny["data"], 0.2, 3)
+    assert not cands.duplicated(["query_id", "product_id"]).any()
+    held = ex[ex["split"] != "train"]
+    assert set(held["split"]) == {"dev", "test"}  # the fixture really has held-out queries to leak
+    assert not set(cands["query_id"]) & set(held["query_id"])
+    assert not set(cands["query"].str.lower()) & set(held["query"].str.lower())
+    assert set(cands["split"]) == {"train"}
+    assert set(cands["source"]) == {"judged", "bm25", "dense"}
+    judged = cands[cands["source"] == "judged"]
+    assert judged["esci_label"].notna().all() and cands.loc[cands["source"] != "judged", "soft_label"].isna().all()
+    assert set(cands["product_id"]) <= set(tiny["data"].products["product_id"])
+    # single-pair ("unlabeled") train queries got mined products too, shallower than fully judged ones
+    per_q = cands.groupby("query_id")["source"].agg(lambda s: int((s != "judged").sum()))
+    n_judged = ex[ex["split"] == "train"].groupby("query_id").size()
+    sparse = n_judged[n_judged == 1].index.intersection(per_q.index)
+    assert len(sparse) and per_q[sparse].sum() > 0 and (per_q[sparse] <= 4).all()
+
+
+def test_mining_user_queries_and_depth_cap(tiny, tmp_path):
+    ex = with_dev_split(tiny["data"], 0.2, 3)
+    test_query = ex.loc[ex["split"] == "test", "query"].iloc[0]
+    qfile = tmp_path / "queries.txt"
+    qfile.write_text(f"wooden kettle\n{test_query.upper()}\n\nwooden kettle\n", encoding="utf-8")
+    cfg = tiny_cfg(tiny, dense_depth=0, drop_near_duplicates=False, queries_path=str(qfile), max_unlabeled_queries=2)
+    cands = mine_candidates(tiny["data"], cfg, dev_fraction=0.2, seed=3)
+    user = cands[cands["query_id"].str.startswith("u:")]
+    assert set(user["query"]) == {"wooden kettle"} and len(user) <= 2 and set(user["source"]) == {"bm25"}
+    assert test_query.lower() not in set(cands["query"].str.lower())
+    n_judged = ex[ex["split"] == "train"].groupby("query_id").size()
+    sparse_in = set(cands["query_id"]) & set(n_judged[n_judged < 3].index)
+    assert len(sparse_in) == 2
+
+
+def test_mining_drops_near_duplicates_of_positives(tiny):
+    keep = mine_candidates(tiny["data"], tiny_cfg(tiny, bm25_depth=0, drop_near_duplicates=False), dev_fraction=0.2, seed=3)
+    drop = mine_candidates(tiny["data"], tiny_cfg(tiny, bm25_depth=0, near_duplicate_threshold=0.5), dev_fraction=0.2, seed=3)
+    assert len(drop[drop["source"] == "dense"]) < len(keep[keep["source"] == "dense"])
+    assert len(drop[drop["source"] == "judged"]) == len(keep[keep["source"] == "judged"])
+
+
+def test_mining_real_sample_bm25_never_leaks(esci_dir):
+    data = load_esci(DataConfig(path=str(esci_dir)))
+    cfg = DistillConfig(bm25_depth=3, dense_depth=0, drop_near_duplicates=False, max_unlabeled_queries=100)
+    cands = mine_candidates(data, cfg, dev_fraction=0.15, seed=13)
+    ex = with_dev_split(data, 0.15, 13)
+    assert not cands.duplicated(["query_id", "product_id"]).any()
+    assert not set(cands["query_id"]) & set(ex.loc[ex["split"] != "train", "query_id"])
+    assert cands["query_id"].nunique() == 100 + ex[ex["split"] == "train"].groupby("query_id").size().ge(5).sum()
+
+
+@pytest.mark.parametrize("loss,mnrl", [("margin-mse", 0.0), ("kl", 0.0), ("mse", 0.0), ("margin-mse", 0.5)])
+def test_each_loss_trains_and_saves_a_plain_st_folder(tiny, scored, tmp_path, loss, mnrl):
+    from sentence_transformers import SentenceTransformer
+
+    from reldistill.distill.train import train_student
+
+    _, path = scored
+    out = train_student(path, tmp_path / "student", tiny_cfg(tiny, loss=loss, mnrl_weight=mnrl, epochs=1), tiny["data_cfg"])
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["kind"] == "student" and m["loss"] == loss and m["steps"] == 2
+    assert set(m["train_rows"]) == ({"distill", "mnrl"} if mnrl else {"distill"})
+    assert m["data"]["fingerprint"] and m["scores"]["sha256"]
+    assert m["dev"]["history"] and 0 <= m["dev"]["best"]["ndcg@10"] <= 1
+    assert not (tmp_path / "student.checkpoints").exists()
+    emb = SentenceTransformer(str(out), device="cpu").encode(["red shoe"])
+    assert emb.shape == (1, 32) and np.isfinite(emb).all()
+
+
+def test_training_changes_the_student_and_resumes(tiny, scored, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    from reldistill.distill.train import _checkpoint_dir, train_student
+
+    _, path = scored
+    cfg = tiny_cfg(tiny, max_steps=4, eval_each="steps", eval_steps=0.5, lr=1e-3)
+    out = train_student(path, tmp_path / "s", cfg, tiny["data_cfg"])
+    before = SentenceTransformer(tiny["student"], device="cpu").encode(["blue mug"])
+    after = SentenceTransformer(str(out), device="cpu").encode(["blue mug"])
+    assert not np.allclose(before, after)
+    hist = json.loads((out / "manifest.json").read_text())["dev"]["history"]
+    assert [h["steps"] for h in hist] == [2, 4]
+    # a crash after the checkpoints were written (here: while saving the final folder) → the rerun resumes
+    from reldistill.distill import train as train_mod
+
+    seen = []
+    real_last, real_atomic = train_mod._last_checkpoint, train_mod.atomic_path
+
+    def spy(d, key):
+        seen.append(real_last(d, key))
+        return seen[-1]
+
+    def crash(path, **kw):
+        raise KeyboardInterrupt
+
+    cfg2 = tiny_cfg(tiny, max_steps=2, eval_each="steps", eval_steps=1)
+    train_mod._last_checkpoint, train_mod.atomic_path = spy, crash
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train_student(path, tmp_path / "r", cfg2, tiny["data_cfg"])
+        assert not (tmp_path / "r").exists() and _checkpoint_dir(tmp_path / "r").is_dir()
+        train_mod.atomic_path = real_atomic
+        out = train_student(path, tmp_path / "r", cfg2, tiny["data_cfg"])
+    finally:
+        train_mod._last_checkpoint, train_mod.atomic_path = real_last, real_atomic
+    assert seen[0] is None and seen[1] is not None and seen[1].endswith("checkpoint-2")
+    assert json.loads((out / "manifest.json").read_text())["steps"] >= 2  # resumed at step 2, not from 0
+    assert not _checkpoint_dir(tmp_path / "r").exists()
+
+
+def test_human_only_student(tiny, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    from reldistill.distill.train import train_human_student
+
+    out = train_human_student(tmp_path / "h", tiny_cfg(tiny, mnrl_weight=0.5), tiny["data_cfg"])
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["teacher"] is None and "human" in m["loss"] and m["scores"]["human_labels_only"]
+    assert (out / "calibration.json").is_file() and m["calibration"]["dev"]["split"] == "dev"  # fitted where it is made
+    SentenceTransformer(str(out), device="cpu")
+
+
+def test_label_with_tiny_teacher_then_train_via_cli(tiny, tmp_path, cli):
+    from tests.builders.tiny_teacher import build_tiny_teacher
+
+    run = tmp_path / "run"
+    build_tiny_teacher(run / "teacher")
+    cfg = tmp_path / "recipe.yaml"
+    cfg.write_text(json.dumps({"data": {"path": tiny["data_cfg"].path, "dev_fraction": 0.2, "seed": 3},
+                               "distill": {"student": tiny["student"], "bm25_depth": 3, "dense_depth": 2, "min_judged": 3,
+                                           "batch_size": 4, "max_steps": 2, "max_seq_length": 32}}))
+    for args in (("mine",), ("label",), ("train", "--loss", "mse")):
+        proc = cli("distill", *args, "--config", cfg, "--run", run)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    scores = pd.read_parquet(run / "scores" / "scores.parquet")
+    cands = pd.read_parquet(run / "candidates" / "candidates.parquet")
+    assert len(scores) == len(cands) and scores["teacher_score"].between(0, 1).all()
+    # each stage's library function wrote its own manifest
+    mc = json.loads((run / "candidates" / "manifest.json").read_text())
+    assert mc["kind"] == "candidates" and mc["pairs"] == len(cands) and sum(mc["by_source"].values()) == len(cands)
+    ms = json.loads((run / "scores" / "manifest.json").read_text())
+    assert ms["kind"] == "scores" and ms["pairs"] == len(scores) and ms["teacher"] == str((run / "teacher").resolve())
+    assert ms["candidates_sha256"] == file_fingerprint(run / "candidates" / "candidates.parquet")
+    m = json.loads((run / "student" / "manifest.json").read_text())
+    assert m["teacher"]["dir"] == str((run / "teacher").resolve()) and m["loss"] == "mse"
+    proc = cli("distill", "eval", "--config", cfg, "--run", run, "--out", run / "students.json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = json.loads((run / "students.json").read_text())
+    assert set(table) == {tiny["student"], str(run / "student")}
+    assert all(0 <= r[s]["ndcg@10"] <= 1 and 0 <= r[s]["recall@100"] <= 1 for r in table.values() for s in ("dev", "test"))
+
+
+@pytest.mark.slow
+def test_real_minilm_distils_and_loads_with_plain_sentence_transformer(esci_dir, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    from reldistill.distill.train import train_student
+
+    data_cfg = DataConfig(path=str(esci_dir))
+    data = load_esci(data_cfg)
+    cfg = DistillConfig(bm25_depth=3, dense_depth=0, drop_near_duplicates=False, max_unlabeled_queries=30,
+                        max_steps=3, batch_size=8, eval_split="none", mnrl_weight=0.3)
+    cands = mine_candidates(data, cfg, dev_fraction=data_cfg.dev_fraction, seed=data_cfg.seed)
+    path = tmp_path / "scores.parquet"
+    fake_scores(cands).to_parquet(path, index=False)
+    out = train_student(path, tmp_path / "student", cfg, data_cfg)
+    model = SentenceTransformer(str(out))
+    emb = model.encode(["usb c charger", "wireless mouse"], normalize_embeddings=True)
+    assert emb.shape == (2, 384) and np.isfinite(emb).all()
+    assert json.loads((out / "manifest.json").read_text())["steps"] == 3

@@ -1,0 +1,170 @@
+"""Teacher training on a tiny random Llama: exact resume, kill -9 resume, 2-process accelerate, QLoRA, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.conftest import REPO, assert_user_error
+from tests.teacher_testkit import ONE_THREAD, env, one_thread, write_pairs_table, write_recipe
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from tests.builders.tiny_teacher import build_tiny_base
+
+    root = tmp_path_factory.mktemp("tiny-train")
+    base = build_tiny_base(root / "base", seed=0)
+    data = write_pairs_table(root / "pairs.csv")
+    return {"root": root, "base": base, "data": data, "recipe": write_recipe(root / "recipe.yaml", base, data)}
+
+
+def _weights(d):
+    return {**load_file(str(d / "head.safetensors")), **load_file(str(d / "adapter" / "adapter_model.safetensors"))}
+
+
+def test_resume_after_a_checkpoint_equals_uninterrupted_run(tiny, tmp_path):
+    from reldistill.recipe import load_recipe
+    from reldistill.teacher.train import train_teacher
+
+    with one_thread():
+        full = train_teacher(load_recipe(tiny["recipe"]), tmp_path / "full", progress=False)
+        part = train_teacher(load_recipe(tiny["recipe"]), tmp_path / "part", max_steps=5, progress=False)
+        m_part = json.loads((part / "manifest.json").read_text())
+        assert m_part["steps"] == 5 and not m_part["finished"]
+        assert (part / "checkpoints" / "step-0000005").is_dir()
+        resumed = train_teacher(load_recipe(tiny["recipe"]), tmp_path / "part", progress=False)
+    m_full = json.loads((full / "manifest.json").read_text())
+    m_res = json.loads((resumed / "manifest.json").read_text())
+    assert m_res["steps"] == m_full["steps"] == m_full["total_steps"] == 14 and m_res["finished"]
+    a, b = _weights(full), _weights(resumed)
+    assert a.keys() == b.keys() and any("lora_B" in k for k in a)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+    assert any(h["step"] == 0 for h in m_full["history"]), "the untrained baseline is evaluated"
+    assert m_full["dev_metrics"]["mse"] is not None
+    # the trained artifact loads and scores
+    from reldistill.teacher import Teacher
+
+    s = Teacher.load(resumed, dtype="float32").score_pairs(["shoes red"], ["shoes mug item 1"])
+    assert 0 <= s[0] <= 1
+
+
+def _wait_for(pred, timeout, proc):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if pred():
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.slow
+def test_kill9_training_then_rerun_resumes_from_last_checkpoint(tiny, tmp_path):
+    recipe = write_recipe(tmp_path / "long.yaml", tiny["base"], tiny["data"], epochs=20, keep_checkpoints=2,
+                          checkpoint_fraction=0.5)
+    out = tmp_path / "teacher"
+    cmd = [sys.executable, "-m", "reldistill.workflow.cli", "teacher", "train", "--config", str(recipe), "--output", str(out)]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ckdir = out / "checkpoints"
+
+    def steps():
+        return sorted(int(p.name.split("-")[1]) for p in ckdir.glob("step-*") if p.is_dir()) if ckdir.is_dir() else []
+
+    try:
+        assert _wait_for(lambda: len(steps()) >= 1 and steps()[-1] >= 8, 180, proc), "no checkpoint appeared"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert not (out / "manifest.json").exists()  # killed runs never look finished
+    last = steps()[-1]
+    rerun = subprocess.run(cmd, cwd=REPO, env=env(), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert f"resuming from step-{last:07d}" in rerun.stderr, rerun.stderr[-2000:]
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["steps"] == m["total_steps"] == 140 and m["finished"]
+
+
+# 2-process training under `accelerate launch` (gloo): tests/test_production.py::test_production_dryrun_on_a_tiny_config
+# (processes, steps, the 20 % checkpoint, kill -9 + resume equal to the uninterrupted run).
+
+
+def test_qlora_4bit_training_step_on_cpu(tmp_path):
+    from bitsandbytes.nn import Linear4bit
+
+    from tests.builders.tiny_teacher import build_tiny_base
+
+    from reldistill.teacher.inputs import PairEncoder
+    from reldistill.teacher.teacher import build_cross_encoder
+    from tests.builders.tiny_teacher import tiny_teacher_config
+
+    cfg = tiny_teacher_config(load_in_4bit=True)
+    with one_thread():
+        torch.manual_seed(0)
+        base = build_tiny_base(tmp_path / "base64", hidden_size=64)  # NF4 blocks are 64 values wide
+        model, tok, _ = build_cross_encoder(cfg, torch.float32, base=str(base))
+        assert any(isinstance(m, Linear4bit) for m in model.modules())
+        enc = PairEncoder(tok, cfg.template, cfg.max_length)
+        batch = enc.collate(enc.encode(["red shoes", "tea"], ["nike shoes red", "usb cable"]))
+        params = [p for p in model.parameters() if p.requires_grad]
+        lora_b = [p for n, p in model.named_parameters() if "lora_B" in n]
+        before = [p.detach().clone() for p in lora_b]
+        opt = torch.optim.AdamW(params, lr=1e-2)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(model(**batch), torch.tensor([1.0, 0.0]))
+        loss.backward()
+        opt.step()
+    assert torch.isfinite(loss)
+    assert any(not torch.equal(b, p) for b, p in zip(before, lora_b)), "the LoRA weights on the 4-bit base moved"
+
+
+def test_train_bad_inputs(cli, tiny, tmp_path):
+    assert_user_error(cli("teacher", "train", "--config", tmp_path / "none.yaml", env=ONE_THREAD), "does not exist")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  lr: fast\n")
+    assert_user_error(cli("teacher", "train", "--config", bad, env=ONE_THREAD), "train.lr")
+    offline = write_recipe(tmp_path / "off.yaml", "meta-llama/Not-A-Real-Model-1B", tiny["data"])
+    assert_user_error(cli("teacher", "train", "--config", offline, "--output", tmp_path / "o", env=ONE_THREAD),
+                      "not available offline")
+    assert not (tmp_path / "o" / "manifest.json").exists()
+
+
+def test_truncated_checkpoint_is_a_user_error(tiny, tmp_path, cli):
+    from reldistill.recipe import load_recipe
+    from reldistill.teacher.train import train_teacher
+
+    with one_thread():
+        out = train_teacher(load_recipe(tiny["recipe"]), tmp_path / "t", max_steps=2, progress=False)
+    ck = sorted((out / "checkpoints").glob("step-*"))[-1]
+    w = ck / "trainable.safetensors"
+    w.write_bytes(w.read_bytes()[:100])
+    proc = cli("teacher", "train", "--config", tiny["recipe"], "--output", out, env=ONE_THREAD)
+    assert_user_error(proc, "truncated or corrupted", ck.name, "--no-resume")
+    shutil.rmtree(ck)  # as the message advises; now the previous checkpoint lacks its optimizer state
+    ck = sorted((out / "checkpoints").glob("step-*"))[-1]
+    (ck / "optimizer.pt").unlink()
+    assert_user_error(cli("teacher", "train", "--config", tiny["recipe"], "--output", out, env=ONE_THREAD), "missing optimizer.pt")
+    assert (out / "manifest.json").exists()  # the previous artifact is kept
+
+
+def test_changed_recipe_refuses_to_resume(tiny, tmp_path):
+    from reldistill.errors import UserError
+    from reldistill.recipe import load_recipe
+    from reldistill.teacher.train import train_teacher
+
+    with one_thread():
+        out = train_teacher(load_recipe(tiny["recipe"]), tmp_path / "t", max_steps=1, progress=False)
+        other = write_recipe(tmp_path / "other.yaml", tiny["base"], tiny["data"], lr=5e-4)
+        with pytest.raises(UserError, match="different recipe"):
+            train_teacher(load_recipe(other), out, progress=False)
+        train_teacher(load_recipe(other), out, resume=False, max_steps=1, progress=False)  # --no-resume starts over

@@ -1,0 +1,46 @@
+"""The CLI as a user runs it, and the installed package layout."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def test_data_stats_json_reads_files(cli, esci_dir):
+    proc = cli("data", "stats", "--data", esci_dir, "--json")
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads(proc.stdout)
+    assert (s["pairs"], s["queries"], s["products"]) == (6651, 1806, 8462)
+    assert s["splits"]["train"]["labels"] == {"C": 149, "E": 2992, "I": 709, "S": 1427}
+    assert s["splits"]["test"]["labels"] == {"C": 132, "E": 553, "I": 293, "S": 396}
+    assert s["product_text_chars"]["p50"] > 0
+
+
+def test_data_stats_table(cli, esci_dir):
+    proc = cli("data", "stats", "--data", esci_dir)
+    assert proc.returncode == 0 and "6,651 pairs" in proc.stdout
+
+
+def test_namespaced_imports_only(tmp_path):
+    code = ("import importlib.util as u, reldistill.teacher, reldistill.eval, reldistill.retrieval, reldistill.workflow;"
+            "print([m for m in ('teacher','student','distill','retrieval','eval','workflow') if u.find_spec(m)])")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_wheel_installs_only_reldistill(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
+                   check=True, capture_output=True)
+    (whl,) = tmp_path.glob("reldistill-*.whl")
+    tops = {n.split("/")[0] for n in zipfile.ZipFile(whl).namelist()}
+    assert tops == {"reldistill", "reldistill-0.1.0.dist-info"}, tops
+    names = zipfile.ZipFile(whl).namelist()
+    assert "reldistill/teacher/__init__.py" in names and "reldistill/eval/__init__.py" in names
+    assert "reldistill/workflow/cli/__init__.py" in names and "reldistill/workflow/pipeline.py" in names
