@@ -191,6 +191,7 @@ class DevEvaluator:
         self.last_probs: np.ndarray | None = None
 
     def use_prefix(self, prefix, split: int) -> None:
+        """Score from ``prefix`` (the dev pairs' states after ``split`` layers) from now on."""
         self.prefix, self.split = prefix, split
 
     @torch.inference_mode()
@@ -238,6 +239,7 @@ class Launch:
 
     @property
     def main(self) -> bool:
+        """Is this the main process?"""
         return self.accelerator.is_main_process
 
 
