@@ -131,10 +131,10 @@ def cached_probs(loaded, df):
     from reldistill.gguf_cache import cache_root
     from reldistill.teacher.model import num_layers
     from reldistill.teacher.prefix_cache import cache_key, prefix_states
-    from reldistill.teacher.train import _Evaluator
+    from reldistill.teacher.train import DevEvaluator
 
     model, enc, r, acc, base_id = loaded
-    ev = _Evaluator(df, enc, r.train.eval_batch_size)
+    ev = DevEvaluator(df, enc, r.train.eval_batch_size)
     split = num_layers(model.backbone) - r.train.train_layers
     pdtype = next(model.backbone.parameters()).dtype
     key = cache_key(base_id, split, pdtype, ev.ids)

@@ -8,10 +8,21 @@ deterministic function of (recipe, step): micro-batch ``m`` comes from a seeded 
 epoch ``m // micro_per_epoch`` and dropout is reseeded from the step, so a resumed run takes
 exactly the same path as an uninterrupted one. accelerate supplies the device, DDP/FSDP,
 bf16 autocast and process sharding (`accelerate launch --config_file configs/accelerate/...`).
+
+A run is named parts rather than a ``transformers.Trainer`` subclass: `launch` (processes, the
+checkpoint a resume continues, refusals before any heavy work), then a `TeacherTraining` whose
+``__init__`` builds data, model, optimizer and the restored `RunState`, and whose methods are the
+loop (`TeacherTraining.optimizer_step`, the budget check, `TeacherTraining.save_checkpoint`) and
+`TeacherTraining.finalize` (best checkpoint, prior, calibration, artifact). A Trainer subclass would
+own the data order, the step loop and the checkpoint format, which is where this loop's contract
+lives: the forward from cached frozen-prefix states, a wall-clock budget agreed across processes
+that stops only after a checkpoint, and a resume after kill -9 that reproduces losses and weights
+bit for bit (tests pin all three).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -24,13 +35,28 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 from reldistill.artifacts import atomic_path, check_replaceable, data_fingerprint, write_json, write_manifest
 from reldistill.calibration import CALIBRATION_FILE, save_calibration
 from reldistill.calibration import summary as calibration_summary
 from reldistill.errors import UserError
+from reldistill.gguf_cache import cache_root
+from reldistill.precision import reset_accelerate_state, resolve_dtype
+from reldistill.progress import progress_bar
 from reldistill.recipe import Recipe, override
 from reldistill.teacher.artifact import KIND, save_trainables
+from reldistill.teacher.backbone import set_cpu_threads
+from reldistill.teacher.calibrate import fit_teacher_calibration
+from reldistill.teacher.inputs import PairEncoder, choose_pad_token, length_buckets
+from reldistill.teacher.losses import teacher_loss
+from reldistill.teacher.metrics import evaluate_scores
+from reldistill.teacher.model import answer_token_ids, num_layers
+from reldistill.teacher.pairs import add_random_negatives, cap_by_query, cap_queries, query_groups, split_pairs
+from reldistill.teacher.prefix_cache import PrefixStates, cache_key, prefix_states
+from reldistill.teacher.prior import Prior, fit_prior
+from reldistill.teacher.teacher import build_cross_encoder
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +86,7 @@ class Plan:
 
 
 def make_plan(n_train: int, world: int, micro_batch: int, grad_accum: int, epochs: float, fraction: float) -> Plan:
+    """The `Plan` of ``n_train`` units on ``world`` processes (a checkpoint every ``fraction`` of an epoch)."""
     micro_per_epoch = math.ceil(n_train / (micro_batch * world))
     steps_per_epoch = max(1, math.ceil(micro_per_epoch / grad_accum))
     total = max(1, math.ceil(epochs * steps_per_epoch))
@@ -76,22 +103,26 @@ def micro_batch_indices(plan: Plan, m: int, rank: int, seed: int) -> np.ndarray:
     return perm[idx]
 
 
-def _recipe_key(recipe: Recipe) -> dict[str, Any]:
+def recipe_key(recipe: Recipe) -> dict[str, Any]:
+    """The recipe fields a checkpoint must share with the run that resumes it."""
     train = {k: v for k, v in dataclasses.asdict(recipe.train).items() if k not in RESUME_FREE}
     teacher = {k: v for k, v in dataclasses.asdict(recipe.teacher).items() if k not in PRIOR_FIELDS}
     return {"teacher": teacher, "train": train, "data": dataclasses.asdict(recipe.data)}
 
 
-def _checkpoints(out: Path) -> list[Path]:
+def list_checkpoints(out: Path) -> list[Path]:
+    """The finished checkpoint folders in ``out/checkpoints``, oldest step first."""
     d = out / CKPT_DIR
     return sorted((p for p in d.glob("step-*") if p.is_dir() and not p.name.endswith(".tmp")), key=lambda p: int(p.name.split("-")[1])) if d.is_dir() else []
 
 
-def _read_checkpoint(ck: Path) -> tuple[dict, dict[str, torch.Tensor], dict]:
-    """(state, trainable tensors, optimizer+scheduler state); anything unreadable is a UserError."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+def checkpoint_path(out: Path, step: int) -> Path:
+    """The checkpoint folder of ``step``."""
+    return out / CKPT_DIR / f"step-{step:07d}"
 
+
+def read_checkpoint(ck: Path) -> tuple[dict, dict[str, torch.Tensor], dict]:
+    """(state, trainable tensors, optimizer+scheduler state); anything unreadable is a UserError."""
     fix = f"delete {ck} to resume from the previous checkpoint, or rerun with --no-resume"
     try:
         state = json.loads((ck / STATE_FILE).read_text(encoding="utf-8"))
@@ -104,11 +135,28 @@ def _read_checkpoint(ck: Path) -> tuple[dict, dict[str, torch.Tensor], dict]:
     return state, weights, optim
 
 
-def _trainable_state(model) -> dict[str, torch.Tensor]:
+def prune_checkpoints(out: Path, keep: int, best: dict | None) -> None:
+    """Delete all checkpoints but the last ``keep`` (at least 1) and the ``best`` one."""
+    kept = set(list_checkpoints(out)[-max(keep, 1):])
+    for c in list_checkpoints(out):
+        if c not in kept and not (best and c.name == checkpoint_path(out, best["step"]).name):
+            shutil.rmtree(c, ignore_errors=True)
+
+
+def trainable_state(model) -> dict[str, torch.Tensor]:
+    """The trainable parameters of ``model`` as contiguous fp32 CPU tensors."""
     return {n: p.detach().float().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def _append_log(out: Path, record: dict) -> None:
+def load_trainables(model, weights: dict[str, torch.Tensor]) -> None:
+    """Copy ``weights`` into the parameters of ``model`` with the same names."""
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if n in weights:
+                p.copy_(weights[n])
+
+
+def append_log(out: Path, record: dict) -> None:
     """One event (+ its wall-clock ``time``, so step times can be read off the log) appended to the train log."""
     with (out / LOG_FILE).open("a", encoding="utf-8") as f:
         f.write(json.dumps({**record, "time": round(time.time(), 3)}) + "\n")
@@ -119,28 +167,35 @@ def better(metric: str, new: float, old: float) -> bool:
     return new < old if metric == "mse" else new > old
 
 
-class _Evaluator:
+def update_best(best: dict | None, step: int, metric: str, metrics: dict) -> dict | None:
+    """The best checkpoint once ``step`` scored ``metrics`` (a best by another metric is replaced)."""
+    score = metrics.get(metric)
+    if score is not None and (best is None or best.get("metric") != metric or better(metric, score, best["value"])):
+        return {"step": step, "metric": metric, "value": score}
+    return best
+
+
+class DevEvaluator:
     """Scores the held-out pairs with the model being trained (main process) → MSE + nDCG over whole queries.
 
     With ``prefix`` (cached frozen-prefix states of the same pairs) only layers ``split..`` run.
     """
 
     def __init__(self, df, encoder, batch_size: int):
-        from reldistill.teacher.inputs import length_buckets
-
         self.df = df
         self.encoder = encoder
         self.ids = encoder.encode(df["query"].tolist(), df["text"].tolist()) if len(df) else []
         self.batches = length_buckets([len(r) for r in self.ids], batch_size)
         self.prefix, self.split = None, 0
+        self.last_logits: np.ndarray | None = None
+        self.last_probs: np.ndarray | None = None
 
     def use_prefix(self, prefix, split: int) -> None:
+        """Score from ``prefix`` (the dev pairs' states after ``split`` layers) from now on."""
         self.prefix, self.split = prefix, split
 
     @torch.inference_mode()
     def __call__(self, model, accelerator) -> dict[str, Any]:
-        from reldistill.teacher.metrics import evaluate_scores
-
         if not len(self.df):
             return {}
         was_training = model.training
@@ -162,6 +217,416 @@ class _Evaluator:
         return evaluate_scores(self.df, self.last_probs)
 
 
+def budgeted(recipe: Recipe, max_steps: int | None, max_minutes: float | None) -> Recipe:
+    """``recipe`` with the caller's step / wall-clock budget over its own (None keeps the recipe's)."""
+    if max_steps is not None and max_steps < 0:
+        raise UserError(f"--max-steps must be >= 0, got {max_steps}.")
+    if max_minutes is not None and max_minutes <= 0:
+        raise UserError(f"--max-minutes must be positive, got {max_minutes}.")
+    return dataclasses.replace(recipe, train=override(recipe.train, max_steps=max_steps, max_minutes=max_minutes))
+
+
+@dataclasses.dataclass
+class Launch:
+    """The cheap start of a run, before any data or model: the processes and the checkpoint a resume continues."""
+
+    accelerator: Any
+    dtype: torch.dtype
+    threads: int  # CPU threads per process
+    key: dict[str, Any]  # `recipe_key` of the run
+    checkpoint: Path | None = None  # the last checkpoint (a resume continues from it)
+    restored: tuple[dict, dict[str, torch.Tensor], dict] | None = None  # its `read_checkpoint`
+
+    @property
+    def main(self) -> bool:
+        """Is this the main process?"""
+        return self.accelerator.is_main_process
+
+
+def launch(recipe: Recipe, out: Path, resume: bool) -> Launch:
+    """Threads, precision and processes; refuses a foreign ``out`` and a broken or foreign last checkpoint."""
+    from accelerate import Accelerator
+
+    tr = recipe.train
+    threads = set_cpu_threads(tr.cpu_threads)
+    dtype = resolve_dtype(tr.precision)
+    # no GPU: CPU processes (gloo) — `accelerate launch --multi_gpu --num_processes N` spawns them via torchrun
+    reset_accelerate_state()  # an earlier in-process Trainer may have fixed another precision
+    accelerator = Accelerator(mixed_precision="bf16" if dtype == torch.bfloat16 else "no", cpu=not torch.cuda.is_available())
+    # never train into (and later write over) a folder that is neither a teacher nor a teacher being trained;
+    # only the main process looks (another rank could see the main one's first files; a refusal there ends the launch)
+    if accelerator.is_main_process and not (out.is_dir() and {p.name for p in out.iterdir()} <= {CKPT_DIR, LOG_FILE, ".artifact.tmp"}):
+        check_replaceable(out, KIND)
+    key = recipe_key(recipe)
+    ckpts = list_checkpoints(out) if resume else []
+    restored = read_checkpoint(ckpts[-1]) if ckpts else None  # a broken checkpoint fails before any heavy work
+    if restored and restored[0].get("recipe") != json.loads(json.dumps(key)):
+        raise UserError(f"checkpoints in {out / CKPT_DIR} were made with a different recipe — rerun with --no-resume or another --output.")
+    return Launch(accelerator, dtype, threads, key, ckpts[-1] if ckpts else None, restored)
+
+
+def already_trained(start: Launch, out: Path, tr) -> bool:
+    """Is the artifact in ``out`` finished (or its time budget spent) at the last checkpoint? (warned on main)"""
+    if not (start.restored and (out / "manifest.json").is_file()):
+        return False
+    st = start.restored[0]
+    target = min(st["total_steps"], tr.max_steps if tr.max_steps is not None else st["total_steps"])
+    spent = tr.max_minutes is not None and st.get("elapsed_s", 0.0) >= tr.max_minutes * 60
+    if st["step"] >= target or spent:  # finished (or its budget is spent): nothing to do
+        if start.main:
+            log.warning("%s is already trained (step %d of %d) — rerun with --no-resume to train again",
+                        out, st["step"], st["total_steps"])
+        return True
+    return False
+
+
+@dataclasses.dataclass
+class TrainData:
+    """The pairs of a run (the same on every process)."""
+
+    train: Any  # DataFrame: the train pairs (+ random negatives when batches are query groups)
+    dev: Any  # DataFrame: whole held-out queries that nDCG can rank
+    groups: list[np.ndarray] | None  # query groups (rows of ``train``) when train.group_size, else None
+
+
+def load_train_data(recipe: Recipe) -> TrainData:
+    """The train pairs (grouped by query when train.group_size) and the capped, seeded held-out queries."""
+    tr = recipe.train
+    pairs = split_pairs(recipe.data, tr.include_sparse)
+    train_df = pairs["train"]
+    # dev: whole queries that nDCG can rank (>= 2 judged candidates), capped by query count, seeded
+    dev_df = cap_by_query(cap_queries(pairs.get(tr.eval_split, pairs["dev"]), tr.eval_max_queries, tr.seed),
+                          tr.eval_max_pairs, tr.seed)
+    groups = None
+    if tr.group_size:  # units are query groups: a query's candidates (+ random negatives) stay together
+        train_df = add_random_negatives(train_df, tr.group_negatives, tr.seed)
+        groups = query_groups(train_df, tr.group_size, tr.seed)
+    return TrainData(train_df, dev_df, groups)
+
+
+def build_model(tc, tr, dtype: torch.dtype):
+    """The seeded cross-encoder to train (trainables in fp32), its tokenizer (with a pad token) and resolved base."""
+    torch.manual_seed(tr.seed)
+    model, tokenizer, resolved = build_cross_encoder(tc, dtype, train_layers=tr.train_layers)
+    choose_pad_token(tokenizer)
+    for p in model.parameters():  # trainable params stay fp32 (bf16 autocast runs the maths)
+        if p.requires_grad and p.dtype != torch.float32:
+            p.data = p.data.float()
+    if tr.gradient_checkpointing:
+        model.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model, tokenizer, resolved
+
+
+def make_optimizer(model, tr, total_steps: int):
+    """(trainable params, AdamW with the head at train.head_lr, the LR schedule over ``total_steps``)."""
+    from transformers import get_scheduler
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    head_ids = {id(p) for p in model.head.parameters()}
+    groups = [{"params": [p for p in params if id(p) not in head_ids], "lr": tr.lr},
+              {"params": [p for p in params if id(p) in head_ids], "lr": tr.head_lr or tr.lr}]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=tr.lr, weight_decay=tr.weight_decay)
+    scheduler = get_scheduler(tr.lr_schedule, optimizer, num_warmup_steps=round(tr.warmup_ratio * total_steps),
+                              num_training_steps=total_steps)
+    return params, optimizer, scheduler
+
+
+@dataclasses.dataclass
+class RunState:
+    """Where a run stands: what a checkpoint saves and a resume restores (+ this process's dev logits)."""
+
+    step: int = 0
+    history: list[dict] = dataclasses.field(default_factory=list)  # one record per checkpoint: step, epoch, dev
+    best: dict | None = None  # the best checkpoint by train.select_metric
+    elapsed_before: float = 0.0  # training seconds before this resume
+    dev_logits: dict[int, np.ndarray] = dataclasses.field(default_factory=dict)  # per checkpoint step (not saved)
+
+
+def restore(start: Launch, model, optimizer, scheduler, total_steps: int) -> RunState:
+    """The last checkpoint's trainables + optimizer + scheduler loaded (the step fixes the data order); else a fresh state."""
+    if not start.restored:
+        return RunState()
+    state, weights, optim = start.restored
+    missing = set(trainable_state(model)) - set(weights)
+    if missing:
+        raise UserError(f"checkpoint {start.checkpoint} lacks {sorted(missing)[0]} — it is from another model; rerun with --no-resume.")
+    load_trainables(model, weights)
+    optimizer.load_state_dict(optim["optimizer"])
+    scheduler.load_state_dict(optim["scheduler"])
+    if start.main:
+        log.warning("resuming from %s (step %d of %d)", start.checkpoint.name, state["step"], total_steps)
+    return RunState(state["step"], state.get("history", []), state.get("best"), float(state.get("elapsed_s", 0.0)))
+
+
+class TeacherTraining:
+    """One training run on this process (in-process or one rank of ``accelerate launch``).
+
+    ``__init__`` builds everything from the recipe (data, model, optimizer, the restored `RunState`, the
+    prefix cache); `run` announces, trains to the step or time budget with checkpoints, and finalizes.
+    """
+
+    def __init__(self, recipe: Recipe, out: Path, start: Launch, progress: bool, t_start: float):
+        tc, tr = recipe.teacher, recipe.train
+        self.recipe, self.tc, self.tr, self.out, self.start = recipe, tc, tr, out, start
+        self.progress, self.t_start = progress, t_start
+        self.accelerator = acc = start.accelerator
+        self.main, self.rank, self.world = acc.is_main_process, acc.process_index, acc.num_processes
+        self.data = load_train_data(recipe)
+        if tr.train_layers and self.world > 1:
+            raise UserError("train.train_layers (cached prefix) trains in one process — drop accelerate launch or set train_layers: 0.")
+        model, self.tokenizer, self.resolved = build_model(tc, tr, start.dtype)
+        self.encoder = PairEncoder(self.tokenizer, tc.template, tc.max_length, tc.padding_side)
+        self.train_ids = self.encoder.encode(self.data.train["query"].tolist(), self.data.train["text"].tolist())
+        self.targets = torch.tensor(self.data.train["soft_label"].to_numpy(), dtype=torch.float32)
+        n_units = len(self.data.groups) if self.data.groups is not None else len(self.train_ids)
+        self.plan = plan = make_plan(n_units, self.world, tr.batch_size, tr.grad_accum, tr.epochs, tr.checkpoint_fraction)
+        self.stop_at = plan.total_steps if tr.max_steps is None else min(plan.total_steps, tr.max_steps)
+        self.params, optimizer, self.scheduler = make_optimizer(model, tr, plan.total_steps)
+        self.state = restore(start, model, optimizer, self.scheduler, plan.total_steps)
+        self.model, self.optimizer = acc.prepare(model, optimizer)
+        self.raw_model = acc.unwrap_model(self.model)
+        from accelerate.utils import DistributedType
+
+        self.is_fsdp = acc.distributed_type == DistributedType.FSDP
+        self.evaluator = DevEvaluator(self.data.dev, self.encoder, tr.eval_batch_size)
+        self.split, self.train_prefix, self.prefix_s = 0, None, 0.0
+        if tr.train_layers and tr.cache_prefix:  # the frozen lower layers run once per pair; training and dev eval start from their states
+            self.split, self.train_prefix, self.prefix_s = self.cache_prefix()
+
+    # setup
+
+    def cache_prefix(self) -> tuple[int, PrefixStates, float]:
+        """(split layer, the train pairs' prefix states, seconds taken); the dev evaluator gets the dev pairs' states."""
+        t_prefix = time.monotonic()
+        raw = self.raw_model
+        split = num_layers(raw.backbone) - self.tr.train_layers
+        train_prefix = self.prefix_states(self.train_ids, split, "train")
+        if len(self.data.dev):
+            self.evaluator.use_prefix(self.prefix_states(self.evaluator.ids, split, "dev"), split)
+        return split, train_prefix, time.monotonic() - t_prefix
+
+    def prefix_states(self, ids: list[list[int]], split: int, what: str) -> PrefixStates:
+        """The states after ``split`` layers of ``ids``, from (or into) the prefix cache."""
+        tr, resolved, raw = self.tr, self.resolved, self.raw_model
+        cdir = Path(tr.cache_dir) if tr.cache_dir else cache_root() / "teacher-prefix"
+        base_id = f"{resolved.hub_id or resolved.path}:{resolved.gguf_file}"
+        pdtype = next(raw.backbone.parameters()).dtype
+        return prefix_states(raw, self.encoder, ids, split, tr.eval_batch_size,
+                             cdir / f"{cache_key(base_id, split, pdtype, ids)}.safetensors",
+                             self.accelerator.autocast, f"teacher prefix cache ({what})" if self.progress and self.main else None)
+
+    def announce(self) -> dict:
+        """Main process: a fresh run's log is reset and its untrained model scored (returned); the summary printed."""
+        if not self.main:
+            return {}
+        self.out.mkdir(parents=True, exist_ok=True)
+        start_metrics = {}
+        if self.state.step == 0 and not self.state.history:
+            (self.out / LOG_FILE).unlink(missing_ok=True)
+            start_metrics = self.evaluator(self.raw_model, self.accelerator) if self.tr.eval_at_start and not self.is_fsdp else {}
+        print(self.summary(), flush=True)
+        return start_metrics
+
+    def summary(self) -> str:
+        """The one-line description of the run printed at its start."""
+        tr, plan, dev_df = self.tr, self.plan, self.data.dev
+        units = (f"{plan.n_train:,} query groups of <= {tr.group_size} ({len(self.train_ids):,} pairs)"
+                 if self.data.groups is not None else f"{plan.n_train:,} train pairs")
+        return (f"teacher train: {units}, {tr.eval_split} {dev_df['query_id'].nunique():,} whole queries ({len(dev_df):,} pairs), "
+                f"loss {tr.loss}{f' + {tr.bce_weight} bce' if tr.loss != 'bce' and tr.bce_weight else ''}, "
+                f"{f'top {tr.train_layers} layers on a cached prefix ({self.prefix_s:.0f} s), ' if tr.train_layers else ''}{self.world} process(es), "
+                f"{plan.steps_per_epoch} steps/epoch, checkpoint every {plan.ckpt_every} steps, "
+                f"{'stop at' if self.stop_at < plan.total_steps else 'total'} {self.stop_at}/{plan.total_steps} steps, "
+                f"precision {'bf16' if self.start.dtype == torch.bfloat16 else 'fp32'}, {self.start.threads} CPU thread(s)/process")
+
+    def run(self) -> None:
+        """Announce, save the untrained checkpoint (when scored), train, and (main process) write the artifact."""
+        start_metrics = self.announce()
+        if start_metrics:  # the untrained model is a checkpoint too (a zero-shot LM head may beat early steps)
+            self.save_checkpoint(start_metrics)
+        self.train()
+        if self.main:
+            self.finalize()
+
+    # the loop
+
+    def elapsed(self) -> float:
+        """Training seconds so far, runs before a resume included."""
+        return self.state.elapsed_before + time.monotonic() - self.t_start
+
+    def train(self) -> None:
+        """Optimizer steps up to ``stop_at`` or the time budget: a log line every train.log_every steps, a
+        checkpoint (+ dev eval) every ``ckpt_every`` steps, at the last step and when the budget is spent."""
+        self.model.train()
+        st, plan, tr = self.state, self.plan, self.tr
+        pairs_per_step = plan.micro_batch * self.world * plan.grad_accum
+        shown = self.main and self.progress and st.step < self.stop_at
+        with (progress_bar((self.stop_at - st.step) * pairs_per_step, "teacher train", "pairs") if shown
+              else contextlib.nullcontext()) as bar:
+            running, n_logged = 0.0, 0
+            while st.step < self.stop_at:
+                for loss in self.optimizer_step():
+                    running += loss
+                    n_logged += 1
+                st.step += 1
+                if bar:
+                    bar(pairs_per_step)
+                if self.main and st.step % tr.log_every == 0:
+                    append_log(self.out, {"event": "train", "step": st.step, "loss": running / max(n_logged, 1),
+                                          "lr": self.scheduler.get_last_lr()[0]})
+                    running, n_logged = 0.0, 0
+                over_budget = self.over_budget()
+                if st.step % plan.ckpt_every == 0 or st.step == self.stop_at or over_budget:
+                    self.save_checkpoint(self.evaluate_now())
+                    self.accelerator.wait_for_everyone()
+                if over_budget:
+                    if self.main:
+                        log.warning("time budget of %.1f min reached at step %d", tr.max_minutes, st.step)
+                    break
+
+    def unit_rows(self, m: int) -> tuple[np.ndarray, torch.Tensor | None]:
+        """Pair rows of micro-batch ``m`` on this process (+ each row's group number when batches are query groups)."""
+        idx = micro_batch_indices(self.plan, m, self.rank, self.tr.seed)
+        if self.data.groups is None:
+            return idx, None
+        parts = [self.data.groups[u] for u in idx]
+        gid = torch.cat([torch.full((len(p),), k, dtype=torch.long) for k, p in enumerate(parts)])
+        return np.concatenate(parts), gid
+
+    def forward(self, idx: np.ndarray) -> torch.Tensor:
+        """The logits of train rows ``idx`` (from their cached prefix states when there are any)."""
+        dev = self.accelerator.device
+        if self.train_prefix is not None:
+            hidden, mask = self.train_prefix.batch(idx)
+            return self.raw_model.forward_from(hidden.to(dev), mask.to(dev), self.split)
+        enc = self.encoder.collate([self.train_ids[i] for i in idx])
+        return self.model(enc["input_ids"].to(dev), enc["attention_mask"].to(dev))
+
+    def optimizer_step(self) -> list[float]:
+        """One optimizer step over train.grad_accum micro-batches (dropout seeded from the step); their losses."""
+        plan, tr, acc = self.plan, self.tr, self.accelerator
+        torch.manual_seed(tr.seed * 1_000_003 + self.state.step * self.world + self.rank)  # dropout: a function of the step
+        losses = []
+        for j in range(plan.grad_accum):
+            idx, gid = self.unit_rows(self.state.step * plan.grad_accum + j)
+            y = self.targets[idx].to(acc.device)
+            sync = j == plan.grad_accum - 1
+            ctx = acc.no_sync(self.model) if not sync and self.world > 1 else contextlib.nullcontext()
+            with ctx, acc.autocast():
+                logits = self.forward(idx)
+                loss = teacher_loss(tr.loss, logits.float(), y, gid.to(acc.device) if gid is not None else None,
+                                    tr.bce_weight) / plan.grad_accum
+            acc.backward(loss)
+            losses.append(float(loss.detach()) * plan.grad_accum)
+        if tr.max_grad_norm:
+            acc.clip_grad_norm_(self.params, tr.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return losses
+
+    def over_budget(self) -> bool:
+        """Has the wall-clock budget (train.max_minutes) run out on any process?"""
+        budget_s = self.tr.max_minutes * 60 if self.tr.max_minutes else None
+        over = budget_s is not None and self.elapsed() >= budget_s
+        flag = torch.tensor([1.0 if over else 0.0], device=self.accelerator.device)
+        return bool(self.accelerator.reduce(flag, "max").item() > 0) if self.world > 1 else over
+
+    # checkpoints
+
+    def trainable_now(self) -> dict[str, torch.Tensor]:
+        """Trainable weights; under FSDP gathered from every rank (a collective call)."""
+        if not self.is_fsdp:
+            return trainable_state(self.raw_model)
+        names = {n.replace("_fsdp_wrapped_module.", "") for n, p in self.raw_model.named_parameters() if p.requires_grad}
+        full = self.accelerator.get_state_dict(self.model)
+        return {k: v.float().cpu().contiguous() for k, v in full.items() if k in names}
+
+    def evaluate_now(self) -> dict:
+        """The dev metrics now (main process; {} elsewhere)."""
+        if self.is_fsdp:  # an FSDP forward is collective: every rank evaluates, rank 0 keeps the numbers
+            return self.evaluator(self.model, self.accelerator)
+        return self.evaluator(self.raw_model, self.accelerator) if self.main else {}
+
+    def save_checkpoint(self, metrics: dict) -> None:
+        """Record this step's dev ``metrics`` (history, best) and write its checkpoint (main process; every rank
+        takes part in gathering FSDP weights); older checkpoints but the kept and the best are deleted."""
+        weights = self.trainable_now()
+        if not self.main:
+            return
+        st, tr = self.state, self.tr
+        if metrics:
+            st.dev_logits[st.step] = self.evaluator.last_logits
+        st.history.append({"step": st.step, "epoch": round(st.step / self.plan.steps_per_epoch, 4), "dev": metrics})
+        st.best = update_best(st.best, st.step, tr.select_metric, metrics)
+        self.write_checkpoint(weights)
+        append_log(self.out, {"event": "eval", "step": st.step, **{f"dev_{k}": v for k, v in metrics.items()}})
+        prune_checkpoints(self.out, tr.keep_checkpoints, st.best)
+
+    def write_checkpoint(self, weights: dict[str, torch.Tensor]) -> None:
+        """Checkpoint ``step-NNNNNNN``: trainables, optimizer + scheduler, and the state (written atomically)."""
+        st = self.state
+        with atomic_path(checkpoint_path(self.out, st.step)) as tmp:
+            tmp.mkdir()
+            save_file(weights, str(tmp / TRAINABLE_FILE))
+            torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}, tmp / OPTIM_FILE)
+            (tmp / STATE_FILE).write_text(json.dumps({"step": st.step, "total_steps": self.plan.total_steps, "recipe": self.start.key,
+                                                      "history": st.history, "best": st.best, "elapsed_s": self.elapsed()}, indent=1))
+
+    # the artifact (main process)
+
+    def finalize(self) -> None:
+        """The artifact: the best dev checkpoint (train.select_metric) if selection is on, else the last weights,
+        with the teacher prior and the calibration fitted on dev."""
+        st, tc, tr, dev_df = self.state, self.tc, self.tr, self.data.dev
+        chosen = self.restore_best()
+        final_metrics = next((h["dev"] for h in reversed(st.history) if h["step"] == chosen), {})
+        untrained = next((h["dev"] for h in st.history if h["step"] == 0), None)
+        prior = None
+        if tc.prior_student and len(dev_df) and not self.is_fsdp:
+            if chosen not in st.dev_logits:  # kept from before a resume: score dev with the restored weights
+                st.dev_logits[chosen] = self.rescore_dev()
+            prior = fit_prior(dev_df, st.dev_logits[chosen], tc.prior_student, tc.prior_weights)
+            log.info("teacher prior %s: dev nDCG@10 by LLM weight %s -> w = %g", tc.prior_student, prior["dev_ndcg10"], prior["weight"])
+        calibration = None
+        if not self.is_fsdp and tr.eval_split == "dev":  # fitted on dev only, never on the split a report reads
+            calibration = fit_calibration(dev_df, st.dev_logits, chosen, prior, self.recipe, self.rescore_dev)
+        write_artifact(self.out, self.raw_model, self.tokenizer, self.recipe, self.resolved,
+                       self.manifest_fields(chosen, final_metrics, untrained, prior, calibration), calibration)
+
+    def restore_best(self) -> int:
+        """Load the best checkpoint's weights when train.select_best picks another step; the chosen step."""
+        st = self.state
+        if self.tr.select_best and st.best is not None and st.best["step"] != st.step and st.step > 0:
+            ck = checkpoint_path(self.out, st.best["step"])
+            if ck.is_dir():
+                _, weights, _ = read_checkpoint(ck)
+                load_trainables(self.raw_model, weights)
+                return st.best["step"]
+        return st.step
+
+    def rescore_dev(self) -> np.ndarray:
+        """The dev logits of the model as it is now."""
+        self.evaluator(self.raw_model, self.accelerator)
+        return self.evaluator.last_logits
+
+    def manifest_fields(self, chosen: int, final_metrics: dict, untrained: dict | None, prior: dict | None,
+                        calibration) -> dict[str, Any]:
+        """The run's fields of the teacher manifest."""
+        st, plan, dev_df = self.state, self.plan, self.data.dev
+        return {
+            "steps": st.step, "total_steps": plan.total_steps, "chosen_step": chosen,
+            "epochs_done": round(st.step / plan.steps_per_epoch, 4), "finished": st.step >= plan.total_steps,
+            "processes": self.world, "precision": "bf16" if self.start.dtype == torch.bfloat16 else "fp32",
+            "train_pairs": len(self.train_ids), "train_units": plan.n_train, "dev_pairs": int(len(dev_df)),
+            "dev_queries": int(dev_df["query_id"].nunique()) if len(dev_df) else 0, "select_metric": self.tr.select_metric,
+            "prefix_cache_s": round(self.prefix_s, 1),
+            "score_head": score_head_info(self.tc, self.tokenizer),
+            "dev_metrics": final_metrics, "dev_metrics_untrained": untrained, "history": st.history, "prior": prior,
+            "calibration": calibration_summary(calibration),
+            "train_minutes": round(self.elapsed() / 60, 2)}
+
+
 def train_teacher(recipe: Recipe, output_dir: str | os.PathLike, resume: bool = True,
                   max_steps: int | None = None, max_minutes: float | None = None, progress: bool = True) -> Path:
     """Train the teacher of ``recipe`` (its data/teacher/train sections) into ``output_dir`` (in-process or
@@ -172,302 +637,17 @@ def train_teacher(recipe: Recipe, output_dir: str | os.PathLike, resume: bool = 
     untrained model). With ``resume`` a rerun continues from the last checkpoint in
     ``output_dir/checkpoints``. Returns ``output_dir``; its manifest.json is written last.
     """
-    from accelerate import Accelerator
-
-    from reldistill.precision import reset_accelerate_state
-    from reldistill.precision import resolve_dtype
-    from reldistill.teacher.backbone import set_cpu_threads
-    from reldistill.teacher.inputs import PairEncoder, choose_pad_token
-    from reldistill.teacher.losses import teacher_loss
-    from reldistill.teacher.model import num_layers
-    from reldistill.teacher.pairs import add_random_negatives, cap_by_query, cap_queries, query_groups, split_pairs
-    from reldistill.teacher.teacher import build_cross_encoder
-
     t_start = time.monotonic()
-    if max_steps is not None and max_steps < 0:
-        raise UserError(f"--max-steps must be >= 0, got {max_steps}.")
-    if max_minutes is not None and max_minutes <= 0:
-        raise UserError(f"--max-minutes must be positive, got {max_minutes}.")
-    recipe = dataclasses.replace(recipe, train=override(recipe.train, max_steps=max_steps, max_minutes=max_minutes))
-    tc, tr = recipe.teacher, recipe.train
+    recipe = budgeted(recipe, max_steps, max_minutes)
     out = Path(output_dir)
-    threads = set_cpu_threads(tr.cpu_threads)
-
-    dtype = resolve_dtype(tr.precision)
-    use_bf16 = dtype == torch.bfloat16
-    # no GPU: CPU processes (gloo) — `accelerate launch --multi_gpu --num_processes N` spawns them via torchrun
-    reset_accelerate_state()  # an earlier in-process Trainer may have fixed another precision
-    accelerator = Accelerator(mixed_precision="bf16" if use_bf16 else "no", cpu=not torch.cuda.is_available())
-    main = accelerator.is_main_process
-    rank, world = accelerator.process_index, accelerator.num_processes
-    # never train into (and later write over) a folder that is neither a teacher nor a teacher being trained;
-    # only the main process looks (another rank could see the main one's first files; a refusal there ends the launch)
-    if main and not (out.is_dir() and {p.name for p in out.iterdir()} <= {CKPT_DIR, LOG_FILE, ".artifact.tmp"}):
-        check_replaceable(out, KIND)
-
-    key = _recipe_key(recipe)
-    ckpts = _checkpoints(out) if resume else []
-    resume_from = _read_checkpoint(ckpts[-1]) if ckpts else None  # a broken checkpoint fails before any heavy work
-    if resume_from and resume_from[0].get("recipe") != json.loads(json.dumps(key)):
-        raise UserError(f"checkpoints in {out / CKPT_DIR} were made with a different recipe — rerun with --no-resume or another --output.")
-    if resume_from and (out / "manifest.json").is_file():
-        st = resume_from[0]
-        target = min(st["total_steps"], tr.max_steps if tr.max_steps is not None else st["total_steps"])
-        spent = tr.max_minutes is not None and st.get("elapsed_s", 0.0) >= tr.max_minutes * 60
-        if st["step"] >= target or spent:  # finished (or its budget is spent): nothing to do
-            if main:
-                log.warning("%s is already trained (step %d of %d) — rerun with --no-resume to train again",
-                            out, st["step"], st["total_steps"])
-            return out
-    if not resume and main and (out / CKPT_DIR).exists():
+    start = launch(recipe, out, resume)
+    if already_trained(start, out, recipe.train):
+        return out
+    if not resume and start.main and (out / CKPT_DIR).exists():
         shutil.rmtree(out / CKPT_DIR)
-    accelerator.wait_for_everyone()
-
-    # data and model (all processes build the same things)
-    pairs = split_pairs(recipe.data, tr.include_sparse)
-    train_df = pairs["train"]
-    # dev: whole queries that nDCG can rank (>= 2 judged candidates), capped by query count, seeded
-    dev_df = cap_by_query(cap_queries(pairs.get(tr.eval_split, pairs["dev"]), tr.eval_max_queries, tr.seed),
-                          tr.eval_max_pairs, tr.seed)
-    qgroups = None
-    if tr.group_size:  # units are query groups: a query's candidates (+ random negatives) stay together
-        train_df = add_random_negatives(train_df, tr.group_negatives, tr.seed)
-        qgroups = query_groups(train_df, tr.group_size, tr.seed)
-    if tr.train_layers and world > 1:
-        raise UserError("train.train_layers (cached prefix) trains in one process — drop accelerate launch or set train_layers: 0.")
-    torch.manual_seed(tr.seed)
-    model, tokenizer, resolved = build_cross_encoder(tc, dtype, train_layers=tr.train_layers)
-    choose_pad_token(tokenizer)
-    for p in model.parameters():  # trainable params stay fp32 (bf16 autocast runs the maths)
-        if p.requires_grad and p.dtype != torch.float32:
-            p.data = p.data.float()
-    if tr.gradient_checkpointing:
-        model.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    encoder = PairEncoder(tokenizer, tc.template, tc.max_length, tc.padding_side)
-    train_ids = encoder.encode(train_df["query"].tolist(), train_df["text"].tolist())
-    targets = torch.tensor(train_df["soft_label"].to_numpy(), dtype=torch.float32)
-    n_units = len(qgroups) if qgroups is not None else len(train_ids)
-    plan = make_plan(n_units, world, tr.batch_size, tr.grad_accum, tr.epochs, tr.checkpoint_fraction)
-    stop_at = plan.total_steps if tr.max_steps is None else min(plan.total_steps, tr.max_steps)
-
-    from transformers import get_scheduler
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    head_ids = {id(p) for p in model.head.parameters()}
-    groups = [{"params": [p for p in params if id(p) not in head_ids], "lr": tr.lr},
-              {"params": [p for p in params if id(p) in head_ids], "lr": tr.head_lr or tr.lr}]
-    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=tr.lr, weight_decay=tr.weight_decay)
-    scheduler = get_scheduler(tr.lr_schedule, optimizer, num_warmup_steps=round(tr.warmup_ratio * plan.total_steps),
-                              num_training_steps=plan.total_steps)
-
-    # resume: the last checkpoint's trainables + optimizer + scheduler; the step fixes the data order
-    step, history, best, elapsed_before = 0, [], None, 0.0
-    if resume_from:
-        state, weights, optim = resume_from
-        missing = set(_trainable_state(model)) - set(weights)
-        if missing:
-            raise UserError(f"checkpoint {ckpts[-1]} lacks {sorted(missing)[0]} — it is from another model; rerun with --no-resume.")
-        with torch.no_grad():
-            for n, p in model.named_parameters():
-                if n in weights:
-                    p.copy_(weights[n])
-        optimizer.load_state_dict(optim["optimizer"])
-        scheduler.load_state_dict(optim["scheduler"])
-        step, history, best = state["step"], state.get("history", []), state.get("best")
-        elapsed_before = float(state.get("elapsed_s", 0.0))
-        if main:
-            log.warning("resuming from %s (step %d of %d)", ckpts[-1].name, step, plan.total_steps)
-
-    model, optimizer = accelerator.prepare(model, optimizer)
-    raw_model = accelerator.unwrap_model(model)
-    from accelerate.utils import DistributedType
-
-    is_fsdp = accelerator.distributed_type == DistributedType.FSDP
-    evaluator = _Evaluator(dev_df, encoder, tr.eval_batch_size)
-    split, train_prefix, prefix_s = 0, None, 0.0
-    if tr.train_layers and tr.cache_prefix:  # the frozen lower layers run once per pair; training and dev eval start from their states
-        from reldistill.gguf_cache import cache_root
-        from reldistill.teacher.prefix_cache import cache_key, prefix_states
-
-        t_prefix = time.monotonic()
-        split = num_layers(raw_model.backbone) - tr.train_layers
-        cdir = Path(tr.cache_dir) if tr.cache_dir else cache_root() / "teacher-prefix"
-        base_id = f"{resolved.hub_id or resolved.path}:{resolved.gguf_file}"
-        pdtype = next(raw_model.backbone.parameters()).dtype
-        train_prefix = prefix_states(raw_model, encoder, train_ids, split, tr.eval_batch_size,
-                                     cdir / f"{cache_key(base_id, split, pdtype, train_ids)}.safetensors",
-                                     accelerator.autocast, "teacher prefix cache (train)" if progress and main else None)
-        if len(dev_df):
-            evaluator.use_prefix(prefix_states(raw_model, encoder, evaluator.ids, split, tr.eval_batch_size,
-                                               cdir / f"{cache_key(base_id, split, pdtype, evaluator.ids)}.safetensors",
-                                               accelerator.autocast, "teacher prefix cache (dev)" if progress and main else None), split)
-        prefix_s = time.monotonic() - t_prefix
-
-    def unit_rows(m: int) -> tuple[np.ndarray, torch.Tensor | None]:
-        """Pair rows of micro-batch ``m`` on this process (+ each row's group number when batches are query groups)."""
-        idx = micro_batch_indices(plan, m, rank, tr.seed)
-        if qgroups is None:
-            return idx, None
-        parts = [qgroups[u] for u in idx]
-        gid = torch.cat([torch.full((len(p),), k, dtype=torch.long) for k, p in enumerate(parts)])
-        return np.concatenate(parts), gid
-
-    start_metrics = {}
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        if step == 0 and not history:
-            (out / LOG_FILE).unlink(missing_ok=True)
-            start_metrics = evaluator(raw_model, accelerator) if tr.eval_at_start and not is_fsdp else {}
-        units = f"{plan.n_train:,} query groups of <= {tr.group_size} ({len(train_ids):,} pairs)" if qgroups is not None else f"{plan.n_train:,} train pairs"
-        print(f"teacher train: {units}, {tr.eval_split} {dev_df['query_id'].nunique():,} whole queries ({len(dev_df):,} pairs), "
-              f"loss {tr.loss}{f' + {tr.bce_weight} bce' if tr.loss != 'bce' and tr.bce_weight else ''}, "
-              f"{f'top {tr.train_layers} layers on a cached prefix ({prefix_s:.0f} s), ' if tr.train_layers else ''}{world} process(es), "
-              f"{plan.steps_per_epoch} steps/epoch, checkpoint every {plan.ckpt_every} steps, "
-              f"{'stop at' if stop_at < plan.total_steps else 'total'} {stop_at}/{plan.total_steps} steps, "
-              f"precision {'bf16' if use_bf16 else 'fp32'}, {threads} CPU thread(s)/process", flush=True)
-
-    def trainable_now() -> dict[str, torch.Tensor]:
-        """Trainable weights; under FSDP gathered from every rank (a collective call)."""
-        if not is_fsdp:
-            return _trainable_state(raw_model)
-        names = {n.replace("_fsdp_wrapped_module.", "") for n, p in raw_model.named_parameters() if p.requires_grad}
-        full = accelerator.get_state_dict(model)
-        return {k: v.float().cpu().contiguous() for k, v in full.items() if k in names}
-
-    def evaluate_now() -> dict:
-        if is_fsdp:  # an FSDP forward is collective: every rank evaluates, rank 0 keeps the numbers
-            return evaluator(model, accelerator)
-        return evaluator(raw_model, accelerator) if main else {}
-
-    dev_logits: dict[int, np.ndarray] = {}  # this process's dev logits per checkpoint step (the prior is fitted on the kept one)
-
-    def save_checkpoint(metrics: dict) -> None:
-        nonlocal best
-        weights = trainable_now()
-        if not main:
-            return
-        if metrics:
-            dev_logits[step] = evaluator.last_logits
-        rec = {"step": step, "epoch": round(step / plan.steps_per_epoch, 4), "dev": metrics}
-        history.append(rec)
-        score = metrics.get(tr.select_metric)
-        if score is not None and (best is None or best.get("metric") != tr.select_metric
-                                  or better(tr.select_metric, score, best["value"])):
-            best = {"step": step, "metric": tr.select_metric, "value": score}
-        final = out / CKPT_DIR / f"step-{step:07d}"
-        from safetensors.torch import save_file
-
-        with atomic_path(final) as tmp:
-            tmp.mkdir()
-            save_file(weights, str(tmp / TRAINABLE_FILE))
-            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / OPTIM_FILE)
-            elapsed = elapsed_before + time.monotonic() - t_start
-            (tmp / STATE_FILE).write_text(json.dumps({"step": step, "total_steps": plan.total_steps, "recipe": key,
-                                                      "history": history, "best": best, "elapsed_s": elapsed}, indent=1))
-        _append_log(out, {"event": "eval", "step": step, **{f"dev_{k}": v for k, v in metrics.items()}})
-        keep = {c for c in _checkpoints(out)[-max(tr.keep_checkpoints, 1):]}
-        for c in _checkpoints(out):
-            if c not in keep and not (best and c.name == f"step-{best['step']:07d}"):
-                shutil.rmtree(c, ignore_errors=True)
-
-    if start_metrics:  # the untrained model is a checkpoint too (a zero-shot LM head may beat early steps)
-        save_checkpoint(start_metrics)
-
-    # the loop
-    model.train()
-    budget_s = tr.max_minutes * 60 if tr.max_minutes else None
-    bar = None
-    if main and progress and step < stop_at:
-        from reldistill.progress import progress_bar
-
-        bar_ctx = progress_bar((stop_at - step) * plan.micro_batch * world * plan.grad_accum, "teacher train", "pairs")
-        bar = bar_ctx.__enter__()
-    try:
-        running, n_logged = 0.0, 0
-        while step < stop_at:
-            torch.manual_seed(tr.seed * 1_000_003 + step * world + rank)  # dropout: a function of the step
-            for j in range(plan.grad_accum):
-                idx, gid = unit_rows(step * plan.grad_accum + j)
-                y = targets[idx].to(accelerator.device)
-                sync = j == plan.grad_accum - 1
-                ctx = accelerator.no_sync(model) if not sync and world > 1 else _null()
-                with ctx, accelerator.autocast():
-                    if train_prefix is not None:
-                        hidden, mask = train_prefix.batch(idx)
-                        logits = raw_model.forward_from(hidden.to(accelerator.device), mask.to(accelerator.device), split)
-                    else:
-                        enc = encoder.collate([train_ids[i] for i in idx])
-                        logits = model(enc["input_ids"].to(accelerator.device), enc["attention_mask"].to(accelerator.device))
-                    loss = teacher_loss(tr.loss, logits.float(), y, gid.to(accelerator.device) if gid is not None else None,
-                                        tr.bce_weight) / plan.grad_accum
-                accelerator.backward(loss)
-                running += float(loss.detach()) * plan.grad_accum
-                n_logged += 1
-            if tr.max_grad_norm:
-                accelerator.clip_grad_norm_(params, tr.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            if bar:
-                bar(plan.micro_batch * world * plan.grad_accum)
-            if main and step % tr.log_every == 0:
-                _append_log(out, {"event": "train", "step": step, "loss": running / max(n_logged, 1),
-                                  "lr": scheduler.get_last_lr()[0]})
-                running, n_logged = 0.0, 0
-            over_budget = budget_s is not None and elapsed_before + time.monotonic() - t_start >= budget_s
-            flag = torch.tensor([1.0 if over_budget else 0.0], device=accelerator.device)
-            over_budget = bool(accelerator.reduce(flag, "max").item() > 0) if world > 1 else over_budget
-            if step % plan.ckpt_every == 0 or step == stop_at or over_budget:
-                save_checkpoint(evaluate_now())
-                accelerator.wait_for_everyone()
-            if over_budget:
-                if main:
-                    log.warning("time budget of %.1f min reached at step %d", tr.max_minutes, step)
-                break
-    finally:
-        if bar is not None:
-            bar_ctx.__exit__(None, None, None)
-
-    # the artifact: the best dev checkpoint (train.select_metric) if selection is on, else the last weights
-    if main:
-        chosen = step
-        if tr.select_best and best is not None and best["step"] != step and step > 0:
-            ck = out / CKPT_DIR / f"step-{best['step']:07d}"
-            if ck.is_dir():
-                _, weights, _ = _read_checkpoint(ck)
-                with torch.no_grad():
-                    for n, p in raw_model.named_parameters():
-                        if n in weights:
-                            p.copy_(weights[n])
-                chosen = best["step"]
-        final_metrics = next((h["dev"] for h in reversed(history) if h["step"] == chosen), {})
-        untrained = next((h["dev"] for h in history if h["step"] == 0), None)
-        prior = None
-        if tc.prior_student and len(dev_df) and not is_fsdp:
-            from reldistill.teacher.prior import fit_prior
-
-            if chosen not in dev_logits:  # kept from before a resume: score dev with the restored weights
-                evaluator(raw_model, accelerator)
-                dev_logits[chosen] = evaluator.last_logits
-            prior = fit_prior(dev_df, dev_logits[chosen], tc.prior_student, tc.prior_weights)
-            log.info("teacher prior %s: dev nDCG@10 by LLM weight %s -> w = %g", tc.prior_student, prior["dev_ndcg10"], prior["weight"])
-        calibration = None
-        if not is_fsdp and tr.eval_split == "dev":  # fitted on dev only, never on the split a report reads
-            calibration = _fit_calibration(dev_df, dev_logits, chosen, prior, recipe,
-                                           lambda: (evaluator(raw_model, accelerator), evaluator.last_logits)[1])
-        _write_artifact(out, raw_model, tokenizer, recipe, resolved, {
-            "steps": step, "total_steps": plan.total_steps, "chosen_step": chosen,
-            "epochs_done": round(step / plan.steps_per_epoch, 4), "finished": step >= plan.total_steps,
-            "processes": world, "precision": "bf16" if use_bf16 else "fp32",
-            "train_pairs": len(train_ids), "train_units": plan.n_train, "dev_pairs": int(len(dev_df)),
-            "dev_queries": int(dev_df["query_id"].nunique()) if len(dev_df) else 0, "select_metric": tr.select_metric,
-            "prefix_cache_s": round(prefix_s, 1),
-            "score_head": score_head_info(tc, tokenizer),
-            "dev_metrics": final_metrics, "dev_metrics_untrained": untrained, "history": history, "prior": prior,
-            "calibration": calibration_summary(calibration),
-            "train_minutes": round((elapsed_before + time.monotonic() - t_start) / 60, 2)}, calibration)
-    accelerator.wait_for_everyone()
+    start.accelerator.wait_for_everyone()
+    TeacherTraining(recipe, out, start, progress, t_start).run()
+    start.accelerator.wait_for_everyone()
     return out
 
 
@@ -475,8 +655,6 @@ def score_head_info(tc, tokenizer) -> dict[str, Any]:
     """What the score is, for exporters: the head kind, and for ``lm`` the answer tokens/ids and where the row lives."""
     info: dict[str, Any] = {"kind": tc.head, "file": "head.safetensors"}
     if tc.head == "lm":
-        from reldistill.teacher.model import answer_token_ids
-
         info.update(answer_tokens=list(tc.answer_tokens), answer_token_ids=answer_token_ids(tokenizer, tc),
                     row="net.0.weight", bias="net.0.bias",
                     definition="logit = (lm_head.weight[yes] - lm_head.weight[no]) . final_norm(h_last) + bias; "
@@ -484,20 +662,9 @@ def score_head_info(tc, tokenizer) -> dict[str, Any]:
     return info
 
 
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
-
-
-def _fit_calibration(dev_df, dev_logits: dict, chosen: int, prior: dict | None, recipe: Recipe, rescore):
+def fit_calibration(dev_df, dev_logits: dict, chosen: int, prior: dict | None, recipe: Recipe, rescore):
     """The kept checkpoint's calibration on dev (its dev logits, blended with the prior as served), or None
     when dev is empty or too small (a warning: `reldistill calibrate` fits it later)."""
-    from reldistill.teacher.calibrate import fit_teacher_calibration
-    from reldistill.teacher.prior import Prior
-
     if not len(dev_df):
         return None
     logits = dev_logits.get(chosen)
@@ -514,7 +681,7 @@ def _fit_calibration(dev_df, dev_logits: dict, chosen: int, prior: dict | None, 
         return None
 
 
-def _write_artifact(out: Path, model, tokenizer, recipe: Recipe, resolved, fields: dict, calibration=None) -> None:
+def write_artifact(out: Path, model, tokenizer, recipe: Recipe, resolved, fields: dict, calibration=None) -> None:
     """Replace the artifact files in ``out`` (manifest removed first, calibration.json beside, manifest written last)."""
     (out / "manifest.json").unlink(missing_ok=True)
     (out / CALIBRATION_FILE).unlink(missing_ok=True)

@@ -1,4 +1,5 @@
-"""Teacher training on a tiny random Llama: exact resume, kill -9 resume, 2-process accelerate, QLoRA, bad input."""
+"""Teacher training on a tiny random Llama: exact resume, kill -9 resume, 2-process accelerate, QLoRA, bad input;
+the trainer's parts (budget options, checkpoint clean-up, the best checkpoint, an already trained run)."""
 
 from __future__ import annotations
 
@@ -168,3 +169,65 @@ def test_changed_recipe_refuses_to_resume(tiny, tmp_path):
         with pytest.raises(UserError, match="different recipe"):
             train_teacher(load_recipe(other), out, progress=False)
         train_teacher(load_recipe(other), out, resume=False, max_steps=1, progress=False)  # --no-resume starts over
+
+
+def test_budget_options_override_the_recipe_and_are_checked(tiny):
+    from reldistill.errors import UserError
+    from reldistill.recipe import load_recipe
+    from reldistill.teacher.train import budgeted
+
+    r = load_recipe(tiny["recipe"])
+    assert budgeted(r, None, None).train == r.train
+    b = budgeted(r, 3, 1.5).train
+    assert (b.max_steps, b.max_minutes, b.lr) == (3, 1.5, r.train.lr)
+    with pytest.raises(UserError, match="--max-steps"):
+        budgeted(r, -1, None)
+    with pytest.raises(UserError, match="--max-minutes"):
+        budgeted(r, None, 0)
+
+
+def test_checkpoint_clean_up_keeps_the_last_ones_and_the_best(tmp_path):
+    from reldistill.teacher.train import checkpoint_path, list_checkpoints, prune_checkpoints
+
+    for step in (12, 0, 2, 10, 11):
+        checkpoint_path(tmp_path, step).mkdir(parents=True)
+    (tmp_path / "checkpoints" / "step-0000013.tmp").mkdir()  # an unfinished write is not a checkpoint
+
+    def steps():
+        return [int(p.name.split("-")[1]) for p in list_checkpoints(tmp_path)]
+
+    assert steps() == [0, 2, 10, 11, 12]
+    prune_checkpoints(tmp_path, 2, {"step": 2, "metric": "mse", "value": 0.1})
+    assert steps() == [2, 11, 12]
+    prune_checkpoints(tmp_path, 0, None)  # at least one is kept
+    assert steps() == [12]
+
+
+def test_the_best_checkpoint_follows_the_select_metric():
+    from reldistill.teacher.train import update_best
+
+    best = update_best(None, 1, "mse", {"mse": 0.3, "ndcg@10": 0.5})
+    assert best == {"step": 1, "metric": "mse", "value": 0.3}
+    assert update_best(best, 2, "mse", {"mse": 0.4}) is best  # worse
+    assert update_best(best, 3, "mse", {}) is best  # not evaluated
+    assert update_best(best, 4, "mse", {"mse": 0.2})["step"] == 4
+    assert update_best(best, 5, "ndcg@10", {"ndcg@10": 0.1})["step"] == 5  # a best by another metric is replaced
+    assert update_best({"step": 5, "metric": "ndcg@10", "value": 0.4}, 6, "ndcg@10", {"ndcg@10": 0.3})["step"] == 5
+
+
+def test_a_finished_or_spent_run_is_already_trained(tmp_path):
+    from types import SimpleNamespace
+
+    from reldistill.teacher.train import Launch, already_trained
+
+    state = {"step": 5, "total_steps": 14, "elapsed_s": 90.0}
+    start = Launch(SimpleNamespace(is_main_process=False), torch.float32, 1, {}, tmp_path / "step-0000005", (state, {}, {}))
+
+    def done(max_steps=None, max_minutes=None):
+        return already_trained(start, tmp_path, SimpleNamespace(max_steps=max_steps, max_minutes=max_minutes))
+
+    assert not done(max_steps=5)  # no artifact yet: the run continues
+    (tmp_path / "manifest.json").write_text("{}")
+    assert not done() and not done(max_steps=6) and not done(max_minutes=2)
+    assert done(max_steps=5) and done(max_minutes=1.5)
+    assert not already_trained(Launch(start.accelerator, torch.float32, 1, {}), tmp_path, SimpleNamespace(max_steps=0, max_minutes=None))
