@@ -12,7 +12,7 @@ from reldistill.recipe.distill import DistillConfig
 
 from .examples import blended_targets, margin_rows
 from .interchange import flag_records, st_margin_dataset, write_flag_jsonl
-from .train import _load_data, scored_frame
+from .train import load_data, scored_frame
 
 FLAG_FILE = "flagembedding.jsonl"
 MARGIN_DIR = "margin-mse"
@@ -24,7 +24,7 @@ def export_labelled(scores_path: str | Path, dest: str | Path, cfg: DistillConfi
     "labelled-data", last) from the teacher's scores; returns the manifest."""
     dest = Path(dest)
     check_replaceable(dest, KIND)  # before any work: only a previous export (or a new path) is replaced
-    data_obj, examples = _load_data(data_cfg)
+    data_obj, examples = load_data(data_cfg)
     df = scored_frame(scores_path, data_obj, examples)
     target = blended_targets(df, cfg.human_weight)
     records = flag_records(df, target)

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from reldistill.artifacts import atomic_path
 from reldistill.data.queries import query_id
 from reldistill.errors import UserError
 
@@ -52,8 +54,6 @@ def flag_records(df: pd.DataFrame, target: np.ndarray) -> list[dict]:
 
 
 def write_flag_jsonl(records: list[dict], path: str | Path) -> Path:
-    from reldistill.artifacts import atomic_path
-
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
             for r in records:
@@ -67,8 +67,6 @@ def read_flag_jsonl(path: str | Path) -> pd.DataFrame:
     Lines without ``query_id`` / ``*_ids`` / ``*_labels`` (written by other tools) get the normalised
     query text as id, a text digest as product id and no human label.
     """
-    import hashlib
-
     p = Path(path)
     rows = []
     with open(p, encoding="utf-8") as f:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from reldistill.artifacts import MANIFEST, data_fingerprint, file_fingerprint, write_manifest
 from reldistill.config import DataConfig
 from reldistill.errors import UserError
 from reldistill.recipe.teacher import ScoreConfig
+from reldistill.teacher.int8 import int8_mode, read_verdict
+from reldistill.teacher.score import score_file
 
 from .scores import read_table
 
@@ -21,18 +25,12 @@ def label_candidates(candidates_path: str | Path, teacher_dir: str | Path, out_p
     (esci_label, soft_label, source, split) of the candidates are carried through. ``score``: the
     recipe's ``score:`` section (batch size, dtype, shard size).
     """
-    import pandas as pd
-
-    from reldistill.teacher.score import score_file
-
     cands = read_table(candidates_path, "candidates file")
     for col in ("query", "product_id"):
         if col not in cands.columns:
             raise UserError(f"candidates file {candidates_path} has no column {col!r} — rerun `reldistill distill mine`.")
     if cands.empty:
         raise UserError(f"candidates file {candidates_path} has no rows — rerun `reldistill distill mine` with a larger depth.")
-    from reldistill.teacher.int8 import int8_mode, read_verdict
-
     score = score or ScoreConfig()
     (Path(out_path).parent / MANIFEST).unlink(missing_ok=True)  # a stale manifest never vouches for new scores
     out = Path(score_file(teacher_dir, candidates_path, out_path, data_cfg=data_cfg, batch_size=score.batch_size,

@@ -29,9 +29,9 @@ from reldistill.data.split import query_unit
 from reldistill.errors import UserError
 from reldistill.index.dense import exact_top_k
 from reldistill.index.lexical import BM25Index
-from reldistill.run_layout import CANDIDATES_FILE
-
 from reldistill.recipe.distill import DistillConfig
+from reldistill.run_layout import CANDIDATES_FILE
+from reldistill.student.encode import encode_documents, encode_queries, load_student, set_max_seq_length
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +105,6 @@ def mine_candidates(data: EsciData, cfg: DistillConfig, student=None, dev_fracti
     ``cfg.dense_depth`` > 0). ``extra_queries``: unlabeled queries (``cfg.queries_path`` is read when None).
     Each (query_id, product_id) appears once; judged rows win over mined ones.
     """
-    from reldistill.student.encode import encode_documents, encode_queries, load_student, set_max_seq_length
-
     ex = with_dev_split(data, dev_fraction, seed)
     products = data.products.reset_index(drop=True)
     if products.empty:

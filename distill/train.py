@@ -17,12 +17,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from reldistill.artifacts import atomic_path, check_replaceable, data_fingerprint, read_manifest, write_json, write_manifest
+from reldistill.artifacts import (atomic_path, check_replaceable, data_fingerprint, file_fingerprint, read_manifest,
+                                  write_json, write_manifest)
+from reldistill.calibration import save_calibration, summary
 from reldistill.config import DataConfig, to_dict
 from reldistill.data import load_esci, normalise_queries
 from reldistill.errors import UserError
-
+from reldistill.precision import reset_accelerate_state, student_dtype
 from reldistill.recipe.distill import DistillConfig
+from reldistill.student.calibrate import fit_student_calibration
+from reldistill.student.catalog_vectors import save_vectors
+from reldistill.student.dev_eval import DevRetrievalEvaluator, evaluate_student
+from reldistill.student.encode import load_student, set_max_seq_length
+
 from .examples import blended_targets, build_rows
 from .interchange import read_flag_jsonl, read_st_dataset
 from .mine import with_dev_split
@@ -65,7 +72,8 @@ def make_losses(model, cfg: DistillConfig, names: list[str]) -> dict:
     return {k: v for k, v in out.items() if k in names}
 
 
-def _load_data(data_cfg: DataConfig):
+def load_data(data_cfg: DataConfig):
+    """The ESCI data of ``data_cfg`` and its judged examples with the dev split carved (as mining carved it)."""
     data = load_esci(data_cfg)
     return data, with_dev_split(data, data_cfg.dev_fraction, data_cfg.seed)
 
@@ -85,7 +93,8 @@ def _human_positives(examples: pd.DataFrame) -> pd.DataFrame:
     return train[train["soft_label"] >= train["soft_label"].max()][["query", "text"]]
 
 
-def _checkpoint_dir(out_dir: Path) -> Path:
+def checkpoint_dir(out_dir: Path) -> Path:
+    """Where the trainer's checkpoints of the student written to ``out_dir`` live: ``<out_dir>.checkpoints`` beside it."""
     return out_dir.parent / f"{out_dir.name}.checkpoints"
 
 
@@ -100,7 +109,7 @@ def _remove_checkpoints(ckpt_dir: Path) -> None:
                     "move it away or pass another --output.")
 
 
-def _last_checkpoint(ckpt_dir: Path, fingerprint: dict) -> str | None:
+def last_checkpoint(ckpt_dir: Path, fingerprint: dict) -> str | None:
     """The latest checkpoint of an interrupted run with the same inputs, else None (stale ones are removed)."""
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -126,10 +135,6 @@ def fit(rows: dict[str, dict[str, list]], out_dir: str | Path, cfg: DistillConfi
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
 
-    from reldistill.student.encode import load_student, set_max_seq_length
-
-    from reldistill.student.dev_eval import DevRetrievalEvaluator, evaluate_student
-
     out_dir = Path(out_dir)
     torch.manual_seed(cfg.seed)
     model = load_student(cfg.student, backend="torch")  # trained: PyTorch weights
@@ -147,16 +152,14 @@ def fit(rows: dict[str, dict[str, list]], out_dir: str | Path, cfg: DistillConfi
             base_dev = evaluate_student(model, examples, data.products, cfg.eval_split)
             log.info("base student on %s: %s", cfg.eval_split, base_dev)
 
-    ckpt_dir = _checkpoint_dir(out_dir)
+    ckpt_dir = checkpoint_dir(out_dir)
     run_key = {"config": to_dict(cfg), "rows": {k: len(v["label"] if "label" in v else v["query"]) for k, v in rows.items()},
                **{k: manifest_fields.get(k) for k in ("teacher", "scores")}}
-    last = _last_checkpoint(ckpt_dir, run_key) if resume else None
+    last = last_checkpoint(ckpt_dir, run_key) if resume else None
     if not resume:
         _remove_checkpoints(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     write_json(ckpt_dir / "run.json", run_key)
-
-    from reldistill.precision import reset_accelerate_state, student_dtype
 
     bf16 = student_dtype(cfg.precision) == torch.bfloat16
     reset_accelerate_state()  # the teacher (or another student) may have fixed another precision in-process
@@ -201,9 +204,6 @@ def fit(rows: dict[str, dict[str, list]], out_dir: str | Path, cfg: DistillConfi
 def _calibrate(model_dir: Path, model, examples: pd.DataFrame, data_cfg: DataConfig | None) -> dict | None:
     """Fit the student's calibration on the dev split's judged pairs into ``model_dir``; its summary, or None
     (with a warning) when there is no usable dev split (`reldistill calibrate` can fit it later)."""
-    from reldistill.calibration import save_calibration, summary
-    from reldistill.student.calibrate import fit_student_calibration
-
     if not (examples["split"] == "dev").any():
         log.warning("no dev split: the student is saved without a calibration")
         return None
@@ -218,8 +218,6 @@ def _calibrate(model_dir: Path, model, examples: pd.DataFrame, data_cfg: DataCon
 
 def _save_best_vectors(model_dir: Path, evaluator, best_checkpoint: str | None, products: pd.DataFrame) -> None:
     """Save the kept checkpoint's catalog vectors beside the model (the index build and eval reuse them)."""
-    from reldistill.student.catalog_vectors import save_vectors
-
     if evaluator is None or evaluator.best is None or not best_checkpoint:
         return
     _, step, vectors = evaluator.best
@@ -299,11 +297,9 @@ def train_student(scores_path: str | Path, out_dir: str | Path, cfg: DistillConf
 
     ``out_dir`` must be absent, empty or a student (``force`` replaces anything).
     """
-    from reldistill.artifacts import file_fingerprint
-
     check_replaceable(out_dir, KIND, force)
     check_scores_current(scores_path)
-    data, examples = _load_data(data_cfg)
+    data, examples = load_data(data_cfg)
     rows, summary = training_rows(scores_path, cfg, data, examples)
     digest = file_fingerprint(scores_path) if Path(scores_path).is_file() else None
     return fit(rows, out_dir, cfg, data, examples, resume=resume, force=force, manifest_fields={
@@ -316,7 +312,7 @@ def train_human_student(out_dir: str | Path, cfg: DistillConfig, data_cfg: DataC
                         force: bool = False) -> Path:
     """The same student and loss trained on judged train pairs only, targets = soft labels (no teacher)."""
     check_replaceable(out_dir, KIND, force)
-    data, examples = _load_data(data_cfg)
+    data, examples = load_data(data_cfg)
     judged = examples[examples["split"] == "train"].copy()
     judged["teacher_score"] = judged["soft_label"].astype(float)
     target = judged["soft_label"].to_numpy(dtype=float)

@@ -17,6 +17,7 @@ numpy only; :func:`load_calibration` returns None for a model that has none.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -202,8 +203,6 @@ def fit_calibration(scores: Sequence[float] | np.ndarray, labels: Sequence[str],
 
 def dev_identity(data_cfg) -> dict[str, Any]:
     """What names a dev split: the data (path and a digest of its files) and how dev is carved from train."""
-    import hashlib
-
     try:
         digest = hashlib.sha256(json.dumps(data_fingerprint(data_cfg.path), sort_keys=True).encode()).hexdigest()[:16]
     except OSError:

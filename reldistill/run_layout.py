@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from reldistill.artifacts import MANIFEST, finish_commits, manifest_kind, recover_swaps
+from reldistill.artifacts import MANIFEST, finish_commits, manifest_kind, read_json, recover_swaps
 from reldistill.errors import UserError
 
 STAGE_DIRS = ("data", "teacher", "candidates", "scores", "student", "student-human", "index", "eval", "export")
@@ -102,8 +102,6 @@ class RunDir:
 
     def recorded_sizes(self) -> dict:
         """The stage sizes the demo measured for this run (pipeline.json's ``sizing.sizes``), or {} when none."""
-        from reldistill.artifacts import read_json
-
         if not self.state_json.is_file():
             return {}
         sizes = (read_json(self.state_json).get("sizing") or {}).get("sizes")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,6 @@ def save_trainables(out_dir: Path, model, tokenizer, cfg: TeacherConfig) -> None
 def save_teacher(final_dir: str | Path, model, tokenizer, cfg: TeacherConfig, base_model: str,
                  base_dir: Path | None = None, **manifest: Any) -> Path:
     """Atomically write a complete teacher artifact; ``base_dir`` (optional) is copied in as ``base/``."""
-    import shutil
-
     final_dir = Path(final_dir)
     with atomic_path(final_dir) as tmp:
         save_trainables(tmp, model, tokenizer, cfg)

@@ -61,7 +61,7 @@ def make_bundle(teacher_dir: Path, dest: Path, command: str, data_path: str) -> 
         _copy_terms(read_json(teacher_dir / "manifest.json").get("base_model"), tmp)
         (tmp / BUNDLE_FILE).write_text(json.dumps({"command": command, "data_path": data_path,
                                                    "data_fingerprint": data_fingerprint(data_path), "commit": commit,
-                                                   "tokenizer_sha256": _digests(teacher_dir / TOKENIZER)},
+                                                   "tokenizer_sha256": tokenizer_digests(teacher_dir / TOKENIZER)},
                                                   indent=1) + "\n", encoding="utf-8")
     return dest
 
@@ -109,7 +109,7 @@ def _content(f: Path) -> bytes:
     return json.dumps(obj, sort_keys=True, ensure_ascii=False).encode("utf-8")
 
 
-def _digests(folder: Path) -> dict[str, str]:
+def tokenizer_digests(folder: Path) -> dict[str, str]:
     """sha256 of each file in ``folder`` (the tokenizer the teacher was trained with), as :func:`_content` reads it."""
     return {f.name: hashlib.sha256(_content(f)).hexdigest() for f in sorted(folder.iterdir()) if f.is_file()}
 
@@ -122,7 +122,7 @@ def rebuild_tokenizer(base_model: str, dest: Path, expected: dict[str, str]) -> 
     tok = load_tokenizer(base_model)
     choose_pad_token(tok)
     tok.save_pretrained(str(dest))
-    if _digests(dest) != expected:
+    if tokenizer_digests(dest) != expected:
         raise UserError(f"the tokenizer of {base_model} differs from the one the bundled teacher was trained with — "
                         "install that base model's version, or run the demo with --train-teacher.")
 

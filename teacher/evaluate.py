@@ -7,6 +7,7 @@ from typing import Any
 
 from reldistill.config import DataConfig, from_dict
 from reldistill.errors import UserError
+from reldistill.teacher.metrics import evaluate_scores, label_distributions
 
 SPLITS = ("train", "dev", "test")
 
@@ -23,7 +24,6 @@ def data_config_of(manifest: dict[str, Any], data_path: str | None = None) -> Da
 def evaluate_teacher(teacher_dir: str | os.PathLike, split: str = "test", data_path: str | None = None,
                      dtype: str = "auto", batch_size: int = 32, progress: bool = True) -> dict[str, Any]:
     from reldistill.teacher.artifact import open_artifact
-    from reldistill.teacher.metrics import evaluate_scores, label_distributions
     from reldistill.teacher.pairs import split_pairs
     from reldistill.teacher.teacher import Teacher
 

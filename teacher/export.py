@@ -24,6 +24,7 @@ from torch import nn
 from reldistill.artifacts import atomic_path, check_replaceable, write_manifest
 from reldistill.calibration import CALIBRATION_FILE
 from reldistill.errors import UserError
+from reldistill.teacher.export_onnx import export_onnx
 
 EXPORTABLE_HEADS = ("linear", "lm")
 FORMATS = ("auto", "transformers", "onnx")
@@ -103,8 +104,6 @@ def export_teacher(teacher_dir: str | Path, out: str | Path, dtype: str = "float
     fmt = check_format(art.cfg.head, fmt, dtype)
     check_prior(art.manifest)
     if fmt == "onnx":
-        from reldistill.teacher.export_onnx import export_onnx
-
         return export_onnx(teacher_dir, out, force)
     check_replaceable(out, KIND, force)
     teacher = Teacher.load(teacher_dir, dtype=dtype, merge_lora=True, device="cpu", int8="off")

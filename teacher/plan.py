@@ -27,8 +27,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from reldistill.errors import UserError
+from reldistill.models import resolve_model
 from reldistill.recipe import Recipe
+from reldistill.teacher.model import build_head, count_parameters, lora_config
 
 GIB = 1024**3
 CUDA_RESERVE_GIB = 1.5
@@ -54,8 +58,6 @@ def load_architecture(recipe: Recipe):
         if not model_type:
             raise UserError(f"teacher.model_config {p} has no 'model_type' — add it (e.g. \"llama\").")
         return AutoConfig.for_model(model_type, **raw)
-    from reldistill.models import resolve_model
-
     r = resolve_model(tc.model)
     try:
         return AutoConfig.from_pretrained(**r.from_pretrained_kwargs(), trust_remote_code=False)
@@ -73,10 +75,7 @@ def plan_teacher(recipe: Recipe, device: str = "gpu", process_gib: float | None 
         raise UserError(f"--device must be one of {', '.join(DEVICES)}, got {device!r}.")
     if tc.model_config and not Path(tc.model_config).is_file():
         raise UserError(f"teacher.model_config {tc.model_config} does not exist — point it at an architecture config.json (see configs/llama-3.2-1b/).")
-    import torch
     from peft import get_peft_model
-
-    from reldistill.teacher.model import build_head, count_parameters, lora_config
 
     arch = load_architecture(recipe)
     from transformers import AutoModel

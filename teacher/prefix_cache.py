@@ -9,6 +9,7 @@ the cache is rebuilt only when one of them changes. Training then runs layers N.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 
 from reldistill.artifacts import atomic_path
+from reldistill.progress import progress_bar
 from reldistill.teacher.inputs import length_buckets
 
 log = logging.getLogger(__name__)
@@ -66,8 +68,6 @@ def prefix_states(model, encoder, ids: Sequence[list[int]], split: int, batch_si
                 return PrefixStates(t["flat"], t["offsets"])
         except Exception as e:  # noqa: BLE001 - a broken cache file is only rebuilt
             log.warning("rebuilding the prefix cache %s (%s)", cache_file, type(e).__name__)
-    import contextlib
-
     lens = torch.tensor([len(r) for r in ids], dtype=torch.long)
     offsets = torch.zeros(len(ids) + 1, dtype=torch.long)
     offsets[1:] = torch.cumsum(lens, 0)
@@ -77,8 +77,6 @@ def prefix_states(model, encoder, ids: Sequence[list[int]], split: int, batch_si
     model.eval()
     bar_ctx = contextlib.nullcontext(lambda k=1: None)
     if progress:
-        from reldistill.progress import progress_bar
-
         bar_ctx = progress_bar(len(ids), progress, "pairs")
     with bar_ctx as advance, (autocast() if autocast else contextlib.nullcontext()):
         for b in length_buckets(lens.tolist(), batch_size):

@@ -21,19 +21,17 @@ import numpy as np
 import pandas as pd
 
 from reldistill.errors import UserError
+from reldistill.student.encode import encode_documents, encode_queries, load_student
+from reldistill.teacher.metrics import mean_ndcg
 
 
 @functools.lru_cache(maxsize=2)
 def _student(name: str):
-    from reldistill.student.encode import load_student
-
     return load_student(name)
 
 
 def cosines(student: str, queries: Sequence[str], texts: Sequence[str]) -> np.ndarray:
     """Cosine of each (query, text) pair under the sentence-transformers ``student`` (each unique string encoded once)."""
-    from reldistill.student.encode import encode_documents, encode_queries
-
     if not len(queries):
         return np.zeros(0, dtype=np.float64)
     model = _student(student)
@@ -84,8 +82,6 @@ def fit_prior(dev: pd.DataFrame, llm: np.ndarray, student: str, weights: Sequenc
 
     Returns the manifest block: the chosen :class:`Prior` fields plus ``dev_ndcg10`` per weight and ``dev_queries``.
     """
-    from reldistill.teacher.metrics import mean_ndcg
-
     llm = np.asarray(llm, dtype=np.float64)
     cos = cosines(student, dev["query"].astype(str).tolist(), dev["text"].astype(str).tolist())
     stats = {"llm_mean": float(llm.mean()), "llm_std": _std(llm), "cos_mean": float(cos.mean()), "cos_std": _std(cos)}

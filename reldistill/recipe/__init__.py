@@ -56,9 +56,9 @@ class Recipe:
 
 SECTIONS = tuple(f.name for f in dataclasses.fields(Recipe) if f.name != "path")
 OPTIONAL = tuple(f.name for f in dataclasses.fields(Recipe) if f.name != "path" and f.default is None)  # None unless given
-_CLASSES = {name: typing.get_args(tp)[0] if name in OPTIONAL else tp
-            for name, tp in typing.get_type_hints(Recipe).items() if name in SECTIONS}
-SECTION_OF = {cls: name for name, cls in _CLASSES.items()}  # class -> section name
+SECTION_CLASSES = {name: typing.get_args(tp)[0] if name in OPTIONAL else tp  # section name -> its dataclass
+                   for name, tp in typing.get_type_hints(Recipe).items() if name in SECTIONS}
+SECTION_OF = {cls: name for name, cls in SECTION_CLASSES.items()}  # class -> section name
 
 
 def _read_sections(p: Path) -> dict[str, dict[str, Any]]:
@@ -100,7 +100,7 @@ def load_recipe(path: str | Path | None) -> Recipe:
             sections[name] = None
             continue
         try:
-            sections[name] = from_dict(_CLASSES[name], raw.get(name), f"{p}: {name}")
+            sections[name] = from_dict(SECTION_CLASSES[name], raw.get(name), f"{p}: {name}")
         except UserError as e:  # a range check names the setting; say which file holds it
             raise e if str(p) in str(e) else UserError(f"config file {p}: {e}") from None
     teacher = sections["teacher"]

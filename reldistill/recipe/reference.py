@@ -16,7 +16,9 @@ import textwrap
 import tokenize
 from typing import Any
 
-from reldistill.recipe import _CLASSES, OPTIONAL, SECTIONS
+import yaml
+
+from reldistill.recipe import OPTIONAL, SECTION_CLASSES, SECTIONS
 
 REFERENCE_FILE = "recipe.md"
 COMMAND = "reldistill report --docs docs"
@@ -88,8 +90,6 @@ def settings(cls: type) -> list[Setting]:
 
 def _yaml(value: Any) -> str:
     """A default as it is written in a recipe YAML."""
-    import yaml
-
     if value is dataclasses.MISSING:
         return "(required)"
     text = yaml.safe_dump(value, default_flow_style=True, width=10_000, allow_unicode=True, sort_keys=False).strip()
@@ -102,7 +102,7 @@ def _cell(text: str) -> str:
 
 def missing_help() -> list[str]:
     """``section.key`` of every setting without help text (a test keeps this empty)."""
-    return [f"{name}.{s.name}" for name in SECTIONS for s in settings(_CLASSES[name]) if not s.help]
+    return [f"{name}.{s.name}" for name in SECTIONS for s in settings(SECTION_CLASSES[name]) if not s.help]
 
 
 def render_reference() -> str:
@@ -124,7 +124,7 @@ def render_reference() -> str:
         "",
     ]
     for name in SECTIONS:
-        cls = _CLASSES[name]
+        cls = SECTION_CLASSES[name]
         doc = inspect.cleandoc(cls.__doc__ or "").split("\n\n")[0].replace("\n", " ")
         optional = " Optional: without it the section is absent (None)." if name in OPTIONAL else ""
         out += [f"## {name}", "", f"`{name}:` — {doc}{optional}", "",

@@ -104,17 +104,17 @@ def test_index_build_into_a_folder_that_is_not_an_index_is_refused(tmp_path):
 
 
 def test_checkpoint_clean_up_only_deletes_our_checkpoints(tmp_path):
-    from reldistill.distill.train import _checkpoint_dir, _last_checkpoint
+    from reldistill.distill.train import checkpoint_dir, last_checkpoint
 
-    ckpt = _checkpoint_dir(tmp_path / "student")
+    ckpt = checkpoint_dir(tmp_path / "student")
     ckpt.mkdir()
     (ckpt / "holiday.jpg").write_bytes(b"\xff")
     with pytest.raises(UserError, match="does not hold student checkpoints"):
-        _last_checkpoint(ckpt, {"config": {}})
+        last_checkpoint(ckpt, {"config": {}})
     assert (ckpt / "holiday.jpg").is_file()
     (ckpt / "holiday.jpg").unlink()
     (ckpt / "run.json").write_text(json.dumps({"config": {"other": 1}}))
-    assert _last_checkpoint(ckpt, {"config": {}}) is None and not ckpt.exists()  # ours and stale: removed
+    assert last_checkpoint(ckpt, {"config": {}}) is None and not ckpt.exists()  # ours and stale: removed
 
 
 KILL_BETWEEN_RENAMES = """

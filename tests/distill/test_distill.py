@@ -155,7 +155,7 @@ def test_each_loss_trains_and_saves_a_plain_st_folder(tiny, scored, tmp_path, lo
 def test_training_changes_the_student_and_resumes(tiny, scored, tmp_path):
     from sentence_transformers import SentenceTransformer
 
-    from reldistill.distill.train import _checkpoint_dir, train_student
+    from reldistill.distill.train import checkpoint_dir, train_student
 
     _, path = scored
     cfg = tiny_cfg(tiny, max_steps=4, eval_each="steps", eval_steps=0.5, lr=1e-3)
@@ -169,7 +169,7 @@ def test_training_changes_the_student_and_resumes(tiny, scored, tmp_path):
     from reldistill.distill import train as train_mod
 
     seen = []
-    real_last, real_atomic = train_mod._last_checkpoint, train_mod.atomic_path
+    real_last, real_atomic = train_mod.last_checkpoint, train_mod.atomic_path
 
     def spy(d, key):
         seen.append(real_last(d, key))
@@ -179,18 +179,18 @@ def test_training_changes_the_student_and_resumes(tiny, scored, tmp_path):
         raise KeyboardInterrupt
 
     cfg2 = tiny_cfg(tiny, max_steps=2, eval_each="steps", eval_steps=1)
-    train_mod._last_checkpoint, train_mod.atomic_path = spy, crash
+    train_mod.last_checkpoint, train_mod.atomic_path = spy, crash
     try:
         with pytest.raises(KeyboardInterrupt):
             train_student(path, tmp_path / "r", cfg2, tiny["data_cfg"])
-        assert not (tmp_path / "r").exists() and _checkpoint_dir(tmp_path / "r").is_dir()
+        assert not (tmp_path / "r").exists() and checkpoint_dir(tmp_path / "r").is_dir()
         train_mod.atomic_path = real_atomic
         out = train_student(path, tmp_path / "r", cfg2, tiny["data_cfg"])
     finally:
-        train_mod._last_checkpoint, train_mod.atomic_path = real_last, real_atomic
+        train_mod.last_checkpoint, train_mod.atomic_path = real_last, real_atomic
     assert seen[0] is None and seen[1] is not None and seen[1].endswith("checkpoint-2")
     assert json.loads((out / "manifest.json").read_text())["steps"] >= 2  # resumed at step 2, not from 0
-    assert not _checkpoint_dir(tmp_path / "r").exists()
+    assert not checkpoint_dir(tmp_path / "r").exists()
 
 
 def test_human_only_student(tiny, tmp_path):

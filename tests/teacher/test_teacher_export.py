@@ -97,10 +97,27 @@ def test_export_refuses_a_prior_blend_and_onnx_in_bf16(tmp_path, cli):
     (tdir / "manifest.json").write_text(json.dumps({**manifest, "prior": prior}))
     assert_user_error(cli("teacher", "export", "--teacher", tdir, "--out", tmp_path / "o"),
                       "blends its LLM score with a bi-encoder prior", "teacher.prior_student")
+    assert_user_error(cli("teacher", "export", "--teacher", tdir, "--out", tmp_path / "o", "--format", "onnx"),
+                      "blends its LLM score with a bi-encoder prior", "teacher.prior_student")  # the ONNX graph holds the LLM alone too
     assert_user_error(cli("teacher", "export", "--teacher", tdir, "--out", tmp_path / "o", "--format", "onnx", "--dtype", "bf16"),
                       "the ONNX export is fp32")
     assert_user_error(cli("teacher", "export", "--teacher", tdir, "--out", tmp_path / "o", "--format", "tflite"), "--format must be")
     assert not (tmp_path / "o").exists()
+
+
+def test_a_prior_kept_at_llm_weight_one_exports_and_a_blend_is_refused_in_one_sentence():
+    """Training keeps the LLM alone when dev says the blend does not rank better (weight 1): that teacher scores as its
+    LLM, so it exports; any weight below 1 is refused before a model loads, with one sentence naming the way out."""
+    from reldistill.errors import UserError
+    from reldistill.teacher.export import check_prior
+
+    stats = {"student": "all-minilm-l6-v2", "llm_mean": 0.0, "llm_std": 1.0, "cos_mean": 0.0, "cos_std": 1.0}
+    check_prior({})
+    check_prior({"prior": {**stats, "weight": 1.0}})
+    with pytest.raises(UserError) as e:
+        check_prior({"prior": {**stats, "weight": 0.7}})
+    msg = str(e.value)
+    assert "LLM weight 0.7" in msg and "teacher.prior_student" in msg and msg.count(". ") == 0 and "\n" not in msg
 
 
 def test_lm_head_exports_as_one_yes_minus_no_row(tmp_path, cli):

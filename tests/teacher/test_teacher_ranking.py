@@ -208,14 +208,14 @@ def test_bundled_teacher_is_installed_only_for_the_same_data(tiny, tmp_path):
 
 
 def test_bundle_tokenizer_digest_ignores_how_it_was_loaded_not_what_it_does(tmp_path):
-    from reldistill.teacher.bundle import _digests
+    from reldistill.teacher.bundle import tokenizer_digests
 
     def folder(name: str, **cfg) -> dict:
         d = tmp_path / name
         d.mkdir()
         (d / "tokenizer.json").write_text(json.dumps({"model": {"vocab": {"a": 0, "b": 1}}}), encoding="utf-8")
         (d / "tokenizer_config.json").write_text(json.dumps({"pad_token": "<pad>", "bos_token": "<bos>", **cfg}, indent=2))
-        return _digests(d)
+        return tokenizer_digests(d)
 
     # HF_HUB_OFFLINE flips local_files_only when transformers saves a tokenizer: the same tokenizer either way
     online = folder("online", is_local=True, local_files_only=False)
