@@ -27,13 +27,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from reldistill.errors import UserError
 from reldistill.models import resolve_model
 from reldistill.recipe import Recipe
-from reldistill.teacher.model import build_head, count_parameters, lora_config
-
 GIB = 1024**3
 CUDA_RESERVE_GIB = 1.5
 CPU_PROCESS_GIB = 0.5  # python + torch + transformers + peft + accelerate imported (RSS)
@@ -75,7 +71,10 @@ def plan_teacher(recipe: Recipe, device: str = "gpu", process_gib: float | None 
         raise UserError(f"--device must be one of {', '.join(DEVICES)}, got {device!r}.")
     if tc.model_config and not Path(tc.model_config).is_file():
         raise UserError(f"teacher.model_config {tc.model_config} does not exist — point it at an architecture config.json (see configs/llama-3.2-1b/).")
+    import torch
     from peft import get_peft_model
+
+    from reldistill.teacher.model import build_head, count_parameters, lora_config  # loads torch: after the checks
 
     arch = load_architecture(recipe)
     from transformers import AutoModel

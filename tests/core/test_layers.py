@@ -75,8 +75,12 @@ def imports_of(module: str, source: str, known: set[str]) -> tuple[list[Edge], s
     tree = ast.parse(source)
     in_fn = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
              for n in ast.walk(f)}
+    typing_only = {id(n) for f in ast.walk(tree) if isinstance(f, ast.If) and "TYPE_CHECKING" in ast.unparse(f.test)
+                   for stmt in f.body for n in ast.walk(stmt)}  # annotations only: nothing is imported at run time
     edges, third = [], set()
     for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         names: list[str] = []
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
