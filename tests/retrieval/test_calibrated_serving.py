@@ -17,6 +17,8 @@ from reldistill.retrieval.pipeline import SearchPipeline
 from reldistill.retrieval.service import create_app
 from tests.retrieval_testkit import FakeReranker, small_run, torch_threads
 
+pytestmark = pytest.mark.slow  # every test shares a fixture that indexes an ESCI slice with the real MiniLM
+
 DOCS = ["red running shoes", "blue tea mug", "red shoes for running fast", "usb cable", "running socks red", "lamp"]
 
 
