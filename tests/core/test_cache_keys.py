@@ -39,6 +39,7 @@ def test_scoring_shards_are_redone_when_the_catalog_text_changes(tdir, tmp_path)
     assert not np.allclose(pd.read_parquet(second["out"])["teacher_logit"].to_numpy(), before)
 
 
+@pytest.mark.slow
 def test_catalog_vectors_are_not_reused_under_another_precision(tmp_path, monkeypatch):
     from reldistill.precision import PRECISION_ENV
     from reldistill.student.catalog_vectors import load_vectors, save_vectors

@@ -156,6 +156,7 @@ BAD_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(BAD_CASES))
 def test_bad_esci_input_is_one_clear_error(esci_dir, tmp_path, case, cli):
     edit_ex, edit_pr, needles = BAD_CASES[case]

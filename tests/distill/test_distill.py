@@ -137,6 +137,7 @@ def test_training_changes_the_student_and_resumes(tiny, scored, tmp_path):
     assert not _checkpoint_dir(tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_human_only_student(tiny, tmp_path):
     from sentence_transformers import SentenceTransformer
 

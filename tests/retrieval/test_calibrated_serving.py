@@ -17,8 +17,6 @@ from reldistill.retrieval.pipeline import SearchPipeline
 from reldistill.retrieval.service import create_app
 from tests.retrieval_testkit import FakeReranker, small_run, torch_threads
 
-pytestmark = pytest.mark.slow  # every test shares a fixture that indexes an ESCI slice with the real MiniLM
-
 DOCS = ["red running shoes", "blue tea mug", "red shoes for running fast", "usb cable", "running socks red", "lamp"]
 
 
@@ -97,6 +95,7 @@ def test_search_min_score_with_the_students_and_the_teachers_probabilities(pipe,
         pipe.student_calibration = None
 
 
+@pytest.mark.slow
 def test_search_cli_min_score_names_the_fix_when_uncalibrated(run, cli):
     proc = cli("search", run[2]["query"].iloc[0], "--run", str(run[0]), "--mode", "dense", "--k", "5", "--min-score", "0.5")
     assert proc.returncode == 2 and "reldistill calibrate" in proc.stdout + proc.stderr

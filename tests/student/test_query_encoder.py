@@ -62,6 +62,7 @@ def test_search_serve_and_eval_get_the_same_results_on_each_query_runtime(tiny, 
         assert [p for p, _ in ranked] == [h.product_id for h in other.search(q, mode="hybrid", k=10).results]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("blocked_runtime", RUNTIMES[1:])
 def test_missing_runtime_falls_back_to_the_torch_query_path(tiny, fp32, monkeypatch, caplog, blocked_runtime):
     block_runtime(monkeypatch, blocked_runtime)

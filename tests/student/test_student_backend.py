@@ -53,6 +53,7 @@ def test_search_results_equal_across_backends(tiny, fp32, esci_dir, backend):
                     assert abs(sa[i] - sb[i]) < 1e-4 and any(abs(sa[i] - s) < 2e-4 for j, s in enumerate(sa) if j != i)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif("onnx" not in RUNTIMES, reason="onnxruntime is not installed")
 def test_export_is_written_once_beside_the_student_and_reused(tiny, fp32):
     from reldistill.student.identity import weights_digest

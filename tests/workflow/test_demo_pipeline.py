@@ -59,8 +59,8 @@ def stable_view(report: dict, path: tuple[str, ...] = ()) -> dict:
 
 
 def assert_same_results(expected, actual, where: str = "report") -> None:
-    """The same keys, texts and flags; every number equal to a relative 1e-6 (float32 training differs by
-    ~1e-7 from run to run)."""
+    """The same keys, texts and flags, and every number within 1e-6 (relative, or absolute near zero): the
+    float32 training leaves ~1e-7 of noise from run to run, a real change moves a figure far more."""
     if isinstance(expected, dict):
         assert isinstance(actual, dict) and set(actual) == set(expected), (where, set(actual) ^ set(expected))
         for key in expected:
