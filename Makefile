@@ -35,6 +35,7 @@ demo: setup
 test: setup browser
 	$(PY) -m pytest -q
 
+# The everyday tier: every package's quick tests (under 3 minutes on 2 cores); `make test` runs them all.
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 

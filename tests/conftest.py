@@ -1,4 +1,4 @@
-"""Shared fixtures: the real ESCI sample from ../shared, a CLI runner, tiny data tables."""
+"""Shared fixtures: the real ESCI sample from ../shared (and a small judged slice of it), a CLI runner, tiny data tables."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.retrieval_testkit import judged_esci
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -35,6 +37,13 @@ def extended_dir() -> Path:
     if not ESCI_EXTENDED.is_dir():
         pytest.fail(f"esci-extended is missing at {ESCI_EXTENDED}: clone the repo with ../shared beside it")
     return ESCI_EXTENDED
+
+
+@pytest.fixture(scope="module")
+def small_esci(esci_dir, tmp_path_factory) -> Path:
+    """4 test + 4 fully judged train queries of the real sample, their products and 150 unjudged ones (the eval
+    and bench CLI tests)."""
+    return judged_esci(esci_dir, tmp_path_factory.mktemp("esci-small"), n_test=4, n_train=4, min_judged=30, n_other=150)
 
 
 def load_script(name: str):

@@ -8,7 +8,6 @@ import re
 import pytest
 
 from tests.conftest import assert_user_error
-from tests.eval.test_eval_cli import small_esci  # noqa: F401 - shared fixture
 
 
 FIGURES = ("query_encode_p50_ms_torch", "query_encode_p50_ms_new", "query_encode_speedup", "hybrid_p50_ms_new",

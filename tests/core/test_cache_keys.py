@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from tests.teacher_testkit import one_thread
-from tests.distill.test_distill import build_tiny_student, write_tiny_esci
+from tests.distill_testkit import build_tiny_student, write_tiny_esci
 
 
 @pytest.fixture(scope="module")
@@ -17,6 +17,7 @@ def tdir(tmp_path_factory):
     return build_tiny_teacher(tmp_path_factory.mktemp("keys") / "teacher", seed=1)
 
 
+@pytest.mark.slow
 def test_scoring_shards_are_redone_when_the_catalog_text_changes(tdir, tmp_path):
     """Pairs without a text column take the text from the catalog: another catalog text must not reuse the shards."""
     from reldistill.config import DataConfig
@@ -38,6 +39,7 @@ def test_scoring_shards_are_redone_when_the_catalog_text_changes(tdir, tmp_path)
     assert not np.allclose(pd.read_parquet(second["out"])["teacher_logit"].to_numpy(), before)
 
 
+@pytest.mark.slow
 def test_catalog_vectors_are_not_reused_under_another_precision(tmp_path, monkeypatch):
     from reldistill.precision import PRECISION_ENV
     from reldistill.student.catalog_vectors import load_vectors, save_vectors

@@ -69,6 +69,7 @@ def test_distill_recipe_errors_are_one_sentence(tmp_path, text, needle):
     assert needle in str(err.value)
 
 
+@pytest.mark.slow
 def test_unknown_section_names_the_file_on_the_command_line(cli, tmp_path):
     path = _recipe(tmp_path, yaml.safe_dump({"index": {"kind": "flat"}, "sevre": {"api_key": "0123456789abcdef"}}))
     assert_user_error(cli("index", "build", "--run", tmp_path / "run", "--config", path), str(path), "'sevre'", "'serve'")

@@ -156,6 +156,7 @@ BAD_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(BAD_CASES))
 def test_bad_esci_input_is_one_clear_error(esci_dir, tmp_path, case, cli):
     edit_ex, edit_pr, needles = BAD_CASES[case]
@@ -170,6 +171,7 @@ def test_bad_esci_input_is_one_clear_error(esci_dir, tmp_path, case, cli):
     assert "Traceback" not in proc.stderr and needles[0] in " ".join(proc.stderr.split())
 
 
+@pytest.mark.slow
 def test_missing_files(tmp_path, cli):
     proc = cli("data", "stats", "--data", tmp_path / "nope")
     assert proc.returncode == 2 and "does not exist" in proc.stderr and "Traceback" not in proc.stderr

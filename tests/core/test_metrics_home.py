@@ -26,6 +26,7 @@ def test_exact_top_k_equals_the_full_matrix_top_k_on_random_data():
     assert exact_top_k(queries, docs[:10], 50)[1].shape == (37, 10)  # k above the catalog size: the whole catalog
 
 
+@pytest.mark.slow
 def test_teacher_student_and_eval_ndcg_agree_on_one_run(esci_dir, tmp_path):
     """A small catalog searched to its full depth, so every judged product is in the run (the teacher's
     per-query nDCG ranks exactly the run's candidates; ranx ranks the run against the qrels)."""

@@ -15,7 +15,7 @@ from reldistill.artifacts import atomic_path, write_manifest
 from reldistill.run_layout import RunDir
 from reldistill.errors import UserError
 from tests.conftest import REPO, assert_user_error
-from tests.distill.test_distill import build_tiny_student, write_tiny_esci
+from tests.distill_testkit import build_tiny_student, write_tiny_esci
 
 
 def _finished_run(root: Path) -> Path:

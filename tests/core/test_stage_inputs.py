@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from reldistill.artifacts import write_manifest, write_parquet
-from tests.distill.test_distill import write_tiny_esci
+from tests.distill_testkit import write_tiny_esci
 
 STAGES = ["data", "teacher", "candidates", "scores", "student", "student-human", "index", "eval"]
 

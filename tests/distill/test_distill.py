@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,67 +10,10 @@ import pytest
 
 from reldistill.artifacts import file_fingerprint
 from reldistill.config import DataConfig
-from reldistill.data import EXAMPLES_FILE, PRODUCTS_FILE, load_esci
+from reldistill.data import load_esci
 from reldistill.distill.mine import mine_candidates, with_dev_split
 from reldistill.recipe.distill import DistillConfig
-
-COLOURS = ["red", "blue", "green", "black", "white", "pink", "grey", "brown"]
-THINGS = ["shoe", "shirt", "lamp", "mug", "sofa", "phone case", "backpack", "watch", "kettle", "pillow"]
-
-
-def write_tiny_esci(root: Path) -> Path:
-    """An ESCI-layout directory: 80 products, 14 fully judged + 10 single-pair train queries, 4 test queries."""
-    root.mkdir(parents=True, exist_ok=True)
-    prods = [{"product_id": f"P{i:03d}", "product_title": f"{COLOURS[i % 8]} {THINGS[i % 10]} model {i}",
-              "product_brand": f"brand{i % 5}", "product_color": COLOURS[i % 8], "product_locale": "us"}
-             for i in range(80)]
-    pd.DataFrame(prods).to_parquet(root / PRODUCTS_FILE, index=False)
-    rng = np.random.default_rng(0)
-    rows = []
-    for q in range(28):
-        thing, colour = THINGS[q % 10], COLOURS[q % 8]
-        query = f"{colour} {thing} {q}" if q >= 4 else f"{colour} {thing}"
-        split = "test" if q < 4 else "train"
-        n = 1 if 18 <= q else 6
-        match = [p for p in prods if thing in p["product_title"]]
-        picks = rng.choice(len(prods), size=n, replace=False) if n > 1 else [prods.index(match[q % len(match)])]
-        for j, i in enumerate(picks):
-            label = "E" if thing in prods[i]["product_title"] or j == 0 else rng.choice(["S", "C", "I"])
-            rows.append({"query_id": str(q), "query": query, "product_id": prods[i]["product_id"],
-                         "esci_label": label, "product_locale": "us", "split": split})
-    pd.DataFrame(rows).to_parquet(root / EXAMPLES_FILE, index=False)
-    return root
-
-
-def build_tiny_student(out_dir: Path, dim: int = 32) -> Path:
-    """A tiny random, normalised sentence-transformers student (see tests.builders.tiny_student)."""
-    from tests.builders.tiny_student import build_tiny_student as build
-
-    return build(out_dir, dim=dim, max_seq_length=32, normalize=True)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("distill")
-    esci = write_tiny_esci(root / "esci")
-    student = build_tiny_student(root / "student")
-    data_cfg = DataConfig(path=str(esci), dev_fraction=0.2, seed=3)
-    return {"root": root, "data_cfg": data_cfg, "data": load_esci(data_cfg), "student": str(student)}
-
-
-def tiny_cfg(tiny, **kw) -> DistillConfig:
-    base = dict(student=tiny["student"], bm25_depth=4, dense_depth=4, unlabeled_depth=2, min_judged=3,
-                max_unlabeled_queries=None, batch_size=4, max_steps=2, max_seq_length=32, eval_split="dev")
-    return DistillConfig(**{**base, **kw})
-
-
-def fake_scores(cands: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
-    """Stand-in teacher scores: soft label (jittered) where judged, a low random score where mined."""
-    rng = np.random.default_rng(seed)
-    out = cands.copy()
-    judged = out["soft_label"].notna()
-    out["teacher_score"] = np.where(judged, 0.1 + 0.8 * out["soft_label"].fillna(0), 0.05) + rng.uniform(0, 0.1, len(out))
-    return out
+from tests.distill_testkit import fake_scores, tiny, tiny_cfg  # noqa: F401 - tiny is a fixture
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +76,7 @@ def test_mining_real_sample_bm25_never_leaks(esci_dir):
     assert cands["query_id"].nunique() == 100 + ex[ex["split"] == "train"].groupby("query_id").size().ge(5).sum()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss,mnrl", [("margin-mse", 0.0), ("kl", 0.0), ("mse", 0.0), ("margin-mse", 0.5)])
 def test_each_loss_trains_and_saves_a_plain_st_folder(tiny, scored, tmp_path, loss, mnrl):
     from sentence_transformers import SentenceTransformer
@@ -152,6 +95,7 @@ def test_each_loss_trains_and_saves_a_plain_st_folder(tiny, scored, tmp_path, lo
     assert emb.shape == (1, 32) and np.isfinite(emb).all()
 
 
+@pytest.mark.slow
 def test_training_changes_the_student_and_resumes(tiny, scored, tmp_path):
     from sentence_transformers import SentenceTransformer
 
@@ -193,6 +137,7 @@ def test_training_changes_the_student_and_resumes(tiny, scored, tmp_path):
     assert not checkpoint_dir(tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_human_only_student(tiny, tmp_path):
     from sentence_transformers import SentenceTransformer
 
@@ -205,6 +150,7 @@ def test_human_only_student(tiny, tmp_path):
     SentenceTransformer(str(out), device="cpu")
 
 
+@pytest.mark.slow
 def test_label_with_tiny_teacher_then_train_via_cli(tiny, tmp_path, cli):
     from tests.builders.tiny_teacher import build_tiny_teacher
 

@@ -103,6 +103,7 @@ def test_bad_query_list(tmp_path, esci_dir):
         assert needle in str(e.value)
 
 
+@pytest.mark.slow
 def test_cli_bad_inputs_exit_cleanly_and_write_nothing(cli, tmp_path, esci_dir):
     run = tmp_path / "run"
     (run / "scores").mkdir(parents=True)

@@ -18,7 +18,7 @@ import pytest
 from reldistill.distill.mine import mine_candidates, with_dev_split
 from reldistill.distill.train import training_rows
 from tests.conftest import assert_user_error, run_cli
-from tests.distill.test_distill import fake_scores, tiny, tiny_cfg  # noqa: F401 - tiny is a fixture
+from tests.distill_testkit import fake_scores, tiny, tiny_cfg  # noqa: F401 - tiny is a fixture
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +86,7 @@ def test_margin_mse_dataset_loads_with_datasets_and_matches(exported):
     assert st_rows == rows
 
 
+@pytest.mark.slow
 def test_distill_train_accepts_the_exports(exported, cli):
     for name, src in (("student-flag", exported["flag"]), ("student-st", exported["st"])):
         proc = cli("distill", "train", "--config", exported["recipe"], "--run", exported["run"], "--scores", src,

@@ -68,6 +68,7 @@ def test_pages_without_provenance_say_so(run_with_files, tmp_path):
     assert "- Commit: `not recorded`" in page and "- CPU: not recorded" in page
 
 
+@pytest.mark.slow
 def test_report_command(cli, run_with_files, tmp_path):
     docs = tmp_path / "docs"
     proc = cli("report", "--run", run_with_files, "--docs", docs)

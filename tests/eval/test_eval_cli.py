@@ -12,16 +12,9 @@ import pytest
 
 from tests.conftest import assert_user_error
 from reldistill.artifacts import write_manifest
-from tests.retrieval_testkit import judged_esci
 
 EX = "shopping_queries_dataset_examples.parquet"
 PR = "shopping_queries_dataset_products.parquet"
-
-
-@pytest.fixture(scope="module")
-def small_esci(esci_dir, tmp_path_factory) -> Path:
-    """4 test + 4 fully judged train queries of the real sample, their products and 150 unjudged ones."""
-    return judged_esci(esci_dir, tmp_path_factory.mktemp("esci-small"), n_test=4, n_train=4, min_judged=30, n_other=150)
 
 
 def _student_copy(dst: Path, base_dir: str) -> None:
@@ -93,6 +86,7 @@ def test_eval_json_every_system(cli, small_esci, full_run):
     assert rep2["details"]["teacher_scores"]["scored_now"] == 0 and rep2["details"]["teacher_scores"]["reused"] > 0
 
 
+@pytest.mark.slow
 def test_missing_systems_are_reported_absent(cli, small_esci, tmp_path):
     # Everything but the base student (whose encoding is covered above): the run holds none of them.
     proc = cli("eval", "--run", tmp_path, "--data", small_esci, "--json",
@@ -111,6 +105,7 @@ def test_missing_systems_are_reported_absent(cli, small_esci, tmp_path):
     assert not (tmp_path / "eval" / "ndcg_delta.png").exists()  # nothing to compare with the base student
 
 
+@pytest.mark.slow
 def test_bad_input_gives_one_clear_error(cli, small_esci, tmp_path):
     assert_user_error(cli("eval", "--run", tmp_path / "nope"), "nope", "does not exist")
     bad = tmp_path / "bad-data"

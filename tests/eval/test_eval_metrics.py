@@ -25,6 +25,7 @@ def ndcg_linear(ranked_gains, all_gains, k: int) -> float:
     return dcg / idcg if idcg > 0 else 0.0
 
 
+@pytest.mark.slow
 def test_graded_ndcg_matches_hand_computation_with_esci_gains():
     # q1 judged: a=E, b=S, c=C, d=I. The run ranks b, d, a, x (x unjudged → gain 0).
     qrels = {"q1": {"a": G["E"], "b": G["S"], "c": G["C"], "d": G["I"]},
@@ -67,6 +68,7 @@ def test_queries_missing_from_a_run_score_zero():
     assert per["nDCG@10"].tolist() == [1.0, 0.0]
 
 
+@pytest.mark.slow
 def test_paired_tests_match_scipy_and_flag_significance():
     from scipy.stats import ttest_rel
 

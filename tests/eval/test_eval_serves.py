@@ -17,6 +17,7 @@ from reldistill.retrieval.pipeline import SearchPipeline
 from reldistill.retrieval.serving import read_serving
 from tests.retrieval_testkit import build_tiny_student, judged_esci, torch_threads
 
+pytestmark = pytest.mark.slow  # every test shares a fixture that builds, indexes and evaluates a tiny run
 
 
 @pytest.fixture(scope="module")

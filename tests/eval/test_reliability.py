@@ -323,6 +323,7 @@ main()
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("code", ["ENOSPC", "EROFS"])
 def test_a_full_disk_or_read_only_run_is_one_sentence(tiny_run, small_esci, tmp_path, code):
     run = copy_run(tiny_run, tmp_path / "run")

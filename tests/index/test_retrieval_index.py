@@ -185,6 +185,7 @@ def _assert_same_top_k(bm: BM25Index, new, old) -> int:
     return compared
 
 
+@pytest.mark.slow
 def test_bm25_batched_search_gives_bm25s_top_k_on_the_esci_sample(esci_dir, monkeypatch):
     import reldistill.index.lexical as lexical
     from reldistill.config import DataConfig

@@ -95,6 +95,7 @@ def test_search_min_score_with_the_students_and_the_teachers_probabilities(pipe,
         pipe.student_calibration = None
 
 
+@pytest.mark.slow
 def test_search_cli_min_score_names_the_fix_when_uncalibrated(run, cli):
     proc = cli("search", run[2]["query"].iloc[0], "--run", str(run[0]), "--mode", "dense", "--k", "5", "--min-score", "0.5")
     assert proc.returncode == 2 and "reldistill calibrate" in proc.stdout + proc.stderr

@@ -36,6 +36,8 @@ from tests.retrieval_testkit import small_run
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 from serve_util import serve  # noqa: E402
 
+pytestmark = pytest.mark.slow  # every test talks to a live `reldistill serve` process
+
 DOCS = ["red running shoes for men", "stainless steel water bottle 32 oz", "kids toys for 3 year old girls",
         "wireless bluetooth headphones noise cancelling", "running shoes women size 8", "coffee maker with grinder"]
 QUERY = "running shoes"

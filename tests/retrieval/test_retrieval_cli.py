@@ -45,6 +45,7 @@ def built(tmp_path_factory, small_data):
     return run
 
 
+@pytest.mark.slow
 def test_search_json_returns_judged_products(built, small_data):
     tq = small_data[1]
     g = tq[tq["query_id"] == tq["query_id"].iloc[0]]
@@ -66,6 +67,7 @@ def _copy_data(src, dst):
     return dst
 
 
+@pytest.mark.slow
 def test_bad_inputs_give_one_clear_error(built, small_data, tmp_path):
     data = small_data[0]
     dup = _copy_data(data, tmp_path / "dup-esci")  # duplicate product ids in the products file
@@ -110,6 +112,7 @@ def test_bad_inputs_give_one_clear_error(built, small_data, tmp_path):
     assert not any((tmp_path / f"r{i}" / "index").exists() for i in range(1, 8))
 
 
+@pytest.mark.slow
 def test_kill_9_mid_build_keeps_previous_index(built, small_data, tmp_path):
     """kill -9 an `index build` part way: the previous index stays loadable; a rerun completes."""
     from reldistill.retrieval.pipeline import SearchPipeline

@@ -105,6 +105,7 @@ def test_index_from_another_student_refused(run, tmp_path):
         SearchPipeline.from_run(run[0], student=load_student(str(tiny)))
 
 
+@pytest.mark.slow
 def test_failed_build_keeps_previous_index(run, esci_dir, tmp_path, monkeypatch):
     """A build that dies while writing leaves the previous index loadable and no half-written index/."""
     import shutil

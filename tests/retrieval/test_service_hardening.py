@@ -55,6 +55,7 @@ def _count_loads(monkeypatch) -> list:
     return calls
 
 
+@pytest.mark.slow
 def test_rerank_busy_answers_503_at_once(pipe):
     app = create_app(pipe, ServeConfig(max_concurrent_reranks=1), reranker=FakeReranker(delay_s=1.5))
     with live_server(app) as url:
@@ -80,6 +81,7 @@ def test_rerank_work_is_bounded_by_documents_times_tokens(pipe, tiny_teacher):
     assert ok.status_code == 200 and len(ok.json()["results"]) == 20
 
 
+@pytest.mark.slow
 def test_timed_out_rerank_stops_between_batches(pipe, tiny_teacher):
     rr = TeacherReranker.load(tiny_teacher, batch_size=1)
     calls = []
@@ -135,6 +137,7 @@ def test_trusted_host_allow_list(pipe, host, status):
     assert anyhost.get("/health", headers={"host": host or "x"}).status_code == 200
 
 
+@pytest.mark.slow
 def test_non_loopback_bind_without_key_is_refused(cli, tmp_path):
     proc = cli("serve", "--run", tmp_path / "no-run", "--host", "0.0.0.0", timeout=120)
     assert_user_error(proc, "binding 0.0.0.0", "without an API key", "--allow-remote-without-key")

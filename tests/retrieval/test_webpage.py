@@ -34,6 +34,7 @@ def browser(tmp_path_factory):
     driver.quit()
 
 
+@pytest.mark.slow
 def test_page_searches_and_compares_two_pipelines(browser, tmp_path_factory, esci_dir, tmp_path):
     from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By

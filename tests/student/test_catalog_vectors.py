@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.distill.test_distill import fake_scores, tiny, tiny_cfg  # noqa: F401 - `tiny` is a fixture
+from tests.distill_testkit import fake_scores, tiny, tiny_cfg  # noqa: F401 - `tiny` is a fixture
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +22,7 @@ def trained(tiny, tmp_path_factory):  # noqa: F811
     return out, products["product_id"].astype(str).tolist(), products["text"].astype(str).tolist()
 
 
+@pytest.mark.slow
 def test_saved_vectors_are_the_kept_models_encoding(trained):
     from reldistill.student import encode_documents, load_student
     from reldistill.student.catalog_vectors import load_vectors
@@ -33,6 +34,7 @@ def test_saved_vectors_are_the_kept_models_encoding(trained):
     assert np.min(np.sum(vectors * fresh, axis=1)) > 0.999  # same weights → same (normalised) vectors
 
 
+@pytest.mark.slow
 def test_vectors_are_refused_for_another_catalog_or_other_weights(trained, tmp_path):
     import shutil
 
@@ -53,6 +55,7 @@ def test_vectors_are_refused_for_another_catalog_or_other_weights(trained, tmp_p
     assert load_vectors(out, ids, texts) is not None
 
 
+@pytest.mark.slow
 def test_index_build_and_eval_reuse_them_without_encoding(trained, tiny, tmp_path, monkeypatch):  # noqa: F811
     from reldistill.eval import retrievers
     from reldistill.retrieval import build

@@ -11,13 +11,14 @@ import pytest
 from reldistill.student import backend as rt
 from reldistill.student import encode_queries, load_student
 from reldistill.student import query_encoder as qe
-from tests.student.test_student_backend import block_runtime, fp32, judged_slice, tiny  # noqa: F401 - shared fixtures and helpers
+from tests.student_testkit import block_runtime, judged_slice
 
 RUNTIMES = ["torch", *(b for b in ("onnx", "openvino") if rt.runtime_installed(b))]
 QUERIES = ["red running shoes", "usb c cable 6 ft", "Émile's 2-pack USB-C → HDMI 4K@60Hz", "kids water bottle",
            " ".join(["very long query"] * 40)]  # past max_seq_length: truncation must match
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("runtime", RUNTIMES)
 @pytest.mark.parametrize("prompt", [None, "query: "])
 def test_query_vectors_equal_the_plain_path_on_every_runtime(tiny, fp32, runtime, prompt):
@@ -36,6 +37,7 @@ def test_query_vectors_equal_the_plain_path_on_every_runtime(tiny, fp32, runtime
     np.testing.assert_array_equal(enc.encode([QUERIES[0]])[0], got[0])  # alone or in a list: the same vector
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("runtime", RUNTIMES[1:])
 def test_search_serve_and_eval_get_the_same_results_on_each_query_runtime(tiny, fp32, esci_dir, runtime, monkeypatch):
     from reldistill.config import DataConfig
@@ -60,6 +62,7 @@ def test_search_serve_and_eval_get_the_same_results_on_each_query_runtime(tiny, 
         assert [p for p, _ in ranked] == [h.product_id for h in other.search(q, mode="hybrid", k=10).results]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("blocked_runtime", RUNTIMES[1:])
 def test_missing_runtime_falls_back_to_the_torch_query_path(tiny, fp32, monkeypatch, caplog, blocked_runtime):
     block_runtime(monkeypatch, blocked_runtime)
@@ -111,6 +114,7 @@ def test_a_student_the_lean_path_does_not_cover_keeps_the_plain_encode(tiny, fp3
 
 
 
+@pytest.mark.slow
 @pytest.mark.skipif("onnx" not in RUNTIMES, reason="onnxruntime is not installed")
 def test_int8_is_a_query_candidate_only_under_a_kept_gate_with_its_own_cache_key(tiny, fp32, monkeypatch):
     from reldistill.student.identity import weights_digest
@@ -157,6 +161,7 @@ def test_int8_is_a_query_candidate_only_under_a_kept_gate_with_its_own_cache_key
     assert enc().runtime in rt.installed_backends()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif("onnx" not in RUNTIMES, reason="onnxruntime is not installed")
 def test_kept_query_int8_gate_runs_search_serve_and_eval_on_the_same_int8_vectors(tmp_path, fp32, esci_dir, monkeypatch):
     from fastapi.testclient import TestClient

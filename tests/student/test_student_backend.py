@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
 import logging
 
 import numpy as np
@@ -12,24 +11,12 @@ from reldistill.errors import UserError
 from reldistill.recipe import load_recipe
 from reldistill.student import backend as rt
 from reldistill.student import encode_documents, encode_queries, load_student
+from tests.student_testkit import block_runtime, judged_slice
 
 RUNTIMES = [b for b in ("onnx", "openvino") if rt.runtime_installed(b)]
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from tests.builders.tiny_student import build_tiny_student
-
-    return build_tiny_student(tmp_path_factory.mktemp("student"), normalize=True)
-
-
-@pytest.fixture
-def fp32(monkeypatch, tmp_path):
-    """fp32 everywhere (OpenVINO would otherwise run bf16 on a bf16 CPU) and a private cache."""
-    monkeypatch.setenv("RELDISTILL_STUDENT_PRECISION", "float32")
-    monkeypatch.setenv("RELDISTILL_CACHE", str(tmp_path / "cache"))
-
-
+@pytest.mark.slow
 @pytest.mark.skipif(not RUNTIMES, reason="neither onnxruntime nor openvino is installed (pip install 'reldistill[onnx]')")
 @pytest.mark.parametrize("backend", RUNTIMES)
 def test_search_results_equal_across_backends(tiny, fp32, esci_dir, backend):
@@ -66,6 +53,7 @@ def test_search_results_equal_across_backends(tiny, fp32, esci_dir, backend):
                     assert abs(sa[i] - sb[i]) < 1e-4 and any(abs(sa[i] - s) < 2e-4 for j, s in enumerate(sa) if j != i)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif("onnx" not in RUNTIMES, reason="onnxruntime is not installed")
 def test_export_is_written_once_beside_the_student_and_reused(tiny, fp32):
     from reldistill.student.identity import weights_digest
@@ -78,29 +66,6 @@ def test_export_is_written_once_beside_the_student_and_reused(tiny, fp32):
     assert rt.read_meta(d)["weights"] == weights_digest(tiny)
     load_student(str(tiny), backend="onnx")
     assert onnx.stat().st_mtime_ns == stamp  # reused, not exported again
-
-
-def judged_slice(esci_dir, n_queries: int):
-    """(examples, products): the judged pairs of the sample's first ``n_queries`` query ids and their products."""
-    from reldistill.config import DataConfig
-    from reldistill.data import load_esci
-
-    data = load_esci(DataConfig(path=str(esci_dir)))
-    ex = data.examples[data.examples["query_id"].isin(sorted(data.examples["query_id"].unique())[:n_queries])]
-    return ex, data.products[data.products["product_id"].isin(set(ex["product_id"]))].reset_index(drop=True)
-
-
-def block_runtime(monkeypatch, backend: str) -> None:
-    """Make ``backend``'s runtime fail to import, as on a machine without it."""
-    real_import = builtins.__import__
-    blocked = {"onnx": "onnxruntime", "openvino": "openvino"}[backend]
-
-    def no_runtime(name, *args, **kwargs):
-        if name == blocked or name.startswith(blocked + "."):
-            raise ImportError(f"No module named {name!r}")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_runtime)
 
 
 @pytest.mark.parametrize("backend", ["onnx", "openvino"])
@@ -182,6 +147,7 @@ def test_int8_used_only_where_the_recorded_dev_gate_passed(tiny, fp32, monkeypat
     assert load_student(str(tiny), backend="onnx").reldistill_backend == "onnx"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif("onnx" not in RUNTIMES, reason="onnxruntime is not installed")
 def test_index_build_measures_the_int8_gate_and_records_it(tmp_path, fp32, monkeypatch, esci_dir):
     from reldistill.artifacts import read_manifest
@@ -202,6 +168,7 @@ def test_index_build_measures_the_int8_gate_and_records_it(tmp_path, fp32, monke
     assert m["student_backend"] == ("onnx-int8" if v["kept"] else "onnx")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif("onnx" not in RUNTIMES, reason="onnxruntime is not installed")
 def test_index_build_gates_int8_queries_against_the_indexed_catalog(tmp_path, fp32, monkeypatch, esci_dir):
     """The query-only int8 gate: measured at index build on the torch batch backend (its catalog vectors stay torch ones), recorded

@@ -29,6 +29,7 @@ def test_a_negative_teacher_batch_size_is_refused_not_scored_as_one_half(tmp_pat
                 teacher.score_pairs(["red shoe", "blue hat"], ["red shoe", "green lamp"], batch_size=bad)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [["distill", "label", "--batch-size", "-1"], ["teacher", "eval", "--batch-size", "-1"],
                                   ["teacher", "eval", "--batch-size", "0"]])
 def test_cli_batch_size_flags_are_checked_first(cli, tmp_path, args):

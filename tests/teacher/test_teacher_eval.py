@@ -27,6 +27,7 @@ def test_ndcg_and_mse_units():
     assert m["ndcg_queries"] == 1 and m["ndcg"] == pytest.approx(1.0) and m["pairs"] == 3
 
 
+@pytest.mark.slow
 def test_teacher_eval_cli(cli, tmp_path):
     from tests.builders.tiny_teacher import build_tiny_teacher
 

@@ -11,6 +11,8 @@ import pytest
 
 from tests.conftest import assert_user_error
 
+pytestmark = pytest.mark.slow  # every test exports a teacher through the CLI
+
 PAIRS = [("running shoes", "red running shoes for men size 10 black"), ("usb c charger", "fast charging cable usb c"),
          ("dog food", "grain free dog food small breed"), ("water bottle", "stainless steel water bottle 32 oz"),
          ("tea", "organic green tea bags 100 count, a very long product text " * 3), ("phone case", "clear case")]

@@ -30,6 +30,7 @@ def data_cfg(esci_dir):
     return DataConfig(path=str(esci_dir), dev_fraction=0.15, seed=13)
 
 
+@pytest.mark.slow
 def test_int8_check_measures_speed_and_rank_agreement(tdir, pairs):
     from reldistill.teacher import Teacher
     from reldistill.teacher.int8 import INT8_MIN_SPEARMAN, int8_check
@@ -59,6 +60,7 @@ def test_auto_is_the_default_only_without_bf16(monkeypatch):
         int8_mode()
 
 
+@pytest.mark.slow
 def test_gate_measures_on_dev_once_per_teacher_and_cpu(tdir, data_cfg, pairs):
     from reldistill.teacher import Teacher
     from reldistill.teacher.int8 import GATE_FILE, INT8_CHECK_PAIRS, INT8_MIN_SPEARMAN, cpu_key, gate_pairs
@@ -99,6 +101,7 @@ def test_a_failed_gate_leaves_the_fp32_teacher(tdir, data_cfg, pairs, monkeypatc
     (tdir / int8_mod.GATE_FILE).unlink()
 
 
+@pytest.mark.slow
 def test_score_file_on_a_cpu_without_bf16_uses_the_verdict(tdir, esci_dir, data_cfg, tmp_path, monkeypatch):
     from reldistill.teacher.int8 import GATE_FILE, TEACHER_INT8_ENV
     from reldistill.teacher.score import score_file_stats

@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
 from tests.conftest import load_script
 from reldistill.teacher.prefix_kv import PREFIX_KV_ENV
 from tests.teacher_testkit import tiny_teacher_dir
+
+pytestmark = pytest.mark.slow  # every test runs the script on a teacher and the ESCI sample
 
 
 def test_the_ceiling_is_the_overall_fraction_over_the_matmul_share(tmp_path_factory, capsys, esci_dir):

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import assert_user_error
 from tests.teacher_testkit import ONE_THREAD
 
 
+@pytest.mark.slow
 def test_plan_reports_seed_lora_params_offline(cli):
     proc = cli("teacher", "plan", "--config", "configs/llama-3.2-1b-a100.yaml", "--json", env=ONE_THREAD)
     assert proc.returncode == 0, proc.stderr
@@ -44,6 +47,7 @@ def _dump(path, raw):
     return path
 
 
+@pytest.mark.slow
 def test_plan_bad_inputs(cli, tmp_path):
     assert_user_error(cli("teacher", "plan", "--config", tmp_path / "missing.yaml"), "does not exist")
     bad = tmp_path / "bad.yaml"

@@ -122,6 +122,7 @@ def test_listwise_and_ranknet_losses_by_hand():
     torch.testing.assert_close(teacher_loss("listwise", s, y, g, 0.5), listwise_loss(s, y, g) + 0.5 * bce)
 
 
+@pytest.mark.slow
 def test_cached_prefix_training_matches_uncached(tiny, tmp_path):
     from reldistill.recipe import load_recipe
     from reldistill.teacher.train import train_teacher
@@ -147,6 +148,7 @@ def test_cached_prefix_training_matches_uncached(tiny, tmp_path):
     assert ma["train_pairs"] > ma["train_units"]  # units are query groups
 
 
+@pytest.mark.slow
 def test_dev_eval_covers_whole_queries_and_selects_by_ndcg(tiny, tmp_path):
     from reldistill.recipe import load_recipe
     from reldistill.teacher.pairs import cap_queries, split_pairs

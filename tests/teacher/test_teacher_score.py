@@ -91,6 +91,7 @@ def test_kill9_scoring_then_rerun_skips_shards_and_matches(tdir, sample_pairs, e
 # tests/test_production.py::test_production_dryrun_on_a_tiny_config.
 
 
+@pytest.mark.slow
 def test_compare_dtypes_reports_pairs_per_second(cli, tdir, tmp_path):
     pairs = tmp_path / "p.parquet"
     pd.DataFrame({"query": ["red shoes", "green tea"] * 20, "product_id": [f"x{i}" for i in range(40)],
@@ -102,6 +103,7 @@ def test_compare_dtypes_reports_pairs_per_second(cli, tdir, tmp_path):
     assert len(pd.read_parquet(tmp_path / "o.parquet")) == 40
 
 
+@pytest.mark.slow
 def test_score_bad_inputs(cli, tdir, tmp_path, esci_dir):
     from reldistill.config import DataConfig
     from reldistill.errors import UserError

@@ -33,6 +33,7 @@ def _weights(d):
     return {**load_file(str(d / "head.safetensors")), **load_file(str(d / "adapter" / "adapter_model.safetensors"))}
 
 
+@pytest.mark.slow
 def test_resume_after_a_checkpoint_equals_uninterrupted_run(tiny, tmp_path):
     from reldistill.recipe import load_recipe
     from reldistill.teacher.train import train_teacher
@@ -129,6 +130,7 @@ def test_qlora_4bit_training_step_on_cpu(tmp_path):
     assert any(not torch.equal(b, p) for b, p in zip(before, lora_b)), "the LoRA weights on the 4-bit base moved"
 
 
+@pytest.mark.slow
 def test_train_bad_inputs(cli, tiny, tmp_path):
     assert_user_error(cli("teacher", "train", "--config", tmp_path / "none.yaml", env=ONE_THREAD), "does not exist")
     bad = tmp_path / "bad.yaml"
@@ -140,6 +142,7 @@ def test_train_bad_inputs(cli, tiny, tmp_path):
     assert not (tmp_path / "o" / "manifest.json").exists()
 
 
+@pytest.mark.slow
 def test_truncated_checkpoint_is_a_user_error(tiny, tmp_path, cli):
     from reldistill.recipe import load_recipe
     from reldistill.teacher.train import train_teacher

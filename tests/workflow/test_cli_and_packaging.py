@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import REPO
 
 
+@pytest.mark.slow
 def test_data_stats_json_reads_files(cli, esci_dir):
     proc = cli("data", "stats", "--data", esci_dir, "--json")
     assert proc.returncode == 0, proc.stderr
@@ -22,6 +23,7 @@ def test_data_stats_json_reads_files(cli, esci_dir):
     assert s["product_text_chars"]["p50"] > 0
 
 
+@pytest.mark.slow
 def test_data_stats_table(cli, esci_dir):
     proc = cli("data", "stats", "--data", esci_dir)
     assert proc.returncode == 0 and "6,651 pairs" in proc.stdout

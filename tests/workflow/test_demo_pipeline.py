@@ -10,8 +10,14 @@ import yaml
 
 from tests.conftest import assert_user_error
 from tests.teacher_testkit import env, one_thread
-from tests.distill.test_distill import build_tiny_student, write_tiny_esci
+from tests.distill_testkit import build_tiny_student, write_tiny_esci
 
+BEFORE_LAYERS = Path(__file__).resolve().parents[1] / "fixtures" / "tiny-demo-report-before-layers.json"
+# The report's entries that depend on the machine, the temporary folders or the clock, not on the results
+# ("*" stands for any one key).
+VOLATILE = ["run_dir", "timings_s", "provenance", "files/report_json", "files/report_md", "data/source",
+            "details/index/dir", "details/index/student", "details/students/*/model",
+            "details/students/*/catalog_embeddings_from", "calibration/*/fitted/dev/data"]
 SYSTEMS = {"bm25", "dense-base", "dense-human", "dense-distilled", "hybrid-base", "hybrid-distilled", "hybrid-distilled+rerank"}
 STAGES = ["data", "teacher", "candidates", "scores", "student", "student-human", "index", "eval"]
 
@@ -42,10 +48,38 @@ def recipe(tmp_path_factory) -> Path:
     return path
 
 
+def stable_view(report: dict, path: tuple[str, ...] = ()) -> dict:
+    """``report`` without its VOLATILE entries: what must come out the same on any machine, in any folder."""
+    def volatile(key_path: tuple[str, ...]) -> bool:
+        return any(len(parts) == len(key_path) and all(p in ("*", k) for p, k in zip(parts, key_path))
+                   for parts in (v.split("/") for v in VOLATILE))
+
+    return {k: stable_view(v, path + (k,)) if isinstance(v, dict) else v
+            for k, v in report.items() if not volatile(path + (k,))}
+
+
+def assert_same_results(expected, actual, where: str = "report") -> None:
+    """The same keys, texts and flags, and every number within 1e-6 (relative, or absolute near zero): the
+    float32 training leaves ~1e-7 of noise from run to run, a real change moves a figure far more."""
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict) and set(actual) == set(expected), (where, set(actual) ^ set(expected))
+        for key in expected:
+            assert_same_results(expected[key], actual[key], f"{where}[{key!r}]")
+    elif isinstance(expected, list):
+        assert isinstance(actual, list) and len(actual) == len(expected), (where, actual, expected)
+        for i, (e, a) in enumerate(zip(expected, actual)):
+            assert_same_results(e, a, f"{where}[{i}]")
+    elif isinstance(expected, float) and not isinstance(actual, bool):
+        assert actual == pytest.approx(expected, rel=1e-6, abs=1e-6), (where, actual, expected)
+    else:
+        assert actual == expected, (where, actual, expected)
+
+
 def _mtimes(run: Path) -> dict[str, float]:
     return {p: (run / p / "manifest.json").stat().st_mtime_ns for p in ("teacher", "student", "student-human")}
 
 
+@pytest.mark.slow
 def test_demo_runs_every_stage_and_resumes_after_an_interruption(recipe, tmp_path, monkeypatch):
     from reldistill.workflow import pipeline as pipeline_mod
 
@@ -71,6 +105,8 @@ def test_demo_runs_every_stage_and_resumes_after_an_interruption(recipe, tmp_pat
     assert list(state["stages"]) == STAGES
     assert _mtimes(run) == before  # finished stages were reused, not redone
     report = json.loads((run / "report.json").read_text())
+    # every metric, calibration figure, served choice and finding as the demo gave them before the layers refactor
+    assert_same_results(json.loads(BEFORE_LAYERS.read_text()), stable_view(report))
     assert SYSTEMS <= set(report["systems"]), set(report["systems"])
     assert (run / "report.md").is_file() and (run / "student" / "catalog-vectors.npy").is_file()
     weak = report["task1"]["teacher"]["nDCG@10"] <= report["task1"]["bm25"]["nDCG@10"]
@@ -91,6 +127,7 @@ def test_demo_runs_every_stage_and_resumes_after_an_interruption(recipe, tmp_pat
     assert report["dev"]["chosen"] == serving.name and serving.name in report["dev"]["systems"]
 
 
+@pytest.mark.slow
 def test_demo_cli_reuses_a_finished_run_and_refuses_bad_input(recipe, tmp_path, cli):
     run = tmp_path / "run"
     first = cli("demo", "--config", recipe, "--run", run, "--budget-minutes", 3, env=env())

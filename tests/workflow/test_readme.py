@@ -97,6 +97,7 @@ def test_recipe_reference_matches_the_dataclasses():
     assert page == render_reference(), f"docs/{REFERENCE_FILE} is out of date with the recipe dataclasses: run `{COMMAND}`"
 
 
+@pytest.mark.slow
 def test_readme_python_examples_run(tmp_path_factory, esci_dir, monkeypatch, capsys):
     """Each ```python block of README runs as written, in order, in a checkout-like folder whose models are tiny."""
     from tests.teacher_testkit import one_thread

@@ -18,6 +18,7 @@ def scale():
     return load_script("scale_run")
 
 
+@pytest.mark.slow
 def test_a_stage_reports_its_own_peak_memory_and_exit_code(scale, tmp_path):
     ballast = np.ones(400 * 2**20 // 8)  # a big caller (as a test session is): a stage must not report its memory
     grab = "import numpy as np; a = np.ones(300 * 2**20 // 8); print(a.sum())"
@@ -44,6 +45,7 @@ def test_recall_counts_the_exact_top_k_found(scale):
     assert mod.recall_at_k([["b", "a"], ["e"]], exact[:2], 2) == pytest.approx((1.0 + 0.5) / 2)
 
 
+@pytest.mark.slow
 def test_measured_recall_of_approximate_indexes_on_a_small_catalog(scale):
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(40, 48))
@@ -92,6 +94,7 @@ def test_standin_encoder_is_a_static_embedding_student_the_project_loads(scale, 
         scale.build_standin(tmp_path / "bad", base=str(standin.parent / "tiny" / "hf"), dim=33)
 
 
+@pytest.mark.slow
 def test_mining_runs_with_a_static_embedding_student(standin, esci_dir):
     from reldistill.config import DataConfig
     from reldistill.data import load_esci

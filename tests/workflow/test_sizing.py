@@ -165,6 +165,7 @@ def test_the_pipeline_sizes_from_the_probe_once_and_records_it(tmp_path, esci_di
     assert len(calls) == 2
 
 
+@pytest.mark.slow
 def test_a_demo_recipe_runs_at_the_sizes_it_measured(tmp_path):
     """End to end on tiny models: the real probe measures, and the stages run at the sizes it chose."""
     import yaml
@@ -173,7 +174,7 @@ def test_a_demo_recipe_runs_at_the_sizes_it_measured(tmp_path):
     from tests.builders.tiny_teacher import build_tiny_base
     from reldistill.workflow.pipeline import Pipeline
     from tests.teacher_testkit import one_thread
-    from tests.distill.test_distill import build_tiny_student, write_tiny_esci
+    from tests.distill_testkit import build_tiny_student, write_tiny_esci
 
     esci = write_tiny_esci(tmp_path / "esci")
     student = build_tiny_student(tmp_path / "student-base")
