@@ -15,6 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from reldistill.bench.teacher_dtypes import prefix_check
+from reldistill.teacher.int8 import int8_check
+
 
 def machine() -> dict[str, Any]:
     """CPU model and its speed flags (AVX2, AVX-512, AVX512-BF16, AMX), cores, threads, memory, versions, GPU."""
@@ -122,10 +125,6 @@ def teacher_throughput(queries: list[str], texts: list[str], base: str, teacher_
         out["dtypes"][dtype] = {"seconds": sec, "pairs_per_s": len(queries) / sec, "tokens_per_s": tokens / sec,
                                 "gflops": gflops, "peak_fraction": gflops / peaks[dtype],
                                 "mean_score": float(np.mean(scores))}
-    from reldistill.teacher.int8 import int8_check
-
-    from reldistill.bench.teacher_dtypes import prefix_check
-
     teacher.model.backbone.to(torch.float32)
     out["prefix_kv"] = prefix_check(teacher, queries, texts, batch_size)  # fp32, exact: the shared template prefix once
     out["int8"] = int8_check(teacher, queries, texts, batch_size)  # what a CPU without bf16 can use instead

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from reldistill.bench.compute import matmul_params, matmul_peak
 from reldistill.errors import UserError
 
 
@@ -36,7 +37,6 @@ def gpu_teacher_bench(config_path: str | Path, seq_len: int = 128, batch: int = 
     from peft import LoraConfig, get_peft_model
     from transformers import AutoConfig, AutoModel
 
-    from reldistill.bench.compute import matmul_params, matmul_peak
 
     if not torch.cuda.is_available():
         raise UserError("the GPU bench needs CUDA — run it on a machine with a GPU.")

@@ -21,6 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from reldistill.artifacts import write_json
+from reldistill.progress import progress_bar
+from reldistill.teacher.score_memo import memo_off
+
 STAGES = ("bm25_ms", "encode_ms", "dense_ms", "fuse_ms", "rerank_ms", "total_ms")
 
 
@@ -35,8 +39,6 @@ def pipeline_latency(pipeline, queries: Sequence[str], modes: Sequence[str] = ("
     """{mode: {stage: {p50, p99, mean, n}}} from one search per query per mode (after one warm-up).
 
     The teacher's score memo is off meanwhile: rerank times the model, not the memo (the warm-up query comes again)."""
-    from reldistill.teacher.score_memo import memo_off
-
     out: dict[str, dict[str, dict[str, float]]] = {}
     for mode in modes:
         if mode == "rerank" and not pipeline.has_reranker:
@@ -61,8 +63,6 @@ def synthetic_latency(n: int = 1_000_000, dim: int = 384, n_queries: int = 200, 
     sphere, the worst case for graph indexes. The HNSW storage doubles as the flat index (no copy).
     """
     import faiss
-
-    from reldistill.progress import progress_bar
 
     rng = np.random.default_rng(seed)
     faiss.omp_set_num_threads(threads or os.cpu_count() or 1)
@@ -204,8 +204,6 @@ def main(argv: Sequence[str] | None = None) -> None:
                   hnsw_m=a.hnsw_m, ef_construction=a.ef_construction, ef_search=a.ef_search,
                   synthetic_queries=a.synthetic_queries, clusters=a.clusters)
     if a.json:
-        from reldistill.artifacts import write_json
-
         write_json(a.json, rep)
 
 

@@ -16,6 +16,11 @@ from unittest import mock
 
 import numpy as np
 
+from reldistill.recipe.retrieval import SearchConfig
+from reldistill.student import encode_documents
+from reldistill.student.query_encoder import QueryEncoder
+from reldistill.teacher.score_memo import memo_off
+
 
 def _rss_mib() -> float | None:
     try:
@@ -30,7 +35,6 @@ def student_encoding(baseline, model, texts: list[str], batch_size: int = 64) ->
     """Catalog docs/s: plain fp32 ``SentenceTransformer.encode`` on the torch ``baseline`` (today's path) vs
     ``reldistill.student.encode_documents`` on ``model`` (its backend and precision), and their lowest cosine."""
     from reldistill.precision import student_dtype
-    from reldistill.student import encode_documents
 
     warm = texts[: min(len(texts), batch_size)]
     baseline.encode(warm, batch_size=batch_size, show_progress_bar=False)
@@ -93,7 +97,6 @@ def build_indexes(model, products, examples, batch_size: int = 64) -> tuple[dict
     from reldistill.index.catalog import Catalog
     from reldistill.index.dense import DenseIndex
     from reldistill.index.lexical import BM25Index
-    from reldistill.student import encode_documents
 
     logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets its own logger to DEBUG
     ids = products["product_id"].astype(str).tolist()
@@ -117,7 +120,6 @@ def search_latency(built: dict[str, Any], model, queries: list[str], reranker=No
                    rerank_k: int = 20, baseline=None) -> dict[str, Any]:
     """Per-query latency (p50/p99 of total and of each stage) for bm25, dense (flat and HNSW), hybrid, rerank;
     with ``baseline`` (the torch student) also ``hybrid-torch``: the same hybrid search on today's path."""
-    from reldistill.recipe.retrieval import SearchConfig
     from reldistill.retrieval.pipeline import SearchPipeline
 
     out: dict[str, Any] = {}
@@ -130,8 +132,6 @@ def search_latency(built: dict[str, Any], model, queries: list[str], reranker=No
         student = baseline if label == "hybrid-torch" else model
         pipe = SearchPipeline(built[kind], built["bm25"], built["catalog"], student, config=cfg, name=label)
         if label == "hybrid-torch":  # today's path: sentence-transformers' encode on PyTorch
-            from reldistill.student.query_encoder import QueryEncoder
-
             pipe.query_encoder = QueryEncoder(baseline, "plain")
         pipe.search(queries[0], mode=mode, k=10)  # warm-up
         stages: dict[str, list[float]] = {}
@@ -142,7 +142,6 @@ def search_latency(built: dict[str, Any], model, queries: list[str], reranker=No
         out[label] = {key: _pct(v) for key, v in stages.items()}
     if reranker is not None:
         from reldistill.teacher.prefix_kv import PREFIX_KV_ENV
-        from reldistill.teacher.score_memo import memo_off
 
         pipe = SearchPipeline(built["flat"], built["bm25"], built["catalog"], model, reranker=reranker, config=cfg, name="rerank")
         paths = {f"rerank@{rerank_k}-full-forward": "0", f"rerank@{rerank_k}": "1"}  # today's fp32 path, the shared prefix

@@ -1,9 +1,10 @@
-"""Evaluation: IR metrics, system comparison, reports, speed benchmarks.
+"""Evaluation: IR metrics, system comparison through the served pipelines, the dev choice of the served
+configuration, reports.
 
-Public API (heavy libraries load lazily):
-``evaluate_run(run_dir, data_cfg, cfg, search_cfg, index_cfg) -> dict`` — what `reldistill eval` does: evaluate
-every system of a run, choose the served configuration on dev, write report.json / report.md / eval/;
-``run_bench(cfg, data_cfg, run=None)``. Their settings are the recipe's sections (``reldistill.recipe``).
+Public API: ``evaluate_run(run_dir, data_cfg, cfg, search_cfg, index_cfg) -> dict`` — what `reldistill eval` does:
+evaluate every system of a run, choose the served configuration on dev, write report.json / report.md / eval/.
+Its settings are the recipe's sections (``reldistill.recipe``). Heavy libraries load when it runs. The speed
+benchmarks are a peer package: ``reldistill.bench.run_bench``.
 """
 
 from __future__ import annotations
@@ -11,29 +12,38 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from reldistill.recipe.eval import BenchConfig, EvalConfig
+from reldistill.artifacts import staged_commit
+from reldistill.config import DataConfig
+from reldistill.eval.report import other_data_dir, write_report
+from reldistill.recipe.eval import EvalConfig
+from reldistill.retrieval.serving import read_serving, write_serving
+from reldistill.run_layout import RunDir
 
-__all__ = ["evaluate_run", "run_bench"]
+__all__ = ["evaluate_run"]
 
 
-def evaluate_run(run_dir: str | Path, data_cfg=None, cfg: EvalConfig | None = None, search_cfg=None,
-                 index_cfg=None) -> dict[str, Any]:
+def evaluate_run(run_dir: str | Path | RunDir, data_cfg: DataConfig | None = None, cfg: EvalConfig | None = None,
+                 search_cfg=None, index_cfg=None) -> dict[str, Any]:
     """What `reldistill eval` does: evaluate every system ``run_dir`` holds through its served pipelines, choose the
     served configuration on dev (``serving.json``) and write the reports; returns what report.json holds.
+
+    On the run's own data: report.json / report.md at the run's root, and the configuration chosen on dev
+    in ``serving.json``. On other data: everything under ``eval/other/<data>-<split>/`` (the run's own
+    report and serving.json untouched), with the run's served configuration as the headline.
 
     The settings are the recipe's sections (``recipe.data``, ``recipe.eval``, ``recipe.search``, ``recipe.index``);
     those left out hold their defaults.
     """
-    from reldistill.config import DataConfig
-    from reldistill.eval.report import evaluate_run as _evaluate
-    from reldistill.run_layout import RunDir
+    from reldistill.eval.compare import Evaluation  # pandas, ranx and the models: loaded when an eval runs
 
-    return _evaluate(RunDir(run_dir), data_cfg or DataConfig(), cfg or EvalConfig(), search_cfg, index_cfg)
-
-
-def run_bench(cfg: BenchConfig | None = None, data_cfg=None, run: str | Path | None = None) -> dict[str, Any]:
-    """All speed benchmarks (see reldistill.bench.suite); the result's ``markdown`` is the table."""
-    from reldistill.config import DataConfig
-    from reldistill.bench.suite import run_bench as _run
-
-    return _run(cfg or BenchConfig(), data_cfg or DataConfig(), Path(run) if run is not None else None)
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    data_cfg, cfg = data_cfg or DataConfig(), cfg or EvalConfig()
+    out_dir = other_data_dir(run, data_cfg.path, cfg.split)
+    ev = Evaluation(run.root, data_cfg, cfg, search_cfg, index_cfg,
+                    serving=read_serving(run.root) if out_dir is not None else None)
+    result = ev.run_all()
+    with staged_commit(out_dir or run.root) as stage:  # reports, eval/ and serving.json replace the old ones as one unit
+        report = write_report(run, result, out_dir, stage=stage)
+        if out_dir is None and ev.chose:
+            write_serving(stage, ev.serving)
+    return report

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from reldistill import metrics as core
+from reldistill.errors import UserError
 from reldistill.metrics import scaled_gain, to_qrels, to_run
 
 __all__ = ["MetricSpec", "evaluate", "metric_specs", "scaled_gain", "to_qrels", "to_run"]
@@ -29,8 +30,6 @@ class MetricSpec:
 def metric_specs(gains: Mapping[str, float], relevant_labels: Sequence[str], ndcg_k: int = 10,
                  depth: int = 100, mrr_k: int = 10) -> list[MetricSpec]:
     """nDCG@k (graded), Recall@depth, MRR@k and MAP (binary, relevant = ``relevant_labels``)."""
-    from reldistill.errors import UserError
-
     unknown = [lab for lab in relevant_labels if lab not in gains]
     if unknown:
         raise UserError(f"eval.relevant_labels names {unknown[0]!r}, which is not a label of data.gains ({', '.join(gains)}).")

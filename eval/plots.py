@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from reldistill.artifacts import atomic_path
+from reldistill.eval.order import ordered, system_color
 
 
 def _pyplot():
@@ -29,8 +30,6 @@ def _save(plt, fig, path: Path) -> Path:
 
 def plot_metric_bars(report: dict, path: Path) -> Path:
     """Grouped bars: one group per metric, one bar per system; full-catalog (left) and Task 1 (right)."""
-    from reldistill.eval.report import ordered, system_color
-
     plt = _pyplot()
     panels = [("Full-catalog retrieval", report["systems"], list(report["metrics"])),
               ("ESCI Task 1 (judged candidates)", report["task1"], list(report["task1_metrics"]))]

@@ -1,28 +1,20 @@
-"""Write an evaluation: report.json, report.md (run root), TREC run files and plots (eval/), manifest last."""
+"""An evaluation's report rendered and written: report.json, report.md (run root), TREC run files and plots (eval/),
+manifest last; and where an eval on other data than the run's own writes them."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from reldistill.artifacts import MANIFEST, atomic_path, read_json, staged_commit, write_json, write_manifest, write_text
+from reldistill.artifacts import MANIFEST, atomic_path, read_json, write_json, write_manifest, write_text
 from reldistill.eval.findings import findings
+from reldistill.eval.metrics import to_run
+from reldistill.eval.order import ordered
+from reldistill.eval.plots import plot_metric_bars, plot_ndcg_deltas, plot_reliability
 from reldistill.provenance import provenance
 from reldistill.run_layout import REPORT_JSON, REPORT_MD, RunDir, safe_name
 
-SYSTEM_ORDER = ("bm25", "dense-base", "dense-human", "dense-distilled", "hybrid-base", "hybrid-distilled",
-                "hybrid-base+rerank", "hybrid-distilled+rerank", "teacher")
 MARK = {"bm25": "ᵇ", "dense-base": "ᵈ"}  # significantly better than BM25 / the base student
-
-
-def system_color(system: str) -> int:
-    """A stable palette index per system, so a system has one colour in every plot."""
-    return SYSTEM_ORDER.index(system) if system in SYSTEM_ORDER else len(SYSTEM_ORDER)
-
-
-def ordered(systems) -> list[str]:
-    rank = {s: i for i, s in enumerate(SYSTEM_ORDER)}
-    return sorted(systems, key=lambda s: (rank.get(s, len(rank)), s))
 
 
 def _cell(report: dict, task: str, system: str, metric: str) -> str:
@@ -140,8 +132,6 @@ def _served_markdown(report: dict) -> list[str]:
 
 def write_trec_runs(eval_dir: Path, runs: dict[str, dict[str, dict[str, dict[str, float]]]], query_ids: list[str]) -> list[str]:
     """One TREC run file per task and system (``<task>.<system>.trec``), ranks by score."""
-    from reldistill.eval.metrics import to_run
-
     written = []
     for task, systems in runs.items():
         for system, run in systems.items():
@@ -171,35 +161,12 @@ def other_data_dir(run: RunDir, data_path: str | Path, split: str) -> Path | Non
     return run.other_eval(data_path, split)
 
 
-def evaluate_run(run: RunDir, data_cfg, cfg, search_cfg=None, index_cfg=None) -> dict[str, Any]:
-    """Evaluate the run through its served pipelines and write the report.
-
-    On the run's own data: report.json / report.md at the run's root, and the configuration chosen on dev
-    in ``serving.json``. On other data: everything under ``eval/other/<data>-<split>/`` (the run's own
-    report and serving.json untouched), with the run's served configuration as the headline.
-    """
-    from reldistill.eval.compare import Evaluation
-    from reldistill.retrieval.serving import read_serving, write_serving
-
-    out_dir = other_data_dir(run, data_cfg.path, cfg.split)
-    ev = Evaluation(run.root, data_cfg, cfg, search_cfg, index_cfg,
-                    serving=read_serving(run.root) if out_dir is not None else None)
-    result = ev.run_all()
-    with staged_commit(out_dir or run.root) as stage:  # reports, eval/ and serving.json replace the old ones as one unit
-        report = write_report(run, result, out_dir, stage=stage)
-        if out_dir is None and ev.chose:
-            write_serving(stage, ev.serving)
-    return report
-
-
 def write_report(run: RunDir, report: dict[str, Any], out_dir: Path | None = None, stage: Path | None = None) -> dict[str, Any]:
     """Write TREC runs, plots, report.json, report.md and eval/manifest.json (last). Returns the JSON written.
 
     ``out_dir``: write all of it there instead (an eval on other data), leaving the run's own report alone.
     ``stage``: a ``staged_commit`` folder of that root to write into (the report still names the final paths).
     """
-    from reldistill.eval.plots import plot_metric_bars, plot_ndcg_deltas, plot_reliability
-
     report = dict(report)
     runs = report.pop("_runs")
     root = out_dir or run.root

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from reldistill.artifacts import read_json
+from reldistill.index.catalog import Catalog
+from reldistill.index.dense import DenseIndex
 from reldistill.retrieval.build import encode_catalog
 from reldistill.student.catalog_vectors import cache_key, load_vectors
 from reldistill.student.identity import model_identity
 
 log = logging.getLogger(__name__)
-
-RunDict = dict[str, dict[str, float]]
 
 
 def vectors_from_index(index_dir: Path, student: str, product_ids: Sequence[str], texts: Sequence[str]) -> np.ndarray | None:
@@ -31,10 +32,6 @@ def vectors_from_index(index_dir: Path, student: str, product_ids: Sequence[str]
     if not (index_dir / "manifest.json").is_file():
         return None
     try:
-        from reldistill.artifacts import read_json
-        from reldistill.index.catalog import Catalog
-        from reldistill.index.dense import DenseIndex
-
         m = read_json(index_dir / "manifest.json")
         ident = model_identity(student)
         if m.get("student") != ident or m.get("index_kind") not in ("flat", "hnsw"):

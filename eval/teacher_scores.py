@@ -18,6 +18,8 @@ import pandas as pd
 
 from reldistill.artifacts import MANIFEST, read_json, write_parquet
 from reldistill.calibration import load_calibration
+from reldistill.teacher import Teacher
+from reldistill.teacher.int8 import cpu_key, int8_mode
 
 
 def pair_key(query: str, text: str) -> str:
@@ -31,8 +33,6 @@ class TeacherScoreCache:
     def __init__(self, teacher_dir: Path, cache_dir: Path, dtype: str = "auto", batch_size: int = 32, prior: bool = True):
         """``prior=False``: the LLM's scores alone (a teacher with a prior blends them with a bi-encoder's)."""
         self.teacher_dir, self.dtype, self.batch_size, self.prior = Path(teacher_dir), dtype, batch_size, prior
-        from reldistill.teacher.int8 import cpu_key, int8_mode
-
         int8 = f"int8-{int8_mode()}:{cpu_key()}" + ("" if prior else ":llm-alone")  # int8 / LLM-alone scores kept apart
         digest = hashlib.sha256(((self.teacher_dir / MANIFEST).read_text(encoding="utf-8") + "\0" + dtype + "\0" + int8).encode()).hexdigest()[:16]
         self.path = Path(cache_dir) / f"teacher-scores-{digest}.parquet"
@@ -47,8 +47,6 @@ class TeacherScoreCache:
     @property
     def teacher(self):
         if self._teacher is None:
-            from reldistill.teacher import Teacher
-
             self._teacher = Teacher.load(self.teacher_dir, dtype=self.dtype)
         return self._teacher
 

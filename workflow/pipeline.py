@@ -248,7 +248,7 @@ class Pipeline:
         return f"{m.get('count', '?'):,} products, dim {m.get('dim', '?')}, {m.get('index_kind', 'flat')} FAISS + BM25"
 
     def eval_stage(self) -> str:
-        from reldistill.eval.report import evaluate_run
+        from reldistill.eval import evaluate_run
         from reldistill.workflow.calibrate import calibrate_run
 
         calibrate_run(self.run, self.data_cfg, self.recipe.eval.teacher_dtype, self.recipe.eval.teacher_batch)  # fitted on dev, or kept

@@ -70,7 +70,7 @@ def test_eval_ranked_lists_equal_served_search(run):
     assert served.dense.kind == "hnsw"
     others = {s: served.with_student(str(root / sub)) for s, sub in (("dense-human", "student-human"),)}
     others["dense-base"] = served.with_student(str(base_student(root)))
-    qtext = dict(zip(ev.inputs.query_ids, ev.inputs.queries))
+    qtext = dict(zip(ev.systems.inputs.query_ids, ev.systems.inputs.queries))
     # `search --mode rerank` on the run gets the serving's rerank settings (the dev-best rerank unless rerank is served)
     s = ev.serving
     as_searched = served.with_config(s.search_config(search_cfg))
@@ -112,7 +112,7 @@ def test_eval_ranked_lists_equal_served_search(run):
     assert rep["details"]["teacher"]["rerank_k"] == 4
     # rerank reuses the teacher scores of Task 1 and of the dev grid: no pair is scored twice
     ts = rep["details"]["teacher_scores"]
-    assert ts["scored_now"] == len(ev.teacher_cache.known) and ts["reused"] > 0
+    assert ts["scored_now"] == len(ev.systems.teacher_cache.known) and ts["reused"] > 0
 
 
 def test_eval_cli_writes_serving_and_search_uses_it(run, cli, tmp_path):

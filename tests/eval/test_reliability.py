@@ -360,7 +360,7 @@ def replace(a, b):
     if str(b) == target:
         os.kill(os.getpid(), signal.SIGKILL)  # killed right after report.json of the results was put in place
 os.replace = replace
-import reldistill.eval.compare as compare, reldistill.eval.plots as plots, reldistill.eval.report as report
+import reldistill.eval as evaluation, reldistill.eval.compare as compare, reldistill.eval.report as report
 from reldistill.config import DataConfig
 from reldistill.recipe.eval import EvalConfig
 from reldistill.retrieval.serving import Serving
@@ -375,8 +375,8 @@ class Evaluation:  # what eval measured, canned: this test is about how it is wr
 
 compare.Evaluation = Evaluation
 report.render_markdown, report.findings = (lambda r: "# new report"), (lambda r: [])
-plots.plot_metric_bars, plots.plot_ndcg_deltas = (lambda r, p: (p.write_bytes(b"png"), p)[1]), (lambda r, p: None)
-report.evaluate_run(RunDir(sys.argv[2]), DataConfig(path=sys.argv[3]), EvalConfig())
+report.plot_metric_bars, report.plot_ndcg_deltas = (lambda r, p: (p.write_bytes(b"png"), p)[1]), (lambda r, p: None)
+evaluation.evaluate_run(RunDir(sys.argv[2]), DataConfig(path=sys.argv[3]), EvalConfig())
 """
 
 
@@ -421,12 +421,12 @@ def test_an_uncommitted_set_is_dropped_and_a_committed_one_finished(tmp_path):
 # -- item 8 -------------------------------------------------------------------------------------------------
 
 def test_eval_alone_keeps_the_demos_dev_rerank_size(tiny_run, tmp_path, monkeypatch):
-    import reldistill.eval.report as report
+    import reldistill.workflow.cli.eval as eval_cli
 
     run = copy_run(tiny_run, tmp_path / "run")
     (run / "pipeline.json").write_text(json.dumps({"sizing": {"sizes": {"dev_rerank_queries": 30}}}))
     seen = []
-    monkeypatch.setattr(report, "evaluate_run", lambda rd, data_cfg, cfg, *a: seen.append(cfg.dev_rerank_queries) or {})
+    monkeypatch.setattr(eval_cli, "evaluate_run", lambda rd, data_cfg, cfg, *a: seen.append(cfg.dev_rerank_queries) or {})
     CliRunner().invoke(app, ["eval", "--run", str(run), "--json"])
     CliRunner().invoke(app, ["eval", "--run", str(run), "--json", "--dev-rerank-queries", "12"])
     assert seen == [30, 12]

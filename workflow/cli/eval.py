@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from reldistill.bench import run_bench, write_bench
 from reldistill.config import DataConfig
+from reldistill.errors import UserError
+from reldistill.eval import evaluate_run
+from reldistill.eval.report import render_markdown
+from reldistill.provenance import command_line
 from reldistill.recipe import Recipe, load_recipe, option_help, override
 from reldistill.recipe.eval import BenchConfig, EvalConfig
 from reldistill.recipe.retrieval import SearchConfig
+from reldistill.run_layout import RunDir
+from reldistill.workflow.pages import write_pages
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Recipe YAML (its data: and eval:/bench: sections).")]
 
 
 def _recipe(config: Path | None, data: Path | None) -> Recipe:
     """The recipe (defaults without ``--config``) with ``--data``; its student: section applied to this process."""
-    import dataclasses
-
-    from reldistill.errors import UserError
-    from reldistill.student.backend import configure_backend
+    from reldistill.student.backend import configure_backend  # loads torch: not at `reldistill --help`
 
     recipe = load_recipe(config)
     configure_backend(recipe.student)  # student.backend of every encode (and of the path bench times as "new")
@@ -54,9 +59,6 @@ def eval_cmd(
     """Compare every system the run holds (BM25, dense students, hybrids, teacher) on one split through the served
     search pipeline; choose the served configuration on dev (serving.json); write reports. With --data other than
     the run's own data the reports go to <run>/eval/other/<data>-<split>/ and the run's report is left alone."""
-    from reldistill.eval.report import evaluate_run, render_markdown
-    from reldistill.run_layout import RunDir
-
     _quiet()
     rd = RunDir(run)  # a missing run directory is a UserError before anything loads
     recipe = _recipe(config, data)
@@ -64,7 +66,7 @@ def eval_cmd(
     # the demo's sized choice is kept: eval alone re-decides on as many dev rerank queries as the demo did
     rerank_queries = dev_rerank_queries or rd.recorded_sizes().get("dev_rerank_queries")
     cfg = override(recipe.eval, split=split, max_queries=max_queries, systems=chosen, dev_rerank_queries=rerank_queries)
-    report = evaluate_run(RunDir(run), recipe.data, cfg, override(recipe.search, rerank_k=rerank_k), recipe.index)
+    report = evaluate_run(rd, recipe.data, cfg, override(recipe.search, rerank_k=rerank_k), recipe.index)
     if as_json:
         typer.echo(json.dumps(report, indent=2, ensure_ascii=False, default=str))
     else:
@@ -88,10 +90,6 @@ def bench_cmd(
 ) -> None:
     """Speed benchmarks on this machine: teacher fp32 vs bf16 (with matmul-peak fraction), student encoding,
     search latency per mode, index build time and memory; one markdown table, every figure measured now."""
-    from reldistill.errors import UserError
-    from reldistill.bench.suite import run_bench, write_bench
-    from reldistill.run_layout import RunDir
-
     recipe = _recipe(config, data)
     cfg = override(recipe.bench, teacher_pairs=teacher_pairs, student_docs=student_docs, search_queries=search_queries,
                    index_docs=index_docs)
@@ -114,10 +112,6 @@ def report_cmd(
 ) -> None:
     """Render the docs pages from files, never by hand: DOCS/results.md from <run>/report.json, DOCS/benchmarks.md
     from bench JSON, DOCS/recipe.md from the recipe dataclasses. Each page names its command, commit and CPU."""
-    from reldistill.errors import UserError
-    from reldistill.eval.pages import write_pages
-    from reldistill.provenance import command_line
-
     if run is not None and not run.is_dir():
         raise UserError(f"run directory {run} does not exist — pass the run that `reldistill demo` or `reldistill eval` wrote.")
     for page in write_pages(docs, run, bench, render_command=command_line()):
