@@ -23,9 +23,8 @@ from reldistill.index.lexical import BM25Index
 from reldistill.recipe.retrieval import IndexConfig
 from reldistill.retrieval.encoding import encode_catalog
 from reldistill.run_layout import RunDir, index_dir_of, run_relative
-from reldistill.student import load_student
 from reldistill.student.catalog_vectors import cache_key, load_vectors
-from reldistill.student.encode import check_student_folder
+from reldistill.student.encode import check_student_folder, load_student
 from reldistill.student.identity import model_identity
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ import numpy as np
 
 from reldistill.artifacts import atomic_path
 from reldistill.progress import progress_bar
-from reldistill.student import encode_documents
+from reldistill.student.encode import encode_documents
 
 SHARD = 2048
 SORT_CHUNK = 512  # texts per encode call (length-sorted batches inside it)

@@ -17,8 +17,9 @@ from reldistill.data.split import carve_dev
 from reldistill.models import resolve_model
 from reldistill.retrieval.encoding import encode_catalog
 from reldistill.student import backend as rt
-from reldistill.student import dev_eval, load_student
+from reldistill.student import dev_eval
 from reldistill.student.catalog_vectors import catalog_digest
+from reldistill.student.encode import load_student
 from reldistill.student.identity import weights_digest
 from reldistill.student.query_encoder import QueryEncoder, lean_plan
 

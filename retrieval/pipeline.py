@@ -29,8 +29,8 @@ from reldistill.recipe.retrieval import MODES, IndexConfig, SearchConfig
 from reldistill.rerank import Reranker
 from reldistill.retrieval.build import default_student, encode_catalog, read_index_manifest
 from reldistill.run_layout import index_dir_of, repair_run, run_of_index, run_path
-from reldistill.student import encode_documents, load_student
 from reldistill.student.catalog_vectors import load_vectors
+from reldistill.student.encode import encode_documents, load_student
 from reldistill.student.identity import model_identity
 from reldistill.student.query_encoder import query_encoder
 
