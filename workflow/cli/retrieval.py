@@ -122,7 +122,7 @@ def serve_cmd(
     """Serve search, /rerank, OpenAPI docs and the web page (FastAPI + uvicorn)."""
     import uvicorn
 
-    from reldistill.retrieval.service import create_app
+    from reldistill.retrieval.service.app import create_app
     from reldistill.workflow.compose import run_pipeline
 
     recipe = _recipe(config)
