@@ -114,10 +114,11 @@ def latency(run_dir: str | Path | None = None, pipeline=None, queries: Sequence[
             print_table: bool = True) -> dict[str, Any]:
     """Benchmark a run's pipeline (judged test queries by default) and/or synthetic flat vs HNSW; prints a table."""
     from reldistill.retrieval.pipeline import SearchPipeline
+    from reldistill.teacher.rerank import TeacherReranker
 
     report: dict[str, Any] = {}
     if pipeline is None and run_dir is not None:
-        pipeline = SearchPipeline.from_run(run_dir)
+        pipeline = SearchPipeline.from_run(run_dir, reranker_loader=TeacherReranker.load)
     if pipeline is not None:
         if queries is None:
             queries = _judged_test_queries(pipeline)

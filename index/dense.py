@@ -11,6 +11,7 @@ last (with the FAISS file's checksum); ``load`` refuses a manifest that does not
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 from pathlib import Path
 
@@ -28,27 +29,34 @@ DENSE_MANIFEST = "dense.json"
 
 IVF_TRAIN_PER_LIST = 40  # k-means trains on at most this many vectors per list (FAISS asks for >= 39; it caps at 256)
 SMALL_QUERY_BATCH = 8  # up to this many query vectors search on one OpenMP thread
-_omp_default: list[int] = []
 
 
-def _faiss():
+def faiss_module():
+    """The ``faiss`` module, imported on first use (the process default OpenMP thread count is read first)."""
     import faiss
 
-    if not _omp_default:  # the process default, read on a fresh thread: the caller's own setting may already be 1
-        seen: list[int] = []
-        t = threading.Thread(target=lambda: seen.append(faiss.omp_get_max_threads()))
-        t.start()
-        t.join()
-        _omp_default.append(seen[0])
+    default_omp_threads()
     return faiss
+
+
+@functools.cache
+def default_omp_threads() -> int:
+    """The process default OpenMP thread count, read once on a fresh thread: the caller's own setting may already be 1."""
+    import faiss
+
+    seen: list[int] = []
+    t = threading.Thread(target=lambda: seen.append(faiss.omp_get_max_threads()))
+    t.start()
+    t.join()
+    return seen[0]
 
 
 def _search_threads(n_queries: int) -> None:
     """One OpenMP thread for a few query vectors (waking the pool for ~3M multiply-adds costs more than it
     saves: 0.6 ms vs 37 ms p50 for one query over 8.5k vectors on a busy 2-core machine), all of them for
     batches. OpenMP's thread count is per calling thread, so concurrent requests do not disturb each other."""
-    faiss = _faiss()
-    faiss.omp_set_num_threads(1 if n_queries <= SMALL_QUERY_BATCH else _omp_default[0])
+    faiss = faiss_module()
+    faiss.omp_set_num_threads(1 if n_queries <= SMALL_QUERY_BATCH else default_omp_threads())
 
 
 def _as_matrix(vecs, dim: int | None, what: str) -> np.ndarray:
@@ -99,7 +107,7 @@ class DenseIndex:
     def build(cls, embeddings, product_ids, kind: str = "flat", *, model: str | None = None,
               config: IndexConfig | None = None, normalized: bool = True) -> DenseIndex:
         """Index ``embeddings`` (n × dim float32, L2-normalised) under ``product_ids`` (unique strings)."""
-        faiss = _faiss()
+        faiss = faiss_module()
         if kind not in INDEX_KINDS:
             raise UserError(f"index kind must be one of {', '.join(INDEX_KINDS)}, got {kind!r}.")
         cfg = config or IndexConfig(kind=kind)
@@ -139,12 +147,12 @@ class DenseIndex:
 
     def tune(self, ef_search: int | None = None, nprobe: int | None = None) -> None:
         """Set the search-time knob of an HNSW (``ef_search``) or IVF-PQ (``nprobe``) index; flat has none."""
-        inner = _faiss().downcast_index(self.index.index)
+        inner = faiss_module().downcast_index(self.index.index)
         if self.kind == "hnsw" and ef_search is not None:
             inner.hnsw.efSearch = int(ef_search)
             self.config = dataclasses.replace(self.config, hnsw_ef_search=int(ef_search))
         elif self.kind == "ivfpq" and nprobe is not None:
-            ivf = _faiss().downcast_index(inner.base_index) if isinstance(inner, _faiss().IndexRefine) else inner
+            ivf = faiss_module().downcast_index(inner.base_index) if isinstance(inner, faiss_module().IndexRefine) else inner
             ivf.nprobe = int(nprobe)
             self.config = dataclasses.replace(self.config, ivf_nprobe=int(nprobe))
 
@@ -225,7 +233,7 @@ class DenseIndex:
     # ---- persistence --------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
         """Write dense.faiss, dense_ids.parquet, then dense.json (manifest with checksum) — each atomically."""
-        faiss = _faiss()
+        faiss = faiss_module()
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         with atomic_path(d / FAISS_FILE) as tmp:
@@ -243,7 +251,7 @@ class DenseIndex:
     @classmethod
     def load(cls, directory: str | Path, expect_model: str | None = None, expect_dim: int | None = None) -> DenseIndex:
         """Load a saved index; a missing/corrupted file or a model/dimension mismatch is a UserError."""
-        faiss = _faiss()
+        faiss = faiss_module()
         d = Path(directory)
         mpath = d / DENSE_MANIFEST
         if not mpath.is_file():
@@ -296,7 +304,7 @@ class DenseIndex:
 def _refined(ivf, cfg: IndexConfig, sample: np.ndarray):
     """``ivf`` (trained, empty) behind FAISS's IndexRefine: its top k × ``refine_k_factor`` hits re-scored on a
     second copy of the vectors (``index.ivf_refine``: sq8 / fp16 scalar-quantised, or flat)."""
-    faiss = _faiss()
+    faiss = faiss_module()
     if cfg.ivf_refine == "flat":
         refine = faiss.IndexFlatIP(ivf.d)
     else:
@@ -331,6 +339,6 @@ def exact_top_k(query_vecs, doc_vecs, k: int) -> tuple[np.ndarray, np.ndarray]:
     k = min(int(k), len(d))
     if k < 1 or len(q) == 0:
         return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
-    index = _faiss().IndexFlatIP(d.shape[1])
+    index = faiss_module().IndexFlatIP(d.shape[1])
     index.add(d)
     return index.search(q, k)

@@ -30,7 +30,8 @@ STOPWORDS = "en"
 BATCH_POSTINGS = 20_000_000  # postings read per batch of queries (≈ 12 bytes each in the batch's score matrix)
 
 
-def _tokenize(texts: list[str]):
+def tokenize(texts: list[str]):
+    """bm25s tokens of ``texts`` (English stopwords dropped), as the index and its queries are tokenized."""
     import bm25s
 
     return bm25s.tokenize(texts, stopwords=STOPWORDS, show_progress=False, return_ids=False)
@@ -118,7 +119,7 @@ class BM25Index:
             return
         postings, vocab = self._postings, self.retriever.vocab_dict
         rows, cols = [], []
-        for i, toks in enumerate(_tokenize(queries)):
+        for i, toks in enumerate(tokenize(queries)):
             term_ids = [t for t in map(vocab.get, toks) if t is not None and t < postings.shape[0]]
             rows.extend([i] * len(term_ids))
             cols.extend(term_ids)

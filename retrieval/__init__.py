@@ -1,28 +1,35 @@
-"""Retrieval: FAISS + BM25 indexes, RRF fusion, search pipeline, HTTP service and web page.
+"""Retrieval: the search pipeline (bm25 | dense | hybrid RRF | rerank over the `Reranker` protocol), the index
+build, the served configuration, and the HTTP service with its web page (``reldistill.retrieval.service``).
 
-Public API (imported lazily so the CLI stays fast): ``DenseIndex``, ``BM25Index``, ``rrf_fuse``,
-``build_index``, ``SearchPipeline``, ``create_app``, and ``reldistill.bench.latency.latency``.
+Public API: ``SearchPipeline``, ``SearchResponse``, ``SearchHit`` (``reldistill.retrieval.pipeline``),
+``build_index`` (``reldistill.retrieval.build``), ``create_app`` (``reldistill.retrieval.service.app``), and
+the index layer's ``DenseIndex``, ``BM25Index``, ``rrf_fuse``, ``Catalog`` (homes in ``reldistill.index``).
+
+Export style (as every package's ``__init__``): ``__all__`` names the public API, ``_EXPORTS`` maps each name to
+its home module, and a module ``__getattr__`` imports that module on first use, so the CLI stays fast and
+importing one submodule loads nothing else. Inside the project, code imports from the home module.
 """
 
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 _EXPORTS = {
-    "DenseIndex": "reldistill.index.dense",
     "BM25Index": "reldistill.index.lexical",
-    "rrf_fuse": "reldistill.index.fusion",
-    "build_index": "reldistill.retrieval.build",
+    "Catalog": "reldistill.index.catalog",
+    "DenseIndex": "reldistill.index.dense",
+    "SearchHit": "reldistill.retrieval.pipeline",
     "SearchPipeline": "reldistill.retrieval.pipeline",
     "SearchResponse": "reldistill.retrieval.pipeline",
-    "SearchHit": "reldistill.retrieval.pipeline",
-    "Catalog": "reldistill.index.catalog",
-    "create_app": "reldistill.retrieval.service",
+    "build_index": "reldistill.retrieval.build",
+    "create_app": "reldistill.retrieval.service.app",
+    "rrf_fuse": "reldistill.index.fusion",
 }
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,25 +12,31 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from reldistill.calibration import load_calibration
 from reldistill.errors import UserError
-from reldistill.recipe.retrieval import MODES, IndexConfig, SearchConfig
-from reldistill.rerank import Reranker
-from reldistill.retrieval.build import default_student, read_index_manifest
 from reldistill.index.catalog import Catalog
 from reldistill.index.dense import DenseIndex
 from reldistill.index.fusion import rrf_fuse
 from reldistill.index.lexical import BM25Index
+from reldistill.recipe.retrieval import MODES, IndexConfig, SearchConfig
+from reldistill.rerank import Reranker
+from reldistill.retrieval.build import default_student, encode_catalog, read_index_manifest
 from reldistill.run_layout import index_dir_of, repair_run, run_of_index, run_path
+from reldistill.student.catalog_vectors import load_vectors
+from reldistill.student.encode import encode_documents, load_student
 from reldistill.student.identity import model_identity
+from reldistill.student.query_encoder import query_encoder
 
 MAX_QUERY_CHARS = 2048
+# Loads the reranker of a teacher folder; the composition root (reldistill.workflow.compose) passes the teacher's
+RerankerLoader = Callable[[Path], Reranker]
 
 
 @dataclasses.dataclass
@@ -71,13 +77,19 @@ def check_query(query: str, max_chars: int = MAX_QUERY_CHARS) -> str:
 
 
 class SearchPipeline:
-    """Hybrid product search over one index (dense + BM25 + catalog), optionally reranked by the teacher."""
+    """Hybrid product search over one index (dense + BM25 + catalog), optionally reranked by the teacher.
+
+    The reranker is any :class:`reldistill.rerank.Reranker`: the one given, else the one ``reranker_loader``
+    loads from ``teacher_dir`` on first use (the composition root, ``reldistill.workflow.compose``, passes
+    the teacher's); this package never names a concrete model class.
+    """
 
     def __init__(self, dense: DenseIndex, bm25: BM25Index, catalog: Catalog, student, reranker: Reranker | None = None,
                  config: SearchConfig | None = None, name: str = "pipeline", teacher_dir: Path | None = None,
-                 student_id: str | None = None):
+                 student_id: str | None = None, reranker_loader: RerankerLoader | None = None):
         self.dense, self.bm25, self.catalog, self.student = dense, bm25, catalog, student
         self._reranker = reranker
+        self.reranker_loader = reranker_loader  # loads the reranker of teacher_dir when none was given
         self.config = config or SearchConfig()
         self.name = name
         self.teacher_dir = teacher_dir
@@ -90,8 +102,6 @@ class SearchPipeline:
         self.query_encoder = None  # every query's vector comes from here: search, serve and eval alike
         self.student_calibration = None  # the student's Calibration (calibration.json beside it), set by the loaders
         if student is not None:
-            from reldistill.student.query_encoder import query_encoder
-
             self.query_encoder = query_encoder(student)
             dim = int(student.get_embedding_dimension())
             if dim != dense.dim:
@@ -101,10 +111,10 @@ class SearchPipeline:
     # ---- construction -------------------------------------------------------------------------
     @classmethod
     def from_run(cls, run_dir: str | Path, student=None, reranker: Reranker | None = None,
-                 config: SearchConfig | None = None, name: str | None = None) -> SearchPipeline:
-        """Load ``<run>/index`` with its student (the one recorded in the manifest unless given) and teacher."""
-        from reldistill.student import load_student
-
+                 config: SearchConfig | None = None, name: str | None = None,
+                 reranker_loader: RerankerLoader | None = None) -> SearchPipeline:
+        """Load ``<run>/index`` with its student (the one recorded in the manifest unless given) and its teacher's
+        folder, which ``reranker_loader`` loads on first rerank (unless ``reranker`` is given)."""
         index_dir = index_dir_of(run_dir)
         repair_run(index_dir.parent)  # a swap or commit cut short by a kill is finished before anything is read
         if not index_dir.is_dir():
@@ -126,7 +136,7 @@ class SearchPipeline:
         teacher_dir = run_of_index(index_dir).teacher
         pipe = cls(dense, BM25Index.load(index_dir), Catalog.load(index_dir), model, reranker=reranker, config=config,
                    name=name or index_dir.parent.name, teacher_dir=teacher_dir if teacher_dir.is_dir() else None,
-                   student_id=dense.model)
+                   student_id=dense.model, reranker_loader=reranker_loader)
         pipe.index_dir = index_dir
         pipe.student_calibration = _calibration_of(student)
         return pipe
@@ -134,13 +144,14 @@ class SearchPipeline:
     @classmethod
     def from_data(cls, products: pd.DataFrame, examples: pd.DataFrame | None, student, *, vectors: np.ndarray | None = None,
                   index_config: IndexConfig | None = None, config: SearchConfig | None = None,
-                  reranker: Reranker | None = None, teacher_dir: Path | None = None, name: str = "in-memory") -> SearchPipeline:
+                  reranker: Reranker | None = None, teacher_dir: Path | None = None, name: str = "in-memory",
+                  reranker_loader: RerankerLoader | None = None) -> SearchPipeline:
         """A pipeline over ``products`` built in memory (what `index build` writes), e.g. to evaluate other data."""
         ids = products["product_id"].astype(str).tolist()
         texts = products["text"].astype(str).tolist()
         model, dense = _dense_index(student, ids, texts, vectors, index_config or IndexConfig())
         pipe = cls(dense, BM25Index.build(ids, texts), Catalog.from_data(products, examples), model, reranker=reranker,
-                   config=config, name=name, teacher_dir=teacher_dir, student_id=dense.model)
+                   config=config, name=name, teacher_dir=teacher_dir, student_id=dense.model, reranker_loader=reranker_loader)
         pipe.student_calibration = _calibration_of(student)
         return pipe
 
@@ -158,7 +169,8 @@ class SearchPipeline:
             cfg = IndexConfig(kind=kind)
         model, dense = _dense_index(student, ids, [self.catalog.text(p) for p in ids], vectors, cfg)
         pipe = SearchPipeline(dense, self.bm25, self.catalog, model, reranker=self._reranker, config=self.config,
-                              name=name or str(student), teacher_dir=self.teacher_dir, student_id=dense.model)
+                              name=name or str(student), teacher_dir=self.teacher_dir, student_id=dense.model,
+                              reranker_loader=self.reranker_loader)
         pipe.default_mode = self.default_mode
         pipe._teacher_of = self  # one teacher in memory for both, however many columns rerank
         pipe.student_calibration = _calibration_of(student)
@@ -168,7 +180,7 @@ class SearchPipeline:
         """The same indexes, student and query-vector memo under other search settings (and/or another reranker)."""
         pipe = SearchPipeline(self.dense, self.bm25, self.catalog, self.student, reranker=reranker or self._reranker,
                               config=config or self.config, name=self.name, teacher_dir=self.teacher_dir,
-                              student_id=self.student_id)
+                              student_id=self.student_id, reranker_loader=self.reranker_loader)
         pipe.index_dir, pipe.default_mode, pipe.query_vectors = self.index_dir, self.default_mode, self.query_vectors
         pipe.query_encoder = self.query_encoder
         pipe.student_calibration = self.student_calibration
@@ -178,7 +190,7 @@ class SearchPipeline:
     # ---- reranker -----------------------------------------------------------------------------
     @property
     def reranker(self) -> Reranker:
-        """The reranker given, else the run's teacher (loaded on first use)."""
+        """The reranker given, else the run's teacher through ``reranker_loader`` (loaded on first use)."""
         with self._lock:  # concurrent first requests load the teacher once
             return self._load_reranker()
 
@@ -188,16 +200,16 @@ class SearchPipeline:
         if self._reranker is None:
             if self.teacher_dir is None:
                 raise UserError("mode 'rerank' needs a teacher: this run has no teacher/ — train one or pass a reranker.")
-            try:
-                from reldistill.teacher.rerank import TeacherReranker
-            except ImportError:
-                raise UserError("mode 'rerank' needs reldistill.teacher.rerank, which is not installed in this checkout.") from None
-            self._reranker = TeacherReranker.load(self.teacher_dir)
+            if self.reranker_loader is None:
+                raise UserError("mode 'rerank' needs a reranker: this pipeline was built without one — pass reranker= "
+                                "or reranker_loader= (reldistill.workflow.compose.run_pipeline passes the run's teacher).")
+            self._reranker = self.reranker_loader(self.teacher_dir)
         return self._reranker
 
     @property
     def has_reranker(self) -> bool:
-        return self._reranker is not None or self.teacher_dir is not None
+        """A reranker was given, or the run's teacher can be loaded (its folder and a loader are known)."""
+        return self._reranker is not None or (self.teacher_dir is not None and self.reranker_loader is not None)
 
     # ---- search -------------------------------------------------------------------------------
     def _check(self, mode: str, k: int) -> None:
@@ -341,8 +353,6 @@ class SearchPipeline:
         """Add or update products (product_id, text, optional title/brand/color): searchable at once, no rebuild."""
         if "product_id" not in products.columns or "text" not in products.columns:
             raise UserError("added products need 'product_id' and 'text' columns.")
-        from reldistill.student import encode_documents
-
         ids = products["product_id"].astype(str).tolist()
         texts = products["text"].astype(str).tolist()
         self.dense.add(ids, encode_documents(self.student, texts))
@@ -372,16 +382,12 @@ class SearchPipeline:
         return {"name": self.name, "products": len(self.catalog), "dense_vectors": len(self.dense),
                 "dense_kind": self.dense.kind, "dim": self.dense.dim, "student": self.student_id,
                 "bm25_documents": len(self.bm25), "judged_queries": len(self.catalog.labels),
-                "reranker": getattr(self._reranker, "name", None) or ("teacher (lazy)" if self.teacher_dir else None)}
+                "reranker": getattr(self._reranker, "name", None) or ("teacher (lazy)" if self.teacher_dir and self.reranker_loader else None)}
 
 
 def _dense_index(student, ids: list[str], texts: list[str], vectors: np.ndarray | None,
                  cfg: IndexConfig) -> tuple[Any, DenseIndex]:
     """(loaded student, its DenseIndex of the catalog): given vectors, else the student folder's saved ones, else encoded."""
-    from reldistill.retrieval.build import encode_catalog
-    from reldistill.student import load_student
-    from reldistill.student.catalog_vectors import load_vectors
-
     named = isinstance(student, (str, Path))
     model = load_student(str(student)) if named else student
     if vectors is None and named and Path(str(student)).is_dir():
@@ -393,8 +399,6 @@ def _dense_index(student, ids: list[str], texts: list[str], vectors: np.ndarray 
 
 def _calibration_of(student):
     """The calibration saved beside a student folder, else one set on a loaded model (``reldistill_calibration``)."""
-    from reldistill.calibration import load_calibration
-
     if isinstance(student, (str, Path)):
         return load_calibration(student) if Path(str(student)).is_dir() else None
     return getattr(student, "reldistill_calibration", None)

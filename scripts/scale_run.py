@@ -165,10 +165,10 @@ def measure_recall(doc: np.ndarray, ids: list[str], qv: np.ndarray, icfg, sweeps
 
     IVF-PQ is measured as the recipe has it and with each of ``refines`` (``index.ivf_refine``) at the recipe's
     ``refine_k_factor``."""
-    from reldistill.index.dense import DenseIndex, _faiss
+    from reldistill.index.dense import DenseIndex, faiss_module
 
     def size_mib(index) -> float:
-        return round(_faiss().serialize_index(index.index).nbytes / 2**20, 2)
+        return round(faiss_module().serialize_index(index.index).nbytes / 2**20, 2)
 
     t = time.perf_counter()
     flat = DenseIndex.build(doc, ids, "flat", config=dataclasses.replace(icfg, kind="flat"))
@@ -242,7 +242,7 @@ def stage_bm25(a) -> None:
     queries batched (``search``) and, on the first ``--baseline`` of them, bm25s's own ``retrieve`` one query
     at a time (what ``search`` ran before), in the same process: ms per query, the ratio, equal scores."""
     from reldistill.data import load_esci
-    from reldistill.index.lexical import BM25Index, _tokenize
+    from reldistill.index.lexical import BM25Index, tokenize
 
     _, data_cfg = _recipe(a.config)
     data = load_esci(data_cfg)
@@ -257,7 +257,7 @@ def stage_bm25(a) -> None:
     batched = (time.perf_counter() - t) / len(queries) * 1e3
     base = queries[: a.baseline]
     t = time.perf_counter()
-    _, old = bm.retriever.retrieve(_tokenize(base), k=5, show_progress=False, n_threads=0)
+    _, old = bm.retriever.retrieve(tokenize(base), k=5, show_progress=False, n_threads=0)
     single = (time.perf_counter() - t) / len(base) * 1e3
     same = [np.allclose(new, [x for x in row if x > 0], rtol=1e-6) for new, row in zip(scores, old.tolist())]
     print(json.dumps({"products": len(ids), "terms": len(bm.retriever.vocab_dict), "postings": int(bm._postings.nnz),

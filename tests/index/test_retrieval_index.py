@@ -161,9 +161,9 @@ def test_bm25_corrupted_refused(tmp_path):
 
 def _bm25s_top(bm: BM25Index, queries: list[str], k: int) -> tuple[list[list[str]], list[list[float]]]:
     """What search returned before batching: bm25s's own retrieve, one query at a time (zero scores dropped)."""
-    from reldistill.index.lexical import _tokenize
+    from reldistill.index.lexical import tokenize
 
-    docs, scores = bm.retriever.retrieve(_tokenize(queries), k=min(k, len(bm.ids)), show_progress=False, n_threads=0)
+    docs, scores = bm.retriever.retrieve(tokenize(queries), k=min(k, len(bm.ids)), show_progress=False, n_threads=0)
     return ([[bm.ids[int(d)] for d, s in zip(dr, sr) if s > 0] for dr, sr in zip(docs, scores)],
             [[float(s) for s in sr if s > 0] for sr in scores])
 
@@ -209,5 +209,5 @@ def test_bm25_batched_search_gives_bm25s_top_k_on_the_esci_sample(esci_dir, monk
     assert all(b.nnz <= 20_000 or b.shape[0] == 1 for b in batches)
     # pairs: bm25s's own per-query scores
     pids = data.products["product_id"].astype(str).sample(len(queries), random_state=0, replace=True).tolist()
-    want = [float(bm.retriever.get_scores(t)[bm._pos[p]]) if t else 0.0 for t, p in zip(lexical._tokenize(queries), pids)]
+    want = [float(bm.retriever.get_scores(t)[bm._pos[p]]) if t else 0.0 for t, p in zip(lexical.tokenize(queries), pids)]
     assert np.allclose(bm.score_pairs(queries, pids), want, rtol=1e-6)

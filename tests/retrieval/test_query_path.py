@@ -20,7 +20,7 @@ def test_single_query_search_runs_on_one_thread_and_matches_the_batch():
     index = DenseIndex.build(x, ids)
     q = unit_vectors(40, 32, seed=2)
     batch_ids, batch_scores = index.search(q, 10)
-    assert faiss.omp_get_max_threads() == dense._omp_default[0]  # a batch uses every thread
+    assert faiss.omp_get_max_threads() == dense.default_omp_threads()  # a batch uses every thread
     for i in range(len(q)):
         one_ids, one_scores = index.search(q[i], 10)
         assert faiss.omp_get_max_threads() == 1
@@ -30,7 +30,7 @@ def test_single_query_search_runs_on_one_thread_and_matches_the_batch():
     t = threading.Thread(target=lambda: seen.append(faiss.omp_get_max_threads()))
     t.start()
     t.join()
-    assert seen == [dense._omp_default[0]]  # another thread (a concurrent request) keeps its own setting
+    assert seen == [dense.default_omp_threads()]  # another thread (a concurrent request) keeps its own setting
 
 
 def test_the_batch_thread_count_is_the_process_default_whoever_touches_faiss_first():
@@ -40,20 +40,18 @@ def test_the_batch_thread_count_is_the_process_default_whoever_touches_faiss_fir
 
     from reldistill.index import dense
 
-    saved = list(dense._omp_default)
-    dense._omp_default.clear()
-    try:
-        def first_use():
-            faiss.omp_set_num_threads(1)
-            dense._faiss()
+    dense.default_omp_threads.cache_clear()
 
-        t = threading.Thread(target=first_use)
-        t.start()
-        t.join()
-        seen = []
-        probe = threading.Thread(target=lambda: seen.append(faiss.omp_get_max_threads()))
-        probe.start()
-        probe.join()
-        assert dense._omp_default == seen
-    finally:
-        dense._omp_default[:] = saved
+    def first_use():
+        faiss.omp_set_num_threads(1)
+        dense.faiss_module()
+
+    t = threading.Thread(target=first_use)
+    t.start()
+    t.join()
+    seen = []
+    probe = threading.Thread(target=lambda: seen.append(faiss.omp_get_max_threads()))
+    probe.start()
+    probe.join()
+    assert dense.default_omp_threads.cache_info().currsize == 1  # read by the first use, on its thread
+    assert [dense.default_omp_threads()] == seen

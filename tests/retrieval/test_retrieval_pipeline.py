@@ -131,19 +131,41 @@ def test_failed_build_keeps_previous_index(run, esci_dir, tmp_path, monkeypatch)
 
 
 def test_rerank_with_tiny_teacher(run, tmp_path):
-    """mode=rerank loads the run's teacher (here a tiny random one) through the Reranker interface."""
+    """mode=rerank loads the run's teacher (here a tiny random one) through the Reranker interface: the composition
+    root (reldistill.workflow.compose) hands the pipeline its loader; a pipeline built without one has no reranker."""
     import shutil
 
+    from reldistill.workflow.compose import run_pipeline
     from tests.builders.tiny_teacher import build_tiny_teacher
 
     work = tmp_path / "run"
     shutil.copytree(run[0] / "index", work / "index")
     build_tiny_teacher(work / "teacher")
-    p = SearchPipeline.from_run(work)
+    bare = SearchPipeline.from_run(work)
+    assert bare.teacher_dir == work / "teacher" and not bare.has_reranker and bare.stats()["reranker"] is None
+    with pytest.raises(UserError, match="needs a reranker"):
+        bare.search("shoes", mode="rerank", k=5)
+    p = run_pipeline(work)
+    assert p.has_reranker and p.stats()["reranker"] == "teacher (lazy)"
     res = p.search(run[2]["query"].iloc[0], mode="rerank", k=5, rerank_k=8)
     assert [h.rerank_rank for h in res.results] == [1, 2, 3, 4, 5]
     assert all(0.0 <= h.score <= 1.0 for h in res.results)
     assert p.stats()["reranker"].startswith("teacher:")
+
+
+def test_copies_share_the_loaded_reranker_and_its_loader(pipe, tmp_path):
+    """with_student / with_config copies keep the loader, and load the teacher once, through their source."""
+    loads = []
+
+    def loader(teacher_dir):
+        loads.append(teacher_dir)
+        return FakeReranker()
+
+    main = SearchPipeline(pipe.dense, pipe.bm25, pipe.catalog, pipe.student, teacher_dir=tmp_path, reranker_loader=loader)
+    copies = [main.with_config(), main.with_student(pipe.student, name="again")]
+    assert all(c.reranker_loader is loader and c.has_reranker for c in copies) and loads == []
+    assert {id(c.reranker) for c in copies} == {id(main.reranker)} and loads == [tmp_path]
+    assert not SearchPipeline(pipe.dense, pipe.bm25, pipe.catalog, pipe.student, reranker_loader=loader).has_reranker
 
 
 def test_rerank_weight_blends_first_stage_and_teacher_orders(pipe, run):

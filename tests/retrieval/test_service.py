@@ -56,6 +56,22 @@ def test_validation_errors_are_422_with_a_message(client, params, needle):
     assert "x" * 600 not in r.text  # inputs are never echoed back
 
 
+def test_each_app_validates_with_its_own_configured_limits(pipe, client):
+    """The route handlers are module-level functions: an app's ServeConfig still sets its parameters' limits (422 and
+    the OpenAPI schema), and another app keeps its own."""
+    small = TestClient(create_app(pipe, ServeConfig(max_k=5, max_q_chars=20)), base_url="http://127.0.0.1")
+    r = small.get("/search", params={"q": "shoes", "k": 6})
+    assert r.status_code == 422 and "less than or equal to 5" in r.text
+    assert "at most 20 characters" in small.get("/search", params={"q": "x" * 21}).text
+    assert small.get("/search", params={"q": "shoes", "rerank_k": 6}).status_code == 422
+    pid = pipe.catalog.frame()["product_id"].iloc[0]
+    assert small.get(f"/similar/{pid}", params={"k": 6}).status_code == 422
+    spec = small.get("/openapi.json").json()["paths"]["/search"]["get"]["parameters"]
+    limits = {p["name"]: p["schema"] for p in spec}
+    assert limits["q"]["maxLength"] == 20 and limits["k"]["maximum"] == 5
+    assert client.get("/search", params={"q": "shoes", "k": 6}).status_code == 200  # the default app: k up to 100
+
+
 def test_one_megabyte_query_is_refused_without_echo(client):
     r = client.get("/search", params={"q": "a" * 60000})  # the longest URL an HTTP client will send
     assert r.status_code == 422 and len(r.content) < 2000

@@ -20,6 +20,7 @@ from reldistill.recipe.retrieval import ServeConfig
 from reldistill.retrieval.pipeline import SearchPipeline
 from reldistill.retrieval.service import create_app
 from reldistill.teacher.rerank import TeacherReranker
+from reldistill.workflow.compose import teacher_reranker
 from tests.retrieval_testkit import FakeReranker, build_tiny_student, live_server, small_run, torch_threads
 
 LOCAL = "http://127.0.0.1"
@@ -39,8 +40,10 @@ def tiny_teacher(tmp_path_factory):
 
 
 def _bare(pipe, teacher_dir=None) -> SearchPipeline:
-    """The shared index pieces with no reranker given (the teacher, if any, loads lazily)."""
-    return SearchPipeline(pipe.dense, pipe.bm25, pipe.catalog, pipe.student, teacher_dir=teacher_dir, name="main")
+    """The shared index pieces with no reranker given (the teacher, if any, loads lazily through the composition
+    root's loader, as `reldistill serve` wires it)."""
+    return SearchPipeline(pipe.dense, pipe.bm25, pipe.catalog, pipe.student, teacher_dir=teacher_dir, name="main",
+                          reranker_loader=teacher_reranker)
 
 
 def _count_loads(monkeypatch) -> list:

@@ -125,14 +125,15 @@ def _replay_curl(root):
     from fastapi.testclient import TestClient
 
     from reldistill.recipe.retrieval import ServeConfig
-    from reldistill.retrieval import SearchPipeline, create_app
+    from reldistill.retrieval import create_app
+    from reldistill.workflow.compose import run_pipeline
 
     (_, block), = [b for b in code_blocks(README.read_text(encoding="utf-8"), "bash") if "curl" in b[1]]
     words = shlex.split(block[block.index("curl"):].replace("\\\n", " "))
     url = next(w for w in words if w.startswith("http"))
     headers = dict(words[i + 1].replace("$KEY", "readme-key").split(": ", 1) for i, w in enumerate(words) if w == "-H")
     body = json.loads(words[words.index("-d") + 1])
-    app = create_app(SearchPipeline.from_run(root / "runs/demo"), ServeConfig(api_key="readme-key"))
+    app = create_app(run_pipeline(root / "runs/demo"), ServeConfig(api_key="readme-key"))  # as `reldistill serve`
     with TestClient(app, base_url="http://127.0.0.1") as client:
         resp = client.post(url.removeprefix("http://127.0.0.1:8000"), headers=headers, json=body)
     assert resp.status_code == 200, resp.text

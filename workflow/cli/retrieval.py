@@ -12,6 +12,8 @@ from reldistill.config import DataConfig
 from reldistill.errors import UserError
 from reldistill.recipe import Recipe, load_recipe, option_help, override
 from reldistill.recipe.retrieval import LOOPBACK_HOSTS, MODES, IndexConfig, SearchConfig, ServeConfig
+from reldistill.retrieval.connections import check_port_free, uvicorn_config
+from reldistill.run_layout import RunDir, index_dir_of
 
 index_app = typer.Typer(help="Build the FAISS + BM25 product index of a run.", no_args_is_help=True)
 
@@ -47,7 +49,6 @@ def index_build_cmd(
 ) -> None:
     """Encode the catalog with the student and write <run>/index/ (FAISS + BM25 + products + manifest), atomically."""
     from reldistill.retrieval.build import build_index
-    from reldistill.run_layout import RunDir
 
     recipe = _recipe(config)
     icfg = override(recipe.index, kind=kind)
@@ -56,20 +57,6 @@ def index_build_cmd(
     data_cfg = override(recipe.data, path=str(data) if data is not None else None)
     out = build_index(run, student, data_cfg, kind=icfg.kind, config=icfg, force=force)
     typer.echo(str(out))
-
-
-def _pipeline(run: Path, cfg: SearchConfig, student: str | None = None, name: str | None = None):
-    """The run's pipeline under the recipe's ``search:`` settings, with the run's dev-chosen serving.json applied."""
-    from reldistill.retrieval.pipeline import SearchPipeline
-    from reldistill.retrieval.serving import read_serving
-
-    serving = read_serving(run)
-    if serving is not None:
-        cfg = serving.search_config(cfg)
-    pipe = SearchPipeline.from_run(run, student=student, config=cfg, name=name)
-    if serving is not None:
-        pipe.default_mode = serving.mode
-    return pipe
 
 
 def search_cmd(
@@ -95,8 +82,10 @@ def search_cmd(
         raise UserError(f"--k must be between 1 and {max_k}, got {k}.")
     if rerank_k is not None and not 1 <= rerank_k <= max_k:
         raise UserError(f"--rerank-k must be between 1 and {max_k}, got {rerank_k}.")
+    from reldistill.workflow.compose import run_pipeline
+
     _threads(threads)
-    pipe = _pipeline(run, search)
+    pipe = run_pipeline(run, search)
     mode = mode or pipe.default_mode
     res = pipe.search(query, mode=mode, k=k, rerank_k=rerank_k, min_score=min_score)
     if as_json:
@@ -133,9 +122,8 @@ def serve_cmd(
     """Serve search, /rerank, OpenAPI docs and the web page (FastAPI + uvicorn)."""
     import uvicorn
 
-    from reldistill.retrieval.connections import check_port_free, uvicorn_config
-    from reldistill.retrieval.service import create_app
-    from reldistill.run_layout import index_dir_of
+    from reldistill.retrieval.service.app import create_app
+    from reldistill.workflow.compose import run_pipeline
 
     recipe = _recipe(config)
     if trusted_host is not None and any(not h.strip() for h in trusted_host):
@@ -147,12 +135,12 @@ def serve_cmd(
     if not scfg.loopback and scfg.trusted_hosts == list(LOOPBACK_HOSTS):  # clients name the bound address (any, for 0.0.0.0)
         scfg.trusted_hosts = ["*"] if scfg.host in ("0.0.0.0", "::") else [*LOOPBACK_HOSTS, scfg.host]
     _threads(threads)
-    pipe = _pipeline(run, recipe.search)
+    pipe = run_pipeline(run, recipe.search)
     other = None
     if compare:
         cpath = Path(compare)
         if cpath.is_dir() and index_dir_of(cpath).is_dir():
-            other = _pipeline(cpath, recipe.search)
+            other = run_pipeline(cpath, recipe.search)
         else:
             other = pipe.with_student(compare, name=compare)
     app = create_app(pipe, scfg, compare=other)
