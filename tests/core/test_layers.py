@@ -222,7 +222,42 @@ def test_the_checks_catch_a_deliberate_upward_import_a_cycle_and_a_needless_lazy
     assert any(v.startswith("reldistill.index.fusion:") for v in unjustified_lazy(*graph(lazy)))
 
 
-if __name__ == "__main__":  # python -m tests.core.test_layers [PACKAGE...]: list what the tests would report
+def deferred(edges: list[Edge], third: dict[str, set[str]]) -> list[str]:
+    """The justified function-level project imports, one line per importing module: what it defers and why."""
+    heavy = heavy_closure(edges, third)
+    rows: dict[str, set[str]] = {}
+    libs: dict[str, set[str]] = {}
+    for e in edges:
+        if e.in_function and heavy.get(e.dst, set()) - heavy.get(e.src, set()):
+            rows.setdefault(e.src, set()).add(e.dst)
+            libs.setdefault(e.src, set()).update(heavy[e.dst] - heavy.get(e.src, set()))
+    return [f"{m}: {', '.join(sorted(rows[m]))} (defers {', '.join(sorted(libs[m]))})" for m in sorted(rows)]
+
+
+DOC = REPO / "docs" / "architecture.md"
+START, END = "<!-- deferred-imports:start -->", "<!-- deferred-imports:end -->"
+
+
+def deferred_block(edges: list[Edge], third: dict[str, set[str]]) -> str:
+    return "\n".join([START, "```text", *deferred(edges, third), "```", END])
+
+
+def test_the_architecture_page_lists_the_deferred_imports(sources):
+    text = DOC.read_text(encoding="utf-8")
+    block = text[text.index(START): text.index(END) + len(END)]
+    assert block == deferred_block(*graph(sources)), "run: python -m tests.core.test_layers --deferred"
+
+
+def write_deferred() -> None:
+    text = DOC.read_text(encoding="utf-8")
+    new = text[: text.index(START)] + deferred_block(*graph(project_sources())) + text[text.index(END) + len(END):]
+    DOC.write_text(new, encoding="utf-8")
+
+
+if __name__ == "__main__":  # python -m tests.core.test_layers [--deferred | PACKAGE...]
+    if sys.argv[1:] == ["--deferred"]:
+        write_deferred()
+        raise SystemExit(0)
     want = sys.argv[1:]
     edges_, third_ = graph(project_sources())
     found = upward(edges_) + [" ↔ ".join(c) for c in cycles(edges_)] + unjustified_lazy(edges_, third_)
