@@ -35,13 +35,16 @@ def pipeline_latency(pipeline, queries: Sequence[str], modes: Sequence[str] = ("
     """{mode: {stage: {p50, p99, mean, n}}} from one search per query per mode (after one warm-up).
 
     The teacher's score memo is off meanwhile: rerank times the model, not the memo (the warm-up query comes again)."""
+    import contextlib
+
     from reldistill.teacher.score_memo import memo_off
 
     out: dict[str, dict[str, dict[str, float]]] = {}
     for mode in modes:
         if mode == "rerank" and not pipeline.has_reranker:
             continue
-        with memo_off():
+        memo = getattr(getattr(pipeline.reranker, "teacher", None), "memo", None) if mode == "rerank" else None
+        with memo_off(memo) if memo is not None else contextlib.nullcontext():
             pipeline.search(queries[0], mode=mode, k=k, rerank_k=rerank_k)  # warm-up (lazy teacher load, caches)
             per_stage: dict[str, list[float]] = {}
             for q in queries:

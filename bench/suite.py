@@ -29,8 +29,9 @@ def _step(name: str):
     return console.status(f"[bold]bench[/]: {name}")
 
 
-def run_bench(cfg: BenchConfig, data_cfg: DataConfig, run: Path | None = None) -> dict[str, Any]:
-    """Run every benchmark and return the results with a ``markdown`` rendering."""
+def run_bench(cfg: BenchConfig, data_cfg: DataConfig, run: Path | None = None, *, runtime=None) -> dict[str, Any]:
+    """Run every benchmark and return the results with a ``markdown`` rendering (``runtime``: a
+    ``reldistill.settings.Runtime``, how the models run; recorded in the provenance)."""
     import torch
 
     from reldistill.data import load_esci
@@ -41,8 +42,8 @@ def run_bench(cfg: BenchConfig, data_cfg: DataConfig, run: Path | None = None) -
     t_all = time.perf_counter()
     from reldistill.provenance import provenance
 
-    res: dict[str, Any] = {"machine": machine(), "config": dict(cfg.__dict__), "provenance": provenance()}
-    dtypes, res["skipped"] = cpu_dtypes()
+    res: dict[str, Any] = {"machine": machine(), "config": dict(cfg.__dict__), "provenance": provenance(runtime=runtime)}
+    dtypes, res["skipped"] = cpu_dtypes(runtime)
     with _step(f"matmul peak ({', '.join(dtypes)})"):
         res["matmul"] = {dt: matmul_peak(cfg.matmul_n, dt, cfg.repeats) for dt in dtypes}
     peaks = {dt: m["gflops"] for dt, m in res["matmul"].items()}
@@ -53,11 +54,11 @@ def run_bench(cfg: BenchConfig, data_cfg: DataConfig, run: Path | None = None) -
     teacher_dir = rd.teacher if rd is not None and rd.done("teacher") else None
     with _step(f"teacher scoring, {len(pairs)} pairs × {'/'.join(dtypes)}"):
         res["teacher"] = teacher_throughput(pairs["query"].tolist(), pairs["text"].tolist(), cfg.teacher, teacher_dir,
-                                            cfg.teacher_batch, peaks)
+                                            cfg.teacher_batch, peaks, runtime)
     student_name = str(rd.student) if rd is not None and rd.done("student") else cfg.student
-    baseline = load_student(student_name, backend="torch")  # today's path: PyTorch
+    baseline = load_student(student_name, backend="torch", runtime=runtime)  # today's path: PyTorch
     with _step("student backend (auto measures once per CPU and student)"):
-        model = load_student(student_name)  # the backend student.backend / $RELDISTILL_STUDENT_BACKEND picks
+        model = load_student(student_name, runtime=runtime)  # the backend student.backend / $RELDISTILL_STUDENT_BACKEND picks
     products = data.products if cfg.index_docs is None else data.products.head(cfg.index_docs)
     with _step(f"student encoding, {min(cfg.student_docs, len(data.products))} docs × 2 paths"):
         res["student"] = {"model": student_name, **student_encoding(baseline, model, data.products["text"].head(cfg.student_docs).tolist())}
@@ -73,7 +74,7 @@ def run_bench(cfg: BenchConfig, data_cfg: DataConfig, run: Path | None = None) -
     if teacher_dir is not None:
         from reldistill.teacher.rerank import TeacherReranker
 
-        reranker = TeacherReranker.load(teacher_dir)
+        reranker = TeacherReranker.load(teacher_dir, runtime=runtime)
     with _step(f"search latency, {len(queries)} queries per mode"):
         res["search"] = search_latency(built, model, queries, reranker, baseline=baseline)
     res["search_index_products"] = len(products)

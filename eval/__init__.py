@@ -17,18 +17,18 @@ __all__ = ["evaluate_run", "run_bench"]
 
 
 def evaluate_run(run_dir: str | Path, data_cfg=None, cfg: EvalConfig | None = None, search_cfg=None,
-                 index_cfg=None) -> dict[str, Any]:
+                 index_cfg=None, *, runtime=None) -> dict[str, Any]:
     """What `reldistill eval` does: evaluate every system ``run_dir`` holds through its served pipelines, choose the
     served configuration on dev (``serving.json``) and write the reports; returns what report.json holds.
 
     The settings are the recipe's sections (``recipe.data``, ``recipe.eval``, ``recipe.search``, ``recipe.index``);
-    those left out hold their defaults.
+    those left out hold their defaults; ``runtime`` (a ``reldistill.settings.Runtime``) says how the models run.
     """
     from reldistill.config import DataConfig
     from reldistill.eval.report import evaluate_run as _evaluate
     from reldistill.run_layout import RunDir
 
-    return _evaluate(RunDir(run_dir), data_cfg or DataConfig(), cfg or EvalConfig(), search_cfg, index_cfg)
+    return _evaluate(RunDir(run_dir), data_cfg or DataConfig(), cfg or EvalConfig(), search_cfg, index_cfg, runtime=runtime)
 
 
 def run_bench(cfg: BenchConfig | None = None, data_cfg=None, run: str | Path | None = None) -> dict[str, Any]:

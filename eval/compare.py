@@ -40,6 +40,7 @@ from reldistill.recipe.eval import EvalConfig
 from reldistill.recipe.retrieval import IndexConfig, SearchConfig
 from reldistill.retrieval.serving import Serving
 from reldistill.run_layout import RunDir
+from reldistill.settings import Runtime
 from reldistill.student.identity import model_identity
 
 log = logging.getLogger(__name__)
@@ -129,8 +130,9 @@ class Evaluation:
     """One evaluation of a run directory (see module docstring); ``run_all()`` returns the report dict."""
 
     def __init__(self, run_dir: str | Path, data_cfg: DataConfig, cfg: EvalConfig, search_cfg: SearchConfig | None = None,
-                 index_cfg: IndexConfig | None = None, serving: Serving | None = None):
+                 index_cfg: IndexConfig | None = None, serving: Serving | None = None, *, runtime: Runtime | None = None):
         self.run = RunDir(run_dir)
+        self.runtime = runtime or Runtime()  # how the students and the teacher run
         self.data_cfg = data_cfg
         self.cfg = cfg
         self.search_cfg = search_cfg or SearchConfig()
@@ -199,7 +201,7 @@ class Evaluation:
         index_dir = index_dir_of(self.run.root)
         if not (index_dir / MANIFEST).is_file():
             return None
-        pipe = SearchPipeline.from_run(self.run.root, config=self.search_cfg)
+        pipe = SearchPipeline.from_run(self.run.root, config=self.search_cfg, runtime=self.runtime)
         frame = pipe.catalog.frame()
         ids = frame["product_id"].astype(str).tolist()
         if catalog_digest(ids, [pipe.catalog.text(p) for p in ids]) != catalog_digest(self.inputs.product_ids, self.inputs.texts):
@@ -223,7 +225,7 @@ class Evaluation:
                 continue
             t0 = time.perf_counter()
             try:
-                model = main.student if main is not None and main.student_id == model_identity(name) else load_student(name)
+                model = main.student if main is not None and main.student_id == model_identity(name) else load_student(name, runtime=self.runtime)
             except UserError as e:
                 self.absent[system] = f"{desc} {name!r} cannot be loaded: {e}"
                 continue
@@ -238,7 +240,8 @@ class Evaluation:
                 judged = inp.judged if "esci_label" in inp.judged else None
                 pipe = SearchPipeline.from_data(self._products, judged, model, vectors=emb, index_config=self.index_cfg,
                                                 config=self.search_cfg, name=system,
-                                                teacher_dir=self.run.teacher if self.run.done("teacher") else None)
+                                                teacher_dir=self.run.teacher if self.run.done("teacher") else None,
+                                                runtime=self.runtime)
                 main = pipe  # the other students share its BM25 and catalog
             pipe.query_vectors = {}
             self.pipes[system] = pipe
@@ -251,7 +254,8 @@ class Evaluation:
     def _teacher_ready(self) -> bool:
         tdir = self.run.teacher
         if self.teacher_cache is None and (tdir / MANIFEST).is_file():
-            self.teacher_cache = TeacherScoreCache(tdir, self.cache_dir, self.cfg.teacher_dtype, self.cfg.teacher_batch)
+            self.teacher_cache = TeacherScoreCache(tdir, self.cache_dir, self.cfg.teacher_dtype, self.cfg.teacher_batch,
+                                                   runtime=self.runtime)
         return self.teacher_cache is not None
 
     def search(self, system: str, inp: EvalInputs, mode: str, weights: dict[str, float] | None = None,
@@ -336,7 +340,8 @@ class Evaluation:
         self.runs["task1"]["teacher"] = self._task1_run(judged_scores)
         self._calibrated("teacher", self.run.teacher, judged_scores, True)
         if read_json(self.run.teacher / MANIFEST).get("prior"):  # the blend hides the LLM's own judgement: show it too
-            alone = TeacherScoreCache(self.run.teacher, self.cache_dir, self.cfg.teacher_dtype, self.cfg.teacher_batch, prior=False)
+            alone = TeacherScoreCache(self.run.teacher, self.cache_dir, self.cfg.teacher_dtype, self.cfg.teacher_batch, prior=False,
+                                      runtime=self.runtime)
             self.runs["task1"]["teacher (LLM alone)"] = self._task1_run(
                 alone.scores(inp.judged["query"].astype(str).tolist(), [inp.texts[self.row_of[p]] for p in inp.judged["product_id"]]))
         soft = inp.judged["soft_label"].to_numpy(dtype=np.float64)

@@ -9,6 +9,7 @@ from reldistill.artifacts import MANIFEST, atomic_path, read_json, staged_commit
 from reldistill.eval.findings import findings
 from reldistill.provenance import provenance
 from reldistill.run_layout import REPORT_JSON, REPORT_MD, RunDir, safe_name
+from reldistill.settings import Runtime
 
 SYSTEM_ORDER = ("bm25", "dense-base", "dense-human", "dense-distilled", "hybrid-base", "hybrid-distilled",
                 "hybrid-base+rerank", "hybrid-distilled+rerank", "teacher")
@@ -171,28 +172,30 @@ def other_data_dir(run: RunDir, data_path: str | Path, split: str) -> Path | Non
     return run.other_eval(data_path, split)
 
 
-def evaluate_run(run: RunDir, data_cfg, cfg, search_cfg=None, index_cfg=None) -> dict[str, Any]:
+def evaluate_run(run: RunDir, data_cfg, cfg, search_cfg=None, index_cfg=None, *, runtime: Runtime | None = None) -> dict[str, Any]:
     """Evaluate the run through its served pipelines and write the report.
 
     On the run's own data: report.json / report.md at the run's root, and the configuration chosen on dev
     in ``serving.json``. On other data: everything under ``eval/other/<data>-<split>/`` (the run's own
-    report and serving.json untouched), with the run's served configuration as the headline.
+    report and serving.json untouched), with the run's served configuration as the headline. ``runtime``: how the
+    students and the teacher run (recorded in the report's provenance).
     """
     from reldistill.eval.compare import Evaluation
     from reldistill.retrieval.serving import read_serving, write_serving
 
     out_dir = other_data_dir(run, data_cfg.path, cfg.split)
     ev = Evaluation(run.root, data_cfg, cfg, search_cfg, index_cfg,
-                    serving=read_serving(run.root) if out_dir is not None else None)
+                    serving=read_serving(run.root) if out_dir is not None else None, runtime=runtime)
     result = ev.run_all()
     with staged_commit(out_dir or run.root) as stage:  # reports, eval/ and serving.json replace the old ones as one unit
-        report = write_report(run, result, out_dir, stage=stage)
+        report = write_report(run, result, out_dir, stage=stage, runtime=runtime)
         if out_dir is None and ev.chose:
             write_serving(stage, ev.serving)
     return report
 
 
-def write_report(run: RunDir, report: dict[str, Any], out_dir: Path | None = None, stage: Path | None = None) -> dict[str, Any]:
+def write_report(run: RunDir, report: dict[str, Any], out_dir: Path | None = None, stage: Path | None = None, *,
+                 runtime: Runtime | None = None) -> dict[str, Any]:
     """Write TREC runs, plots, report.json, report.md and eval/manifest.json (last). Returns the JSON written.
 
     ``out_dir``: write all of it there instead (an eval on other data), leaving the run's own report alone.
@@ -217,7 +220,7 @@ def write_report(run: RunDir, report: dict[str, Any], out_dir: Path | None = Non
         files.append(plot_reliability(report, eval_dir / "reliability.png").name)
     report["files"] = {"trec_and_plots": files, "report_json": str(report_json), "report_md": str(report_md)}
     report["findings"] = findings(report)
-    report.setdefault("provenance", provenance())  # command, commit and CPU, for the pages `reldistill report` renders
+    report.setdefault("provenance", provenance(runtime=runtime))  # command, commit and CPU, for the pages `reldistill report` renders
     write_json(at(report_json), report)
     write_text(at(report_md), render_markdown(report))
     write_manifest(eval_dir, "eval", split=report["split"], n_queries=report["n_queries"],

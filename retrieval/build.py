@@ -24,6 +24,7 @@ from reldistill.index.catalog import Catalog
 from reldistill.index.dense import DenseIndex
 from reldistill.index.lexical import BM25Index
 from reldistill.run_layout import RunDir, index_dir_of, run_relative
+from reldistill.settings import Runtime
 from reldistill.student.catalog_vectors import cache_key, catalog_digest, load_vectors
 from reldistill.student.encode import check_student_folder
 from reldistill.student.identity import model_identity
@@ -73,11 +74,12 @@ def encode_catalog(model, ids: list[str], texts: list[str], cache: Path | None =
 
 def build_index(run_dir_or_index_dir: str | Path, student_path: str | None = None, data_cfg: DataConfig | None = None,
                 kind: str = "flat", config: IndexConfig | None = None, products: pd.DataFrame | None = None,
-                examples: pd.DataFrame | None = None, force: bool = False) -> Path:
+                examples: pd.DataFrame | None = None, force: bool = False, *, runtime: Runtime | None = None) -> Path:
     """Encode the catalog with the student and write ``<run>/index/`` atomically; returns the index directory.
 
     ``products``/``examples`` override the catalog and judged pairs loaded from ``data_cfg`` (tests, subsets).
-    An existing index directory that is not an index is refused unless ``force``.
+    An existing index directory that is not an index is refused unless ``force``. ``runtime``: the student's
+    backend, int8 and precision settings (default the library's).
     """
     from reldistill.data import load_esci
     from reldistill.student import load_student
@@ -100,19 +102,20 @@ def build_index(run_dir_or_index_dir: str | Path, student_path: str | None = Non
     catalog = Catalog.from_data(products, examples)  # refuses duplicate product ids
     ids = products["product_id"].astype(str).tolist()
     texts = products["text"].astype(str).tolist()
-    model = load_student(student_path)
+    runtime = runtime or Runtime()
+    model = load_student(student_path, runtime=runtime)
     dim = int(model.get_embedding_dimension())
     backend = model.reldistill_backend
-    cache = RunDir(run_dir, check=False).index_cache / cache_key(student_path, ids, texts, backend)
+    cache = RunDir(run_dir, check=False).index_cache / cache_key(student_path, ids, texts, backend, runtime=runtime)
     reuse = Path(student_path).is_dir() and not backend.endswith("int8")  # saved vectors are fp32 ones
-    emb = load_vectors(student_path, ids, texts) if reuse else None
+    emb = load_vectors(student_path, ids, texts, runtime=runtime) if reuse else None
     if emb is None:
         emb = encode_catalog(model, ids, texts, cache=cache, batch_size=cfg.batch_size)
     int8 = query_int8 = None
     if backend in ("onnx", "onnx-int8") and examples is not None:
-        model, emb, int8 = int8_gate(student_path, model, emb, products, examples, data_cfg, cfg.batch_size)
+        model, emb, int8 = int8_gate(student_path, model, emb, products, examples, data_cfg, cfg.batch_size, runtime)
     if examples is not None:
-        query_int8 = query_int8_gate(student_path, model, emb, products, examples, data_cfg)
+        query_int8 = query_int8_gate(student_path, model, emb, products, examples, data_cfg, runtime)
     dense = DenseIndex.build(emb, ids, kind=cfg.kind, model=student_id, config=cfg)
     bm25 = BM25Index.build(ids, texts)
     fingerprint = data_fingerprint(data_cfg.path) if Path(data_cfg.path).exists() else {}
@@ -131,7 +134,7 @@ def build_index(run_dir_or_index_dir: str | Path, student_path: str | None = Non
 
 
 def int8_gate(student_path: str, model, emb: np.ndarray, products: pd.DataFrame, examples: pd.DataFrame,
-              data_cfg: DataConfig, batch_size: int = 64):
+              data_cfg: DataConfig, batch_size: int = 64, runtime: Runtime | None = None):
     """With ``student.int8: auto``, measure dev nDCG@10 of the int8 ONNX export against fp32 once per student
     (recorded beside the export); returns (model, catalog vectors, verdict) — int8 ones only when it held."""
     from reldistill.student.dev_eval import evaluate_student
@@ -139,24 +142,25 @@ def int8_gate(student_path: str, model, emb: np.ndarray, products: pd.DataFrame,
     from reldistill.student import load_student
     from reldistill.student.identity import weights_digest
 
-    folder = Path(resolve_model(student_path).path)
+    runtime = runtime or Runtime()
+    folder = Path(resolve_model(student_path, runtime).path)
     digest = weights_digest(folder)
-    if rt.int8_setting() != "auto" or digest is None:
+    if runtime.student_int8 != "auto" or digest is None:
         return model, emb, None
     ids, texts = products["product_id"].astype(str).tolist(), products["text"].astype(str).tolist()
-    verdict = rt.int8_verdict(folder, digest)
+    verdict = rt.int8_verdict(folder, digest, runtime=runtime)
     if verdict is None or verdict.get("catalog") != catalog_digest(ids, texts):
         ex = dev_examples(examples, data_cfg)
         if ex is None:
             return model, emb, None
         if model.reldistill_backend != "onnx":  # an int8 model from an earlier verdict: measure against fp32 again
-            model = load_student(student_path, backend="onnx", int8=False)
+            model = load_student(student_path, backend="onnx", int8=False, runtime=runtime)
             emb = encode_catalog(model, ids, texts, batch_size=batch_size)
-        quant = load_student(student_path, backend="onnx", int8=True)
+        quant = load_student(student_path, backend="onnx", int8=True, runtime=runtime)
         quant_emb = encode_catalog(quant, ids, texts, batch_size=batch_size)
         fp32 = evaluate_student(model, ex, products, "dev", doc_embeddings=emb)["ndcg@10"]
         q8 = evaluate_student(quant, ex, products, "dev", doc_embeddings=quant_emb)["ndcg@10"]
-        verdict = rt.record_int8_verdict(folder, digest, fp32, q8, catalog_digest(ids, texts))
+        verdict = rt.record_int8_verdict(folder, digest, fp32, q8, catalog_digest(ids, texts), runtime=runtime)
         log.info("int8 student export: dev nDCG@10 %.4f vs fp32 %.4f → %s", q8, fp32, "kept" if verdict["kept"] else "not used")
         if verdict["kept"]:
             return quant, quant_emb, verdict
@@ -174,7 +178,7 @@ def dev_examples(examples: pd.DataFrame, data_cfg: DataConfig) -> pd.DataFrame |
 
 
 def query_int8_gate(student_path: str, model, emb: np.ndarray, products: pd.DataFrame, examples: pd.DataFrame,
-                    data_cfg: DataConfig) -> dict | None:
+                    data_cfg: DataConfig, runtime: Runtime | None = None) -> dict | None:
     """With ``student.int8: auto``: dev nDCG@10 of the dev queries encoded by the int8 ONNX query encoder vs the fp32
     one, both searched against ``emb`` (the catalog vectors this index holds, which stay as they are).
 
@@ -188,27 +192,28 @@ def query_int8_gate(student_path: str, model, emb: np.ndarray, products: pd.Data
     from reldistill.student.identity import weights_digest
     from reldistill.student.query_encoder import QueryEncoder, lean_plan
 
-    folder = Path(resolve_model(student_path).path)
+    runtime = runtime or Runtime()
+    folder = Path(resolve_model(student_path, runtime).path)
     digest = weights_digest(folder) if folder.is_dir() else None
-    if (rt.int8_setting() != "auto" or digest is None or not rt.runtime_installed("onnx") or lean_plan(model) is None
+    if (runtime.student_int8 != "auto" or digest is None or not rt.runtime_installed("onnx") or lean_plan(model) is None
             or model.reldistill_backend.endswith("-int8")):
         return None
     catalog = catalog_digest(products["product_id"].astype(str).tolist(), products["text"].astype(str).tolist())
-    verdict = rt.query_int8_verdict(folder, digest)
+    verdict = rt.query_int8_verdict(folder, digest, runtime)
     if verdict is not None and (verdict.get("catalog"), verdict.get("catalog_backend")) == (catalog, model.reldistill_backend):
         return verdict
     ex = dev_examples(examples, data_cfg)
     if ex is None:
         return None
     try:
-        fp32 = QueryEncoder(model, "onnx", rt.ensure_export(model, folder, digest))
-        quant = QueryEncoder(model, "onnx-int8", rt.ensure_export(model, folder, digest, int8=True))
+        fp32 = QueryEncoder(model, "onnx", rt.ensure_export(model, folder, digest, runtime=runtime))
+        quant = QueryEncoder(model, "onnx-int8", rt.ensure_export(model, folder, digest, int8=True, runtime=runtime))
         a, b = (evaluate_student(model, ex, products, "dev", doc_embeddings=emb, query_encoder=e) for e in (fp32, quant))
     except Exception as e:  # noqa: BLE001 - a failed export or session costs the int8 speed-up, never the index
         log.warning("query int8 gate not measured (%s: %s); queries stay fp32", type(e).__name__, e)
         return None
     a, b, n = a["ndcg@10"], b["ndcg@10"], a["queries"]
-    verdict = rt.record_int8_verdict(folder, digest, a, b, catalog, key="query_int8",
+    verdict = rt.record_int8_verdict(folder, digest, a, b, catalog, key="query_int8", runtime=runtime,
                                      catalog_backend=model.reldistill_backend, dev_queries=n)
     log.info("int8 queries: dev nDCG@10 %.4f vs fp32 %.4f (catalog vectors: %s) → %s", b, a, model.reldistill_backend,
              "kept" if verdict["kept"] else "not used")

@@ -30,6 +30,7 @@ from reldistill.calibration import CALIBRATION_FILE, save_calibration
 from reldistill.calibration import summary as calibration_summary
 from reldistill.errors import UserError
 from reldistill.recipe import Recipe, override
+from reldistill.settings import Runtime
 from reldistill.teacher.artifact import KIND, save_trainables
 
 log = logging.getLogger(__name__)
@@ -163,7 +164,8 @@ class _Evaluator:
 
 
 def train_teacher(recipe: Recipe, output_dir: str | os.PathLike, resume: bool = True,
-                  max_steps: int | None = None, max_minutes: float | None = None, progress: bool = True) -> Path:
+                  max_steps: int | None = None, max_minutes: float | None = None, progress: bool = True, *,
+                  runtime: Runtime | None = None) -> Path:
     """Train the teacher of ``recipe`` (its data/teacher/train sections) into ``output_dir`` (in-process or
     under ``accelerate launch``).
 
@@ -191,12 +193,13 @@ def train_teacher(recipe: Recipe, output_dir: str | os.PathLike, resume: bool = 
     recipe = dataclasses.replace(recipe, train=override(recipe.train, max_steps=max_steps, max_minutes=max_minutes))
     tc, tr = recipe.teacher, recipe.train
     out = Path(output_dir)
-    threads = set_cpu_threads(tr.cpu_threads)
+    runtime = runtime or Runtime()
+    threads = set_cpu_threads(tr.cpu_threads, runtime)
 
-    dtype = resolve_dtype(tr.precision)
+    dtype = resolve_dtype(tr.precision, runtime=runtime)
     use_bf16 = dtype == torch.bfloat16
     # no GPU: CPU processes (gloo) — `accelerate launch --multi_gpu --num_processes N` spawns them via torchrun
-    reset_accelerate_state()  # an earlier in-process Trainer may have fixed another precision
+    reset_accelerate_state(runtime)  # an earlier in-process Trainer may have fixed another precision
     accelerator = Accelerator(mixed_precision="bf16" if use_bf16 else "no", cpu=not torch.cuda.is_available())
     main = accelerator.is_main_process
     rank, world = accelerator.process_index, accelerator.num_processes
@@ -236,7 +239,7 @@ def train_teacher(recipe: Recipe, output_dir: str | os.PathLike, resume: bool = 
     if tr.train_layers and world > 1:
         raise UserError("train.train_layers (cached prefix) trains in one process — drop accelerate launch or set train_layers: 0.")
     torch.manual_seed(tr.seed)
-    model, tokenizer, resolved = build_cross_encoder(tc, dtype, train_layers=tr.train_layers)
+    model, tokenizer, resolved = build_cross_encoder(tc, dtype, train_layers=tr.train_layers, runtime=runtime)
     choose_pad_token(tokenizer)
     for p in model.parameters():  # trainable params stay fp32 (bf16 autocast runs the maths)
         if p.requires_grad and p.dtype != torch.float32:
@@ -291,7 +294,7 @@ def train_teacher(recipe: Recipe, output_dir: str | os.PathLike, resume: bool = 
 
         t_prefix = time.monotonic()
         split = num_layers(raw_model.backbone) - tr.train_layers
-        cdir = Path(tr.cache_dir) if tr.cache_dir else cache_root() / "teacher-prefix"
+        cdir = Path(tr.cache_dir) if tr.cache_dir else cache_root(runtime) / "teacher-prefix"
         base_id = f"{resolved.hub_id or resolved.path}:{resolved.gguf_file}"
         pdtype = next(raw_model.backbone.parameters()).dtype
         train_prefix = prefix_states(raw_model, encoder, train_ids, split, tr.eval_batch_size,
@@ -450,12 +453,12 @@ def train_teacher(recipe: Recipe, output_dir: str | os.PathLike, resume: bool = 
             if chosen not in dev_logits:  # kept from before a resume: score dev with the restored weights
                 evaluator(raw_model, accelerator)
                 dev_logits[chosen] = evaluator.last_logits
-            prior = fit_prior(dev_df, dev_logits[chosen], tc.prior_student, tc.prior_weights)
+            prior = fit_prior(dev_df, dev_logits[chosen], tc.prior_student, tc.prior_weights, runtime=runtime)
             log.info("teacher prior %s: dev nDCG@10 by LLM weight %s -> w = %g", tc.prior_student, prior["dev_ndcg10"], prior["weight"])
         calibration = None
         if not is_fsdp and tr.eval_split == "dev":  # fitted on dev only, never on the split a report reads
             calibration = _fit_calibration(dev_df, dev_logits, chosen, prior, recipe,
-                                           lambda: (evaluator(raw_model, accelerator), evaluator.last_logits)[1])
+                                           lambda: (evaluator(raw_model, accelerator), evaluator.last_logits)[1], runtime)
         _write_artifact(out, raw_model, tokenizer, recipe, resolved, {
             "steps": step, "total_steps": plan.total_steps, "chosen_step": chosen,
             "epochs_done": round(step / plan.steps_per_epoch, 4), "finished": step >= plan.total_steps,
@@ -492,7 +495,8 @@ class _null:
         return False
 
 
-def _fit_calibration(dev_df, dev_logits: dict, chosen: int, prior: dict | None, recipe: Recipe, rescore):
+def _fit_calibration(dev_df, dev_logits: dict, chosen: int, prior: dict | None, recipe: Recipe, rescore,
+                     runtime: Runtime | None = None):
     """The kept checkpoint's calibration on dev (its dev logits, blended with the prior as served), or None
     when dev is empty or too small (a warning: `reldistill calibrate` fits it later)."""
     from reldistill.teacher.calibrate import fit_teacher_calibration
@@ -506,7 +510,8 @@ def _fit_calibration(dev_df, dev_logits: dict, chosen: int, prior: dict | None, 
     logits = np.asarray(logits, dtype=np.float64)
     blend = Prior.from_manifest(prior)
     if blend is not None:
-        logits = blend.apply(dev_df["query"].astype(str).tolist(), dev_df["text"].astype(str).tolist(), logits).astype(np.float64)
+        logits = blend.apply(dev_df["query"].astype(str).tolist(), dev_df["text"].astype(str).tolist(), logits,
+                             runtime).astype(np.float64)
     try:
         return fit_teacher_calibration(dev_df, 1.0 / (1.0 + np.exp(-logits)), recipe.data)
     except UserError as e:

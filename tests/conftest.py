@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from reldistill.settings import Runtime
+
+# Subprocess CLI tests get these through the environment (the CLI resolves its runtime from it); in-process tests pass
+# TEST_RUNTIME (or the `runtime` fixture), the same choices as an explicit Runtime.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Students encode through PyTorch unless a test picks a backend (auto would export and time each tiny student).
@@ -16,6 +20,10 @@ os.environ.setdefault("RELDISTILL_STUDENT_BACKEND", "torch")
 os.environ.setdefault("RELDISTILL_STUDENT_QUERY_BACKEND", "torch")  # the lean one-query path, on PyTorch
 # The teacher stays fp32 unless a test asks for int8 (auto would run the int8 gate for each tiny teacher on a CPU without bf16).
 os.environ.setdefault("RELDISTILL_TEACHER_INT8", "off")
+
+# What in-process tests run with: the environment above (torch students, no teacher int8, offline hub, the user's
+# cache folder and precision settings), resolved once like the CLI does.
+TEST_RUNTIME = Runtime.from_env()
 
 REPO = Path(__file__).resolve().parents[1]
 ESCI_SAMPLE = REPO.parent / "shared" / "data" / "esci-sample"
@@ -68,3 +76,9 @@ def assert_user_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture
+def runtime() -> Runtime:
+    """The in-process tests' runtime settings (TEST_RUNTIME)."""
+    return TEST_RUNTIME

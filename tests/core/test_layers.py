@@ -75,6 +75,9 @@ def imports_of(module: str, source: str, known: set[str]) -> tuple[list[Edge], s
     tree = ast.parse(source)
     in_fn = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
              for n in ast.walk(f)}
+    # `if TYPE_CHECKING:` imports are annotations only: an edge for the layers, but nothing loaded at run time
+    typing_only = {id(n) for f in ast.walk(tree) if isinstance(f, ast.If) and "TYPE_CHECKING" in ast.unparse(f.test)
+                   for n in ast.walk(f)}
     edges, third = [], set()
     for node in ast.walk(tree):
         names: list[str] = []
@@ -89,7 +92,7 @@ def imports_of(module: str, source: str, known: set[str]) -> tuple[list[Edge], s
                 while dst not in known and "." in dst:
                     dst = dst.rsplit(".", 1)[0]
                 edges.append(Edge(module, dst, node.lineno, id(node) in in_fn))
-            elif id(node) not in in_fn and name:
+            elif id(node) not in in_fn and id(node) not in typing_only and name:
                 third.add(name.split(".")[0])
     return edges, third
 

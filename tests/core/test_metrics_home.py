@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from reldistill.labels import DEFAULT_GAINS
+from tests.conftest import TEST_RUNTIME
 
 
 def test_exact_top_k_equals_the_full_matrix_top_k_on_random_data():
@@ -45,7 +46,7 @@ def test_teacher_student_and_eval_ndcg_agree_on_one_run(esci_dir, tmp_path):
     products = data.products[data.products["product_id"].isin(examples["product_id"])].reset_index(drop=True)
     products = pd.concat([products, data.products[~data.products["product_id"].isin(products["product_id"])].head(40)],
                          ignore_index=True)
-    model = load_student(str(build_tiny_student(tmp_path / "tiny")))
+    model = load_student(str(build_tiny_student(tmp_path / "tiny")), runtime=TEST_RUNTIME)
 
     student = evaluate_student(model, examples, products, "dev", k=len(products))["ndcg@10"]
 

@@ -6,7 +6,7 @@ import json
 import os
 
 from tests.conftest import load_script
-from reldistill.teacher.prefix_kv import PREFIX_KV_ENV
+from reldistill.settings import PREFIX_KV_ENV
 from tests.teacher_testkit import tiny_teacher_dir
 
 

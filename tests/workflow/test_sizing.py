@@ -7,6 +7,7 @@ import json
 import pytest
 
 from reldistill.workflow import sizing as sz
+from tests.conftest import TEST_RUNTIME
 
 # what work_of counted on the sample before judged train queries became a sized knob: 5,491 teacher pairs whatever
 # the sizes = 1,776 of test Task-1 and rerank pools + 70 fully judged train queries x 53.09 pairs
@@ -105,13 +106,13 @@ def test_mining_keeps_a_seeded_sample_of_judged_queries(esci_dir):
 
     data = load_esci(DataConfig(path=str(esci_dir)))
     cfg = DistillConfig(bm25_depth=2, dense_depth=0, unlabeled_depth=0, max_unlabeled_queries=0, drop_near_duplicates=False)
-    full = mine_candidates(data, cfg)
-    capped = mine_candidates(data, DistillConfig(**{**cfg.__dict__, "max_judged_queries": 20}))
+    full = mine_candidates(data, cfg, runtime=TEST_RUNTIME)
+    capped = mine_candidates(data, DistillConfig(**{**cfg.__dict__, "max_judged_queries": 20}), runtime=TEST_RUNTIME)
     assert capped["query_id"].nunique() == 20 < full["query_id"].nunique()
     assert set(capped["query_id"]) <= set(full["query_id"])  # a sample of the same queries, each with all its pairs
     for qid, rows in capped.groupby("query_id"):
         assert len(rows) == (full["query_id"] == qid).sum()
-    again = mine_candidates(data, DistillConfig(**{**cfg.__dict__, "max_judged_queries": 20}))
+    again = mine_candidates(data, DistillConfig(**{**cfg.__dict__, "max_judged_queries": 20}), runtime=TEST_RUNTIME)
     assert set(again["query_id"]) == set(capped["query_id"])  # seeded
     with pytest.raises(Exception, match="max_judged_queries"):
         DistillConfig(max_judged_queries=0)

@@ -12,6 +12,7 @@ from reldistill.config import DataConfig
 from reldistill.errors import UserError
 from reldistill.recipe import Recipe, load_recipe, option_help, override
 from reldistill.recipe.retrieval import LOOPBACK_HOSTS, MODES, IndexConfig, SearchConfig, ServeConfig
+from reldistill.settings import Runtime
 
 index_app = typer.Typer(help="Build the FAISS + BM25 product index of a run.", no_args_is_help=True)
 
@@ -20,12 +21,10 @@ ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="Recipe YAML
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", min=1, help="torch CPU threads (1 is fastest for single queries on a busy machine).")]
 
 
-def _recipe(config: Path | None) -> Recipe:
-    from reldistill.student.backend import configure_backend
-
+def _recipe(config: Path | None) -> tuple[Recipe, Runtime]:
+    """The recipe and the runtime settings its student: section and the environment give (index build, search, serve)."""
     recipe = load_recipe(config)
-    configure_backend(recipe.student)  # student.backend for index build, search and serve
-    return recipe
+    return recipe, Runtime.from_env(student=recipe.student)
 
 
 def _threads(n: int | None) -> None:
@@ -49,16 +48,16 @@ def index_build_cmd(
     from reldistill.retrieval.build import build_index
     from reldistill.run_layout import RunDir
 
-    recipe = _recipe(config)
+    recipe, runtime = _recipe(config)
     icfg = override(recipe.index, kind=kind)
     RunDir.for_output(run)  # a file or an artifact as --run is refused; a new run appears only with its index
     _threads(threads)
     data_cfg = override(recipe.data, path=str(data) if data is not None else None)
-    out = build_index(run, student, data_cfg, kind=icfg.kind, config=icfg, force=force)
+    out = build_index(run, student, data_cfg, kind=icfg.kind, config=icfg, force=force, runtime=runtime)
     typer.echo(str(out))
 
 
-def _pipeline(run: Path, cfg: SearchConfig, student: str | None = None, name: str | None = None):
+def _pipeline(run: Path, cfg: SearchConfig, runtime: Runtime, student: str | None = None, name: str | None = None):
     """The run's pipeline under the recipe's ``search:`` settings, with the run's dev-chosen serving.json applied."""
     from reldistill.retrieval.pipeline import SearchPipeline
     from reldistill.retrieval.serving import read_serving
@@ -66,7 +65,7 @@ def _pipeline(run: Path, cfg: SearchConfig, student: str | None = None, name: st
     serving = read_serving(run)
     if serving is not None:
         cfg = serving.search_config(cfg)
-    pipe = SearchPipeline.from_run(run, student=student, config=cfg, name=name)
+    pipe = SearchPipeline.from_run(run, student=student, config=cfg, name=name, runtime=runtime)
     if serving is not None:
         pipe.default_mode = serving.mode
     return pipe
@@ -89,14 +88,15 @@ def search_cmd(
     check_query(query)
     if mode is not None and mode not in MODES:
         raise UserError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}.")
-    search = _recipe(config).search
+    recipe, runtime = _recipe(config)
+    search = recipe.search
     max_k = search.max_k
     if not 1 <= k <= max_k:
         raise UserError(f"--k must be between 1 and {max_k}, got {k}.")
     if rerank_k is not None and not 1 <= rerank_k <= max_k:
         raise UserError(f"--rerank-k must be between 1 and {max_k}, got {rerank_k}.")
     _threads(threads)
-    pipe = _pipeline(run, search)
+    pipe = _pipeline(run, search, runtime)
     mode = mode or pipe.default_mode
     res = pipe.search(query, mode=mode, k=k, rerank_k=rerank_k, min_score=min_score)
     if as_json:
@@ -137,7 +137,7 @@ def serve_cmd(
     from reldistill.retrieval.service import create_app
     from reldistill.run_layout import index_dir_of
 
-    recipe = _recipe(config)
+    recipe, runtime = _recipe(config)
     if trusted_host is not None and any(not h.strip() for h in trusted_host):
         raise UserError("--trusted-host must name a host (\"*\" accepts any), not an empty string.")
     scfg = override(recipe.serve, host=host or None, port=port, api_key=_api_key(api_key, api_key_file),
@@ -147,12 +147,12 @@ def serve_cmd(
     if not scfg.loopback and scfg.trusted_hosts == list(LOOPBACK_HOSTS):  # clients name the bound address (any, for 0.0.0.0)
         scfg.trusted_hosts = ["*"] if scfg.host in ("0.0.0.0", "::") else [*LOOPBACK_HOSTS, scfg.host]
     _threads(threads)
-    pipe = _pipeline(run, recipe.search)
+    pipe = _pipeline(run, recipe.search, runtime)
     other = None
     if compare:
         cpath = Path(compare)
         if cpath.is_dir() and index_dir_of(cpath).is_dir():
-            other = _pipeline(cpath, recipe.search)
+            other = _pipeline(cpath, recipe.search, runtime)
         else:
             other = pipe.with_student(compare, name=compare)
     app = create_app(pipe, scfg, compare=other)
