@@ -114,13 +114,14 @@ def latency(run_dir: str | Path | None = None, pipeline=None, queries: Sequence[
             rerank_k: int | None = None, modes: Sequence[str] = ("bm25", "dense", "hybrid", "rerank"),
             max_queries: int | None = None, synthetic_n: int = 1_000_000, dim: int = 384, hnsw_m: int = 16,
             ef_construction: int = 40, ef_search: int = 64, synthetic_queries: int = 200, clusters: int = 1000,
-            print_table: bool = True) -> dict[str, Any]:
-    """Benchmark a run's pipeline (judged test queries by default) and/or synthetic flat vs HNSW; prints a table."""
+            print_table: bool = True, runtime=None) -> dict[str, Any]:
+    """Benchmark a run's pipeline (judged test queries by default) and/or synthetic flat vs HNSW; prints a table
+    (``runtime``: a ``reldistill.settings.Runtime`` the run's pipeline loads with)."""
     from reldistill.retrieval.pipeline import SearchPipeline
 
     report: dict[str, Any] = {}
     if pipeline is None and run_dir is not None:
-        pipeline = SearchPipeline.from_run(run_dir)
+        pipeline = SearchPipeline.from_run(run_dir, runtime=runtime)
     if pipeline is not None:
         if queries is None:
             queries = _judged_test_queries(pipeline)
@@ -202,10 +203,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     a = ap.parse_args(argv)
     import torch
 
+    from reldistill.settings import Runtime
+
     torch.set_num_threads(a.threads)
     rep = latency(a.run, k=a.k, rerank_k=a.rerank_k, max_queries=a.max_queries, synthetic_n=a.synthetic_n, dim=a.dim,
                   hnsw_m=a.hnsw_m, ef_construction=a.ef_construction, ef_search=a.ef_search,
-                  synthetic_queries=a.synthetic_queries, clusters=a.clusters)
+                  synthetic_queries=a.synthetic_queries, clusters=a.clusters, runtime=Runtime.from_env())
     if a.json:
         from reldistill.artifacts import write_json
 

@@ -229,7 +229,7 @@ class Evaluation:
             except UserError as e:
                 self.absent[system] = f"{desc} {name!r} cannot be loaded: {e}"
                 continue
-            emb, source = catalog_vectors(system, model, resolve_model(name).path, inp.product_ids, inp.texts, self.cache_dir,
+            emb, source = catalog_vectors(system, model, resolve_model(name, self.runtime).path, inp.product_ids, inp.texts, self.cache_dir,
                                           self.cfg.batch_size, index_dir_of(self.run.root), name)
             self.vectors[system] = emb
             if main is not None and main.student_id == model_identity(name):

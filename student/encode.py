@@ -159,20 +159,24 @@ def autocast(model, runtime: Runtime | None = None):
     return torch.autocast(device, dtype=torch.bfloat16)
 
 
-def _encode(model, texts: list[str], kind: str, batch_size: int, show_progress: bool) -> np.ndarray:
+def _encode(model, texts: list[str], kind: str, batch_size: int, show_progress: bool,
+            runtime: Runtime | None) -> np.ndarray:
     prompt = (getattr(model, "prompts", None) or {}).get(kind) or None
-    with autocast(model):
+    with autocast(model, runtime):
         emb = model.encode(list(texts), prompt=prompt, batch_size=batch_size, convert_to_numpy=True,
                            normalize_embeddings=True, show_progress_bar=show_progress)
     return np.ascontiguousarray(emb, dtype=np.float32)
 
 
-def encode_queries(model, texts: list[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
-    """L2-normalised float32 query embeddings (query prompt applied if the model has one)."""
-    return _encode(model, texts, "query", batch_size, show_progress)
+def encode_queries(model, texts: list[str], batch_size: int = 64, show_progress: bool = False, *,
+                   runtime: Runtime | None = None) -> np.ndarray:
+    """L2-normalised float32 query embeddings (query prompt applied if the model has one; ``runtime``: its student
+    precision, default the one the model was loaded with)."""
+    return _encode(model, texts, "query", batch_size, show_progress, runtime)
 
 
-def encode_documents(model, texts: list[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
-    """L2-normalised float32 document embeddings (document prompt applied if the model has one)."""
-    return _encode(model, texts, "document", batch_size, show_progress)
-
+def encode_documents(model, texts: list[str], batch_size: int = 64, show_progress: bool = False, *,
+                     runtime: Runtime | None = None) -> np.ndarray:
+    """L2-normalised float32 document embeddings (document prompt applied if the model has one; ``runtime``: as for
+    ``encode_queries``)."""
+    return _encode(model, texts, "document", batch_size, show_progress, runtime)

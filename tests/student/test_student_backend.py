@@ -142,9 +142,9 @@ def test_choose_fastest_prefers_higher_throughput():
     t = {"torch": {"query_p50_ms": 10.0, "docs_per_s": 100.0},
          "onnx": {"query_p50_ms": 2.0, "docs_per_s": 150.0},
          "openvino": {"query_p50_ms": 1.0, "docs_per_s": 90.0}}
-    assert rt.choose_fastest(t) == "onnx"  # one-query latency is the query encoder's choice, not the batch backend's
-    assert rt.choose_fastest({"torch": t["torch"]}) == "torch"
-    assert rt.choose_fastest({"torch": t["torch"], "onnx": {**t["onnx"], "docs_per_s": 100.0}}) == "torch"  # a tie
+    assert enc.choose_fastest(t) == "onnx"  # one-query latency is the query encoder's choice, not the batch backend's
+    assert enc.choose_fastest({"torch": t["torch"]}) == "torch"
+    assert enc.choose_fastest({"torch": t["torch"], "onnx": {**t["onnx"], "docs_per_s": 100.0}}) == "torch"  # a tie
 
 
 def test_bad_backend_setting_is_one_clear_error(tmp_path):

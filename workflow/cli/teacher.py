@@ -156,7 +156,8 @@ def eval_cmd(
 def plan_cmd(config: ConfigOpt, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
              device: Annotated[str, typer.Option(help="gpu (CUDA memory) | cpu (peak RSS per training process).")] = "gpu") -> None:
     """Backbone, LoRA/head/total parameters and estimated training memory — offline, no weights."""
-    p = plan_teacher(load_recipe(config), device=device)  # bad recipes fail before the heavy imports
+    recipe = load_recipe(config)  # bad recipes fail before the heavy imports
+    p = plan_teacher(recipe, device=device, runtime=Runtime.from_env(student=recipe.student))
     if as_json:
         _print(p)
         return
