@@ -426,7 +426,7 @@ def test_eval_alone_keeps_the_demos_dev_rerank_size(tiny_run, tmp_path, monkeypa
     run = copy_run(tiny_run, tmp_path / "run")
     (run / "pipeline.json").write_text(json.dumps({"sizing": {"sizes": {"dev_rerank_queries": 30}}}))
     seen = []
-    monkeypatch.setattr(report, "evaluate_run", lambda rd, data_cfg, cfg, *a: seen.append(cfg.dev_rerank_queries) or {})
+    monkeypatch.setattr(report, "evaluate_run", lambda rd, data_cfg, cfg, *a, **k: seen.append(cfg.dev_rerank_queries) or {})
     CliRunner().invoke(app, ["eval", "--run", str(run), "--json"])
     CliRunner().invoke(app, ["eval", "--run", str(run), "--json", "--dev-rerank-queries", "12"])
     assert seen == [30, 12]

@@ -28,13 +28,13 @@ def test_fit_prior_keeps_the_weight_that_ranks_dev_best(monkeypatch):
     good = dev["gain"].to_numpy() * 3 + np.tile([0.0, 0.1, 0.2, 0.3], 6) * 0.01  # ranks by gain
     bad = -good  # ranks backwards
     # the LLM ranks well and the bi-encoder backwards: the LLM alone (w = 1) wins
-    monkeypatch.setattr(mod, "cosines", lambda student, q, t: bad)
+    monkeypatch.setattr(mod, "cosines", lambda student, q, t, runtime=None: bad)
     block = mod.fit_prior(dev, good, "st", [0.25, 0.5, 1.0])
     assert block["weight"] == 1.0 and block["dev_queries"] == 6
     assert set(block["dev_ndcg10"]) == {"0.25", "0.5", "1"} and block["dev_ndcg10"]["1"] == 1.0
     assert mod.Prior.from_manifest(block) is None  # w = 1: the teacher is the LLM alone
     # the other way round: the smallest LLM weight in the grid wins, and the blend is kept
-    monkeypatch.setattr(mod, "cosines", lambda student, q, t: good)
+    monkeypatch.setattr(mod, "cosines", lambda student, q, t, runtime=None: good)
     block = mod.fit_prior(dev, bad, "st", [0.25, 0.5, 1.0])
     assert block["weight"] == 0.25 and block["dev_ndcg10"]["0.25"] > block["dev_ndcg10"]["1"]
     p = mod.Prior.from_manifest(block)

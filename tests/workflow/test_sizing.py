@@ -68,7 +68,7 @@ def test_the_prediction_matches_the_measured_no_bf16_demo():
     student-human 82.1, index 6.5 — the student's saved vectors, no encode — eval 199.7). The old count
     (an index encode and an int8-gate encode through ONNX at 107 docs/s) predicted 1,088.9 s."""
     docs = {"torch": 198.8, "onnx": 106.7}  # the probe's catalog docs/s per backend
-    from reldistill.student.backend import choose_fastest
+    from reldistill.student.encode import choose_fastest
 
     backend = choose_fastest({b: {"docs_per_s": d, "query_p50_ms": 1.0} for b, d in docs.items()})
     assert backend == "torch"  # auto picks by throughput: the index reuses the student's vectors, no int8 gate
@@ -140,7 +140,7 @@ def test_the_pipeline_sizes_from_the_probe_once_and_records_it(tmp_path, esci_di
     path.write_text(yaml.safe_dump(recipe))
     calls = []
 
-    def fake_measure(teacher_recipe, distill_cfg, data, demo):
+    def fake_measure(teacher_recipe, distill_cfg, data, demo, runtime=None):
         calls.append(demo)
         return sz.Speeds(6.0, 0.5, 80.0, 200.0, {"fake": True})
 
