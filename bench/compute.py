@@ -16,14 +16,14 @@ from typing import Any
 import numpy as np
 
 from reldistill.bench.teacher_dtypes import prefix_check
+from reldistill.precision import cpu_has_bf16, cpu_info
+from reldistill.recipe.teacher import TeacherConfig
 from reldistill.teacher.int8 import int8_check
 
 
 def machine() -> dict[str, Any]:
     """CPU model and its speed flags (AVX2, AVX-512, AVX512-BF16, AMX), cores, threads, memory, versions, GPU."""
     import torch
-
-    from reldistill.precision import cpu_info
 
     info = cpu_info()
     mem = None
@@ -45,11 +45,10 @@ def machine() -> dict[str, Any]:
     return out
 
 
-def cpu_dtypes() -> tuple[list[str], dict[str, str]]:
-    """The dtypes this CPU runs natively (fp32 always; bf16 with AVX512-BF16 or AMX) and why others are skipped."""
-    from reldistill import precision
-
-    if precision.cpu_has_bf16():
+def cpu_dtypes(runtime=None) -> tuple[list[str], dict[str, str]]:
+    """The dtypes this CPU runs natively (fp32 always; bf16 with AVX512-BF16 or AMX, unless ``runtime`` says not to)
+    and why others are skipped."""
+    if cpu_has_bf16(runtime):
         return ["float32", "bfloat16"], {}
     return ["float32"], {"bfloat16": "skipped: this CPU has no AVX512-BF16 or AMX, so bf16 would only be emulated"}
 
@@ -81,46 +80,43 @@ def matmul_params(backbone) -> int:
     return int(total - (emb.weight.numel() if emb is not None else 0))
 
 
-def _teacher_for_bench(teacher_dir: Path | None, base: str):
+def _teacher_for_bench(teacher_dir: Path | None, base: str, runtime=None):
     """A Teacher in fp32: the run's trained teacher, else an untrained one on ``base`` (same compute)."""
     import torch
 
-    from reldistill.recipe.teacher import TeacherConfig
     from reldistill.teacher.teacher import Teacher, build_cross_encoder
 
     if teacher_dir is not None:
-        return Teacher.load(teacher_dir, dtype="float32", device="cpu", int8="off"), str(teacher_dir)
+        return Teacher.load(teacher_dir, dtype="float32", device="cpu", int8="off", runtime=runtime), str(teacher_dir)
     cfg = TeacherConfig(model=base)
-    model, tok, _ = build_cross_encoder(cfg, torch.float32)
+    model, tok, _ = build_cross_encoder(cfg, torch.float32, runtime=runtime)
     if cfg.lora_r > 0:  # Teacher.load merges LoRA into the weights; do the same so the compute matches
         model.backbone = model.backbone.merge_and_unload()
-    return Teacher(model, tok, cfg), f"{base} (untrained head, LoRA merged)"
+    return Teacher(model, tok, cfg, runtime=runtime), f"{base} (untrained head, LoRA merged)"
 
 
 def teacher_throughput(queries: list[str], texts: list[str], base: str, teacher_dir: Path | None,
-                       batch_size: int, peaks: dict[str, float]) -> dict[str, Any]:
+                       batch_size: int, peaks: dict[str, float], runtime=None) -> dict[str, Any]:
     """pairs/s, tokens/s, GFLOP/s and fraction of the measured matmul peak per dtype in ``peaks``, same pairs."""
     import torch
 
     t0 = time.perf_counter()
-    teacher, what = _teacher_for_bench(teacher_dir, base)
+    teacher, what = _teacher_for_bench(teacher_dir, base, runtime)
     load_s = time.perf_counter() - t0
     n_params = matmul_params(teacher.model.backbone)
     tokens = int(sum(len(r) for r in teacher.encoder.encode(queries, texts)))
     out: dict[str, Any] = {"model": what, "load_s": load_s, "pairs": len(queries), "tokens": tokens,
                            "matmul_params": n_params, "batch_size": batch_size, "dtypes": {}}
-    from reldistill.teacher.prefix_kv import PREFIX_KV_ENV
+    from reldistill.teacher.teacher import running_with
 
     for dtype in peaks:
         teacher.model.backbone.to(getattr(torch, dtype))  # the head stays fp32, as Teacher.load keeps it
-        os.environ[PREFIX_KV_ENV] = "0"  # the full forward: every token computed, so the peak fraction is real compute
-        try:
+        # the full forward: every token computed, so the peak fraction is real compute
+        with running_with(teacher, teacher_prefix_kv=False):
             teacher.score_pairs(queries[:batch_size], texts[:batch_size], batch_size=batch_size, memo=False)  # warm-up
             t = time.perf_counter()
             scores = teacher.score_pairs(queries, texts, batch_size=batch_size, memo=False)
             sec = time.perf_counter() - t
-        finally:
-            os.environ.pop(PREFIX_KV_ENV, None)
         gflops = 2 * n_params * tokens / sec / 1e9
         out["dtypes"][dtype] = {"seconds": sec, "pairs_per_s": len(queries) / sec, "tokens_per_s": tokens / sec,
                                 "gflops": gflops, "peak_fraction": gflops / peaks[dtype],

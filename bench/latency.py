@@ -13,6 +13,8 @@ Callable as ``latency(...)`` (returns a dict) and as a script:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import os
 import time
 from collections.abc import Sequence
@@ -23,6 +25,7 @@ import numpy as np
 
 from reldistill.artifacts import write_json
 from reldistill.progress import progress_bar
+from reldistill.settings import Runtime
 from reldistill.teacher.score_memo import memo_off
 
 STAGES = ("bm25_ms", "encode_ms", "dense_ms", "fuse_ms", "rerank_ms", "total_ms")
@@ -43,7 +46,8 @@ def pipeline_latency(pipeline, queries: Sequence[str], modes: Sequence[str] = ("
     for mode in modes:
         if mode == "rerank" and not pipeline.has_reranker:
             continue
-        with memo_off():
+        memo = getattr(getattr(pipeline.reranker, "teacher", None), "memo", None) if mode == "rerank" else None
+        with memo_off(memo) if memo is not None else contextlib.nullcontext():
             pipeline.search(queries[0], mode=mode, k=k, rerank_k=rerank_k)  # warm-up (lazy teacher load, caches)
             per_stage: dict[str, list[float]] = {}
             for q in queries:
@@ -111,14 +115,16 @@ def latency(run_dir: str | Path | None = None, pipeline=None, queries: Sequence[
             rerank_k: int | None = None, modes: Sequence[str] = ("bm25", "dense", "hybrid", "rerank"),
             max_queries: int | None = None, synthetic_n: int = 1_000_000, dim: int = 384, hnsw_m: int = 16,
             ef_construction: int = 40, ef_search: int = 64, synthetic_queries: int = 200, clusters: int = 1000,
-            print_table: bool = True) -> dict[str, Any]:
-    """Benchmark a run's pipeline (judged test queries by default) and/or synthetic flat vs HNSW; prints a table."""
+            print_table: bool = True, runtime: Runtime | None = None) -> dict[str, Any]:
+    """Benchmark a run's pipeline (judged test queries by default) and/or synthetic flat vs HNSW; prints a table
+    (``runtime``: a ``reldistill.settings.Runtime`` the run's pipeline loads with)."""
     from reldistill.retrieval.pipeline import SearchPipeline
     from reldistill.teacher.rerank import TeacherReranker
 
     report: dict[str, Any] = {}
     if pipeline is None and run_dir is not None:
-        pipeline = SearchPipeline.from_run(run_dir, reranker_loader=TeacherReranker.load)
+        pipeline = SearchPipeline.from_run(run_dir, reranker_loader=functools.partial(TeacherReranker.load, runtime=runtime),
+                                           runtime=runtime)
     if pipeline is not None:
         if queries is None:
             queries = _judged_test_queries(pipeline)
@@ -203,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     torch.set_num_threads(a.threads)
     rep = latency(a.run, k=a.k, rerank_k=a.rerank_k, max_queries=a.max_queries, synthetic_n=a.synthetic_n, dim=a.dim,
                   hnsw_m=a.hnsw_m, ef_construction=a.ef_construction, ef_search=a.ef_search,
-                  synthetic_queries=a.synthetic_queries, clusters=a.clusters)
+                  synthetic_queries=a.synthetic_queries, clusters=a.clusters, runtime=Runtime.from_env())
     if a.json:
         write_json(a.json, rep)
 

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import time
 import tracemalloc
 from typing import Any
-from unittest import mock
 
 import numpy as np
 
+from reldistill.precision import student_dtype
 from reldistill.recipe.retrieval import SearchConfig
 from reldistill.student import encode_documents
+from reldistill.student.encode import student_runtime
 from reldistill.student.query_encoder import QueryEncoder
 from reldistill.teacher.score_memo import memo_off
 
@@ -34,8 +34,6 @@ def _rss_mib() -> float | None:
 def student_encoding(baseline, model, texts: list[str], batch_size: int = 64) -> dict[str, Any]:
     """Catalog docs/s: plain fp32 ``SentenceTransformer.encode`` on the torch ``baseline`` (today's path) vs
     ``reldistill.student.encode_documents`` on ``model`` (its backend and precision), and their lowest cosine."""
-    from reldistill.precision import student_dtype
-
     warm = texts[: min(len(texts), batch_size)]
     baseline.encode(warm, batch_size=batch_size, show_progress_bar=False)
     encode_documents(model, warm, batch_size=batch_size)
@@ -47,7 +45,7 @@ def student_encoding(baseline, model, texts: list[str], batch_size: int = 64) ->
     ours = time.perf_counter() - t
     return {"docs": len(texts), "batch_size": batch_size, "dim": int(emb.shape[1]),
             "backend": getattr(model, "reldistill_backend", "torch"),
-            "precision": str(student_dtype()).removeprefix("torch."),
+            "precision": str(student_dtype(runtime=student_runtime(model))).removeprefix("torch."),
             "plain_docs_per_s": len(texts) / plain, "reldistill_docs_per_s": len(texts) / ours,
             "ratio_vs_plain": plain / ours, "min_cosine_vs_plain": float(np.min(np.sum(ref * emb, axis=1)))}
 
@@ -141,16 +139,17 @@ def search_latency(built: dict[str, Any], model, queries: list[str], reranker=No
                 stages.setdefault(key, []).append(ms)
         out[label] = {key: _pct(v) for key, v in stages.items()}
     if reranker is not None:
-        from reldistill.teacher.prefix_kv import PREFIX_KV_ENV
+        from reldistill.teacher.teacher import running_with
 
         pipe = SearchPipeline(built["flat"], built["bm25"], built["catalog"], model, reranker=reranker, config=cfg, name="rerank")
-        paths = {f"rerank@{rerank_k}-full-forward": "0", f"rerank@{rerank_k}": "1"}  # today's fp32 path, the shared prefix
+        paths = {f"rerank@{rerank_k}-full-forward": False, f"rerank@{rerank_k}": True}  # today's fp32 path, the shared prefix
         runs: dict[str, dict[str, list[float]]] = {label: {} for label in paths}
-        with memo_off(), mock.patch.dict(os.environ):  # time the model, not the teacher's score memo
+        teacher = reranker.teacher
+        with memo_off(teacher.memo):  # time the model, not the teacher's score memo
             for q in queries[:rerank_queries]:
-                for label, flag in paths.items():  # alternating per query: a shared machine's load hits both alike
-                    os.environ[PREFIX_KV_ENV] = flag
-                    r = pipe.search(q, mode="rerank", k=10, rerank_k=rerank_k)
+                for label, on in paths.items():  # alternating per query: a shared machine's load hits both alike
+                    with running_with(teacher, teacher_prefix_kv=on):
+                        r = pipe.search(q, mode="rerank", k=10, rerank_k=rerank_k)
                     for key, ms in r.timings_ms.items():
                         runs[label].setdefault(key, []).append(ms)
         out.update({label: {key: _pct(v) for key, v in stages.items()} for label, stages in runs.items()})

@@ -26,6 +26,7 @@ from reldistill.progress import console
 from reldistill.provenance import provenance
 from reldistill.recipe.eval import BenchConfig
 from reldistill.run_layout import RunDir
+from reldistill.settings import Runtime
 from reldistill.student import load_student
 from reldistill.student.query_encoder import QueryEncoder, query_encoder
 from reldistill.teacher.rerank import TeacherReranker
@@ -37,13 +38,15 @@ def _step(name: str):
     return console.status(f"[bold]bench[/]: {name}")
 
 
-def run_suite(cfg: BenchConfig, data_cfg: DataConfig, run: Path | None = None) -> dict[str, Any]:
-    """Run every benchmark and return the results with a ``markdown`` rendering."""
+def run_suite(cfg: BenchConfig, data_cfg: DataConfig, run: Path | None = None, *,
+              runtime: Runtime | None = None) -> dict[str, Any]:
+    """Run every benchmark and return the results with a ``markdown`` rendering (``runtime``: how the models run;
+    recorded in the provenance)."""
     import torch
 
     t_all = time.perf_counter()
-    res: dict[str, Any] = {"machine": machine(), "config": dict(cfg.__dict__), "provenance": provenance()}
-    dtypes, res["skipped"] = cpu_dtypes()
+    res: dict[str, Any] = {"machine": machine(), "config": dict(cfg.__dict__), "provenance": provenance(runtime=runtime)}
+    dtypes, res["skipped"] = cpu_dtypes(runtime)
     with _step(f"matmul peak ({', '.join(dtypes)})"):
         res["matmul"] = {dt: matmul_peak(cfg.matmul_n, dt, cfg.repeats) for dt in dtypes}
     peaks = {dt: m["gflops"] for dt, m in res["matmul"].items()}
@@ -54,11 +57,11 @@ def run_suite(cfg: BenchConfig, data_cfg: DataConfig, run: Path | None = None) -
     teacher_dir = rd.teacher if rd is not None and rd.done("teacher") else None
     with _step(f"teacher scoring, {len(pairs)} pairs × {'/'.join(dtypes)}"):
         res["teacher"] = teacher_throughput(pairs["query"].tolist(), pairs["text"].tolist(), cfg.teacher, teacher_dir,
-                                            cfg.teacher_batch, peaks)
+                                            cfg.teacher_batch, peaks, runtime)
     student_name = str(rd.student) if rd is not None and rd.done("student") else cfg.student
-    baseline = load_student(student_name, backend="torch")  # today's path: PyTorch
+    baseline = load_student(student_name, backend="torch", runtime=runtime)  # today's path: PyTorch
     with _step("student backend (auto measures once per CPU and student)"):
-        model = load_student(student_name)  # the backend student.backend / $RELDISTILL_STUDENT_BACKEND picks
+        model = load_student(student_name, runtime=runtime)  # the backend runtime.student_backend picks
     products = data.products if cfg.index_docs is None else data.products.head(cfg.index_docs)
     with _step(f"student encoding, {min(cfg.student_docs, len(data.products))} docs × 2 paths"):
         res["student"] = {"model": student_name, **student_encoding(baseline, model, data.products["text"].head(cfg.student_docs).tolist())}
@@ -70,7 +73,7 @@ def run_suite(cfg: BenchConfig, data_cfg: DataConfig, run: Path | None = None) -
         res["query_encode"] = query_encoding({"torch": QueryEncoder(baseline, "plain"), "new": query_encoder(model)}, queries)
     reranker = None
     if teacher_dir is not None:
-        reranker = TeacherReranker.load(teacher_dir)
+        reranker = TeacherReranker.load(teacher_dir, runtime=runtime)
     with _step(f"search latency, {len(queries)} queries per mode"):
         res["search"] = search_latency(built, model, queries, reranker, baseline=baseline)
     res["search_index_products"] = len(products)

@@ -11,8 +11,10 @@ import numpy as np
 
 
 def compare_dtypes(teacher_dir, queries: Sequence[str], texts: Sequence[str], dtypes: Sequence[str] = ("float32", "bfloat16"),
-                   batch_size: int | None = None, progress: bool = True) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
-    """Load the teacher once per dtype, score every pair, time it (load excluded).
+                   batch_size: int | None = None, progress: bool = True, *,
+                   runtime=None) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    """Load the teacher once per dtype (on ``runtime``, a ``reldistill.settings.Runtime``), score every pair, time it
+    (load excluded).
 
     Returns one row per dtype (pairs, seconds, pairs_per_s, and for the others max/mean |Δscore|
     and Spearman correlation vs the first dtype) and the logits per dtype.
@@ -23,11 +25,11 @@ def compare_dtypes(teacher_dir, queries: Sequence[str], texts: Sequence[str], dt
 
     from reldistill.teacher.backbone import set_cpu_threads
 
-    threads = set_cpu_threads("auto")
+    threads = set_cpu_threads("auto", runtime)
     rows, scores = [], {}
     for dt in dtypes:
         t_load = time.monotonic()
-        teacher = Teacher.load(teacher_dir, dtype=dt, int8="off")  # dtypes as named
+        teacher = Teacher.load(teacher_dir, dtype=dt, int8="off", runtime=runtime)  # dtypes as named
         load_s = time.monotonic() - t_load
         t0 = time.monotonic()
         logits = teacher.score_logits(list(queries), list(texts), batch_size=batch_size, progress=progress, memo=False, prior=False)
@@ -54,25 +56,19 @@ def prefix_check(teacher, queries: Sequence[str], texts: Sequence[str], batch_si
     the tokens the prefix path runs (padding included) against the pairs' tokens."""
     from scipy.stats import spearmanr
 
-    from reldistill.teacher.prefix_kv import MIN_GROUP, PREFIX_KV_ENV, common_prefix, plan
+    from reldistill.teacher.prefix_kv import MIN_GROUP, common_prefix, plan
+    from reldistill.teacher.teacher import running_with
 
     queries, texts = list(queries), list(texts)
     rates: dict[str, list[float]] = {"full": [], "prefix": []}
     logits: dict[str, np.ndarray] = {}
-    before = os.environ.get(PREFIX_KV_ENV)
-    try:
-        for _ in range(rounds):
-            for name, flag in (("full", "0"), ("prefix", "1")):
-                os.environ[PREFIX_KV_ENV] = flag
+    for _ in range(rounds):
+        for name, on in (("full", False), ("prefix", True)):
+            with running_with(teacher, teacher_prefix_kv=on):
                 teacher.score_logits(queries[:4], texts[:4], batch_size=batch_size, memo=False)  # warm-up
                 t0 = time.perf_counter()
                 logits[name] = teacher.score_logits(queries, texts, batch_size=batch_size, memo=False)
                 rates[name].append(len(queries) / (time.perf_counter() - t0))
-    finally:
-        if before is None:
-            os.environ.pop(PREFIX_KV_ENV, None)
-        else:
-            os.environ[PREFIX_KV_ENV] = before
     full, fast = float(np.median(rates["full"])), float(np.median(rates["prefix"]))
     ids = teacher.encoder.encode(queries, texts)
     parts = plan(ids, queries, batch_size or teacher.batch_size)

@@ -31,6 +31,7 @@ from reldistill.index.dense import exact_top_k
 from reldistill.index.lexical import BM25Index
 from reldistill.recipe.distill import DistillConfig
 from reldistill.run_layout import CANDIDATES_FILE
+from reldistill.settings import Runtime
 from reldistill.student.encode import encode_documents, encode_queries, load_student, set_max_seq_length
 
 log = logging.getLogger(__name__)
@@ -98,11 +99,12 @@ def dense_top(query_emb: np.ndarray, doc_emb: np.ndarray, k: int) -> list[list[i
 
 
 def mine_candidates(data: EsciData, cfg: DistillConfig, student=None, dev_fraction: float = 0.15,
-                    seed: int = 13, extra_queries: list[str] | None = None) -> pd.DataFrame:
+                    seed: int = 13, extra_queries: list[str] | None = None, *,
+                    runtime: Runtime | None = None) -> pd.DataFrame:
     """Candidate pairs for teacher labelling, train queries only; columns ``CANDIDATE_COLUMNS``.
 
     ``student``: a SentenceTransformer for the dense side (loaded from ``cfg.student`` when None and
-    ``cfg.dense_depth`` > 0). ``extra_queries``: unlabeled queries (``cfg.queries_path`` is read when None).
+    ``cfg.dense_depth`` > 0, on ``runtime``'s backend). ``extra_queries``: unlabeled queries (``cfg.queries_path`` is read when None).
     Each (query_id, product_id) appears once; judged rows win over mined ones.
     """
     ex = with_dev_split(data, dev_fraction, seed)
@@ -146,7 +148,7 @@ def mine_candidates(data: EsciData, cfg: DistillConfig, student=None, dev_fracti
     dense_hits: list[list[int]] = [[] for _ in qtexts]
     if cfg.dense_depth > 0 or cfg.drop_near_duplicates:
         if student is None:
-            student = load_student(cfg.student)
+            student = load_student(cfg.student, runtime=runtime)
             set_max_seq_length(student, cfg.max_seq_length)
         doc_emb = encode_documents(student, texts, show_progress=False)
         if cfg.dense_depth > 0:
@@ -170,12 +172,14 @@ def mine_candidates(data: EsciData, cfg: DistillConfig, student=None, dev_fracti
     return out
 
 
-def mine_to(out_dir: str | Path, cfg: DistillConfig, data_cfg: DataConfig, student=None) -> dict:
+def mine_to(out_dir: str | Path, cfg: DistillConfig, data_cfg: DataConfig, student=None, *,
+            runtime: Runtime | None = None) -> dict:
     """Mine candidates for ``data_cfg``'s train queries → ``out_dir/candidates.parquet`` + manifest (kind
     "candidates", written last); returns the manifest (pairs, queries, by_source, data, distill settings)."""
     out_dir = Path(out_dir)
     (out_dir / MANIFEST).unlink(missing_ok=True)  # a stale manifest never vouches for a new file
-    cands = mine_candidates(load_esci(data_cfg), cfg, student=student, dev_fraction=data_cfg.dev_fraction, seed=data_cfg.seed)
+    cands = mine_candidates(load_esci(data_cfg), cfg, student=student, dev_fraction=data_cfg.dev_fraction, seed=data_cfg.seed,
+                            runtime=runtime)
     write_parquet(out_dir / CANDIDATES_FILE, cands)
     return write_manifest(out_dir, "candidates", candidates=CANDIDATES_FILE, pairs=len(cands),
                           queries=int(cands["query_id"].nunique()),

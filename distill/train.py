@@ -25,6 +25,7 @@ from reldistill.data import load_esci, normalise_queries
 from reldistill.errors import UserError
 from reldistill.precision import reset_accelerate_state, student_dtype
 from reldistill.recipe.distill import DistillConfig
+from reldistill.settings import Runtime
 from reldistill.student.calibrate import fit_student_calibration
 from reldistill.student.catalog_vectors import save_vectors
 from reldistill.student.dev_eval import DevRetrievalEvaluator, evaluate_student
@@ -128,16 +129,18 @@ def last_checkpoint(ckpt_dir: Path, fingerprint: dict) -> str | None:
 
 
 def fit(rows: dict[str, dict[str, list]], out_dir: str | Path, cfg: DistillConfig, data, examples: pd.DataFrame,
-        manifest_fields: dict, resume: bool = True, force: bool = False, data_cfg: DataConfig | None = None) -> Path:
-    """Train ``cfg.student`` on ``rows`` with SentenceTransformerTrainer; write the best model + manifest to ``out_dir``."""
+        manifest_fields: dict, resume: bool = True, force: bool = False, data_cfg: DataConfig | None = None, *,
+        runtime: Runtime | None = None) -> Path:
+    """Train ``cfg.student`` on ``rows`` with SentenceTransformerTrainer; write the best model + manifest to ``out_dir``
+    (``runtime``: the student precision when ``cfg.precision`` is auto, and how its dev encodes run)."""
     import torch
     from datasets import Dataset, DatasetDict
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
 
-    out_dir = Path(out_dir)
+    out_dir, runtime = Path(out_dir), runtime or Runtime()
     torch.manual_seed(cfg.seed)
-    model = load_student(cfg.student, backend="torch")  # trained: PyTorch weights
+    model = load_student(cfg.student, backend="torch", runtime=runtime)  # trained: PyTorch weights
     set_max_seq_length(model, cfg.max_seq_length)
     datasets = {k: Dataset.from_dict(v) for k, v in rows.items()}
     losses = make_losses(model, cfg, list(datasets))
@@ -161,8 +164,8 @@ def fit(rows: dict[str, dict[str, list]], out_dir: str | Path, cfg: DistillConfi
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     write_json(ckpt_dir / "run.json", run_key)
 
-    bf16 = student_dtype(cfg.precision) == torch.bfloat16
-    reset_accelerate_state()  # the teacher (or another student) may have fixed another precision in-process
+    bf16 = student_dtype(cfg.precision, runtime) == torch.bfloat16
+    reset_accelerate_state(runtime)  # the teacher (or another student) may have fixed another precision in-process
     strategy = "no" if evaluator is None else cfg.eval_each
     every = cfg.eval_steps if cfg.eval_steps < 1 else int(cfg.eval_steps)
     args = SentenceTransformerTrainingArguments(
@@ -183,7 +186,7 @@ def fit(rows: dict[str, dict[str, list]], out_dir: str | Path, cfg: DistillConfi
 
     with atomic_path(out_dir, force=force) as tmp:
         model.save(str(tmp))
-        _save_best_vectors(tmp, evaluator, trainer.state.best_model_checkpoint, data.products)
+        _save_best_vectors(tmp, evaluator, trainer.state.best_model_checkpoint, data.products, runtime)
         calibration = _calibrate(tmp, model, examples, data_cfg)
         write_manifest(tmp, KIND, student_base=cfg.student, loss=cfg.loss if manifest_fields.get("teacher") else f"{cfg.loss} (human labels)",
                        data={"path": str(Path(manifest_fields.get("data_path", "")).resolve()), "fingerprint": data_fingerprint(manifest_fields["data_path"])},
@@ -216,14 +219,16 @@ def _calibrate(model_dir: Path, model, examples: pd.DataFrame, data_cfg: DataCon
     return summary(cal)
 
 
-def _save_best_vectors(model_dir: Path, evaluator, best_checkpoint: str | None, products: pd.DataFrame) -> None:
+def _save_best_vectors(model_dir: Path, evaluator, best_checkpoint: str | None, products: pd.DataFrame,
+                       runtime: Runtime | None = None) -> None:
     """Save the kept checkpoint's catalog vectors beside the model (the index build and eval reuse them)."""
     if evaluator is None or evaluator.best is None or not best_checkpoint:
         return
     _, step, vectors = evaluator.best
     if Path(best_checkpoint).name != f"checkpoint-{step}":  # the kept weights were evaluated before a resume
         return
-    save_vectors(model_dir, products["product_id"].astype(str).tolist(), products["text"].astype(str).tolist(), vectors)
+    save_vectors(model_dir, products["product_id"].astype(str).tolist(), products["text"].astype(str).tolist(), vectors,
+                 runtime=runtime)
 
 
 def _best_from_history(evaluator, trainer) -> dict | None:
@@ -291,7 +296,8 @@ def training_rows(scores_path: str | Path, cfg: DistillConfig, data, examples: p
 
 
 def train_student(scores_path: str | Path, out_dir: str | Path, cfg: DistillConfig, data_cfg: DataConfig,
-                  teacher_dir: str | Path | None = None, resume: bool = True, force: bool = False) -> Path:
+                  teacher_dir: str | Path | None = None, resume: bool = True, force: bool = False, *,
+                  runtime: Runtime | None = None) -> Path:
     """Distil the teacher scores in ``scores_path`` (scores parquet, FlagEmbedding JSONL or a
     sentence-transformers Margin-MSE dataset folder) into ``cfg.student``; returns ``out_dir``.
 
@@ -305,11 +311,11 @@ def train_student(scores_path: str | Path, out_dir: str | Path, cfg: DistillConf
     return fit(rows, out_dir, cfg, data, examples, resume=resume, force=force, manifest_fields={
         "teacher": _teacher_info(teacher_dir) or {"dir": None},
         "scores": {"path": str(Path(scores_path).resolve()), "sha256": digest, **summary},
-        "data_path": data_cfg.path}, data_cfg=data_cfg)
+        "data_path": data_cfg.path}, data_cfg=data_cfg, runtime=runtime)
 
 
 def train_human_student(out_dir: str | Path, cfg: DistillConfig, data_cfg: DataConfig, resume: bool = True,
-                        force: bool = False) -> Path:
+                        force: bool = False, *, runtime: Runtime | None = None) -> Path:
     """The same student and loss trained on judged train pairs only, targets = soft labels (no teacher)."""
     check_replaceable(out_dir, KIND, force)
     data, examples = load_data(data_cfg)
@@ -319,4 +325,4 @@ def train_human_student(out_dir: str | Path, cfg: DistillConfig, data_cfg: DataC
     rows = build_rows(judged.reset_index(drop=True), target, cfg, human_positives=_human_positives(examples))
     return fit(rows, out_dir, cfg, data, examples, resume=resume, force=force, manifest_fields={
         "teacher": None, "scores": {"human_labels_only": True, "pairs": len(judged), "queries": int(judged["query_id"].nunique())},
-        "data_path": data_cfg.path}, data_cfg=data_cfg)
+        "data_path": data_cfg.path}, data_cfg=data_cfg, runtime=runtime)

@@ -31,6 +31,7 @@ from reldistill.recipe.eval import EvalConfig
 from reldistill.recipe.retrieval import IndexConfig, SearchConfig
 from reldistill.retrieval.serving import Serving
 from reldistill.run_layout import RunDir
+from reldistill.settings import Runtime
 
 
 class Evaluation:
@@ -41,8 +42,9 @@ class Evaluation:
     """
 
     def __init__(self, run_dir: str | Path, data_cfg: DataConfig, cfg: EvalConfig, search_cfg: SearchConfig | None = None,
-                 index_cfg: IndexConfig | None = None, serving: Serving | None = None):
+                 index_cfg: IndexConfig | None = None, serving: Serving | None = None, *, runtime: Runtime | None = None):
         self.run = RunDir(run_dir)
+        self.runtime = runtime or Runtime()  # how the students and the teacher run
         self.data_cfg = data_cfg
         self.cfg = cfg
         self.search_cfg = search_cfg or SearchConfig()
@@ -63,7 +65,8 @@ class Evaluation:
         data, examples = record.timed("load_data_s", load_data, self.data_cfg)
         inputs = checked_split(data, examples, self.cfg.split, self.cfg.max_queries)
         systems = self.systems = SystemRuns(self.run, self.data_cfg, self.cfg, self.search_cfg, self.index_cfg, inputs,
-                                            data.products, record, serve=self.choose_serving or self.serving is not None)
+                                            data.products, record, serve=self.choose_serving or self.serving is not None,
+                                            runtime=self.runtime)
         record.timed("pipelines_s", systems.build_pipelines)
         systems.retrieval()
         systems.task1()

@@ -13,6 +13,7 @@ from reldistill.eval.order import ordered
 from reldistill.eval.plots import plot_metric_bars, plot_ndcg_deltas, plot_reliability
 from reldistill.provenance import provenance
 from reldistill.run_layout import REPORT_JSON, REPORT_MD, RunDir, safe_name
+from reldistill.settings import Runtime
 
 MARK = {"bm25": "ᵇ", "dense-base": "ᵈ"}  # significantly better than BM25 / the base student
 
@@ -161,11 +162,13 @@ def other_data_dir(run: RunDir, data_path: str | Path, split: str) -> Path | Non
     return run.other_eval(data_path, split)
 
 
-def write_report(run: RunDir, report: dict[str, Any], out_dir: Path | None = None, stage: Path | None = None) -> dict[str, Any]:
+def write_report(run: RunDir, report: dict[str, Any], out_dir: Path | None = None, stage: Path | None = None, *,
+                 runtime: Runtime | None = None) -> dict[str, Any]:
     """Write TREC runs, plots, report.json, report.md and eval/manifest.json (last). Returns the JSON written.
 
     ``out_dir``: write all of it there instead (an eval on other data), leaving the run's own report alone.
     ``stage``: a ``staged_commit`` folder of that root to write into (the report still names the final paths).
+    ``runtime``: how the students and the teacher ran (recorded in the report's provenance).
     """
     report = dict(report)
     runs = report.pop("_runs")
@@ -184,7 +187,7 @@ def write_report(run: RunDir, report: dict[str, Any], out_dir: Path | None = Non
         files.append(plot_reliability(report, eval_dir / "reliability.png").name)
     report["files"] = {"trec_and_plots": files, "report_json": str(report_json), "report_md": str(report_md)}
     report["findings"] = findings(report)
-    report.setdefault("provenance", provenance())  # command, commit and CPU, for the pages `reldistill report` renders
+    report.setdefault("provenance", provenance(runtime=runtime))  # command, commit and CPU, for the pages `reldistill report` renders
     write_json(at(report_json), report)
     write_text(at(report_md), render_markdown(report))
     write_manifest(eval_dir, "eval", split=report["split"], n_queries=report["n_queries"],

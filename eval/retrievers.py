@@ -53,8 +53,9 @@ def catalog_vectors(name: str, model, model_path: str, product_ids: Sequence[str
     the vectors saved with the student folder, else a fresh encode — the index build's resumable, sharded
     ``encode_catalog`` under the same ``cache_key`` (model identity, backend, catalog, precision), so
     students with identical weights share one encoding."""
-    cached = cache_dir / cache_key(model_path, list(product_ids), list(texts), getattr(model, "reldistill_backend", "torch")) \
-        if cache_dir else None
+    runtime = getattr(model, "reldistill_runtime", None)  # the one the student was loaded with (its precision)
+    cached = cache_dir / cache_key(model_path, list(product_ids), list(texts), getattr(model, "reldistill_backend", "torch"),
+                                   runtime=runtime) if cache_dir else None
     emb, source = None, "encoded"
     if cached is not None and any(cached.glob("shard-*.npy")):
         emb, source = encode_catalog(model, list(product_ids), list(texts), cache=cached, batch_size=batch_size), "eval cache"
@@ -62,7 +63,7 @@ def catalog_vectors(name: str, model, model_path: str, product_ids: Sequence[str
         emb = vectors_from_index(index_dir, student, product_ids, texts)
         source = f"retrieval index {index_dir}"
     if emb is None and Path(model_path).is_dir():
-        emb = load_vectors(model_path, list(product_ids), list(texts))
+        emb = load_vectors(model_path, list(product_ids), list(texts), runtime=runtime)
         source = f"vectors saved with {model_path}"
     if emb is None:
         log.info("encoding %d catalog texts with %s", len(texts), name)

@@ -28,6 +28,7 @@ from reldistill.recipe.retrieval import IndexConfig, SearchConfig
 from reldistill.retrieval.pipeline import SearchPipeline
 from reldistill.retrieval.serving import Serving
 from reldistill.run_layout import RunDir, index_dir_of
+from reldistill.settings import Runtime
 from reldistill.student import load_student
 from reldistill.student.catalog_vectors import catalog_digest
 from reldistill.student.identity import model_identity
@@ -61,13 +62,15 @@ class Served:
 class SystemRuns:
     """The ranked lists of every present system on one split (``runs[task][system]``), through the served pipelines.
 
-    ``serve``: the served student is loaded even when no system asked for names it (a serving is chosen or given).
+    ``serve``: the served student is loaded even when no system asked for names it (a serving is chosen or given);
+    ``runtime``: how the students and the teacher run.
     """
 
     def __init__(self, run: RunDir, data_cfg: DataConfig, cfg: EvalConfig, search_cfg: SearchConfig,
                  index_cfg: IndexConfig | None, inputs: EvalInputs, products: pd.DataFrame, record: EvalRecord,
-                 serve: bool):
+                 serve: bool, *, runtime: Runtime | None = None):
         self.run = run
+        self.runtime = runtime or Runtime()
         self.data_cfg = data_cfg
         self.cfg = cfg
         self.search_cfg = search_cfg
@@ -102,7 +105,8 @@ class SystemRuns:
         """Whether the run has a finished teacher (its score cache opened on first call)."""
         tdir = self.run.teacher
         if self.teacher_cache is None and (tdir / MANIFEST).is_file():
-            self.teacher_cache = TeacherScoreCache(tdir, self.run.eval_cache, self.cfg.teacher_dtype, self.cfg.teacher_batch)
+            self.teacher_cache = TeacherScoreCache(tdir, self.run.eval_cache, self.cfg.teacher_dtype, self.cfg.teacher_batch,
+                                                   runtime=self.runtime)
         return self.teacher_cache is not None
 
     def task1_run(self, scores: np.ndarray) -> RunDict:
@@ -130,7 +134,7 @@ class SystemRuns:
         index_dir = index_dir_of(self.run.root)
         if not (index_dir / MANIFEST).is_file():
             return None
-        pipe = SearchPipeline.from_run(self.run.root, config=self.search_cfg)
+        pipe = SearchPipeline.from_run(self.run.root, config=self.search_cfg, runtime=self.runtime)
         frame = pipe.catalog.frame()
         ids = frame["product_id"].astype(str).tolist()
         inp = self.inputs
@@ -150,14 +154,15 @@ class SystemRuns:
                 continue
             t0 = time.perf_counter()
             try:
-                model = main.student if main is not None and main.student_id == model_identity(name) else load_student(name)
+                reuse = main is not None and main.student_id == model_identity(name)
+                model = main.student if reuse else load_student(name, runtime=self.runtime)
             except UserError as e:
                 self.record.absent[system] = f"{desc} {name!r} cannot be loaded: {e}"
                 continue
-            emb, source = catalog_vectors(system, model, resolve_model(name).path, inp.product_ids, inp.texts,
+            emb, source = catalog_vectors(system, model, resolve_model(name, self.runtime).path, inp.product_ids, inp.texts,
                                           self.run.eval_cache, self.cfg.batch_size, index_dir_of(self.run.root), name)
             self.vectors[system] = emb
-            if main is not None and main.student_id == model_identity(name):
+            if reuse:
                 pipe = main
             elif main is not None:
                 pipe = main.with_student(model, name=system, vectors=emb)
@@ -165,7 +170,8 @@ class SystemRuns:
                 judged = inp.judged if "esci_label" in inp.judged else None
                 pipe = SearchPipeline.from_data(self.products, judged, model, vectors=emb, index_config=self.index_cfg,
                                                 config=self.search_cfg, name=system,
-                                                teacher_dir=self.run.teacher if self.run.done("teacher") else None)
+                                                teacher_dir=self.run.teacher if self.run.done("teacher") else None,
+                                                runtime=self.runtime)
                 main = pipe  # the other students share its BM25 and catalog
             pipe.query_vectors = {}
             self.pipes[system] = pipe
@@ -257,7 +263,7 @@ class SystemRuns:
         self.calibrated("teacher", self.run.teacher, judged_scores, True)
         if read_json(self.run.teacher / MANIFEST).get("prior"):  # the blend hides the LLM's own judgement: show it too
             alone = TeacherScoreCache(self.run.teacher, self.run.eval_cache, self.cfg.teacher_dtype, self.cfg.teacher_batch,
-                                      prior=False)
+                                      prior=False, runtime=self.runtime)
             self.runs["task1"]["teacher (LLM alone)"] = self.task1_run(alone.scores(inp.judged["query"].astype(str).tolist(), texts))
         soft = inp.judged["soft_label"].to_numpy(dtype=np.float64)
         labels = inp.judged["esci_label"].astype(str)

@@ -18,6 +18,7 @@ import pandas as pd
 
 from reldistill.artifacts import MANIFEST, read_json, write_parquet
 from reldistill.calibration import load_calibration
+from reldistill.settings import Runtime
 from reldistill.teacher import Teacher
 from reldistill.teacher.int8 import cpu_key, int8_mode
 
@@ -30,10 +31,13 @@ def pair_key(query: str, text: str) -> str:
 class TeacherScoreCache:
     """``scores(queries, texts)`` → teacher probabilities; misses are scored in batches and saved."""
 
-    def __init__(self, teacher_dir: Path, cache_dir: Path, dtype: str = "auto", batch_size: int = 32, prior: bool = True):
-        """``prior=False``: the LLM's scores alone (a teacher with a prior blends them with a bi-encoder's)."""
+    def __init__(self, teacher_dir: Path, cache_dir: Path, dtype: str = "auto", batch_size: int = 32, prior: bool = True,
+                 *, runtime: Runtime | None = None):
+        """``prior=False``: the LLM's scores alone (a teacher with a prior blends them with a bi-encoder's);
+        ``runtime``: the teacher's int8, prefix-KV and memo settings."""
         self.teacher_dir, self.dtype, self.batch_size, self.prior = Path(teacher_dir), dtype, batch_size, prior
-        int8 = f"int8-{int8_mode()}:{cpu_key()}" + ("" if prior else ":llm-alone")  # int8 / LLM-alone scores kept apart
+        self.runtime = runtime or Runtime()
+        int8 = f"int8-{int8_mode(self.runtime)}:{cpu_key(self.runtime)}" + ("" if prior else ":llm-alone")  # int8 / LLM-alone kept apart
         digest = hashlib.sha256(((self.teacher_dir / MANIFEST).read_text(encoding="utf-8") + "\0" + dtype + "\0" + int8).encode()).hexdigest()[:16]
         self.path = Path(cache_dir) / f"teacher-scores-{digest}.parquet"
         self.known: dict[str, float] = {}
@@ -47,7 +51,7 @@ class TeacherScoreCache:
     @property
     def teacher(self):
         if self._teacher is None:
-            self._teacher = Teacher.load(self.teacher_dir, dtype=self.dtype)
+            self._teacher = Teacher.load(self.teacher_dir, dtype=self.dtype, runtime=self.runtime)
         return self._teacher
 
     def scores(self, queries: Sequence[str], texts: Sequence[str], progress: bool = False) -> np.ndarray:

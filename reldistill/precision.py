@@ -1,23 +1,21 @@
 """Numeric precision choices shared by the teacher and the student: bf16 where the hardware runs it natively.
 
-``parse_dtype`` is the one parser of a dtype setting (recipe keys, CLI flags, environment): it needs
-no torch, so config classes validate with it at load time.
+``parse_dtype`` (reldistill.settings) is the one parser of a dtype setting (recipe keys, CLI flags, environment): it
+needs no torch, so config classes validate with it at load time. What this process may use (``RELDISTILL_CPU_BF16``,
+the student's precision, the world size) comes in a ``Runtime`` (reldistill.settings).
 """
 
 from __future__ import annotations
 
 import functools
-import os
+import platform
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reldistill.errors import UserError
+from reldistill.settings import PRECISION_ENV, Runtime, parse_dtype
 
 if TYPE_CHECKING:
     import torch
-
-PRECISION_ENV = "RELDISTILL_STUDENT_PRECISION"  # auto | float32 | bfloat16 for student encoding and training
-CPU_BF16_ENV = "RELDISTILL_CPU_BF16"  # 0: act as a CPU without native bf16 (what an AVX2-only machine does)
 
 
 SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile")
@@ -26,8 +24,6 @@ SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16
 @functools.cache
 def cpu_info() -> dict:
     """This CPU's model name and which of the SIMD / matrix flags that change kernels it has (Linux /proc/cpuinfo)."""
-    import platform
-
     model, flags = platform.processor() or platform.machine(), set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -40,26 +36,15 @@ def cpu_info() -> dict:
     return {"model": model, "flags": [f for f in SPEED_FLAGS if f in flags]}
 
 
-def cpu_has_bf16() -> bool:
-    """True when this CPU has native bf16 (AVX512-BF16 or AMX) and $RELDISTILL_CPU_BF16 is not 0."""
-    if os.environ.get(CPU_BF16_ENV, "").strip() in ("0", "false", "no"):
+def cpu_has_bf16(runtime: Runtime | None = None) -> bool:
+    """True when this CPU has native bf16 (AVX512-BF16 or AMX) and ``runtime`` lets it be used ($RELDISTILL_CPU_BF16)."""
+    if runtime is not None and not runtime.cpu_bf16:
         return False
     flags = cpu_info()["flags"]
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-DTYPE_NAMES = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16", "auto": "auto"}
-
-
-def parse_dtype(value: object, where: str = "dtype") -> str:
-    """A dtype setting ('fp32' | 'bf16' | 'auto', or 'float32' | 'bfloat16'; any case) → 'float32' | 'bfloat16' | 'auto'."""
-    name = DTYPE_NAMES.get(str(value).strip().lower())
-    if name is None:
-        raise UserError(f"{where} must be one of auto, float32 (fp32), bfloat16 (bf16) — got {value!r}.")
-    return name
-
-
-def resolve_dtype(dtype: str, where: str = "precision") -> torch.dtype:
+def resolve_dtype(dtype: str, where: str = "precision", runtime: Runtime | None = None) -> torch.dtype:
     """``parse_dtype(dtype)`` as a torch dtype; 'auto' → bf16 where the hardware has it (CUDA with bf16, or
     a CPU with AVX512-BF16/AMX), else fp32."""
     import torch
@@ -69,28 +54,29 @@ def resolve_dtype(dtype: str, where: str = "precision") -> torch.dtype:
         return getattr(torch, name)
     if torch.cuda.is_available():
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    return torch.bfloat16 if cpu_has_bf16() else torch.float32
+    return torch.bfloat16 if cpu_has_bf16(runtime) else torch.float32
 
 
-def student_dtype(setting: str | None = None) -> torch.dtype:
-    """The student's compute dtype: ``setting``, else $RELDISTILL_STUDENT_PRECISION, else auto.
+def student_dtype(setting: str | None = None, runtime: Runtime | None = None) -> torch.dtype:
+    """The student's compute dtype: ``setting``, else the runtime's ($RELDISTILL_STUDENT_PRECISION), else auto.
 
     bf16 autocast (fp32 weights) nearly doubles MiniLM encoding on an AVX512-BF16 CPU with
     embeddings at cosine ≥ 0.9999 to fp32 (the eval stage's bench module measures both).
     """
+    runtime = runtime or Runtime()
     if not setting or parse_dtype(setting) == "auto":
-        env = os.environ.get(PRECISION_ENV)
-        return resolve_dtype(env or "auto", f"${PRECISION_ENV}" if env else "precision")
-    return resolve_dtype(setting)
+        chosen = runtime.student_precision
+        return resolve_dtype(chosen, f"${PRECISION_ENV}" if chosen != "auto" else "precision", runtime)
+    return resolve_dtype(setting, runtime=runtime)
 
 
-def reset_accelerate_state() -> None:
+def reset_accelerate_state(runtime: Runtime | None = None) -> None:
     """Forget accelerate's process-global state (in-process runs only: demo, tests, notebooks).
 
     An earlier Accelerator or Trainer in the same process fixes one mixed precision for good; the
     teacher (bf16 or fp32) and the students (their own precision) each start from a clean state.
     """
-    if int(os.environ.get("WORLD_SIZE", "1")) != 1:
+    if (runtime or Runtime()).world_size != 1:
         return
     from accelerate.state import AcceleratorState, GradientState
 

@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from reldistill.precision import cpu_info
+from reldistill.settings import Runtime
+
 REPO = Path(__file__).resolve().parents[1]
-# environment settings that change what a command measures (secrets such as RELDISTILL_API_KEY are never recorded)
-_RECORDED_ENV = ("OMP_NUM_THREADS",)
-_SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 
 
 def git_commit(repo: Path = REPO) -> dict[str, Any]:
@@ -42,17 +42,9 @@ def command_line(argv: list[str] | None = None) -> str:
     return shlex.join(argv)
 
 
-def recorded_env(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """The RELDISTILL_* (and thread-count) settings this process ran with, secrets left out."""
-    env = os.environ if environ is None else environ
-    keep = {k: v for k, v in env.items() if k.startswith("RELDISTILL_") or k in _RECORDED_ENV}
-    return {k: v for k, v in sorted(keep.items()) if not any(w in k for w in _SECRET_WORDS)}
-
-
-def provenance(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> dict[str, Any]:
-    """{command, env, commit, dirty, cpu, cpu_flags, cores}: what produced the artifact being written."""
-    from reldistill.precision import cpu_info
-
+def provenance(argv: list[str] | None = None, runtime: Runtime | None = None) -> dict[str, Any]:
+    """{command, env, commit, dirty, cpu, cpu_flags, cores}: what produced the artifact being written (``env``: the
+    RELDISTILL_* and thread settings ``runtime`` was resolved from, secrets left out)."""
     cpu = cpu_info()
-    return {"command": command_line(argv), "env": recorded_env(environ), **git_commit(),
+    return {"command": command_line(argv), "env": dict((runtime or Runtime()).recorded_env), **git_commit(),
             "cpu": cpu["model"], "cpu_flags": cpu["flags"], "cores": os.cpu_count()}

@@ -22,7 +22,9 @@ from reldistill.index.dense import DenseIndex
 from reldistill.index.lexical import BM25Index
 from reldistill.recipe.retrieval import IndexConfig
 from reldistill.retrieval.encoding import encode_catalog
+from reldistill.retrieval.gates import int8_gate, query_int8_gate
 from reldistill.run_layout import RunDir, index_dir_of, run_relative
+from reldistill.settings import Runtime
 from reldistill.student.catalog_vectors import cache_key, load_vectors
 from reldistill.student.encode import check_student_folder, load_student
 from reldistill.student.identity import model_identity
@@ -41,14 +43,13 @@ def default_student(run_dir: Path) -> str:
 
 def build_index(run_dir_or_index_dir: str | Path, student_path: str | None = None, data_cfg: DataConfig | None = None,
                 kind: str = "flat", config: IndexConfig | None = None, products: pd.DataFrame | None = None,
-                examples: pd.DataFrame | None = None, force: bool = False) -> Path:
+                examples: pd.DataFrame | None = None, force: bool = False, *, runtime: Runtime | None = None) -> Path:
     """Encode the catalog with the student and write ``<run>/index/`` atomically; returns the index directory.
 
     ``products``/``examples`` override the catalog and judged pairs loaded from ``data_cfg`` (tests, subsets).
-    An existing index directory that is not an index is refused unless ``force``.
+    An existing index directory that is not an index is refused unless ``force``. ``runtime``: the student's
+    backend, int8 and precision settings (default the library's).
     """
-    from reldistill.retrieval.gates import int8_gate, query_int8_gate  # the student's runtimes: torch, ONNX
-
     index_dir = index_dir_of(run_dir_or_index_dir)
     run_dir = index_dir.parent
     check_replaceable(index_dir, INDEX_KIND, force)
@@ -67,19 +68,20 @@ def build_index(run_dir_or_index_dir: str | Path, student_path: str | None = Non
     catalog = Catalog.from_data(products, examples)  # refuses duplicate product ids
     ids = products["product_id"].astype(str).tolist()
     texts = products["text"].astype(str).tolist()
-    model = load_student(student_path)
+    runtime = runtime or Runtime()
+    model = load_student(student_path, runtime=runtime)
     dim = int(model.get_embedding_dimension())
     backend = model.reldistill_backend
-    cache = RunDir(run_dir, check=False).index_cache / cache_key(student_path, ids, texts, backend)
+    cache = RunDir(run_dir, check=False).index_cache / cache_key(student_path, ids, texts, backend, runtime=runtime)
     reuse = Path(student_path).is_dir() and not backend.endswith("int8")  # saved vectors are fp32 ones
-    emb = load_vectors(student_path, ids, texts) if reuse else None
+    emb = load_vectors(student_path, ids, texts, runtime=runtime) if reuse else None
     if emb is None:
         emb = encode_catalog(model, ids, texts, cache=cache, batch_size=cfg.batch_size)
     int8 = query_int8 = None
     if backend in ("onnx", "onnx-int8") and examples is not None:
-        model, emb, int8 = int8_gate(student_path, model, emb, products, examples, data_cfg, cfg.batch_size)
+        model, emb, int8 = int8_gate(student_path, model, emb, products, examples, data_cfg, cfg.batch_size, runtime)
     if examples is not None:
-        query_int8 = query_int8_gate(student_path, model, emb, products, examples, data_cfg)
+        query_int8 = query_int8_gate(student_path, model, emb, products, examples, data_cfg, runtime)
     dense = DenseIndex.build(emb, ids, kind=cfg.kind, model=student_id, config=cfg)
     bm25 = BM25Index.build(ids, texts)
     fingerprint = data_fingerprint(data_cfg.path) if Path(data_cfg.path).exists() else {}

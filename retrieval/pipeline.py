@@ -29,6 +29,7 @@ from reldistill.recipe.retrieval import MODES, IndexConfig, SearchConfig
 from reldistill.rerank import Reranker
 from reldistill.retrieval.build import default_student, encode_catalog, read_index_manifest
 from reldistill.run_layout import index_dir_of, repair_run, run_of_index, run_path
+from reldistill.settings import Runtime
 from reldistill.student.catalog_vectors import load_vectors
 from reldistill.student.encode import encode_documents, load_student
 from reldistill.student.identity import model_identity
@@ -86,8 +87,11 @@ class SearchPipeline:
 
     def __init__(self, dense: DenseIndex, bm25: BM25Index, catalog: Catalog, student, reranker: Reranker | None = None,
                  config: SearchConfig | None = None, name: str = "pipeline", teacher_dir: Path | None = None,
-                 student_id: str | None = None, reranker_loader: RerankerLoader | None = None):
+                 student_id: str | None = None, reranker_loader: RerankerLoader | None = None, *,
+                 runtime: Runtime | None = None):
         self.dense, self.bm25, self.catalog, self.student = dense, bm25, catalog, student
+        # the process's runtime settings (the students it loads): given, else the student's own
+        self.runtime = runtime or getattr(student, "reldistill_runtime", None) or Runtime()
         self._reranker = reranker
         self.reranker_loader = reranker_loader  # loads the reranker of teacher_dir when none was given
         self.config = config or SearchConfig()
@@ -102,7 +106,8 @@ class SearchPipeline:
         self.query_encoder = None  # every query's vector comes from here: search, serve and eval alike
         self.student_calibration = None  # the student's Calibration (calibration.json beside it), set by the loaders
         if student is not None:
-            self.query_encoder = query_encoder(student)
+            # the student's own runtime (the one it was loaded with), else the pipeline's
+            self.query_encoder = query_encoder(student, runtime=getattr(student, "reldistill_runtime", None) or runtime)
             dim = int(student.get_embedding_dimension())
             if dim != dense.dim:
                 raise UserError(f"the student gives {dim}-dimensional vectors but the index holds {dense.dim} — "
@@ -112,9 +117,10 @@ class SearchPipeline:
     @classmethod
     def from_run(cls, run_dir: str | Path, student=None, reranker: Reranker | None = None,
                  config: SearchConfig | None = None, name: str | None = None,
-                 reranker_loader: RerankerLoader | None = None) -> SearchPipeline:
+                 reranker_loader: RerankerLoader | None = None, *, runtime: Runtime | None = None) -> SearchPipeline:
         """Load ``<run>/index`` with its student (the one recorded in the manifest unless given) and its teacher's
-        folder, which ``reranker_loader`` loads on first rerank (unless ``reranker`` is given)."""
+        folder, which ``reranker_loader`` loads on first rerank (unless ``reranker`` is given); ``runtime``: how the
+        student runs (default the library's)."""
         index_dir = index_dir_of(run_dir)
         repair_run(index_dir.parent)  # a swap or commit cut short by a kill is finished before anything is read
         if not index_dir.is_dir():
@@ -128,7 +134,7 @@ class SearchPipeline:
         if isinstance(student, (str, Path)):
             expect_model = model_identity(student)
         dense = DenseIndex.load(index_dir, expect_model=expect_model, expect_dim=None)
-        model = load_student(str(student)) if isinstance(student, (str, Path)) else student
+        model = load_student(str(student), runtime=runtime) if isinstance(student, (str, Path)) else student
         dense_dim = int(model.get_embedding_dimension())
         if dense_dim != dense.dim:
             raise UserError(f"the index in {index_dir} holds {dense.dim}-dimensional vectors but the student gives "
@@ -136,7 +142,7 @@ class SearchPipeline:
         teacher_dir = run_of_index(index_dir).teacher
         pipe = cls(dense, BM25Index.load(index_dir), Catalog.load(index_dir), model, reranker=reranker, config=config,
                    name=name or index_dir.parent.name, teacher_dir=teacher_dir if teacher_dir.is_dir() else None,
-                   student_id=dense.model, reranker_loader=reranker_loader)
+                   student_id=dense.model, reranker_loader=reranker_loader, runtime=runtime)
         pipe.index_dir = index_dir
         pipe.student_calibration = _calibration_of(student)
         return pipe
@@ -145,13 +151,14 @@ class SearchPipeline:
     def from_data(cls, products: pd.DataFrame, examples: pd.DataFrame | None, student, *, vectors: np.ndarray | None = None,
                   index_config: IndexConfig | None = None, config: SearchConfig | None = None,
                   reranker: Reranker | None = None, teacher_dir: Path | None = None, name: str = "in-memory",
-                  reranker_loader: RerankerLoader | None = None) -> SearchPipeline:
+                  reranker_loader: RerankerLoader | None = None, runtime: Runtime | None = None) -> SearchPipeline:
         """A pipeline over ``products`` built in memory (what `index build` writes), e.g. to evaluate other data."""
         ids = products["product_id"].astype(str).tolist()
         texts = products["text"].astype(str).tolist()
-        model, dense = _dense_index(student, ids, texts, vectors, index_config or IndexConfig())
+        model, dense = _dense_index(student, ids, texts, vectors, index_config or IndexConfig(), runtime)
         pipe = cls(dense, BM25Index.build(ids, texts), Catalog.from_data(products, examples), model, reranker=reranker,
-                   config=config, name=name, teacher_dir=teacher_dir, student_id=dense.model, reranker_loader=reranker_loader)
+                   config=config, name=name, teacher_dir=teacher_dir, student_id=dense.model, reranker_loader=reranker_loader,
+                   runtime=runtime)
         pipe.student_calibration = _calibration_of(student)
         return pipe
 
@@ -167,10 +174,10 @@ class SearchPipeline:
         cfg = index_config or self.dense.config
         if kind is not None and kind != cfg.kind:
             cfg = IndexConfig(kind=kind)
-        model, dense = _dense_index(student, ids, [self.catalog.text(p) for p in ids], vectors, cfg)
+        model, dense = _dense_index(student, ids, [self.catalog.text(p) for p in ids], vectors, cfg, self.runtime)
         pipe = SearchPipeline(dense, self.bm25, self.catalog, model, reranker=self._reranker, config=self.config,
                               name=name or str(student), teacher_dir=self.teacher_dir, student_id=dense.model,
-                              reranker_loader=self.reranker_loader)
+                              reranker_loader=self.reranker_loader, runtime=self.runtime)
         pipe.default_mode = self.default_mode
         pipe._teacher_of = self  # one teacher in memory for both, however many columns rerank
         pipe.student_calibration = _calibration_of(student)
@@ -180,7 +187,7 @@ class SearchPipeline:
         """The same indexes, student and query-vector memo under other search settings (and/or another reranker)."""
         pipe = SearchPipeline(self.dense, self.bm25, self.catalog, self.student, reranker=reranker or self._reranker,
                               config=config or self.config, name=self.name, teacher_dir=self.teacher_dir,
-                              student_id=self.student_id, reranker_loader=self.reranker_loader)
+                              student_id=self.student_id, reranker_loader=self.reranker_loader, runtime=self.runtime)
         pipe.index_dir, pipe.default_mode, pipe.query_vectors = self.index_dir, self.default_mode, self.query_vectors
         pipe.query_encoder = self.query_encoder
         pipe.student_calibration = self.student_calibration
@@ -386,12 +393,12 @@ class SearchPipeline:
 
 
 def _dense_index(student, ids: list[str], texts: list[str], vectors: np.ndarray | None,
-                 cfg: IndexConfig) -> tuple[Any, DenseIndex]:
+                 cfg: IndexConfig, runtime: Runtime | None = None) -> tuple[Any, DenseIndex]:
     """(loaded student, its DenseIndex of the catalog): given vectors, else the student folder's saved ones, else encoded."""
     named = isinstance(student, (str, Path))
-    model = load_student(str(student)) if named else student
+    model = load_student(str(student), runtime=runtime) if named else student
     if vectors is None and named and Path(str(student)).is_dir():
-        vectors = load_vectors(student, ids, texts)
+        vectors = load_vectors(student, ids, texts, runtime=runtime or getattr(model, "reldistill_runtime", None))
     emb = vectors if vectors is not None else encode_catalog(model, ids, texts, batch_size=cfg.batch_size)
     sid = model_identity(student) if named else None
     return model, DenseIndex.build(emb, ids, kind=cfg.kind, model=sid, config=cfg)

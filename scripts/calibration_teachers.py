@@ -96,6 +96,7 @@ def main() -> None:
 
     from reldistill.calibration import load_calibration
     from reldistill.provenance import provenance
+    from reldistill.settings import Runtime
     from reldistill.teacher.pairs import cap_queries, split_pairs
     from teacher_variants import artifact_recipe, cached_model
 
@@ -114,7 +115,7 @@ def main() -> None:
     rows = [teacher_rows(f"bundled (step {chosen})", first, dev, test, load_calibration(tdir))]
     del first
     rows.append(teacher_rows(f"checkpoint (step {step})", cached_model(tdir, rpath, ck / "trainable.safetensors"), dev, test))
-    prov = provenance()
+    prov = provenance(runtime=Runtime.from_env())
     meta = {"command": f"python scripts/{prov['command']}", "commit": (prov["commit"] or "?")[:7] + (" (dirty)" if prov["dirty"] else ""),
             "cpu": f"{prov['cpu']} ({prov['cores']} CPUs)", "minutes": round((time.monotonic() - t0) / 60, 1),
             "dev_queries": int(dev["query_id"].nunique()), "dev_pairs": len(dev),

@@ -35,6 +35,8 @@ import sys
 import time
 from pathlib import Path
 
+from reldistill.settings import Runtime
+
 REPO = Path(__file__).resolve().parents[1]
 PHASES = ("train", "resume", "export", "score")
 GIB = 1024**3
@@ -468,7 +470,7 @@ def score_phase(args, ctx: dict) -> dict:
     one.unlink(missing_ok=True)
     t0 = time.monotonic()
     recipe = load_recipe(ctx["recipe"])
-    score_file_stats(teacher, pairs, one, recipe.data, recipe.score.batch_size, "fp32", shard, progress=False)
+    score_file_stats(teacher, pairs, one, recipe.data, recipe.score.batch_size, "fp32", shard, progress=False, runtime=Runtime.from_env())
     res[1] = {"command": "reldistill.teacher.score.score_file_stats in this process (1 process)",
               "wall_s": round(time.monotonic() - t0, 1), "df": pd.read_parquet(one)}
     a, b = res[args.processes]["df"], res[1]["df"]
@@ -531,7 +533,7 @@ def export_phase(args, ctx: dict) -> dict:
     wall = time.monotonic() - t0
     pairs = parity_pairs(args.data, args.parity_pairs)
     q, t = zip(*pairs)
-    teacher = Teacher.load(teacher_dir, dtype="fp32", int8="off")
+    teacher = Teacher.load(teacher_dir, dtype="fp32", int8="off", runtime=Runtime.from_env())
     want_logits, want = teacher.score_logits(q, t, memo=False), teacher.score_pairs(q, t, memo=False)
     del teacher
     got = ort_scores(out, pairs, ctx["env"], args.timeout)

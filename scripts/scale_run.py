@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from reldistill.settings import Runtime
+
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "configs" / "demo-cpu.yaml"
 SAMPLE = REPO.parent / "shared" / "data" / "esci-sample"
@@ -227,7 +229,7 @@ def stage_recall(a) -> None:
     data = load_esci(data_cfg)
     ids = data.products["product_id"].astype(str).tolist()
     texts = data.products["text"].astype(str).tolist()
-    model = load_student(a.student)
+    model = load_student(a.student, runtime=Runtime.from_env())
     cache = a.work / "recall-vectors" / f"{student_identity(a.student).replace('/', '_')}-{catalog_digest(ids, texts)[:16]}"
     doc = encode_catalog(model, ids, texts, cache=cache, batch_size=icfg.batch_size)
     queries = data.examples["query"].astype(str).drop_duplicates().tolist()

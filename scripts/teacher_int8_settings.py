@@ -18,6 +18,8 @@ import time
 import torch
 from scipy.stats import spearmanr
 
+from reldistill.settings import Runtime
+
 
 def _layer(name: str) -> int:
     return int(name.split("layers.")[1].split(".")[0]) if "layers." in name else -1
@@ -52,8 +54,8 @@ def main(argv=None) -> None:
     from reldistill.teacher.backbone import set_cpu_threads
     from reldistill.teacher.teacher import Teacher
 
-    set_cpu_threads("auto")
-    t = Teacher.load(a.teacher, dtype="float32", int8="off")
+    set_cpu_threads("auto", runtime=Runtime.from_env())
+    t = Teacher.load(a.teacher, dtype="float32", int8="off", runtime=Runtime.from_env())
     df = q8.gate_pairs(q8._trained_on(t))
     q, x = df["query"].astype(str).tolist()[: a.pairs], df["text"].astype(str).tolist()[: a.pairs]
     dense = t.model.backbone

@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import time
-from unittest import mock
 
 import torch
 
@@ -73,10 +72,11 @@ def main(argv=None) -> None:
     from reldistill.data.esci import load_esci
     from reldistill.bench.compute import machine, matmul_params, matmul_peak
     from reldistill.teacher.backbone import set_cpu_threads
-    from reldistill.teacher.prefix_kv import PREFIX_KV_ENV
+    from reldistill.settings import Runtime
     from reldistill.teacher.teacher import Teacher
 
-    threads = set_cpu_threads("auto")
+    runtime = Runtime.from_env(teacher_prefix_kv=False)  # every token computed, as the bench's peak fraction counts
+    threads = set_cpu_threads("auto", runtime)
     data = load_esci(DataConfig(path=a.data))
     pairs = data.split("test").head(a.pairs)
     q, x = pairs["query"].astype(str).tolist(), pairs["text"].astype(str).tolist()
@@ -88,36 +88,35 @@ def main(argv=None) -> None:
         def run() -> None:
             llama.score(len(q), a.batch_size)
     else:
-        t = Teacher.load(a.teacher, dtype=a.dtype, int8="off")
+        t = Teacher.load(a.teacher, dtype=a.dtype, int8="off", runtime=runtime)
         backbone, tokens = t.model.backbone, sum(map(len, t.encoder.encode(q, x)))
 
         def run() -> None:
             t.score_logits(q, x, batch_size=a.batch_size, memo=False, prior=False)
-    with mock.patch.dict(os.environ, {PREFIX_KV_ENV: "0"}):  # every token computed, as the bench's peak fraction counts
-        peak = matmul_peak(2048, a.dtype, 3)["gflops"]
-        params = matmul_params(backbone)
-        run()  # warm-up
-        t0 = time.perf_counter()
+    peak = matmul_peak(2048, a.dtype, 3)["gflops"]
+    params = matmul_params(backbone)
+    run()  # warm-up
+    t0 = time.perf_counter()
+    run()
+    secs = time.perf_counter() - t0
+    gflops = 2 * params * tokens / secs / 1e9
+    print(json.dumps({"overall": {"cpu": machine().get("cpu"), "model": a.teacher, "threads": threads, "dtype": a.dtype, "pairs": len(q),
+                                  "tokens": tokens, "pairs_per_s": round(len(q) / secs, 2), "gflops": round(gflops, 1),
+                                  "peak_gflops": round(peak, 1), "peak_fraction": round(gflops / peak, 4),
+                                  "load_avg_1m": round(os.getloadavg()[0], 2)}}), flush=True)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
         run()
-        secs = time.perf_counter() - t0
-        gflops = 2 * params * tokens / secs / 1e9
-        print(json.dumps({"overall": {"cpu": machine().get("cpu"), "model": a.teacher, "threads": threads, "dtype": a.dtype, "pairs": len(q),
-                                      "tokens": tokens, "pairs_per_s": round(len(q) / secs, 2), "gflops": round(gflops, 1),
-                                      "peak_gflops": round(peak, 1), "peak_fraction": round(gflops / peak, 4),
-                                      "load_avg_1m": round(os.getloadavg()[0], 2)}}), flush=True)
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            run()
-        ops = {k.key: k.self_cpu_time_total for k in prof.key_averages()}
-        total = sum(ops.values())
-        mm = sum(v for k, v in ops.items() if k in MATMUL_OPS) / total
-        top = {k: round(v / total, 4) for k, v in sorted(ops.items(), key=lambda kv: -kv[1])[:10]}
-        print(json.dumps({"time_share": {"matmul": round(mm, 4), "top_ops": top}}), flush=True)
-        print(json.dumps({"ceiling": {"peak_fraction_if_only_matmuls_took_time": round(gflops / peak / mm, 4),
-                                      "matmul_gflops_while_running": round(gflops / mm, 1)}}), flush=True)
-        rows = a.batch_size * round(tokens / len(q))
-        shapes = sorted({(m.in_features, m.out_features) for m in backbone.modules() if isinstance(m, torch.nn.Linear)})
-        print(json.dumps({"linear_shapes": {"rows": rows, "gflops": {f"{k}->{n}": round(_linear_rate(rows, k, n, dt), 1)
-                                                                     for k, n in shapes}}}), flush=True)
+    ops = {k.key: k.self_cpu_time_total for k in prof.key_averages()}
+    total = sum(ops.values())
+    mm = sum(v for k, v in ops.items() if k in MATMUL_OPS) / total
+    top = {k: round(v / total, 4) for k, v in sorted(ops.items(), key=lambda kv: -kv[1])[:10]}
+    print(json.dumps({"time_share": {"matmul": round(mm, 4), "top_ops": top}}), flush=True)
+    print(json.dumps({"ceiling": {"peak_fraction_if_only_matmuls_took_time": round(gflops / peak / mm, 4),
+                                  "matmul_gflops_while_running": round(gflops / mm, 1)}}), flush=True)
+    rows = a.batch_size * round(tokens / len(q))
+    shapes = sorted({(m.in_features, m.out_features) for m in backbone.modules() if isinstance(m, torch.nn.Linear)})
+    print(json.dumps({"linear_shapes": {"rows": rows, "gflops": {f"{k}->{n}": round(_linear_rate(rows, k, n, dt), 1)
+                                                                 for k, n in shapes}}}), flush=True)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import yaml
 
+from reldistill.settings import Runtime
+
 REPO = Path(__file__).resolve().parents[1]
 PAGE_INTRO = """# Teacher variants (ESCI Task 1: rank each query's judged candidates)
 
@@ -85,7 +87,7 @@ def run_variant(name: str, base: dict, out_root: Path, extra: dict | None = None
     recipe = recipe_for(base, name, extra)
     rpath = vdir / "recipe.yaml"
     rpath.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
-    tdir = train_teacher(load_recipe(rpath), vdir / "teacher", resume=False, progress=False)
+    tdir = train_teacher(load_recipe(rpath), vdir / "teacher", resume=False, progress=False, runtime=Runtime.from_env())
     return row_for_artifact(tdir, key, out_root, f"python scripts/teacher_variants.py --variants {name}" + (f" --set {tag}" if tag else ""))
 
 
@@ -105,10 +107,10 @@ def cached_model(tdir: Path, rpath: Path, trainables: Path | None = None):
 
     r = load_recipe(rpath)
     tc, tr = r.teacher, r.train
-    dtype = resolve_dtype(tr.precision)
-    reset_accelerate_state()
+    dtype = resolve_dtype(tr.precision, runtime=Runtime.from_env())
+    reset_accelerate_state(runtime=Runtime.from_env())
     acc = Accelerator(mixed_precision="bf16" if dtype == torch.bfloat16 else "no", cpu=True)
-    model, tok, resolved = build_cross_encoder(tc, dtype, train_layers=tr.train_layers)
+    model, tok, resolved = build_cross_encoder(tc, dtype, train_layers=tr.train_layers, runtime=Runtime.from_env())
     model.head.load_state_dict(load_file(str(tdir / "head.safetensors")))
     if tc.lora_r > 0:
         set_peft_model_state_dict(model.backbone, load_file(str(tdir / "adapter" / "adapter_model.safetensors")))
@@ -138,7 +140,7 @@ def cached_probs(loaded, df):
     split = num_layers(model.backbone) - r.train.train_layers
     pdtype = next(model.backbone.parameters()).dtype
     key = cache_key(base_id, split, pdtype, ev.ids)
-    ev.use_prefix(prefix_states(model, enc, ev.ids, split, r.train.eval_batch_size, cache_root() / "teacher-prefix" / f"{key}.safetensors",
+    ev.use_prefix(prefix_states(model, enc, ev.ids, split, r.train.eval_batch_size, cache_root(runtime=Runtime.from_env()) / "teacher-prefix" / f"{key}.safetensors",
                                 acc.autocast), split)
     ev.metrics = ev(model, acc)
     return ev
@@ -189,7 +191,7 @@ def row_for_artifact(tdir: Path, name: str, out_root: Path, command: str, report
     else:
         from reldistill.teacher.evaluate import evaluate_teacher
 
-        test = evaluate_teacher(tdir, split="test", progress=False)
+        test = evaluate_teacher(tdir, split="test", progress=False, runtime=Runtime.from_env())
     tc, tr = recipe["teacher"], recipe["train"]
     row = {
         "variant": name, "backbone": tc.get("model"), "head": tc.get("head"),
@@ -222,8 +224,8 @@ def zeroshot_row(model: str, base: dict, out_root: Path) -> dict:
     cfg = _zeroshot_config(model)
     pairs = split_pairs(from_dict(DataConfig, base["data"], "data"))
     t0 = time.monotonic()
-    net, tok, _ = build_cross_encoder(cfg, resolve_dtype("auto"))
-    teacher = Teacher(net, tok, cfg)
+    net, tok, _ = build_cross_encoder(cfg, resolve_dtype("auto", runtime=Runtime.from_env()), runtime=Runtime.from_env())
+    teacher = Teacher(net, tok, cfg, runtime=Runtime.from_env())
     res, secs = {}, {}
     for split in ("dev", "test"):
         df = cap_queries(pairs[split], None)
@@ -257,8 +259,8 @@ def ensemble_rows(model: str, base: dict, out_root: Path, weights=(0.0, 0.25, 0.
 
     cfg = _zeroshot_config(model)
     pairs = split_pairs(from_dict(DataConfig, base["data"], "data"))
-    net, tok, _ = build_cross_encoder(cfg, resolve_dtype("auto"))
-    teacher, st = Teacher(net, tok, cfg), load_student(base.get("eval", {}).get("base_student", "minilm-l6"))
+    net, tok, _ = build_cross_encoder(cfg, resolve_dtype("auto", runtime=Runtime.from_env()), runtime=Runtime.from_env())
+    teacher, st = Teacher(net, tok, cfg, runtime=Runtime.from_env()), load_student(base.get("eval", {}).get("base_student", "minilm-l6"), runtime=Runtime.from_env())
     res: dict[float, dict] = {w: {} for w in weights}
     for split in ("dev", "test"):
         df = cap_queries(pairs[split], None)
@@ -317,7 +319,7 @@ def baselines(base: dict, out_root: Path) -> None:
     pairs = split_pairs(cfg)
     products = load_esci(cfg).products
     bm25 = BM25Index.build(products["product_id"].astype(str).tolist(), products["text"].astype(str).tolist())
-    st = load_student(base.get("eval", {}).get("base_student", "minilm-l6"), backend="torch")
+    st = load_student(base.get("eval", {}).get("base_student", "minilm-l6"), backend="torch", runtime=Runtime.from_env())
     for system in ("bm25", "minilm-base"):
         row = {"variant": f"baseline:{system}", "command": "python scripts/teacher_variants.py --baselines"}
         for split in ("dev", "test"):

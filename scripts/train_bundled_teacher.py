@@ -14,6 +14,8 @@ import os
 import sys
 from pathlib import Path
 
+from reldistill.settings import Runtime
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -39,7 +41,7 @@ def main() -> None:
     recipe = dataclasses.replace(recipe, train=train)
     if not recipe.train.bundled:
         sys.exit(f"{a.config} has no train.bundled folder to write")
-    out = train_teacher(recipe, a.output, resume=a.resume, max_minutes=a.minutes)
+    out = train_teacher(recipe, a.output, resume=a.resume, max_minutes=a.minutes, runtime=Runtime.from_env())
     dest = make_bundle(Path(out), bundle_dir(recipe.train.bundled), " ".join(["python", *sys.argv]), recipe.data.path)
     print(f"bundled teacher written to {dest}")
 

@@ -1,29 +1,31 @@
 """Student inference backends: PyTorch, ONNX Runtime or OpenVINO behind the same SentenceTransformer.
 
-``student.backend`` (recipe) or ``$RELDISTILL_STUDENT_BACKEND``: ``auto | torch | onnx | openvino``.
+``Runtime.student_backend`` (the recipe's ``student.backend``, or ``$RELDISTILL_STUDENT_BACKEND``):
+``auto | torch | onnx | openvino``.
 The non-torch backends run one ONNX export of the student's transformer (``torch.onnx.export``,
 dynamic batch and sequence axes); sentence-transformers keeps its own tokenizer, prompts, pooling,
 normalisation and batching — only the transformer module's ``model`` is swapped for a runtime session,
 as sentence-transformers' own ``backend=`` does through optimum (which needs transformers < 5 here).
 
 The export is written once beside the student folder (``<student>.exports/<weights digest>/``; models
-installed in site-packages export under ``$RELDISTILL_CACHE``) and reused while the weights digest is
-the same. ``auto`` times each installed backend once on this machine (batch throughput; one-query
-latency is recorded too, but queries are the query encoder's: reldistill.student.query_encoder) and
-caches the choice keyed by CPU model + flags + student weights. A backend that is not
-installed (or cannot export) falls back to torch with one log line.
+installed in site-packages export under the runtime's cache folder) and reused while the weights digest is
+the same. ``auto`` times each installed backend once on this machine (reldistill.student.runtime_choice; batch
+throughput — queries are the query encoder's: reldistill.student.query_encoder) and caches the choice keyed by CPU
+model + flags + student weights. A backend that is not installed (or cannot export) falls back to torch with one
+log line.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
+import io
 import json
 import logging
 import os
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +34,12 @@ import torch
 
 from reldistill.artifacts import atomic_path
 from reldistill.errors import UserError
-from reldistill.recipe.student import StudentConfig, check_backend, check_int8
+from reldistill.gguf_cache import cache_root
+from reldistill.precision import cpu_info, student_dtype
+from reldistill.settings import Runtime
 
 log = logging.getLogger(__name__)
 
-BACKEND_ENV = "RELDISTILL_STUDENT_BACKEND"
-INT8_ENV = "RELDISTILL_STUDENT_INT8"  # auto (int8 where its dev gate passed) | off
 INT8_MAX_DROP = 0.005  # dev nDCG@10 an int8 export may lose against fp32 and still be used
 ONNX_FILE = "model.onnx"
 # int8 weights, one scale per output channel, of every MatMul with a constant weight (activations quantised per call):
@@ -47,31 +49,15 @@ INT8_FILE = "model-int8-per-channel.onnx"
 EXPORT_META = "export.json"
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
-_default = {"backend": "auto", "int8": "off"}
-
-
-def configure_backend(cfg: StudentConfig) -> None:
-    """The recipe's ``student.backend`` / ``.query_backend`` / ``.int8`` for this process (the environment still wins)."""
-    from reldistill.student.query_encoder import configure_query_backend
-
-    _default.update(backend=cfg.backend, int8=cfg.int8)
-    configure_query_backend(cfg.query_backend)
-
-
-def int8_setting() -> str:
-    env = os.environ.get(INT8_ENV)
-    return check_int8(env, INT8_ENV) if env else _default["int8"]
-
-
-def int8_verdict(model_dir: Path, digest: str, key: str = "int8") -> dict[str, Any] | None:
+def int8_verdict(model_dir: Path, digest: str, key: str = "int8", runtime: Runtime | None = None) -> dict[str, Any] | None:
     """The recorded dev-nDCG@10 gate of this student's int8 export (None until measured, or measured on an
     export of another quantisation scheme). ``key``: see ``record_int8_verdict``."""
-    verdict = read_meta(exports_dir(model_dir, digest)).get(key)
+    verdict = read_meta(exports_dir(model_dir, digest, runtime)).get(key)
     return verdict if verdict and verdict.get("scheme") == INT8_SCHEME else None
 
 
 def record_int8_verdict(model_dir: Path, digest: str, fp32_ndcg: float, int8_ndcg: float, catalog: str,
-                        key: str = "int8", **extra: Any) -> dict[str, Any]:
+                        key: str = "int8", runtime: Runtime | None = None, **extra: Any) -> dict[str, Any]:
     """Store the gate's measurement beside the export: int8 is used only when it lost < ``INT8_MAX_DROP``.
 
     ``key``: "int8" (catalog and queries through the int8 export) or "query_int8" (queries only, against
@@ -80,24 +66,16 @@ def record_int8_verdict(model_dir: Path, digest: str, fp32_ndcg: float, int8_ndc
                "max_drop": INT8_MAX_DROP, "kept": fp32_ndcg - int8_ndcg < INT8_MAX_DROP, "catalog": catalog,
                "scheme": INT8_SCHEME, "cpu": cpu_signature(), **extra,
                "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    _update_meta(exports_dir(model_dir, digest), **{key: verdict})
+    _update_meta(exports_dir(model_dir, digest, runtime), **{key: verdict})
     return verdict
 
 
-def query_int8_verdict(model_dir: Path, digest: str) -> dict[str, Any] | None:
+def query_int8_verdict(model_dir: Path, digest: str, runtime: Runtime | None = None) -> dict[str, Any] | None:
     """The recorded dev-nDCG@10 gate of int8 *queries* against this student's indexed catalog (None until measured,
     or measured on another CPU: int8 kernels differ by ISA, e.g. VNNI vs AVX2's saturating u8s8 — queries stay fp32
     there until the next index build measures them)."""
-    verdict = int8_verdict(model_dir, digest, key="query_int8")
+    verdict = int8_verdict(model_dir, digest, key="query_int8", runtime=runtime)
     return verdict if verdict and verdict.get("cpu") == cpu_signature() else None
-
-
-def backend_setting(setting: str | None = None) -> str:
-    """``setting``, else $RELDISTILL_STUDENT_BACKEND, else the recipe's default, else auto."""
-    if setting:
-        return check_backend(setting, "backend")
-    env = os.environ.get(BACKEND_ENV)
-    return check_backend(env, BACKEND_ENV) if env else _default["backend"]
 
 
 def runtime_installed(backend: str) -> bool:
@@ -117,20 +95,16 @@ def installed_backends() -> list[str]:
 @functools.cache
 def cpu_signature() -> str:
     """CPU model name and the SIMD flags that change which kernels run (AVX2, AVX-512, bf16, AMX, VNNI)."""
-    from reldistill.precision import cpu_info
-
     info = cpu_info()
     return f"{info['model']} [{' '.join(info['flags'])}] x{os.cpu_count()}"
 
 
 # ---- export -------------------------------------------------------------------------------------
-def exports_dir(model_dir: Path, digest: str) -> Path:
-    """Where the exports of a student folder live: beside it, or under $RELDISTILL_CACHE for installed models."""
-    from reldistill.gguf_cache import cache_root
-
+def exports_dir(model_dir: Path, digest: str, runtime: Runtime | None = None) -> Path:
+    """Where the exports of a student folder live: beside it, or under the runtime's cache folder for installed models."""
     model_dir = Path(model_dir).resolve()
     if "site-packages" in model_dir.parts or not os.access(model_dir.parent, os.W_OK):
-        return cache_root() / "student-exports" / f"{model_dir.name}-{digest[:16]}"
+        return cache_root(runtime) / "student-exports" / f"{model_dir.name}-{digest[:16]}"
     return model_dir.parent / f"{model_dir.name}.exports" / digest[:16]
 
 
@@ -164,9 +138,6 @@ def export_onnx(st_model, out: Path) -> Path:
 @contextlib.contextmanager
 def _quiet(quiet: logging.Logger | None = None):
     """Silence the exporter's (or ``quiet``'s) progress prints and warnings (they are not the user's business)."""
-    import io
-    import warnings
-
     quiet = quiet or logging.getLogger("torch.onnx")
     level = quiet.level
     quiet.setLevel(logging.ERROR)
@@ -188,9 +159,9 @@ def quantize_int8(src: Path, out: Path) -> Path:
     return out
 
 
-def ensure_export(st_model, model_dir: Path, digest: str, int8: bool = False) -> Path:
+def ensure_export(st_model, model_dir: Path, digest: str, int8: bool = False, runtime: Runtime | None = None) -> Path:
     """The ONNX file of this student (exported once per weights digest; int8 derived from it)."""
-    d = exports_dir(model_dir, digest)
+    d = exports_dir(model_dir, digest, runtime)
     onnx_path = d / ONNX_FILE
     if not onnx_path.is_file():
         t = time.perf_counter()
@@ -242,7 +213,7 @@ class RuntimeModel(torch.nn.Module):
 
     SMALL_TOKENS = 256
 
-    def __init__(self, backend: str, onnx_path: Path, config, threads: int | None = None):
+    def __init__(self, backend: str, onnx_path: Path, config, threads: int | None = None, runtime: Runtime | None = None):
         super().__init__()
         if backend not in ("onnx", "openvino"):
             raise UserError(f"unknown runtime backend {backend!r}.")
@@ -251,6 +222,7 @@ class RuntimeModel(torch.nn.Module):
         self.dtype = torch.float32
         self.threads = threads or torch.get_num_threads()
         self.precision = "f32"
+        self.runtime = runtime or Runtime()  # the student precision OpenVINO runs in
         self._runners: dict[int, Any] = {}
         self._lock = threading.Lock()
         self.input_names = self._runner(self.threads)[0]
@@ -269,10 +241,8 @@ class RuntimeModel(torch.nn.Module):
     def _ov(self, threads: int):
         import openvino as ov
 
-        from reldistill.precision import student_dtype
-
         core = ov.Core()
-        bf16 = student_dtype() == torch.bfloat16 and "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        bf16 = student_dtype(runtime=self.runtime) == torch.bfloat16 and "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
         self.precision = "bf16" if bf16 else "f32"
         compiled = core.compile_model(core.read_model(str(self.path)), "CPU", {
             "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": self.precision})
@@ -297,79 +267,14 @@ class RuntimeModel(torch.nn.Module):
         return {"last_hidden_state": torch.from_numpy(run(feed))}
 
 
-def attach_runtime(st_model, backend: str, model_dir: Path, digest: str, int8: bool = False) -> None:
+def attach_runtime(st_model, backend: str, model_dir: Path, digest: str, int8: bool = False,
+                   runtime: Runtime | None = None) -> None:
     """Swap the student's transformer for a ``backend`` session over its (cached) ONNX export (int8: ONNX Runtime only)."""
     if int8 and backend != "onnx":
         raise UserError("the int8 student export runs on ONNX Runtime only — use student.backend: onnx.")
-    path = ensure_export(st_model, model_dir, digest, int8=int8)
+    path = ensure_export(st_model, model_dir, digest, int8=int8, runtime=runtime)
     first = st_model[0]
     # the PyTorch transformer stays reachable for the query encoder (set past nn.Module: not a submodule)
     object.__setattr__(st_model, "reldistill_hf", first.model)
-    first.model = RuntimeModel(backend, path, first.model.config)
+    first.model = RuntimeModel(backend, path, first.model.config, runtime=runtime)
     st_model.reldistill_backend = backend + ("-int8" if int8 else "")
-
-
-# ---- auto: measure once per machine and student ------------------------------------------------------
-PROBE_QUERY = "wireless noise cancelling headphones"
-PROBE_DOCS = [f"Brand {i} stainless steel water bottle {i % 7 + 1} l, insulated, colour {i % 5}" for i in range(64)]
-
-
-def time_backend(st_model, repeats: int = 15) -> dict[str, float]:
-    """p50 ms of one short query and docs/s of 64 product-like texts, through ``encode_queries/documents``."""
-    from reldistill.student.encode import encode_documents, encode_queries
-
-    encode_queries(st_model, [PROBE_QUERY])
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        encode_queries(st_model, [PROBE_QUERY])
-        ts.append(time.perf_counter() - t)
-    t = time.perf_counter()
-    encode_documents(st_model, PROBE_DOCS)
-    docs_s = len(PROBE_DOCS) / (time.perf_counter() - t)
-    return {"query_p50_ms": float(np.median(ts) * 1000), "docs_per_s": docs_s}
-
-
-def choose_fastest(timings: dict[str, dict[str, float]]) -> str:
-    """The backend with the highest catalog throughput (torch on a tie). One-query latency is the query
-    encoder's own choice (``student.query_backend``, reldistill.student.query_encoder), not this one's."""
-    return max(timings, key=lambda b: (timings[b]["docs_per_s"], b == "torch"))
-
-
-def _decision_file() -> Path:
-    from reldistill.gguf_cache import cache_root
-
-    return cache_root() / "student-backend.json"
-
-
-def auto_backend(load_torch, model_dir: Path, digest: str) -> str:
-    """The fastest installed backend for this student on this CPU (measured once, then read from the cache)."""
-    key = hashlib.sha256(f"throughput|{cpu_signature()}|{digest}|{','.join(installed_backends())}".encode()).hexdigest()[:24]  # rule + CPU + weights
-    path = _decision_file()
-    try:
-        cached = json.loads(path.read_text(encoding="utf-8")).get(key)
-    except (OSError, json.JSONDecodeError):
-        cached = None
-    if cached:
-        return cached["backend"]
-    timings = {}
-    for b in installed_backends():
-        try:
-            m = load_torch()
-            if b != "torch":
-                attach_runtime(m, b, model_dir, digest)
-            timings[b] = time_backend(m)
-        except Exception as e:  # noqa: BLE001 - a backend that fails here is simply not chosen
-            log.warning("student backend %s unavailable (%s: %s)", b, type(e).__name__, e)
-    best = choose_fastest(timings)
-    log.info("student backend auto → %s (%s)", best, timings)
-    try:
-        table = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except (OSError, json.JSONDecodeError):
-        table = {}
-    table[key] = {"backend": best, "cpu": cpu_signature(), "weights": digest, "timings": timings,
-                  "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(table, indent=1), encoding="utf-8")
-    return best

@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reldistill.calibration import Calibration, dev_identity, fit_calibration, load_calibration, save_calibration
+from reldistill.calibration import (Calibration, dev_identity, dev_matches, fit_calibration, load_calibration,
+                                    save_calibration)
 from reldistill.config import DataConfig
+from reldistill.settings import Runtime
 
 SCORE = "student cosine of the L2-normalised query and product embeddings (the dense index's inner product)"
 
@@ -41,9 +43,10 @@ def fit_student_calibration(model, examples: pd.DataFrame, split: str = "dev", d
                            "identity", score=SCORE, split=split, **ident)
 
 
-def calibrate_student(student_dir: str | Path, data_cfg: DataConfig, force: bool = False) -> tuple[Calibration, bool]:
-    """Fit (or keep, when fitted on this very dev split and not ``force``) the calibration of a student folder."""
-    from reldistill.calibration import dev_matches
+def calibrate_student(student_dir: str | Path, data_cfg: DataConfig, force: bool = False, *,
+                      runtime: Runtime | None = None) -> tuple[Calibration, bool]:
+    """Fit (or keep, when fitted on this very dev split and not ``force``) the calibration of a student folder
+    (loaded on ``runtime``'s backend)."""
     from reldistill.data import carve_dev, load_esci
     from reldistill.student.encode import load_student
 
@@ -53,6 +56,6 @@ def calibrate_student(student_dir: str | Path, data_cfg: DataConfig, force: bool
     data = load_esci(data_cfg)
     examples = data.examples.copy()
     examples["split"] = carve_dev(examples, data_cfg.dev_fraction, data_cfg.seed)
-    cal = fit_student_calibration(load_student(str(student_dir)), examples, "dev", data_cfg)
+    cal = fit_student_calibration(load_student(str(student_dir), runtime=runtime), examples, "dev", data_cfg)
     save_calibration(student_dir, cal)
     return cal, True

@@ -16,6 +16,7 @@ import pandas as pd
 from reldistill.errors import UserError
 from reldistill.metrics import mean_metrics
 from reldistill.index.dense import exact_top_k
+from reldistill.student.encode import encode_documents, encode_queries
 
 METRICS = ("ndcg@10", "recall@100")
 
@@ -39,8 +40,6 @@ def catalog_search(model, queries: list[str], products: pd.DataFrame, k: int = 1
     """(scores, indices) of the top-``k`` catalog products per query by cosine similarity (FAISS flat, no full matrix).
 
     ``query_encoder``: encodes the queries instead of ``encode_queries(model)`` (a ``QueryEncoder``: search's path)."""
-    from reldistill.student.encode import encode_documents, encode_queries
-
     docs = doc_embeddings if doc_embeddings is not None else encode_documents(model, products["text"].tolist(), batch_size)
     qv = query_encoder.encode(queries) if query_encoder is not None else encode_queries(model, queries, batch_size)
     return exact_top_k(qv, docs, k)
@@ -91,8 +90,6 @@ class DevRetrievalEvaluator(_base_evaluator()):
         self.best: tuple[float, int, np.ndarray] | None = None  # (nDCG@10, step, catalog vectors) of the best eval
 
     def __call__(self, model, output_path=None, epoch: int = -1, steps: int = -1) -> dict[str, float]:
-        from reldistill.student.encode import encode_documents
-
         docs = encode_documents(model, self.products["text"].astype(str).tolist(), self.batch_size)
         res = evaluate_student(model, self.examples, self.products, self.split, batch_size=self.batch_size, doc_embeddings=docs)
         self.history.append({"epoch": epoch, "steps": steps, **res})

@@ -8,9 +8,9 @@ OpenVINO session on one thread, created once and reused, or the PyTorch model it
 student's pooling and L2 normalisation in numpy. Queries are encoded one at a time (no padding), so a
 query's vector is the same whether it came alone (search, serve) or in a list (eval).
 
-``student.query_backend`` (recipe) or ``$RELDISTILL_STUDENT_QUERY_BACKEND``: auto | torch | onnx |
-openvino; auto = the lowest measured single-query p50 on this CPU (measured once, cached like the batch
-choice). With ``student.int8: auto`` and a kept query-int8 dev gate (measured at index build:
+``Runtime.student_query_backend`` (the recipe's ``student.query_backend``, or ``$RELDISTILL_STUDENT_QUERY_BACKEND``):
+auto | torch | onnx | openvino; auto = the lowest measured single-query p50 on this CPU (measured once and cached by
+the batch choice's mechanism, reldistill.student.runtime_choice). With ``student.int8: auto`` and a kept query-int8 dev gate (measured at index build:
 reldistill.retrieval.build.query_int8_gate), auto also measures "onnx-int8": the int8 export on ONNX
 Runtime for queries only, the catalog vectors staying as they are. A student whose modules are not
 transformer → pooling (mean / cls / max) → optional normalise (e.g. a static-embedding student, or
@@ -22,10 +22,7 @@ pool, and on a 2-core machine a second intra-op thread per query competes with t
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
 import threading
 import time
 from pathlib import Path
@@ -33,32 +30,18 @@ from typing import Any
 
 import numpy as np
 
-from reldistill.artifacts import atomic_path
-from reldistill.recipe.student import check_backend
+from reldistill.settings import Runtime, check_backend
+from reldistill.student import backend as rt
+from reldistill.student.encode import encode_queries, student_runtime
+from reldistill.student.runtime_choice import QUERY, choice_key, measured_choice
 
 log = logging.getLogger(__name__)
 
-QUERY_BACKEND_ENV = "RELDISTILL_STUDENT_QUERY_BACKEND"
 POOLING = ("mean", "cls", "max")
 PROBE_QUERIES = ("wireless noise cancelling headphones", "usb c cable 6ft", "kids water bottle bpa free",
                  "running shoes men size 10 wide")
 
 FEATURES = ("input_ids", "attention_mask", "token_type_ids")
-
-_default = {"query_backend": "auto"}
-
-
-def configure_query_backend(setting: str) -> None:
-    """The recipe's ``student.query_backend`` for this process (the environment still wins)."""
-    _default["query_backend"] = check_backend(setting, "student.query_backend")
-
-
-def query_backend_setting(setting: str | None = None) -> str:
-    if setting:
-        return check_backend(setting, "query_backend")
-    env = os.environ.get(QUERY_BACKEND_ENV)
-    return check_backend(env, QUERY_BACKEND_ENV) if env else _default["query_backend"]
-
 
 def lean_plan(st_model) -> dict[str, Any] | None:
     """Pooling mode and normalisation when the student is transformer → pooling [→ normalise]; else None."""
@@ -119,9 +102,7 @@ class QueryEncoder:
         if onnx_path is None:
             raise ValueError("an ONNX Runtime / OpenVINO query encoder needs the student's ONNX export")
         if runtime in ("onnx", "onnx-int8"):
-            from reldistill.student.backend import ort_session
-
-            session = ort_session(onnx_path, threads=1)
+            session = rt.ort_session(onnx_path, threads=1)
             names = tuple(i.name for i in session.get_inputs())
 
             def run(feed):
@@ -188,8 +169,6 @@ class QueryEncoder:
 
     def encode_one(self, query: str) -> np.ndarray:
         if self.runtime == "plain":
-            from reldistill.student.encode import encode_queries
-
             return encode_queries(self.model, [query])[0]
         feats = self.features(query)
         return self.pool(self._forward(feats), feats["attention_mask"])
@@ -197,8 +176,6 @@ class QueryEncoder:
     def encode(self, queries: list[str]) -> np.ndarray:
         """(len(queries), dim) float32: each query encoded alone, exactly as a search request encodes it."""
         if self.runtime == "plain" and len(queries) > 1:
-            from reldistill.student.encode import encode_queries
-
             return np.stack([encode_queries(self.model, [q])[0] for q in queries])
         return np.stack([self.encode_one(q) for q in queries]) if queries else np.zeros((0, 0), np.float32)
 
@@ -227,13 +204,7 @@ def _same_features(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
     return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
-# ---- which runtime: measured once per CPU, student and installed runtimes ---------------------------
-def _decision_file() -> Path:
-    from reldistill.gguf_cache import cache_root
-
-    return cache_root() / "student-query-backend.json"
-
-
+# ---- which runtime: measured once per CPU, student and installed runtimes (reldistill.student.runtime_choice) ----
 def query_p50_ms(encoder: QueryEncoder, rounds: int = 10) -> float:
     """Median ms of one probe query through ``encoder`` (after a warm-up)."""
     encoder.encode_one(PROBE_QUERIES[0])
@@ -246,95 +217,80 @@ def query_p50_ms(encoder: QueryEncoder, rounds: int = 10) -> float:
     return float(np.median(ts))
 
 
-def _build(st_model, runtime: str, model_dir: Path | None, digest: str | None) -> QueryEncoder:
+def _build(st_model, runtime: str, model_dir: Path | None, digest: str | None, settings: Runtime | None = None) -> QueryEncoder:
     if runtime == "torch":
         return QueryEncoder(st_model, "torch")
-    from reldistill.student.backend import ensure_export
+    onnx_path = rt.ensure_export(st_model, model_dir, digest, int8=runtime == "onnx-int8", runtime=settings)
+    return QueryEncoder(st_model, runtime, onnx_path)
 
-    return QueryEncoder(st_model, runtime, ensure_export(st_model, model_dir, digest, int8=runtime == "onnx-int8"))
 
-
-def int8_gate_of(model_dir: Path | None, digest: str | None) -> dict[str, Any] | None:
+def int8_gate_of(model_dir: Path | None, digest: str | None, runtime: Runtime | None = None) -> dict[str, Any] | None:
     """The kept query-int8 dev-gate verdict of this student (int8 queries against its indexed catalog), else None;
-    only with ``student.int8: auto`` and ONNX Runtime installed."""
-    from reldistill.student import backend as rt
-
-    if digest is None or model_dir is None or rt.int8_setting() != "auto" or not rt.runtime_installed("onnx"):
+    only with ``student.int8: auto`` (``runtime.student_int8``) and ONNX Runtime installed."""
+    runtime = runtime or Runtime()
+    if digest is None or model_dir is None or runtime.student_int8 != "auto" or not rt.runtime_installed("onnx"):
         return None
-    verdict = rt.query_int8_verdict(Path(model_dir), digest)
+    verdict = rt.query_int8_verdict(Path(model_dir), digest, runtime)
     return verdict if verdict and verdict.get("kept") else None
 
 
-def query_candidates(model_dir: Path | None, digest: str | None) -> list[str]:
+def query_candidates(model_dir: Path | None, digest: str | None, runtime: Runtime | None = None) -> list[str]:
     """The runtimes auto measures: the installed ones, plus "onnx-int8" where its query dev gate passed."""
-    from reldistill.student import backend as rt
-
-    return rt.installed_backends() + (["onnx-int8"] if int8_gate_of(model_dir, digest) else [])
+    return rt.installed_backends() + (["onnx-int8"] if int8_gate_of(model_dir, digest, runtime) else [])
 
 
-def choose_query_runtime(st_model, model_dir: Path, digest: str, candidates: list[str]) -> tuple[str, dict[str, float]]:
+def choose_query_runtime(st_model, model_dir: Path, digest: str, candidates: list[str],
+                         runtime: Runtime | None = None) -> tuple[str, dict[str, float]]:
     """(runtime with the lowest single-query p50, {runtime: p50 ms}) — measured now, or read from the cache."""
-    from reldistill.student.backend import cpu_signature
-
-    key = hashlib.sha256(f"{cpu_signature()}|{digest}|{','.join(candidates)}".encode()).hexdigest()[:24]
-    path = _decision_file()
-    try:
-        table = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        table = {}
-    if key in table:
-        return table[key]["runtime"], table[key]["query_p50_ms"]
-    p50 = {}
-    for rt in candidates:
-        try:
-            p50[rt] = query_p50_ms(_build(st_model, rt, model_dir, digest))
-        except Exception as e:  # noqa: BLE001 - a runtime that fails here is simply not chosen
-            log.warning("query backend %s unavailable (%s: %s)", rt, type(e).__name__, e)
-    best = min(p50, key=lambda r: (p50[r], r != "torch"))
-    log.info("student query backend auto → %s (single-query p50 ms: %s)", best, p50)
-    table[key] = {"runtime": best, "query_p50_ms": p50, "cpu": cpu_signature(), "weights": digest,
-                  "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(table, indent=1), encoding="utf-8")
-    return best, p50
+    key = choice_key(rt.cpu_signature(), digest, ",".join(candidates))
+    return measured_choice(QUERY, key, digest, candidates,
+                           lambda c: query_p50_ms(_build(st_model, c, model_dir, digest, runtime)),
+                           lambda p50: min(p50, key=lambda r: (p50[r], r != "torch")), runtime)
 
 
-def query_encoder(st_model, setting: str | None = None) -> QueryEncoder:
+def _runtime_choice(st_model, setting: str | None, runtime: Runtime) -> str:
+    """The runtime ``setting`` (default ``runtime.student_query_backend``) names for this student, before auto."""
+    _, digest = getattr(st_model, "reldistill_source", (None, None))
+    choice = check_backend(setting, "query_backend") if setting else runtime.student_query_backend
+    if getattr(st_model, "reldistill_backend", "").endswith("-int8"):
+        choice = "onnx-int8"
+    if str(getattr(st_model, "device", "cpu")) != "cpu":
+        choice = "torch"  # a GPU student encodes its queries on the GPU
+    base = choice.removesuffix("-int8")
+    if digest is None or (base not in ("auto", "torch") and not rt.runtime_installed(base)):
+        if base not in ("auto", "torch"):
+            log.warning("query backend %s is not installed (pip install 'reldistill[%s]'); encoding queries with torch",
+                        base, base)
+        choice = "torch"
+    return choice
+
+
+def query_encoder(st_model, setting: str | None = None, *, runtime: Runtime | None = None) -> QueryEncoder:
     """The student's query encoder (built once per loaded student and kept on it).
 
     Runs the int8 ONNX export when the student itself runs it (its dev gate passed); otherwise the
-    runtime ``setting`` names (default: ``student.query_backend``), auto = the fastest measured of the
-    installed runtimes and, where the query-int8 dev gate passed, "onnx-int8". A runtime that is not
-    installed, or a student that is not a folder, falls back to PyTorch.
+    runtime ``setting`` names (default: ``runtime.student_query_backend``; ``runtime`` defaults to the one the student
+    was loaded with), auto = the fastest measured of the installed runtimes and, where the query-int8 dev gate passed,
+    "onnx-int8". A runtime that is not installed, or a student that is not a folder, falls back to PyTorch.
     """
-    from reldistill.student import backend as rt
-
     cached = getattr(st_model, "reldistill_query_encoder", None)
-    if cached is not None and setting is None:
+    if cached is not None and setting is None and runtime is None:
         return cached
+    runtime = runtime or student_runtime(st_model)
     if lean_plan(st_model) is None:
         enc = QueryEncoder(st_model, "plain")
     else:
-        choice = query_backend_setting(setting)
         model_dir, digest = getattr(st_model, "reldistill_source", (None, None))
         student_int8 = getattr(st_model, "reldistill_backend", "").endswith("-int8")
-        if student_int8:
-            choice = "onnx-int8"
-        if str(getattr(st_model, "device", "cpu")) != "cpu":
-            choice = "torch"  # a GPU student encodes its queries on the GPU
-        base = choice.removesuffix("-int8")
-        if digest is None or (base not in ("auto", "torch") and not rt.runtime_installed(base)):
-            if base not in ("auto", "torch"):
-                log.warning("query backend %s is not installed (pip install 'reldistill[%s]'); encoding queries with torch",
-                            base, base)
-            choice = "torch"
+        choice = _runtime_choice(st_model, setting, runtime)
         if choice == "auto":
-            choice, _ = choose_query_runtime(st_model, model_dir, digest, query_candidates(model_dir, digest))
+            choice, _ = choose_query_runtime(st_model, model_dir, digest, query_candidates(model_dir, digest, runtime),
+                                             runtime)
         try:
-            enc = _build(st_model, choice, model_dir, digest)
+            enc = _build(st_model, choice, model_dir, digest, runtime)
             if choice == "onnx-int8":
-                enc.int8_gate = rt.int8_verdict(Path(model_dir), digest) if student_int8 else int8_gate_of(model_dir, digest)
+                enc.int8_gate = (rt.int8_verdict(Path(model_dir), digest, runtime=runtime) if student_int8
+                                 else int8_gate_of(model_dir, digest, runtime))
         except Exception as e:  # noqa: BLE001 - an export or runtime failure costs speed, never the query
             log.warning("query backend %s failed (%s: %s); encoding queries with torch", choice, type(e).__name__, e)
             enc = QueryEncoder(st_model, "torch")

@@ -10,29 +10,31 @@ import torch
 from reldistill.errors import UserError
 from reldistill.gguf_cache import dequantized
 from reldistill.models import ResolvedModel, resolve_model
+from reldistill.settings import Runtime
 
 log = logging.getLogger(__name__)
 
 
-def resolve_base(name_or_path: str | os.PathLike) -> ResolvedModel:
-    return resolve_model(str(name_or_path))
+def resolve_base(name_or_path: str | os.PathLike, runtime: Runtime | None = None) -> ResolvedModel:
+    return resolve_model(str(name_or_path), runtime)
 
 
-def load_tokenizer(source: ResolvedModel | str | os.PathLike):
+def load_tokenizer(source: ResolvedModel | str | os.PathLike, runtime: Runtime | None = None):
     from transformers import AutoTokenizer
 
-    r = dequantized(source if isinstance(source, ResolvedModel) else resolve_model(str(source)))
+    r = dequantized(source if isinstance(source, ResolvedModel) else resolve_model(str(source), runtime), runtime)
     try:
         return AutoTokenizer.from_pretrained(**r.from_pretrained_kwargs(), trust_remote_code=False)
     except (OSError, ValueError) as e:
         raise UserError(f"cannot load the tokenizer of {r.name!r} from {r.path} ({str(e).splitlines()[0][:120]}) — check teacher.model.") from None
 
 
-def load_backbone(source: ResolvedModel, dtype: torch.dtype = torch.float32, load_in_4bit: bool = False):
+def load_backbone(source: ResolvedModel, dtype: torch.dtype = torch.float32, load_in_4bit: bool = False,
+                  runtime: Runtime | None = None):
     """The bare base model (``AutoModel``: no LM head) in ``dtype``, or NF4-quantised for QLoRA."""
     from transformers import AutoModel
 
-    kw = dequantized(source).from_pretrained_kwargs()
+    kw = dequantized(source, runtime).from_pretrained_kwargs()
     if load_in_4bit:
         check_4bit("cuda" if torch.cuda.is_available() else "cpu")
         from transformers import BitsAndBytesConfig
@@ -70,8 +72,9 @@ def check_4bit(device_type: str) -> None:
                         "the 4-bit figure) or train on a device it supports (CUDA).")
 
 
-def set_cpu_threads(setting: int | str | None = "auto") -> int:
-    """Pick torch's CPU thread count. ``auto``: the cores not already busy (by 1-min load), at least 1.
+def set_cpu_threads(setting: int | str | None = "auto", runtime: Runtime | None = None) -> int:
+    """Pick torch's CPU thread count. ``auto``: the cores not already busy (by 1-min load), at least 1 — or torch's
+    own count where the user pinned it (``runtime.threads_pinned``: $OMP_NUM_THREADS).
 
     On a shared CPU, OpenMP threads that outnumber free cores spin-wait and run several times
     slower than one thread (measured here: a SmolLM2 LoRA step took 30-60 s on 2 threads and
@@ -80,7 +83,7 @@ def set_cpu_threads(setting: int | str | None = "auto") -> int:
     if setting is None or torch.cuda.is_available():
         return torch.get_num_threads()
     if setting == "auto":
-        if os.environ.get("OMP_NUM_THREADS"):
+        if (runtime or Runtime()).threads_pinned:
             return torch.get_num_threads()
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         try:

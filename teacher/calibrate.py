@@ -17,6 +17,7 @@ import pandas as pd
 
 from reldistill.calibration import Calibration, dev_identity, dev_matches, fit_calibration, load_calibration, save_calibration
 from reldistill.config import DataConfig
+from reldistill.settings import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def dev_pairs(data_cfg: DataConfig, max_pairs: int | None = None, seed: int = 0)
 
 def calibrate_teacher(teacher_dir: str | Path, data_cfg: DataConfig, scorer: Scorer | None = None,
                       dtype: str = "auto", batch_size: int | None = None, max_pairs: int | None = None,
-                      force: bool = False) -> tuple[Calibration, bool]:
+                      force: bool = False, *, runtime: Runtime | None = None) -> tuple[Calibration, bool]:
     """Fit (or keep) the calibration of the teacher in ``teacher_dir`` on ``data_cfg``'s dev split.
 
     An existing calibration fitted on this very dev split (all its ``max_pairs``-capped pairs) is kept unless ``force``. ``scorer``
@@ -58,7 +59,7 @@ def calibrate_teacher(teacher_dir: str | Path, data_cfg: DataConfig, scorer: Sco
     if scorer is None:
         from reldistill.teacher.teacher import Teacher
 
-        teacher = Teacher.load(teacher_dir, dtype=dtype)
+        teacher = Teacher.load(teacher_dir, dtype=dtype, runtime=runtime)
         scorer = lambda q, t: teacher.score_pairs(q, t, batch_size=batch_size, progress=True)  # noqa: E731
     probs = np.asarray(scorer(dev["query"].astype(str).tolist(), dev["text"].astype(str).tolist()), dtype=np.float64)
     cal = fit_teacher_calibration(dev, probs, data_cfg)

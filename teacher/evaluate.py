@@ -7,6 +7,7 @@ from typing import Any
 
 from reldistill.config import DataConfig, from_dict
 from reldistill.errors import UserError
+from reldistill.settings import Runtime
 from reldistill.teacher.metrics import evaluate_scores, label_distributions
 
 SPLITS = ("train", "dev", "test")
@@ -22,7 +23,8 @@ def data_config_of(manifest: dict[str, Any], data_path: str | None = None) -> Da
 
 
 def evaluate_teacher(teacher_dir: str | os.PathLike, split: str = "test", data_path: str | None = None,
-                     dtype: str = "auto", batch_size: int = 32, progress: bool = True) -> dict[str, Any]:
+                     dtype: str = "auto", batch_size: int = 32, progress: bool = True, *,
+                     runtime: Runtime | None = None) -> dict[str, Any]:
     from reldistill.teacher.artifact import open_artifact
     from reldistill.teacher.pairs import split_pairs
     from reldistill.teacher.teacher import Teacher
@@ -36,8 +38,8 @@ def evaluate_teacher(teacher_dir: str | os.PathLike, split: str = "test", data_p
         raise UserError(f"split {split!r} of {cfg.path} has no pairs — pick another --split.")
     from reldistill.teacher.backbone import set_cpu_threads
 
-    set_cpu_threads("auto")
-    teacher = Teacher.load(teacher_dir, dtype=dtype)
+    set_cpu_threads("auto", runtime)
+    teacher = Teacher.load(teacher_dir, dtype=dtype, runtime=runtime)
     probs = teacher.score_pairs(df["query"].tolist(), df["text"].tolist(), batch_size=batch_size, progress=progress)
     metrics = evaluate_scores(df, probs)
     return {"teacher": str(teacher_dir), "split": split, "data": cfg.path, "dtype": str(teacher.dtype).removeprefix("torch."),

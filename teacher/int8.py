@@ -1,7 +1,7 @@
 """The teacher in int8 on CPUs without bf16: dynamic quantisation of the linear layers, behind a measured gate.
 
-``$RELDISTILL_TEACHER_INT8``: ``auto`` (the default on a CPU without AVX512-BF16/AMX, or with
-``RELDISTILL_CPU_BF16=0``) quantises an fp32 CPU teacher only where the gate passed; ``off`` (the default
+``Runtime.teacher_int8`` (``$RELDISTILL_TEACHER_INT8``): ``auto`` (the default on a CPU without AVX512-BF16/AMX, or
+with ``RELDISTILL_CPU_BF16=0``) quantises an fp32 CPU teacher only where the gate passed; ``off`` (the default
 where bf16 runs natively) never does. The gate scores the dev Task-1 pairs (every dev query with ≥ 2
 judged candidates, as teacher training evaluates) in fp32 and in int8 in one run and keeps int8 only when
 its scores keep Spearman ≥ 0.99 to fp32, dev nDCG@10 does not drop, and it is faster. The verdict is
@@ -13,44 +13,42 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from reldistill.artifacts import write_json
+from reldistill.config import DataConfig, from_dict
+from reldistill.errors import UserError
+from reldistill.precision import cpu_has_bf16, cpu_info
+from reldistill.settings import Runtime
+from reldistill.teacher.metrics import evaluate_scores
+
 log = logging.getLogger(__name__)
 
-TEACHER_INT8_ENV = "RELDISTILL_TEACHER_INT8"
 INT8_MIN_SPEARMAN = 0.99
 INT8_CHECK_PAIRS = 64  # int8_check (bench): the first pairs of a run
 GATE_FILE = "int8-gate.json"
 GATE_MAX_PAIRS = 400  # dev pairs the gate scores (whole queries), twice
 
 
-def int8_mode() -> str:
-    """``auto`` or ``off``: $RELDISTILL_TEACHER_INT8, else auto on a CPU without native bf16."""
-    from reldistill.precision import cpu_has_bf16
-
-    raw = os.environ.get(TEACHER_INT8_ENV, "").strip().lower()
-    if raw in ("auto", "off"):
-        return raw
-    if raw:
-        from reldistill.errors import UserError
-
-        raise UserError(f"${TEACHER_INT8_ENV} must be auto or off, got {raw!r}.")
-    return "off" if cpu_has_bf16() else "auto"
+def int8_mode(runtime: Runtime | None = None) -> str:
+    """``auto`` or ``off``: the runtime's ($RELDISTILL_TEACHER_INT8), else auto on a CPU without native bf16."""
+    runtime = runtime or Runtime()
+    if runtime.teacher_int8 is not None:
+        return runtime.teacher_int8
+    return "off" if cpu_has_bf16(runtime) else "auto"
 
 
-def cpu_key() -> str:
+def cpu_key(runtime: Runtime | None = None) -> str:
     """This CPU (model, speed flags, bf16 emulation) and torch version: what a gate verdict holds for."""
     import torch
 
-    from reldistill.precision import CPU_BF16_ENV, cpu_info
-
     info = cpu_info()
-    raw = json.dumps([info["model"], info["flags"], os.environ.get(CPU_BF16_ENV, ""), torch.__version__])
+    emulated = "" if (runtime or Runtime()).cpu_bf16 else "0"  # as $RELDISTILL_CPU_BF16 was recorded
+    raw = json.dumps([info["model"], info["flags"], emulated, torch.__version__])
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
@@ -87,7 +85,7 @@ def int8_check(teacher, queries, texts, batch_size: int | None = None) -> dict[s
 
 def gate_pairs(data_cfg):
     """The dev Task-1 pairs the gate scores: dev queries with ≥ 2 judged candidates (whole queries, capped)."""
-    from reldistill.teacher.pairs import cap_by_query, cap_queries, split_pairs
+    from reldistill.teacher.pairs import cap_by_query, cap_queries, split_pairs  # the data loaders (pyarrow)
 
     return cap_by_query(cap_queries(split_pairs(data_cfg, include_sparse=False)["dev"], None), GATE_MAX_PAIRS)
 
@@ -96,9 +94,6 @@ def gate(teacher, data_cfg, batch_size: int | None = None) -> dict[str, Any]:
     """Measure fp32 vs int8 on the dev Task-1 pairs; leaves ``teacher`` in int8 when kept, in fp32 otherwise."""
     import torch
     from scipy.stats import spearmanr
-
-    from reldistill.precision import cpu_info
-    from reldistill.teacher.metrics import evaluate_scores
 
     df = gate_pairs(data_cfg)
     out: dict[str, Any] = {"cpu": cpu_info()["model"], "cpu_flags": cpu_info()["flags"], "torch": torch.__version__,
@@ -146,14 +141,14 @@ def gate(teacher, data_cfg, batch_size: int | None = None) -> dict[str, Any]:
     return out
 
 
-def read_verdict(teacher_dir: Path) -> dict[str, Any] | None:
+def read_verdict(teacher_dir: Path, runtime: Runtime | None = None) -> dict[str, Any] | None:
     """The cached gate verdict for this teacher artifact on this CPU, or None."""
     path = Path(teacher_dir) / GATE_FILE
     try:
         book = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
-    v = book.get(cpu_key())
+    v = book.get(cpu_key(runtime))
     return v if isinstance(v, dict) and v.get("manifest") == _manifest_digest(teacher_dir) else None
 
 
@@ -162,15 +157,13 @@ def _manifest_digest(teacher_dir: Path) -> str | None:
     return hashlib.sha256(m.read_bytes()).hexdigest()[:16] if m.is_file() else None
 
 
-def _write_verdict(teacher_dir: Path, verdict: dict[str, Any]) -> None:
-    from reldistill.artifacts import write_json
-
+def _write_verdict(teacher_dir: Path, verdict: dict[str, Any], runtime: Runtime | None) -> None:
     path = Path(teacher_dir) / GATE_FILE
     try:
         book = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     except (OSError, json.JSONDecodeError):
         book = {}
-    book[cpu_key()] = {**verdict, "manifest": _manifest_digest(teacher_dir)}
+    book[cpu_key(runtime)] = {**verdict, "manifest": _manifest_digest(teacher_dir)}
     try:
         write_json(path, book)
     except OSError as e:  # a read-only teacher: measured again next time
@@ -178,18 +171,20 @@ def _write_verdict(teacher_dir: Path, verdict: dict[str, Any]) -> None:
 
 
 def apply_int8(teacher, mode: str | None = None, data_cfg=None, batch_size: int | None = None) -> dict[str, Any] | None:
-    """Quantise an fp32 CPU ``teacher`` where ``mode`` (default :func:`int8_mode`) is auto and the gate passes.
+    """Quantise an fp32 CPU ``teacher`` where ``mode`` (default :func:`int8_mode` of the teacher's runtime) is auto
+    and the gate passes.
 
     The verdict comes from ``<teacher>/int8-gate.json`` (this CPU), else the gate runs now on the dev pairs of
     ``data_cfg`` (default: the data the teacher was trained on). Returns the verdict (None: int8 not considered).
     """
     import torch
 
-    mode = mode or int8_mode()
+    runtime = teacher.runtime
+    mode = mode or int8_mode(runtime)
     if mode != "auto" or teacher.dtype != torch.float32 or teacher.device.type != "cpu" or teacher.int8:
         return None
     tdir = Path(teacher.path) if teacher.path else None
-    verdict = read_verdict(tdir) if tdir else None
+    verdict = read_verdict(tdir, runtime) if tdir else None
     if verdict is not None:
         if verdict.get("kept"):
             quantize_linear_int8(teacher)
@@ -201,15 +196,12 @@ def apply_int8(teacher, mode: str | None = None, data_cfg=None, batch_size: int 
     verdict = gate(teacher, data_cfg, batch_size)
     log.info("teacher int8 gate: %s → %s", verdict["reason"], "int8" if verdict["kept"] else "fp32")
     if tdir is not None:
-        _write_verdict(tdir, verdict)
+        _write_verdict(tdir, verdict, runtime)
     return {**verdict, "cached": False}
 
 
 def _trained_on(teacher):
     """The DataConfig of the data the teacher was trained on (its manifest), or None."""
-    from reldistill.config import DataConfig, from_dict
-    from reldistill.errors import UserError
-
     d = (teacher.manifest or {}).get("data")
     if not isinstance(d, dict):
         return None

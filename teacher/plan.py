@@ -30,6 +30,8 @@ from typing import Any
 from reldistill.errors import UserError
 from reldistill.models import resolve_model
 from reldistill.recipe import Recipe
+from reldistill.settings import Runtime
+
 GIB = 1024**3
 CUDA_RESERVE_GIB = 1.5
 CPU_PROCESS_GIB = 0.5  # python + torch + transformers + peft + accelerate imported (RSS)
@@ -37,8 +39,9 @@ DEVICES = ("gpu", "cpu")
 GPUS = {"A100-40GB": 40, "A100-80GB": 80, "H100-80GB": 80}
 
 
-def load_architecture(recipe: Recipe):
-    """The backbone's transformers config: ``teacher.model_config`` if set, else from the resolved model."""
+def load_architecture(recipe: Recipe, runtime: Runtime | None = None):
+    """The backbone's transformers config: ``teacher.model_config`` if set, else from the resolved model (offline where
+    ``runtime`` says so)."""
     from transformers import AutoConfig
 
     tc = recipe.teacher
@@ -54,7 +57,7 @@ def load_architecture(recipe: Recipe):
         if not model_type:
             raise UserError(f"teacher.model_config {p} has no 'model_type' — add it (e.g. \"llama\").")
         return AutoConfig.for_model(model_type, **raw)
-    r = resolve_model(tc.model)
+    r = resolve_model(tc.model, runtime)
     try:
         return AutoConfig.from_pretrained(**r.from_pretrained_kwargs(), trust_remote_code=False)
     except (OSError, ValueError) as e:
@@ -62,7 +65,8 @@ def load_architecture(recipe: Recipe):
                         "set teacher.model_config to its config.json.") from None
 
 
-def plan_teacher(recipe: Recipe, device: str = "gpu", process_gib: float | None = None) -> dict[str, Any]:
+def plan_teacher(recipe: Recipe, device: str = "gpu", process_gib: float | None = None, *,
+                 runtime: Runtime | None = None) -> dict[str, Any]:
     """Parameter counts (backbone, LoRA, head, total) and estimated training memory for a recipe on ``device``
     (gpu: CUDA memory; cpu: peak RSS of one training process). ``process_gib``: the CPU reserve measured on
     this machine (the RSS of a process with the training stack imported) instead of the 0.5 GiB default."""
@@ -76,7 +80,7 @@ def plan_teacher(recipe: Recipe, device: str = "gpu", process_gib: float | None 
 
     from reldistill.teacher.model import build_head, count_parameters, lora_config  # loads torch: after the checks
 
-    arch = load_architecture(recipe)
+    arch = load_architecture(recipe, runtime)
     from transformers import AutoModel
 
     with torch.device("meta"):

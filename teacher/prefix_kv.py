@@ -8,8 +8,8 @@ one part with the template's prefix — runs each part's prefix once with the de
 each length-sorted batch of the part runs only its rows' own tokens (right-padded, positions continuing
 after the prefix) against a copy of that cache, and pools each row's last real token. Since attention
 is causal, the logits are those of the full forward up to fp32 rounding. A part whose rows share fewer
-than ``MIN_PREFIX`` tokens runs whole (no cache). ``$RELDISTILL_TEACHER_PREFIX_KV=0`` turns it off (the
-full forward: benchmarks time both). A backbone that cannot take a cache falls back to the full
+than ``MIN_PREFIX`` tokens runs whole (no cache). ``Runtime.teacher_prefix_kv`` (``$RELDISTILL_TEACHER_PREFIX_KV=0``)
+turns it off (the full forward: benchmarks time both by passing a runtime with it on and off). A backbone that cannot take a cache falls back to the full
 forward with one log line.
 """
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -27,13 +26,8 @@ from reldistill.teacher.inputs import balanced_batches
 
 log = logging.getLogger(__name__)
 
-PREFIX_KV_ENV = "RELDISTILL_TEACHER_PREFIX_KV"
 MIN_PREFIX = 8  # shared tokens below which the full forward is as good
 MIN_GROUP = 8  # rows of one query that get a prefix of their own (template + query)
-
-
-def enabled() -> bool:
-    return os.environ.get(PREFIX_KV_ENV, "1").strip().lower() not in ("0", "off", "false", "no")
 
 
 def common_prefix(ids: list[list[int]]) -> int:

@@ -21,20 +21,22 @@ import numpy as np
 import pandas as pd
 
 from reldistill.errors import UserError
+from reldistill.settings import Runtime
 from reldistill.student.encode import encode_documents, encode_queries, load_student
 from reldistill.teacher.metrics import mean_ndcg
 
 
 @functools.lru_cache(maxsize=2)
-def _student(name: str):
-    return load_student(name)
+def _student(name: str, runtime: Runtime):
+    return load_student(name, runtime=runtime)
 
 
-def cosines(student: str, queries: Sequence[str], texts: Sequence[str]) -> np.ndarray:
-    """Cosine of each (query, text) pair under the sentence-transformers ``student`` (each unique string encoded once)."""
+def cosines(student: str, queries: Sequence[str], texts: Sequence[str], runtime: Runtime | None = None) -> np.ndarray:
+    """Cosine of each (query, text) pair under the sentence-transformers ``student`` (each unique string encoded once;
+    the student loaded on ``runtime``'s backend)."""
     if not len(queries):
         return np.zeros(0, dtype=np.float64)
-    model = _student(student)
+    model = _student(student, runtime or Runtime())
     uq, qi = np.unique(np.asarray(queries, dtype=object), return_inverse=True)
     ut, ti = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
     qv = encode_queries(model, uq.tolist())
@@ -67,8 +69,9 @@ class Prior:
         z_cos = (np.asarray(cos, dtype=np.float64) - self.cos_mean) / self.cos_std
         return self.weight * z_llm + (1.0 - self.weight) * z_cos
 
-    def apply(self, queries: Sequence[str], texts: Sequence[str], llm: np.ndarray) -> np.ndarray:
-        return self.blend(llm, cosines(self.student, queries, texts)).astype(np.float32)
+    def apply(self, queries: Sequence[str], texts: Sequence[str], llm: np.ndarray,
+              runtime: Runtime | None = None) -> np.ndarray:
+        return self.blend(llm, cosines(self.student, queries, texts, runtime)).astype(np.float32)
 
 
 def _std(x: np.ndarray) -> float:
@@ -76,14 +79,15 @@ def _std(x: np.ndarray) -> float:
     return s if s > 1e-9 else 1.0
 
 
-def fit_prior(dev: pd.DataFrame, llm: np.ndarray, student: str, weights: Sequence[float], k: int = 10) -> dict[str, Any]:
+def fit_prior(dev: pd.DataFrame, llm: np.ndarray, student: str, weights: Sequence[float], k: int = 10, *,
+              runtime: Runtime | None = None) -> dict[str, Any]:
     """Choose the LLM weight on ``dev`` (whole queries with ``gain``): standardise both scores on these pairs,
     score every ``w`` in ``weights`` by mean nDCG@k, keep the best (ties: the larger w, i.e. more LLM).
 
     Returns the manifest block: the chosen :class:`Prior` fields plus ``dev_ndcg10`` per weight and ``dev_queries``.
     """
     llm = np.asarray(llm, dtype=np.float64)
-    cos = cosines(student, dev["query"].astype(str).tolist(), dev["text"].astype(str).tolist())
+    cos = cosines(student, dev["query"].astype(str).tolist(), dev["text"].astype(str).tolist(), runtime)
     stats = {"llm_mean": float(llm.mean()), "llm_std": _std(llm), "cos_mean": float(cos.mean()), "cos_std": _std(cos)}
     table, n = {}, 0
     for w in sorted({float(x) for x in weights}):

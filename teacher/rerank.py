@@ -8,7 +8,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from reldistill.rerank import RankedResult, check_deadline
+from reldistill.settings import Runtime
 from reldistill.teacher.inputs import balanced_batches
+from reldistill.teacher.teacher import Teacher
 
 
 class TeacherReranker:
@@ -25,10 +27,10 @@ class TeacherReranker:
         self.name = f"teacher:{os.path.basename(str(base).rstrip('/')) or base}"
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, dtype: str = "auto", batch_size: int | None = None) -> TeacherReranker:
-        from reldistill.teacher.teacher import Teacher
-
-        return cls(Teacher.load(directory, dtype=dtype), batch_size)
+    def load(cls, directory: str | os.PathLike, dtype: str = "auto", batch_size: int | None = None, *,
+             runtime: Runtime | None = None) -> TeacherReranker:
+        """The teacher artifact at ``directory`` as a reranker (``runtime``: its int8, prefix-KV and memo settings)."""
+        return cls(Teacher.load(directory, dtype=dtype, runtime=runtime), batch_size)
 
     @property
     def calibration(self):

@@ -9,6 +9,7 @@ The final parquet (input columns + ``teacher_score`` + ``teacher_logit``, and ``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -25,6 +26,11 @@ from reldistill.artifacts import file_fingerprint, write_parquet
 from reldistill.calibration import load_calibration
 from reldistill.config import DataConfig
 from reldistill.errors import UserError
+from reldistill.precision import parse_dtype
+from reldistill.progress import progress_bar
+from reldistill.settings import Runtime
+from reldistill.student.catalog_vectors import catalog_digest
+from reldistill.teacher.int8 import cpu_key, int8_mode
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +81,6 @@ def read_pairs(pairs_path: str | os.PathLike, data_cfg: DataConfig | None = None
 def _signature(teacher_dir: Path, pairs_path: Path, dtype: str, batch_size: int | None, shard_size: int,
                df: pd.DataFrame, texts: list[str]) -> dict[str, Any]:
     """What the shards depend on; pairs without a text column add a digest of the catalog text they were given."""
-    from reldistill.student.catalog_vectors import catalog_digest
-
     manifest = teacher_dir / "manifest.json"
     sig = {"teacher": str(teacher_dir.resolve()), "teacher_manifest": file_fingerprint(manifest),
            "pairs": file_fingerprint(pairs_path), "dtype": dtype, "batch_size": batch_size, "shard_size": shard_size}
@@ -128,17 +132,19 @@ def with_probabilities(result: pd.DataFrame, teacher_dir: Path) -> pd.DataFrame:
 
 def score_file(teacher_dir: str | os.PathLike, pairs_path: str | os.PathLike, out_path: str | os.PathLike,
                data_cfg: DataConfig | None = None, batch_size: int | None = None, dtype: str = "auto",
-               shard_size: int = 512, progress: bool = True, limit: int | None = None) -> Path:
+               shard_size: int = 512, progress: bool = True, limit: int | None = None, *,
+               runtime: Runtime | None = None) -> Path:
     """Score ``pairs_path`` → ``out_path`` (input columns + teacher_score + teacher_logit). Returns ``out_path``."""
-    return score_file_stats(teacher_dir, pairs_path, out_path, data_cfg, batch_size, dtype, shard_size, progress, limit)["out"]
+    return score_file_stats(teacher_dir, pairs_path, out_path, data_cfg, batch_size, dtype, shard_size, progress, limit,
+                            runtime=runtime)["out"]
 
 
 def score_file_stats(teacher_dir, pairs_path, out_path, data_cfg=None, batch_size=None, dtype="auto",
-                     shard_size=512, progress=True, limit=None) -> dict[str, Any]:
-    """``score_file`` returning {'out', 'pairs', 'scored_now', 'seconds', 'pairs_per_s', 'shards', 'dtype'}."""
+                     shard_size=512, progress=True, limit=None, *, runtime: Runtime | None = None) -> dict[str, Any]:
+    """``score_file`` returning {'out', 'pairs', 'scored_now', 'seconds', 'pairs_per_s', 'shards', 'dtype'}
+    (``runtime``: the teacher's int8, prefix-KV and memo settings, and the thread choice)."""
     from accelerate import PartialState
 
-    from reldistill.precision import parse_dtype
     from reldistill.teacher.artifact import open_artifact
 
     teacher_dir, pairs_path, out = Path(teacher_dir), Path(pairs_path), Path(out_path)
@@ -154,10 +160,9 @@ def score_file_stats(teacher_dir, pairs_path, out_path, data_cfg=None, batch_siz
     state = PartialState(cpu=not torch.cuda.is_available())  # CPU processes use gloo
     main, rank, world = state.is_main_process, state.process_index, state.num_processes
     sig = _signature(teacher_dir, pairs_path, dtype, batch_size, shard_size, df, texts) | {"limit": limit}
-    from reldistill.teacher.int8 import cpu_key, int8_mode
-
-    if int8_mode() == "auto":
-        sig["int8"] = f"auto:{cpu_key()}"  # shards scored with int8 are not mixed with fp32 ones
+    runtime = runtime or Runtime()
+    if int8_mode(runtime) == "auto":
+        sig["int8"] = f"auto:{cpu_key(runtime)}"  # shards scored with int8 are not mixed with fp32 ones
     sdir = shard_dir_for(out)
     _prepare_shards(sdir, sig, main)
     state.wait_for_everyone()
@@ -173,16 +178,12 @@ def score_file_stats(teacher_dir, pairs_path, out_path, data_cfg=None, batch_siz
         from reldistill.teacher.backbone import set_cpu_threads
         from reldistill.teacher.teacher import Teacher
 
-        set_cpu_threads("auto")
+        set_cpu_threads("auto", runtime)
         teacher = Teacher.load(teacher_dir, dtype=dtype, device=str(state.device) if world > 1 else None,
-                               data_cfg=data_cfg)  # int8 where its gate passed (reldistill.teacher.int8)
+                               data_cfg=data_cfg, runtime=runtime)  # int8 where its gate passed (reldistill.teacher.int8)
         int8 = teacher.int8_verdict
         queries = df["query"].astype(str).tolist()
         mine = sum(b - a for i, (a, b) in enumerate(bounds) if i % world == rank)
-        import contextlib
-
-        from reldistill.progress import progress_bar
-
         ctx = progress_bar(mine, f"teacher scoring ({str(teacher.dtype).removeprefix('torch.')})", "pairs",
                            initial=done_rows) if progress and main else contextlib.nullcontext(lambda k=1: None)
         with ctx as advance:

@@ -1,24 +1,24 @@
 """Teacher logits already computed, by (teacher identity, exact pair input): a bounded LRU shared in one process.
 
 The served rerank (`SearchPipeline` mode rerank, `POST /rerank`), eval and the scoring stage all call
-`Teacher.score_logits`, which asks this memo first and runs the model only on the pairs it has not seen.
+`Teacher.score_logits`, which asks the teacher's memo first and runs the model only on the pairs it has not seen.
+Each `Teacher` holds its own memo (no process-wide state).
 A key is the teacher's identity (its artifact's manifest digest, dtype, int8 state, prompt template,
 max_length, padding side) with the query and the product text, so a pair scored by another teacher,
 dtype or template is never reused. The memo is bounded by pairs (least recently used dropped first):
-``$RELDISTILL_TEACHER_MEMO_PAIRS`` (default 100,000 pairs, a few tens of MB), 0 turns it off.
+``Runtime.teacher_memo_pairs`` (``$RELDISTILL_TEACHER_MEMO_PAIRS``, default 100,000 pairs, a few tens of MB), 0
+turns it off.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 
-MEMO_PAIRS_ENV = "RELDISTILL_TEACHER_MEMO_PAIRS"
-DEFAULT_MEMO_PAIRS = 100_000
+from reldistill.settings import DEFAULT_MEMO_PAIRS
 
 
 def pair_key(identity: str, query: str, text: str) -> bytes:
@@ -69,24 +69,10 @@ class ScoreMemo:
 
 
 @contextlib.contextmanager
-def memo_off(memo: ScoreMemo | None = None):
-    """Within this block the memo neither answers nor remembers (latency benchmarks time the model)."""
-    m = memo or MEMO
-    old, m.max_pairs = m.max_pairs, 0
+def memo_off(memo: ScoreMemo):
+    """Within this block ``memo`` (a teacher's) neither answers nor remembers (latency benchmarks time the model)."""
+    old, memo.max_pairs = memo.max_pairs, 0
     try:
         yield
     finally:
-        m.max_pairs = old
-
-
-def _default_size() -> int:
-    raw = os.environ.get(MEMO_PAIRS_ENV, "").strip()
-    try:
-        return int(raw) if raw else DEFAULT_MEMO_PAIRS
-    except ValueError:
-        from reldistill.errors import UserError
-
-        raise UserError(f"${MEMO_PAIRS_ENV} must be a whole number of pairs, got {raw!r}.") from None
-
-
-MEMO = ScoreMemo(_default_size())  # the process's memo: every Teacher uses it unless given another
+        memo.max_pairs = old

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -15,28 +17,30 @@ import torch
 from reldistill.calibration import load_calibration
 from reldistill.config import require_int
 from reldistill.errors import UserError
+from reldistill.gguf_cache import dequantized
 from reldistill.precision import resolve_dtype
+from reldistill.progress import progress_bar
 from reldistill.recipe.teacher import TeacherConfig
+from reldistill.settings import Runtime
 from reldistill.teacher import prefix_kv
 from reldistill.teacher.artifact import ADAPTER_DIR, HEAD_FILE, TOKENIZER_DIR, load_head_state, open_artifact
 from reldistill.teacher.backbone import load_backbone, load_tokenizer, resolve_base
 from reldistill.teacher.inputs import PairEncoder, length_buckets
+from reldistill.teacher.int8 import apply_int8
 from reldistill.teacher.model import CrossEncoder, answer_token_ids, build_head, lora_config, num_layers
 from reldistill.teacher.prior import Prior
-from reldistill.teacher.score_memo import MEMO, ScoreMemo, pair_key
+from reldistill.teacher.score_memo import ScoreMemo, pair_key
 
 log = logging.getLogger(__name__)
 
 
-def lm_head_weight(backbone, resolved) -> torch.Tensor:
+def lm_head_weight(backbone, resolved, runtime: Runtime | None = None) -> torch.Tensor:
     """The LM head's weight [vocab, hidden]: the input embeddings when tied, else ``lm_head.weight`` from the checkpoint."""
     if getattr(backbone.config, "tie_word_embeddings", False):
         return backbone.get_input_embeddings().weight
     from safetensors import safe_open
 
-    from reldistill.gguf_cache import dequantized
-
-    for f in sorted(Path(dequantized(resolved).path).glob("*.safetensors")):
+    for f in sorted(Path(dequantized(resolved, runtime).path).glob("*.safetensors")):
         with safe_open(str(f), framework="pt") as st:
             if "lm_head.weight" in st.keys():
                 return st.get_tensor("lm_head.weight")
@@ -45,23 +49,23 @@ def lm_head_weight(backbone, resolved) -> torch.Tensor:
 
 
 def build_cross_encoder(cfg: TeacherConfig, dtype: torch.dtype = torch.float32, base: str | None = None,
-                        train_layers: int = 0):
+                        train_layers: int = 0, runtime: Runtime | None = None):
     """A fresh trainable cross-encoder: backbone (+LoRA, +4-bit) and its head — random for ``mlp``/``linear``,
     the LM head's yes−no row for ``lm``. ``train_layers`` > 0 puts LoRA on the top N decoder layers only.
 
     Returns ``(model, tokenizer, resolved_base)``.
     """
-    resolved = resolve_base(base or cfg.model)
-    tokenizer = load_tokenizer(resolved)
+    resolved = resolve_base(base or cfg.model, runtime)
+    tokenizer = load_tokenizer(resolved, runtime)
     answer_ids = answer_token_ids(tokenizer, cfg) if cfg.head == "lm" else None  # bad tokens fail before the load
-    backbone = load_backbone(resolved, dtype, cfg.load_in_4bit)
+    backbone = load_backbone(resolved, dtype, cfg.load_in_4bit, runtime)
     if cfg.load_in_4bit:
         from peft import prepare_model_for_kbit_training
 
         backbone = prepare_model_for_kbit_training(backbone, use_gradient_checkpointing=False)
     head = build_head(backbone.config, cfg)
     if answer_ids is not None:
-        head.init_lm_row(lm_head_weight(backbone, resolved), *answer_ids, row_trainable=cfg.lm_row_trainable)
+        head.init_lm_row(lm_head_weight(backbone, resolved, runtime), *answer_ids, row_trainable=cfg.lm_row_trainable)
     layers = None
     if train_layers:
         n = num_layers(backbone)
@@ -78,16 +82,31 @@ def build_cross_encoder(cfg: TeacherConfig, dtype: torch.dtype = torch.float32, 
     return CrossEncoder(backbone, head), tokenizer, resolved
 
 
+@contextlib.contextmanager
+def running_with(teacher: Teacher, **changes):
+    """Within this block ``teacher`` runs with ``changes`` to its runtime, e.g. ``teacher_prefix_kv=False`` for the full
+    forward (benchmarks compare the paths on one loaded teacher this way)."""
+    old = teacher.runtime
+    teacher.runtime = dataclasses.replace(old, **changes)
+    try:
+        yield teacher
+    finally:
+        teacher.runtime = old
+
+
 class Teacher:
     """A loaded teacher: ``score_pairs(queries, texts) -> probabilities`` (sigmoid of the relevance logit).
 
-    Pairs it has scored before (same identity, same query and text) come from ``memo``
-    (:mod:`reldistill.teacher.score_memo`) without running the model. A teacher trained with a
-    ``prior`` (:mod:`reldistill.teacher.prior`) blends the LLM logit with its bi-encoder's cosine.
+    Pairs it has scored before (same identity, same query and text) come from its ``memo``
+    (:mod:`reldistill.teacher.score_memo`; default: one of ``runtime.teacher_memo_pairs`` pairs, its own) without
+    running the model. ``runtime`` (default ``Runtime()``) also says whether shared prefixes run once
+    (``teacher_prefix_kv``) and whether ``load`` considers int8. A teacher trained with a ``prior``
+    (:mod:`reldistill.teacher.prior`) blends the LLM logit with its bi-encoder's cosine.
     """
 
     def __init__(self, model: CrossEncoder, tokenizer, cfg: TeacherConfig, manifest: dict | None = None,
-                 path: Path | None = None, batch_size: int = 32, memo: ScoreMemo | None = None):
+                 path: Path | None = None, batch_size: int = 32, memo: ScoreMemo | None = None,
+                 runtime: Runtime | None = None):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.cfg = cfg
@@ -95,7 +114,8 @@ class Teacher:
         self.path = path
         self.batch_size = batch_size
         self.encoder = PairEncoder(tokenizer, cfg.template, cfg.max_length, cfg.padding_side)
-        self.memo = MEMO if memo is None else memo
+        self.runtime = runtime or Runtime()
+        self.memo = ScoreMemo(self.runtime.teacher_memo_pairs) if memo is None else memo
         self.int8 = False  # set by reldistill.teacher.int8.quantize_linear_int8
         self.int8_verdict: dict | None = None  # the int8 gate's verdict when load considered int8
         self.forward_calls = 0  # model forward passes run (one per batch)
@@ -127,22 +147,24 @@ class Teacher:
 
     @classmethod
     def load(cls, directory: str | os.PathLike, dtype: str = "auto", merge_lora: bool = True,
-             device: str | None = None, int8: str | None = None, data_cfg=None) -> Teacher:
+             device: str | None = None, int8: str | None = None, data_cfg=None, *,
+             runtime: Runtime | None = None) -> Teacher:
         """Restore a teacher artifact: base model (via reldistill.models) + adapter (merged) + head + tokenizer.
 
-        ``int8``: auto | off (default $RELDISTILL_TEACHER_INT8, auto on a CPU without bf16) — an fp32 CPU
-        teacher is quantised where its gate passed (reldistill.teacher.int8; ``data_cfg``: the dev data
-        the gate measures on, default the teacher's own); the verdict is in ``int8_verdict``."""
+        ``int8``: auto | off (default ``runtime.teacher_int8``: $RELDISTILL_TEACHER_INT8, auto on a CPU without
+        bf16) — an fp32 CPU teacher is quantised where its gate passed (reldistill.teacher.int8; ``data_cfg``: the
+        dev data the gate measures on, default the teacher's own); the verdict is in ``int8_verdict``."""
         from transformers import AutoTokenizer
 
+        runtime = runtime or Runtime()
         art = open_artifact(directory)
-        tdtype = resolve_dtype(dtype, "dtype")
-        resolved = resolve_base(art.base)
+        tdtype = resolve_dtype(dtype, "dtype", runtime)
+        resolved = resolve_base(art.base, runtime)
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(art.root / TOKENIZER_DIR), trust_remote_code=False)
         except (OSError, ValueError) as e:
             raise UserError(f"{art.root / TOKENIZER_DIR} cannot be loaded ({str(e).splitlines()[0][:100]}) — the artifact is corrupted; retrain.") from None
-        backbone = load_backbone(resolved, tdtype)
+        backbone = load_backbone(resolved, tdtype, runtime=runtime)
         if art.cfg.lora_r > 0:
             from peft import PeftModel
 
@@ -161,10 +183,8 @@ class Teacher:
         model = CrossEncoder(backbone, head)
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         model.to(dev)
-        teacher = cls(model, tokenizer, art.cfg, art.manifest, art.root)
+        teacher = cls(model, tokenizer, art.cfg, art.manifest, art.root, runtime=runtime)
         if merge_lora:
-            from reldistill.teacher.int8 import apply_int8
-
             teacher.int8_verdict = apply_int8(teacher, int8, data_cfg)
         return teacher
 
@@ -178,7 +198,7 @@ class Teacher:
         """
         out = self._llm_logits(queries, texts, batch_size, progress, memo)
         if prior and self.prior is not None and len(out):
-            out = self.prior.apply([str(q) for q in queries], [str(t) for t in texts], out)
+            out = self.prior.apply([str(q) for q in queries], [str(t) for t in texts], out, self.runtime)
         return out
 
     def _llm_logits(self, queries: Sequence[str], texts: Sequence[str], batch_size: int | None,
@@ -217,16 +237,9 @@ class Teacher:
             return out
         ids = self.encoder.encode(queries, texts)
         dev = self.device
-        if progress:
-            from reldistill.progress import progress_bar
-
-            ctx = progress_bar(n, "teacher scoring", "pairs")
-        else:
-            import contextlib
-
-            ctx = contextlib.nullcontext(lambda k=1: None)
+        ctx = progress_bar(n, "teacher scoring", "pairs") if progress else contextlib.nullcontext(lambda k=1: None)
         with ctx as advance:
-            if not self.model.training and prefix_kv.enabled():  # shared prefixes (template, query) once (exact)
+            if not self.model.training and self.runtime.teacher_prefix_kv:  # shared prefixes (template, query) once (exact)
                 pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
                 fast = prefix_kv.score(self.model, ids, batch_size or self.batch_size, pad, dev, advance, keys=queries)
                 if fast is not None:

@@ -46,6 +46,7 @@ from reldistill.gguf_cache import cache_root
 from reldistill.precision import reset_accelerate_state, resolve_dtype
 from reldistill.progress import progress_bar
 from reldistill.recipe import Recipe, override
+from reldistill.settings import Runtime
 from reldistill.teacher.artifact import KIND, save_trainables
 from reldistill.teacher.backbone import set_cpu_threads
 from reldistill.teacher.calibrate import fit_teacher_calibration
@@ -236,6 +237,7 @@ class Launch:
     key: dict[str, Any]  # `recipe_key` of the run
     checkpoint: Path | None = None  # the last checkpoint (a resume continues from it)
     restored: tuple[dict, dict[str, torch.Tensor], dict] | None = None  # its `read_checkpoint`
+    runtime: Runtime = dataclasses.field(default_factory=Runtime)  # the settings it runs with (backends, threads, caches)
 
     @property
     def main(self) -> bool:
@@ -243,15 +245,16 @@ class Launch:
         return self.accelerator.is_main_process
 
 
-def launch(recipe: Recipe, out: Path, resume: bool) -> Launch:
-    """Threads, precision and processes; refuses a foreign ``out`` and a broken or foreign last checkpoint."""
+def launch(recipe: Recipe, out: Path, resume: bool, runtime: Runtime) -> Launch:
+    """Threads, precision and processes (as ``runtime`` sets them); refuses a foreign ``out`` and a broken or foreign
+    last checkpoint."""
     from accelerate import Accelerator
 
     tr = recipe.train
-    threads = set_cpu_threads(tr.cpu_threads)
-    dtype = resolve_dtype(tr.precision)
+    threads = set_cpu_threads(tr.cpu_threads, runtime)
+    dtype = resolve_dtype(tr.precision, runtime=runtime)
     # no GPU: CPU processes (gloo) — `accelerate launch --multi_gpu --num_processes N` spawns them via torchrun
-    reset_accelerate_state()  # an earlier in-process Trainer may have fixed another precision
+    reset_accelerate_state(runtime)  # an earlier in-process Trainer may have fixed another precision
     accelerator = Accelerator(mixed_precision="bf16" if dtype == torch.bfloat16 else "no", cpu=not torch.cuda.is_available())
     # never train into (and later write over) a folder that is neither a teacher nor a teacher being trained;
     # only the main process looks (another rank could see the main one's first files; a refusal there ends the launch)
@@ -262,7 +265,7 @@ def launch(recipe: Recipe, out: Path, resume: bool) -> Launch:
     restored = read_checkpoint(ckpts[-1]) if ckpts else None  # a broken checkpoint fails before any heavy work
     if restored and restored[0].get("recipe") != json.loads(json.dumps(key)):
         raise UserError(f"checkpoints in {out / CKPT_DIR} were made with a different recipe — rerun with --no-resume or another --output.")
-    return Launch(accelerator, dtype, threads, key, ckpts[-1] if ckpts else None, restored)
+    return Launch(accelerator, dtype, threads, key, ckpts[-1] if ckpts else None, restored, runtime)
 
 
 def already_trained(start: Launch, out: Path, tr) -> bool:
@@ -304,10 +307,10 @@ def load_train_data(recipe: Recipe) -> TrainData:
     return TrainData(train_df, dev_df, groups)
 
 
-def build_model(tc, tr, dtype: torch.dtype):
+def build_model(tc, tr, dtype: torch.dtype, runtime: Runtime | None = None):
     """The seeded cross-encoder to train (trainables in fp32), its tokenizer (with a pad token) and resolved base."""
     torch.manual_seed(tr.seed)
-    model, tokenizer, resolved = build_cross_encoder(tc, dtype, train_layers=tr.train_layers)
+    model, tokenizer, resolved = build_cross_encoder(tc, dtype, train_layers=tr.train_layers, runtime=runtime)
     choose_pad_token(tokenizer)
     for p in model.parameters():  # trainable params stay fp32 (bf16 autocast runs the maths)
         if p.requires_grad and p.dtype != torch.float32:
@@ -374,7 +377,7 @@ class TeacherTraining:
         self.data = load_train_data(recipe)
         if tr.train_layers and self.world > 1:
             raise UserError("train.train_layers (cached prefix) trains in one process — drop accelerate launch or set train_layers: 0.")
-        model, self.tokenizer, self.resolved = build_model(tc, tr, start.dtype)
+        model, self.tokenizer, self.resolved = build_model(tc, tr, start.dtype, start.runtime)
         self.encoder = PairEncoder(self.tokenizer, tc.template, tc.max_length, tc.padding_side)
         self.train_ids = self.encoder.encode(self.data.train["query"].tolist(), self.data.train["text"].tolist())
         self.targets = torch.tensor(self.data.train["soft_label"].to_numpy(), dtype=torch.float32)
@@ -408,7 +411,7 @@ class TeacherTraining:
     def prefix_states(self, ids: list[list[int]], split: int, what: str) -> PrefixStates:
         """The states after ``split`` layers of ``ids``, from (or into) the prefix cache."""
         tr, resolved, raw = self.tr, self.resolved, self.raw_model
-        cdir = Path(tr.cache_dir) if tr.cache_dir else cache_root() / "teacher-prefix"
+        cdir = Path(tr.cache_dir) if tr.cache_dir else cache_root(self.start.runtime) / "teacher-prefix"
         base_id = f"{resolved.hub_id or resolved.path}:{resolved.gguf_file}"
         pdtype = next(raw.backbone.parameters()).dtype
         return prefix_states(raw, self.encoder, ids, split, tr.eval_batch_size,
@@ -586,11 +589,12 @@ class TeacherTraining:
         if tc.prior_student and len(dev_df) and not self.is_fsdp:
             if chosen not in st.dev_logits:  # kept from before a resume: score dev with the restored weights
                 st.dev_logits[chosen] = self.rescore_dev()
-            prior = fit_prior(dev_df, st.dev_logits[chosen], tc.prior_student, tc.prior_weights)
+            prior = fit_prior(dev_df, st.dev_logits[chosen], tc.prior_student, tc.prior_weights, runtime=self.start.runtime)
             log.info("teacher prior %s: dev nDCG@10 by LLM weight %s -> w = %g", tc.prior_student, prior["dev_ndcg10"], prior["weight"])
         calibration = None
         if not self.is_fsdp and tr.eval_split == "dev":  # fitted on dev only, never on the split a report reads
-            calibration = fit_calibration(dev_df, st.dev_logits, chosen, prior, self.recipe, self.rescore_dev)
+            calibration = fit_calibration(dev_df, st.dev_logits, chosen, prior, self.recipe, self.rescore_dev,
+                                          self.start.runtime)
         write_artifact(self.out, self.raw_model, self.tokenizer, self.recipe, self.resolved,
                        self.manifest_fields(chosen, final_metrics, untrained, prior, calibration), calibration)
 
@@ -628,7 +632,8 @@ class TeacherTraining:
 
 
 def train_teacher(recipe: Recipe, output_dir: str | os.PathLike, resume: bool = True,
-                  max_steps: int | None = None, max_minutes: float | None = None, progress: bool = True) -> Path:
+                  max_steps: int | None = None, max_minutes: float | None = None, progress: bool = True, *,
+                  runtime: Runtime | None = None) -> Path:
     """Train the teacher of ``recipe`` (its data/teacher/train sections) into ``output_dir`` (in-process or
     under ``accelerate launch``).
 
@@ -640,7 +645,7 @@ def train_teacher(recipe: Recipe, output_dir: str | os.PathLike, resume: bool = 
     t_start = time.monotonic()
     recipe = budgeted(recipe, max_steps, max_minutes)
     out = Path(output_dir)
-    start = launch(recipe, out, resume)
+    start = launch(recipe, out, resume, runtime or Runtime())
     if already_trained(start, out, recipe.train):
         return out
     if not resume and start.main and (out / CKPT_DIR).exists():
@@ -662,7 +667,8 @@ def score_head_info(tc, tokenizer) -> dict[str, Any]:
     return info
 
 
-def fit_calibration(dev_df, dev_logits: dict, chosen: int, prior: dict | None, recipe: Recipe, rescore):
+def fit_calibration(dev_df, dev_logits: dict, chosen: int, prior: dict | None, recipe: Recipe, rescore,
+                    runtime: Runtime | None = None):
     """The kept checkpoint's calibration on dev (its dev logits, blended with the prior as served), or None
     when dev is empty or too small (a warning: `reldistill calibrate` fits it later)."""
     if not len(dev_df):
@@ -673,7 +679,8 @@ def fit_calibration(dev_df, dev_logits: dict, chosen: int, prior: dict | None, r
     logits = np.asarray(logits, dtype=np.float64)
     blend = Prior.from_manifest(prior)
     if blend is not None:
-        logits = blend.apply(dev_df["query"].astype(str).tolist(), dev_df["text"].astype(str).tolist(), logits).astype(np.float64)
+        logits = blend.apply(dev_df["query"].astype(str).tolist(), dev_df["text"].astype(str).tolist(), logits,
+                             runtime).astype(np.float64)
     try:
         return fit_teacher_calibration(dev_df, 1.0 / (1.0 + np.exp(-logits)), recipe.data)
     except UserError as e:

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.retrieval_testkit import judged_esci
+from reldistill.settings import Runtime
 
+# Subprocess CLI tests get these through the environment (the CLI resolves its runtime from it); in-process tests pass
+# TEST_RUNTIME (or the `runtime` fixture), the same choices as an explicit Runtime.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Students encode through PyTorch unless a test picks a backend (auto would export and time each tiny student).
@@ -18,6 +20,12 @@ os.environ.setdefault("RELDISTILL_STUDENT_BACKEND", "torch")
 os.environ.setdefault("RELDISTILL_STUDENT_QUERY_BACKEND", "torch")  # the lean one-query path, on PyTorch
 # The teacher stays fp32 unless a test asks for int8 (auto would run the int8 gate for each tiny teacher on a CPU without bf16).
 os.environ.setdefault("RELDISTILL_TEACHER_INT8", "off")
+
+# What in-process tests run with: the environment above (torch students, no teacher int8, offline hub, the user's
+# cache folder and precision settings), resolved once like the CLI does.
+TEST_RUNTIME = Runtime.from_env()
+
+from tests import retrieval_testkit  # noqa: E402 — after TEST_RUNTIME, which it imports from here (a module: either may load first)
 
 REPO = Path(__file__).resolve().parents[1]
 ESCI_SAMPLE = REPO.parent / "shared" / "data" / "esci-sample"
@@ -43,7 +51,7 @@ def extended_dir() -> Path:
 def small_esci(esci_dir, tmp_path_factory) -> Path:
     """4 test + 4 fully judged train queries of the real sample, their products and 150 unjudged ones (the eval
     and bench CLI tests)."""
-    return judged_esci(esci_dir, tmp_path_factory.mktemp("esci-small"), n_test=4, n_train=4, min_judged=30, n_other=150)
+    return retrieval_testkit.judged_esci(esci_dir, tmp_path_factory.mktemp("esci-small"), n_test=4, n_train=4, min_judged=30, n_other=150)
 
 
 def load_script(name: str):
@@ -77,3 +85,9 @@ def assert_user_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture
+def runtime() -> Runtime:
+    """The in-process tests' runtime settings (TEST_RUNTIME)."""
+    return TEST_RUNTIME

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from tests.conftest import TEST_RUNTIME
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -104,5 +105,5 @@ def build_sandbox(root: Path, esci_dir: Path) -> Path:
     run = root / "runs" / "demo"
     build_tiny_teacher(run / "teacher", seed=0)
     shutil.copytree(student, run / "student")
-    build_index(run, str(run / "student"), DataConfig(path=str(data), dev_fraction=0.3, seed=1))
+    build_index(run, str(run / "student"), DataConfig(path=str(data), dev_fraction=0.3, seed=1), runtime=TEST_RUNTIME)
     return root

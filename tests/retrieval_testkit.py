@@ -13,6 +13,7 @@ import pandas as pd
 
 from reldistill.data.esci import EXAMPLES_FILE, PRODUCTS_FILE
 from reldistill.rerank import RankedResult
+from tests.conftest import TEST_RUNTIME
 
 N_TEST_QUERIES = 3
 N_OTHER_PRODUCTS = 150
@@ -139,7 +140,7 @@ def small_run(tmp_path_factory, esci_dir: Path):
         products, tq = small_catalog(data)
         run = tmp_path_factory.mktemp("retrieval-run")
         with torch_threads(1):
-            build_index(run, "minilm-l6", DataConfig(path=str(esci_dir)), products=products, examples=data.examples)
+            build_index(run, "minilm-l6", DataConfig(path=str(esci_dir)), products=products, examples=data.examples, runtime=TEST_RUNTIME)
         _SMALL_RUNS["run"] = (run, data, tq, products)
     return _SMALL_RUNS["run"]
 

@@ -15,29 +15,31 @@ import typer
 
 from reldistill.calibration import summary
 from reldistill.config import DataConfig
+from reldistill.eval.teacher_scores import TeacherScoreCache
+from reldistill.recipe import load_recipe, override
 from reldistill.run_layout import RunDir
+from reldistill.settings import Runtime
+from reldistill.student.calibrate import calibrate_student
+from reldistill.teacher.calibrate import calibrate_teacher
 
 
 def calibrate_run(run: RunDir, data_cfg: DataConfig, dtype: str = "auto", batch_size: int = 32,
-                  force: bool = False, max_teacher_pairs: int | None = None) -> dict[str, Any]:
+                  force: bool = False, max_teacher_pairs: int | None = None, *,
+                  runtime: Runtime | None = None) -> dict[str, Any]:
     """Calibrate every finished model of ``run`` (teacher, student, student-human) on ``data_cfg``'s dev split.
 
     A model already calibrated on this dev split is kept unless ``force``. Returns {model: summary + fitted_now}.
+    ``runtime``: how the teacher and the students run (default the library's).
     """
-    from reldistill.student.calibrate import calibrate_student
-    from reldistill.teacher.calibrate import calibrate_teacher
-
     out: dict[str, Any] = {}
     if run.done("teacher"):
-        from reldistill.eval.teacher_scores import TeacherScoreCache
-
-        cache = TeacherScoreCache(run.teacher, run.eval_cache, dtype, batch_size)
+        cache = TeacherScoreCache(run.teacher, run.eval_cache, dtype, batch_size, runtime=runtime)
         cal, now = calibrate_teacher(run.teacher, data_cfg, scorer=lambda q, t: cache.scores(q, t, progress=True),
                                      max_pairs=max_teacher_pairs, force=force)
         out["teacher"] = {**summary(cal), "fitted_now": now}
     for stage in ("student", "student-human"):
         if run.done(stage):
-            cal, now = calibrate_student(run.stage_dir(stage), data_cfg, force=force)
+            cal, now = calibrate_student(run.stage_dir(stage), data_cfg, force=force, runtime=runtime)
             out[stage] = {**summary(cal), "fitted_now": now}
     return out
 
@@ -50,11 +52,10 @@ def calibrate_cmd(
     max_teacher_pairs: Annotated[Optional[int], typer.Option(help="Score at most this many dev pairs with the teacher (whole queries).")] = None,
 ) -> None:
     """Fit P(Exact) and P(Exact or Substitute) for the run's teacher and students on the dev split (calibration.json)."""
-    from reldistill.recipe import load_recipe, override
-
     recipe = load_recipe(config)
     data_cfg = override(recipe.data, path=str(data) if data else None)
-    res = calibrate_run(RunDir(run), data_cfg, recipe.eval.teacher_dtype, recipe.eval.teacher_batch, force, max_teacher_pairs)
+    res = calibrate_run(RunDir(run), data_cfg, recipe.eval.teacher_dtype, recipe.eval.teacher_batch, force, max_teacher_pairs,
+                        runtime=Runtime.from_env(student=recipe.student))
     if not res:
         typer.echo(f"{run} has no finished teacher or student to calibrate.")
     for name, s in res.items():

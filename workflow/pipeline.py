@@ -13,6 +13,9 @@ student's steps and the dev rerank queries fit ``demo.target_minutes`` (``budget
 the measured speeds and the sizes go to pipeline.json (``sizing``) and are reused when the run resumes.
 Without ``demo:``, ``budget_minutes`` scales the teacher's minutes and the unlabeled queries from the
 recipe's values (which are for the default budget).
+
+The workflow is the composition root: the runtime settings (reldistill.settings) are resolved once, from the recipe's
+``student:`` section and the environment, unless the caller passes them, and handed to every stage.
 """
 
 from __future__ import annotations
@@ -23,11 +26,25 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from reldistill.artifacts import MANIFEST, data_fingerprint, file_fingerprint, read_json, read_manifest, write_json
+from reldistill.data import check_data, load_esci
+from reldistill.distill.label import label_candidates
+from reldistill.distill.mine import mine_to
+from reldistill.distill.train import train_human_student, train_student
 from reldistill.errors import UserError
+from reldistill.eval import evaluate_run
 from reldistill.progress import console
 from reldistill.recipe import load_recipe, override
+from reldistill.retrieval.build import build_index
 from reldistill.run_layout import RunDir
+from reldistill.settings import Runtime
+from reldistill.teacher import train as teacher_train
+from reldistill.teacher.bundle import bundle_dir, bundle_matches, install_bundle
+from reldistill.teacher.int8 import cpu_key
+from reldistill.workflow import sizing as sz
+from reldistill.workflow.calibrate import calibrate_run
 from reldistill.workflow.stages import STATE_FILE, Stage, input_digests, run_stages
 
 DEFAULT_BUDGET_MINUTES = 18.0  # what configs/demo-cpu.yaml is sized for (pipeline work, not set-up)
@@ -44,15 +61,14 @@ class Pipeline:
     budget_minutes: float | None = None  # default: demo.target_minutes, else DEFAULT_BUDGET_MINUTES
     data_path: str | None = None
     train_teacher: bool = False  # train the teacher here even when the recipe ships a bundled one
+    runtime: Runtime | None = None  # default: resolved from the recipe's student: section and the environment
 
     def __post_init__(self) -> None:
         if self.budget_minutes is not None and self.budget_minutes < 3:
             raise UserError(f"--budget-minutes must be at least 3, got {self.budget_minutes:g}.")
-        from reldistill.student.backend import configure_backend
-
         recipe = load_recipe(self.config)  # every section, validated before any stage runs
         self.recipe = dataclasses.replace(recipe, data=override(recipe.data, path=self.data_path or None))
-        configure_backend(self.recipe.student)  # student.backend for every encode of the run
+        self.runtime = self.runtime or Runtime.from_env(student=self.recipe.student)  # for every stage of the run
         self.data_cfg = self.recipe.data
         self.run = RunDir(self.run_root, create=True)
         self.demo = self.recipe.demo
@@ -64,18 +80,15 @@ class Pipeline:
 
     # -- sizing from measured speed (recipes with demo:) ------------------------------------------
     def _sizing_key(self) -> str:
-        from reldistill.teacher.int8 import cpu_key
-
         sections = {k: dataclasses.asdict(getattr(self.recipe, k)) for k in ("teacher", "train", "score", "distill", "eval", "search", "student")}
-        return input_digests({"k": [dataclasses.asdict(self.demo), sections, self.data_inputs, cpu_key(), self.bundle is not None]})["k"]
+        return input_digests({"k": [dataclasses.asdict(self.demo), sections, self.data_inputs, cpu_key(self.runtime),
+                                   self.bundle is not None]})["k"]
 
     @functools.cached_property
     def bundle(self) -> Path | None:
         """The recipe's bundled teacher when the demo will reuse it (same data and dev carve, no ``--train-teacher``)."""
         if not self.recipe.train.bundled or self.train_teacher:
             return None
-        from reldistill.teacher.bundle import bundle_dir, bundle_matches
-
         src = bundle_dir(self.recipe.train.bundled)
         ok, why = bundle_matches(src, self.data_cfg)
         if not ok:
@@ -88,8 +101,6 @@ class Pipeline:
         were sized before (so a resumed run keeps its stage inputs), else measured now and recorded there."""
         if self.demo is None:
             return None
-        from reldistill.workflow import sizing as sz
-
         state_file = self.run.root / STATE_FILE
         state = read_json(state_file) if state_file.is_file() else {"stages": {}}
         key = self._sizing_key()
@@ -97,14 +108,12 @@ class Pipeline:
         if isinstance(old, dict) and old.get("key") == key:
             console.print(f"[bold]sizing[/] (measured {old['measured_at']}, reused):\n{old['text']}", highlight=False)
             return old
-        from reldistill.data import load_esci
-
         console.rule("[bold]sizing the stages from this machine's speed")
         data = load_esci(self.data_cfg)
         dcfg = self.recipe.distill
         work = sz.work_of(data, self.data_cfg, dcfg, self.recipe.eval, self.recipe.search,
                           int8_check=self.recipe.student.int8 == "auto")
-        speeds = sz.measure(self.recipe, dcfg, data, self.demo)
+        speeds = sz.measure(self.recipe, dcfg, data, self.demo, runtime=self.runtime)
         demo = self.demo if self.bundle is None else dataclasses.replace(self.demo, min_teacher_minutes=0.0, max_teacher_minutes=0.0)
         p = sz.plan(demo, speeds, work, spent_s=speeds.detail.get("probe_s", 0.0))
         rec = {"key": key, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **p,
@@ -173,24 +182,19 @@ class Pipeline:
 
     # -- stages ----------------------------------------------------------------------------------
     def data_stage(self) -> str:
-        from reldistill.data import check_data
-
         stats = check_data(self.data_cfg, self.run.data)["stats"]
         s = stats["splits"]
         return (f"{stats['pairs']:,} pairs, {stats['queries']:,} queries, {stats['products']:,} products; "
                 + ", ".join(f"{k} {v['queries']} queries" for k, v in s.items()))
 
     def teacher_stage(self, force: bool) -> str:
-        from reldistill.teacher.train import train_teacher
-
         if self.bundle is not None:
-            from reldistill.teacher.bundle import install_bundle
-
             info = install_bundle(self.bundle, self.run.teacher)
             console.print(f"[bold]teacher:[/] reusing the BUNDLED teacher {self.bundle} (trained once with `{info['command']}` "
                           f"at commit {str(info.get('commit'))[:10]}, not on this machine); `--train-teacher` trains one here", highlight=False)
             return "bundled teacher (not trained here); " + _teacher_summary(read_manifest(self.run.teacher))
-        train_teacher(self.recipe, self.run.teacher, resume=not force, max_minutes=self._teacher_minutes())
+        teacher_train.train_teacher(self.recipe, self.run.teacher, resume=not force, max_minutes=self._teacher_minutes(),
+                                    runtime=self.runtime)
         m = read_manifest(self.run.teacher)
         return _teacher_summary(m)
 
@@ -211,48 +215,39 @@ class Pipeline:
         return cfg
 
     def candidates_stage(self) -> str:
-        from reldistill.distill.mine import mine_to
-
-        m = mine_to(self.run.candidates, self._distill_cfg(), self.data_cfg)
+        m = mine_to(self.run.candidates, self._distill_cfg(), self.data_cfg, runtime=self.runtime)
         by = m["by_source"]
         return f"{m['pairs']:,} pairs over {m['queries']:,} train queries ({', '.join(f'{k} {v:,}' for k, v in by.items())})"
 
     def scores_stage(self) -> str:
-        import pandas as pd
-
-        from reldistill.distill.label import label_candidates
-
-        out = label_candidates(self.run.candidates_file, self.run.teacher, self.run.scores_file, self.data_cfg, self.recipe.score)
+        out = label_candidates(self.run.candidates_file, self.run.teacher, self.run.scores_file, self.data_cfg, self.recipe.score,
+                               runtime=self.runtime)
         df = pd.read_parquet(out, columns=["teacher_score"])
         int8 = read_manifest(self.run.scores).get("teacher_int8")  # the gate's verdict, measured when the teacher loaded
         how = "" if int8 is None else f"; int8 {'kept' if int8['kept'] else 'not kept'}: {int8['reason']}"
         return f"{len(df):,} pairs scored by the teacher (mean score {df['teacher_score'].mean():.3f}{how})"
 
     def student_stage(self, human: bool, force: bool) -> str:
-        from reldistill.distill.train import train_human_student, train_student
-
         cfg = self._distill_cfg()
         if human:
-            out = train_human_student(self.run.student_human, cfg, self.data_cfg, resume=not force)
+            out = train_human_student(self.run.student_human, cfg, self.data_cfg, resume=not force, runtime=self.runtime)
         else:
             out = train_student(self.run.scores_file, self.run.student, cfg, self.data_cfg,
-                                teacher_dir=self.run.teacher, resume=not force)
+                                teacher_dir=self.run.teacher, resume=not force, runtime=self.runtime)
         return _student_summary(read_manifest(out))
 
     def index_stage(self) -> str:
-        from reldistill.retrieval.build import build_index
-
         icfg = self.recipe.index  # kind, HNSW/IVF-PQ knobs
-        idx = build_index(self.run.root, student_path=str(self.run.student), data_cfg=self.data_cfg, kind=icfg.kind, config=icfg)
+        idx = build_index(self.run.root, student_path=str(self.run.student), data_cfg=self.data_cfg, kind=icfg.kind, config=icfg,
+                          runtime=self.runtime)
         m = read_manifest(idx)
         return f"{m.get('count', '?'):,} products, dim {m.get('dim', '?')}, {m.get('index_kind', 'flat')} FAISS + BM25"
 
     def eval_stage(self) -> str:
-        from reldistill.eval import evaluate_run
-        from reldistill.workflow.calibrate import calibrate_run
-
-        calibrate_run(self.run, self.data_cfg, self.recipe.eval.teacher_dtype, self.recipe.eval.teacher_batch)  # fitted on dev, or kept
-        report = evaluate_run(self.run, self.data_cfg, self._eval_cfg(), self.recipe.search, self.recipe.index)
+        calibrate_run(self.run, self.data_cfg, self.recipe.eval.teacher_dtype, self.recipe.eval.teacher_batch,
+                      runtime=self.runtime)  # fitted on dev, or kept
+        report = evaluate_run(self.run, self.data_cfg, self._eval_cfg(), self.recipe.search, self.recipe.index,
+                              runtime=self.runtime)
         sysm = report["systems"]
         served = report.get("served")
         if served and served.get("metrics"):

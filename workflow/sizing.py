@@ -15,8 +15,16 @@ import dataclasses
 import time
 from typing import Any
 
+from reldistill.data.queries import normalise_queries
+from reldistill.distill.mine import with_dev_split
 from reldistill.errors import UserError
+from reldistill.precision import resolve_dtype, student_dtype
 from reldistill.recipe.demo import DemoConfig
+from reldistill.settings import Runtime
+from reldistill.student.encode import encode_documents, load_student
+from reldistill.teacher.int8 import INT8_MIN_SPEARMAN, int8_mode, quantize_linear_int8
+from reldistill.teacher.score_memo import ScoreMemo
+from reldistill.teacher.teacher import Teacher, build_cross_encoder
 
 MINED_KEPT = 0.56  # mined rows that are new pairs (not judged, not near-duplicates): 694 of 1,240 in the sample demo
 POOL_NEW = 0.67  # rerank-pool pairs eval has not scored already (Task 1, the other pools): 940 of 1,400 in the sample demo
@@ -108,21 +116,18 @@ def _rate(fn, units: int, seconds: float, at_least: int = 1) -> tuple[float, Any
     return n * units / (time.perf_counter() - t0), out
 
 
-def probe_teacher(recipe, queries: list[str], texts: list[str]) -> dict[str, Any]:
+def probe_teacher(recipe, queries: list[str], texts: list[str], runtime: Runtime | None = None) -> dict[str, Any]:
     """pairs/s of the recipe's teacher (base weights, no LoRA: the same compute once merged) in its scoring dtype,
-    and in int8 where $RELDISTILL_TEACHER_INT8 would consider it, on the same real pairs (one pass each)."""
+    and in int8 where ``runtime.teacher_int8`` ($RELDISTILL_TEACHER_INT8) would consider it, on the same real pairs
+    (one pass each)."""
     import torch
     from scipy.stats import spearmanr
 
-    from reldistill.precision import resolve_dtype
-    from reldistill.teacher.int8 import INT8_MIN_SPEARMAN, int8_mode, quantize_linear_int8
-    from reldistill.teacher.score_memo import ScoreMemo
-    from reldistill.teacher.teacher import Teacher, build_cross_encoder
-
+    runtime = runtime or Runtime()
     cfg = dataclasses.replace(recipe.teacher, lora_r=0)
-    dtype = resolve_dtype(recipe.score.dtype, "score.dtype")
-    model, tok, _ = build_cross_encoder(cfg, dtype)
-    teacher = Teacher(model, tok, cfg, memo=ScoreMemo(0))
+    dtype = resolve_dtype(recipe.score.dtype, "score.dtype", runtime)
+    model, tok, _ = build_cross_encoder(cfg, dtype, runtime=runtime)
+    teacher = Teacher(model, tok, cfg, memo=ScoreMemo(0), runtime=runtime)
     bs = min(recipe.score.batch_size, 8)
     calls = iter([queries[:4]] + [queries] * 1000)
     few = queries[:12]  # int8: a smaller look (a prediction; the gate decides on dev)
@@ -134,7 +139,7 @@ def probe_teacher(recipe, queries: list[str], texts: list[str]) -> dict[str, Any
     out: dict[str, Any] = {"dtype": str(dtype).removeprefix("torch."), "pairs": len(queries)}
     out["pairs_per_s"], ref = _rate(score, len(queries), 0.0)  # one pass: a probe, not a benchmark
     out["used"] = out["dtype"]
-    if int8_mode() == "auto" and dtype == torch.float32:
+    if int8_mode(runtime) == "auto" and dtype == torch.float32:
         quantize_linear_int8(teacher)
         calls = iter([few[:4]] + [few] * 1000)
         out["int8_pairs_per_s"], q8 = _rate(score, len(few), 0.0)
@@ -146,17 +151,15 @@ def probe_teacher(recipe, queries: list[str], texts: list[str]) -> dict[str, Any
 
 
 def probe_student(name: str, max_seq_length: int, batch_size: int, lr: float, queries: list[str], docs: list[str],
-                  seconds: float) -> dict[str, Any]:
+                  seconds: float, runtime: Runtime | None = None) -> dict[str, Any]:
     """Training steps/s (a query, positive, negative batch: forward, in-batch contrastive + margin loss, backward,
     AdamW) and encode docs/s of the base student, in the precision the students train and encode in."""
     import torch
 
-    from reldistill.precision import student_dtype
-    from reldistill.student import encode_documents, load_student
-
-    model = load_student(name, backend="torch")
+    runtime = runtime or Runtime()
+    model = load_student(name, backend="torch", runtime=runtime)
     model.max_seq_length = max_seq_length
-    dtype = student_dtype()
+    dtype = student_dtype(runtime=runtime)
     b = min(batch_size, len(queries), len(docs) // 2)
     q, pos, neg = queries[:b], docs[:b], docs[b:2 * b]
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
@@ -182,13 +185,13 @@ def probe_student(name: str, max_seq_length: int, batch_size: int, lr: float, qu
     encode = lambda m: _rate(lambda: encode_documents(m, chunk), len(chunk), 0.0)[0]  # noqa: E731
     with torch.inference_mode():
         docs_s = encode(model)
-    served = load_student(name)  # the inference backend index, eval and mining encode through (auto: measured once, cached)
+    served = load_student(name, runtime=runtime)  # the inference backend index, eval and mining encode through (auto: measured once, cached)
     return {"steps_per_s": steps, "batch_size": b, "docs_per_s": docs_s, "dtype": str(dtype).removeprefix("torch."),
             "backend": getattr(served, "reldistill_backend", "torch"), "backend_docs_per_s": encode(served)}
 
 
-def measure(recipe, distill_cfg, data, demo: DemoConfig) -> Speeds:
-    """This machine's speeds on real pairs of ``data`` (train split): teacher, then student."""
+def measure(recipe, distill_cfg, data, demo: DemoConfig, *, runtime: Runtime | None = None) -> Speeds:
+    """This machine's speeds on real pairs of ``data`` (train split): teacher, then student (as ``runtime`` runs them)."""
     ex = data.examples
     train = ex[ex["split"] == "train"]
     if "text" not in train.columns:
@@ -200,18 +203,15 @@ def measure(recipe, distill_cfg, data, demo: DemoConfig) -> Speeds:
     sample = train.sample(n=min(len(train), 96), random_state=0)
     q, t = sample["query"].astype(str).tolist(), sample["text"].astype(str).tolist()
     t0 = time.perf_counter()
-    teacher = probe_teacher(recipe, q[:24], t[:24])
+    teacher = probe_teacher(recipe, q[:24], t[:24], runtime)
     student = probe_student(distill_cfg.student, distill_cfg.max_seq_length, distill_cfg.batch_size, distill_cfg.lr,
-                            q, t, demo.probe_seconds)
+                            q, t, demo.probe_seconds, runtime)
     return Speeds(teacher["pairs_per_s"], student["steps_per_s"], student["docs_per_s"], student["backend_docs_per_s"],
                   {"teacher": teacher, "student": student, "probe_s": round(time.perf_counter() - t0, 1)})
 
 
 def work_of(data, data_cfg, distill_cfg, eval_cfg, search_cfg, int8_check: bool = True) -> Work:
     """The work the data implies, counted the way mining and eval select it."""
-    from reldistill.data.queries import normalise_queries
-    from reldistill.distill.mine import with_dev_split
-
     ex = with_dev_split(data, data_cfg.dev_fraction, data_cfg.seed)
     held_out = set(normalise_queries(ex.loc[ex["split"] != "train", "query"]))
     train = ex[(ex["split"] == "train") & ~normalise_queries(ex["query"]).isin(held_out)]

@@ -4,32 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from reldistill.errors import UserError
-
-BACKENDS = ("auto", "torch", "onnx", "openvino")
-INT8_SETTINGS = ("auto", "off")
-
-
-def check_backend(setting: str, where: str) -> str:
-    """``setting`` as one of BACKENDS (case and spaces ignored); else one UserError naming ``where``."""
-    s = str(setting).strip().lower()
-    if s not in BACKENDS:
-        raise UserError(f"{where} must be one of {', '.join(BACKENDS)} — got {setting!r}.")
-    return s
-
-
-def check_int8(setting: str | bool, where: str) -> str:
-    """``setting`` as auto | off (YAML's true/false read as auto/off); else one UserError naming ``where``."""
-    s = {True: "auto", False: "off"}.get(setting, setting) if isinstance(setting, bool) else str(setting).strip().lower()
-    if s not in INT8_SETTINGS:
-        raise UserError(f"{where} must be auto (int8 where its dev nDCG@10 gate passed) or off — got {setting!r}.")
-    return s
+from reldistill.settings import check_backend, check_int8
 
 
 @dataclasses.dataclass
 class StudentConfig:
     """Which runtime encodes with the student: auto = the fastest of torch / onnx / openvino measured once on
-    this CPU (cached); ``$RELDISTILL_STUDENT_BACKEND`` and ``$RELDISTILL_STUDENT_INT8`` still win."""
+    this CPU (cached); ``$RELDISTILL_STUDENT_BACKEND`` and ``$RELDISTILL_STUDENT_INT8`` still win (reldistill.settings)."""
 
     backend: str = "auto"  # auto | torch | onnx | openvino
     # the runtime of one-query encoding (search, serve, eval queries): auto = the lowest single-query p50 measured here

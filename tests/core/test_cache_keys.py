@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.conftest import TEST_RUNTIME
 from tests.teacher_testkit import one_thread
 from tests.distill_testkit import build_tiny_student, write_tiny_esci
 
@@ -27,7 +28,7 @@ def test_scoring_shards_are_redone_when_the_catalog_text_changes(tdir, tmp_path)
     esci = write_tiny_esci(tmp_path / "esci")
     pairs = pd.DataFrame({"query": ["red shoe"] * 6, "product_id": [f"P{i:03d}" for i in range(6)]})
     pairs.to_parquet(tmp_path / "pairs.parquet", index=False)
-    kw = dict(batch_size=4, dtype="fp32", shard_size=3, progress=False)
+    kw = dict(batch_size=4, dtype="fp32", shard_size=3, progress=False, runtime=TEST_RUNTIME)
     with one_thread():
         first = score_file_stats(tdir, tmp_path / "pairs.parquet", tmp_path / "s.parquet", DataConfig(path=str(esci)), **kw)
         before = pd.read_parquet(first["out"])["teacher_logit"].to_numpy()
@@ -40,26 +41,25 @@ def test_scoring_shards_are_redone_when_the_catalog_text_changes(tdir, tmp_path)
 
 
 @pytest.mark.slow
-def test_catalog_vectors_are_not_reused_under_another_precision(tmp_path, monkeypatch):
-    from reldistill.precision import PRECISION_ENV
+def test_catalog_vectors_are_not_reused_under_another_precision(tmp_path):
+    from reldistill.settings import Runtime
     from reldistill.student.catalog_vectors import load_vectors, save_vectors
 
     model = build_tiny_student(tmp_path / "student")
     ids, texts = ["P1", "P2"], ["red shoe", "blue hat"]
     vectors = np.eye(2, 32, dtype=np.float32)
-    monkeypatch.setenv(PRECISION_ENV, "bfloat16")
-    save_vectors(model, ids, texts, vectors)
-    assert load_vectors(model, ids, texts) is not None
-    monkeypatch.setenv(PRECISION_ENV, "float32")
-    assert load_vectors(model, ids, texts) is None  # encoded in bf16: an fp32 run encodes afresh
+    bf16, fp32 = Runtime(student_precision="bfloat16"), Runtime(student_precision="float32")
+    save_vectors(model, ids, texts, vectors, runtime=bf16)
+    assert load_vectors(model, ids, texts, runtime=bf16) is not None
+    assert load_vectors(model, ids, texts, runtime=fp32) is None  # encoded in bf16: an fp32 run encodes afresh
 
 
-def test_one_model_identity_and_one_catalog_key(tmp_path, monkeypatch):
+def test_one_model_identity_and_one_catalog_key(tmp_path):
     """Index manifests, eval's and the index build's vector caches name a student the same way: by its weights."""
     import shutil
 
     from reldistill.artifacts import file_fingerprint
-    from reldistill.precision import PRECISION_ENV
+    from reldistill.settings import Runtime
     from reldistill.student.catalog_vectors import cache_key
     from reldistill.student.identity import model_identity, weights_digest
 
@@ -73,10 +73,10 @@ def test_one_model_identity_and_one_catalog_key(tmp_path, monkeypatch):
     (tmp_path / "no-weights").mkdir()
     assert weights_digest(tmp_path / "no-weights") is None and model_identity(tmp_path / "no-weights") == str(tmp_path / "no-weights")
     ids, texts = ["P1", "P2"], ["red shoe", "blue hat"]
-    monkeypatch.setenv(PRECISION_ENV, "float32")
-    key = cache_key(model, ids, texts)
+    fp32 = Runtime(student_precision="float32")
+    key = cache_key(model, ids, texts, runtime=fp32)
     assert key.startswith(ident + "-torch-") and key.endswith("-float32")
-    assert cache_key(copy, ids, texts) == key
-    assert cache_key(model, ids, ["red shoe", "blue hats"]) != key and cache_key(model, ids, texts, "onnx") != key
-    monkeypatch.setenv(PRECISION_ENV, "bfloat16")
-    assert cache_key(model, ids, texts) != key  # eval's cache too is keyed by the encoding precision
+    assert cache_key(copy, ids, texts, runtime=fp32) == key
+    assert (cache_key(model, ids, ["red shoe", "blue hats"], runtime=fp32) != key
+            and cache_key(model, ids, texts, "onnx", runtime=fp32) != key)
+    assert cache_key(model, ids, texts, runtime=Runtime(student_precision="bfloat16")) != key  # eval's cache too is keyed by the encoding precision

@@ -93,7 +93,7 @@ def imports_of(module: str, source: str, known: set[str]) -> tuple[list[Edge], s
                 while dst not in known and "." in dst:
                     dst = dst.rsplit(".", 1)[0]
                 edges.append(Edge(module, dst, node.lineno, id(node) in in_fn))
-            elif id(node) not in in_fn and name:
+            elif id(node) not in in_fn and id(node) not in typing_only and name:
                 third.add(name.split(".")[0])
     return edges, third
 

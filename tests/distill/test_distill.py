@@ -13,12 +13,13 @@ from reldistill.config import DataConfig
 from reldistill.data import load_esci
 from reldistill.distill.mine import mine_candidates, with_dev_split
 from reldistill.recipe.distill import DistillConfig
+from tests.conftest import TEST_RUNTIME
 from tests.distill_testkit import fake_scores, tiny, tiny_cfg  # noqa: F401 - tiny is a fixture
 
 
 @pytest.fixture(scope="module")
 def scored(tiny):
-    cands = mine_candidates(tiny["data"], tiny_cfg(tiny), dev_fraction=0.2, seed=3)
+    cands = mine_candidates(tiny["data"], tiny_cfg(tiny), dev_fraction=0.2, seed=3, runtime=TEST_RUNTIME)
     path = tiny["root"] / "scores.parquet"
     fake_scores(cands).to_parquet(path, index=False)
     return cands, path
@@ -50,7 +51,7 @@ def test_mining_user_queries_and_depth_cap(tiny, tmp_path):
     qfile = tmp_path / "queries.txt"
     qfile.write_text(f"wooden kettle\n{test_query.upper()}\n\nwooden kettle\n", encoding="utf-8")
     cfg = tiny_cfg(tiny, dense_depth=0, drop_near_duplicates=False, queries_path=str(qfile), max_unlabeled_queries=2)
-    cands = mine_candidates(tiny["data"], cfg, dev_fraction=0.2, seed=3)
+    cands = mine_candidates(tiny["data"], cfg, dev_fraction=0.2, seed=3, runtime=TEST_RUNTIME)
     user = cands[cands["query_id"].str.startswith("u:")]
     assert set(user["query"]) == {"wooden kettle"} and len(user) <= 2 and set(user["source"]) == {"bm25"}
     assert test_query.lower() not in set(cands["query"].str.lower())
@@ -60,8 +61,8 @@ def test_mining_user_queries_and_depth_cap(tiny, tmp_path):
 
 
 def test_mining_drops_near_duplicates_of_positives(tiny):
-    keep = mine_candidates(tiny["data"], tiny_cfg(tiny, bm25_depth=0, drop_near_duplicates=False), dev_fraction=0.2, seed=3)
-    drop = mine_candidates(tiny["data"], tiny_cfg(tiny, bm25_depth=0, near_duplicate_threshold=0.5), dev_fraction=0.2, seed=3)
+    keep = mine_candidates(tiny["data"], tiny_cfg(tiny, bm25_depth=0, drop_near_duplicates=False), dev_fraction=0.2, seed=3, runtime=TEST_RUNTIME)
+    drop = mine_candidates(tiny["data"], tiny_cfg(tiny, bm25_depth=0, near_duplicate_threshold=0.5), dev_fraction=0.2, seed=3, runtime=TEST_RUNTIME)
     assert len(drop[drop["source"] == "dense"]) < len(keep[keep["source"] == "dense"])
     assert len(drop[drop["source"] == "judged"]) == len(keep[keep["source"] == "judged"])
 
@@ -69,7 +70,7 @@ def test_mining_drops_near_duplicates_of_positives(tiny):
 def test_mining_real_sample_bm25_never_leaks(esci_dir):
     data = load_esci(DataConfig(path=str(esci_dir)))
     cfg = DistillConfig(bm25_depth=3, dense_depth=0, drop_near_duplicates=False, max_unlabeled_queries=100)
-    cands = mine_candidates(data, cfg, dev_fraction=0.15, seed=13)
+    cands = mine_candidates(data, cfg, dev_fraction=0.15, seed=13, runtime=TEST_RUNTIME)
     ex = with_dev_split(data, 0.15, 13)
     assert not cands.duplicated(["query_id", "product_id"]).any()
     assert not set(cands["query_id"]) & set(ex.loc[ex["split"] != "train", "query_id"])
@@ -84,7 +85,7 @@ def test_each_loss_trains_and_saves_a_plain_st_folder(tiny, scored, tmp_path, lo
     from reldistill.distill.train import train_student
 
     _, path = scored
-    out = train_student(path, tmp_path / "student", tiny_cfg(tiny, loss=loss, mnrl_weight=mnrl, epochs=1), tiny["data_cfg"])
+    out = train_student(path, tmp_path / "student", tiny_cfg(tiny, loss=loss, mnrl_weight=mnrl, epochs=1), tiny["data_cfg"], runtime=TEST_RUNTIME)
     m = json.loads((out / "manifest.json").read_text())
     assert m["kind"] == "student" and m["loss"] == loss and m["steps"] == 2
     assert set(m["train_rows"]) == ({"distill", "mnrl"} if mnrl else {"distill"})
@@ -103,7 +104,7 @@ def test_training_changes_the_student_and_resumes(tiny, scored, tmp_path):
 
     _, path = scored
     cfg = tiny_cfg(tiny, max_steps=4, eval_each="steps", eval_steps=0.5, lr=1e-3)
-    out = train_student(path, tmp_path / "s", cfg, tiny["data_cfg"])
+    out = train_student(path, tmp_path / "s", cfg, tiny["data_cfg"], runtime=TEST_RUNTIME)
     before = SentenceTransformer(tiny["student"], device="cpu").encode(["blue mug"])
     after = SentenceTransformer(str(out), device="cpu").encode(["blue mug"])
     assert not np.allclose(before, after)
@@ -126,10 +127,10 @@ def test_training_changes_the_student_and_resumes(tiny, scored, tmp_path):
     train_mod.last_checkpoint, train_mod.atomic_path = spy, crash
     try:
         with pytest.raises(KeyboardInterrupt):
-            train_student(path, tmp_path / "r", cfg2, tiny["data_cfg"])
+            train_student(path, tmp_path / "r", cfg2, tiny["data_cfg"], runtime=TEST_RUNTIME)
         assert not (tmp_path / "r").exists() and checkpoint_dir(tmp_path / "r").is_dir()
         train_mod.atomic_path = real_atomic
-        out = train_student(path, tmp_path / "r", cfg2, tiny["data_cfg"])
+        out = train_student(path, tmp_path / "r", cfg2, tiny["data_cfg"], runtime=TEST_RUNTIME)
     finally:
         train_mod.last_checkpoint, train_mod.atomic_path = real_last, real_atomic
     assert seen[0] is None and seen[1] is not None and seen[1].endswith("checkpoint-2")
@@ -143,7 +144,7 @@ def test_human_only_student(tiny, tmp_path):
 
     from reldistill.distill.train import train_human_student
 
-    out = train_human_student(tmp_path / "h", tiny_cfg(tiny, mnrl_weight=0.5), tiny["data_cfg"])
+    out = train_human_student(tmp_path / "h", tiny_cfg(tiny, mnrl_weight=0.5), tiny["data_cfg"], runtime=TEST_RUNTIME)
     m = json.loads((out / "manifest.json").read_text())
     assert m["teacher"] is None and "human" in m["loss"] and m["scores"]["human_labels_only"]
     assert (out / "calibration.json").is_file() and m["calibration"]["dev"]["split"] == "dev"  # fitted where it is made
@@ -191,10 +192,10 @@ def test_real_minilm_distils_and_loads_with_plain_sentence_transformer(esci_dir,
     data = load_esci(data_cfg)
     cfg = DistillConfig(bm25_depth=3, dense_depth=0, drop_near_duplicates=False, max_unlabeled_queries=30,
                         max_steps=3, batch_size=8, eval_split="none", mnrl_weight=0.3)
-    cands = mine_candidates(data, cfg, dev_fraction=data_cfg.dev_fraction, seed=data_cfg.seed)
+    cands = mine_candidates(data, cfg, dev_fraction=data_cfg.dev_fraction, seed=data_cfg.seed, runtime=TEST_RUNTIME)
     path = tmp_path / "scores.parquet"
     fake_scores(cands).to_parquet(path, index=False)
-    out = train_student(path, tmp_path / "student", cfg, data_cfg)
+    out = train_student(path, tmp_path / "student", cfg, data_cfg, runtime=TEST_RUNTIME)
     model = SentenceTransformer(str(out))
     emb = model.encode(["usb c charger", "wireless mouse"], normalize_embeddings=True)
     assert emb.shape == (2, 384) and np.isfinite(emb).all()

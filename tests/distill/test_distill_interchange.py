@@ -19,6 +19,7 @@ from reldistill.distill.mine import mine_candidates, with_dev_split
 from reldistill.distill.train import training_rows
 from tests.conftest import assert_user_error, run_cli
 from tests.distill_testkit import fake_scores, tiny, tiny_cfg  # noqa: F401 - tiny is a fixture
+from tests.conftest import TEST_RUNTIME
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def exported(tiny):
     """A run with stand-in teacher scores of mined candidates (tiny ESCI), exported by `distill export`."""
     from reldistill.recipe.distill import DistillConfig
 
-    cands = mine_candidates(tiny["data"], tiny_cfg(tiny), dev_fraction=0.2, seed=3)
+    cands = mine_candidates(tiny["data"], tiny_cfg(tiny), dev_fraction=0.2, seed=3, runtime=TEST_RUNTIME)
     run = tiny["root"] / "interchange-run"
     (run / "scores").mkdir(parents=True)
     fake_scores(cands).to_parquet(run / "scores" / "scores.parquet", index=False)

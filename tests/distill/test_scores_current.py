@@ -11,6 +11,7 @@ from reldistill.distill.scores import check_scores_current
 from reldistill.distill.train import train_student
 from reldistill.errors import UserError
 from reldistill.recipe.distill import DistillConfig
+from tests.conftest import TEST_RUNTIME
 
 
 def labelled_run(root, candidates_field=None):
@@ -32,7 +33,7 @@ def test_re_mined_candidates_refuse_the_old_scores(tmp_path, recorded):
         check_scores_current(scores / "scores.parquet")
     with pytest.raises(UserError, match="changed after `distill label`"):  # before loading data or the student
         train_student(scores / "scores.parquet", tmp_path / "student", DistillConfig(student="no-such-student"),
-                      DataConfig(path=str(tmp_path / "no-data")))
+                      DataConfig(path=str(tmp_path / "no-data")), runtime=TEST_RUNTIME)
     assert not (tmp_path / "student").exists()
 
 

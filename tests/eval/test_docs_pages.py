@@ -95,13 +95,16 @@ def test_missing_or_foreign_files_are_one_clear_error(run_with_files, tmp_path):
 
 
 def test_provenance_names_the_command_and_keeps_secrets_out():
-    from reldistill.provenance import command_line, provenance, recorded_env
+    from reldistill.provenance import command_line, provenance
+    from reldistill.settings import Runtime
 
     assert command_line(["/x/.venv/bin/reldistill", "bench", "--run", "runs/demo"]) == "reldistill bench --run runs/demo"
     assert command_line(["/x/workflow/cli/__main__.py", "eval", "--run", "a b"]) == "reldistill eval --run 'a b'"
-    env = recorded_env({"RELDISTILL_CPU_BF16": "0", "RELDISTILL_API_KEY": "s3cret-key", "HOME": "/root", "OMP_NUM_THREADS": "2"})
-    assert env == {"OMP_NUM_THREADS": "2", "RELDISTILL_CPU_BF16": "0"}
-    p = provenance(["reldistill", "demo"], {})
+    runtime = Runtime.from_env({"RELDISTILL_CPU_BF16": "0", "RELDISTILL_API_KEY": "s3cret-key", "HOME": "/root",
+                                "OMP_NUM_THREADS": "2"})
+    assert provenance([], runtime)["env"] == {"OMP_NUM_THREADS": "2", "RELDISTILL_CPU_BF16": "0"}
+    assert runtime.api_key == "s3cret-key" and "s3cret" not in repr(runtime)
+    p = provenance(["reldistill", "demo"], Runtime())
     assert p["command"] == "reldistill demo" and p["cpu"] and isinstance(p["cpu_flags"], list)
     assert p["commit"] is None or len(p["commit"]) == 40
 

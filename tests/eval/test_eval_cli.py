@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import assert_user_error
+from tests.conftest import TEST_RUNTIME, assert_user_error
 from reldistill.artifacts import write_manifest
 
 EX = "shopping_queries_dataset_examples.parquet"
@@ -130,12 +130,12 @@ def test_catalog_vectors_are_reused_from_the_retrieval_index(small_esci, tmp_pat
     from reldistill.student import encode_documents, load_student
 
     cfg = DataConfig(path=str(small_esci))
-    index_dir = build_index(tmp_path / "run", student_path="minilm-l6", data_cfg=cfg)
+    index_dir = build_index(tmp_path / "run", student_path="minilm-l6", data_cfg=cfg, runtime=TEST_RUNTIME)
     products = load_esci(cfg).products
     ids, texts = products["product_id"].tolist(), products["text"].tolist()
     reused = vectors_from_index(index_dir, "minilm-l6", ids, texts)
     assert reused is not None and reused.shape == (len(ids), 384)
-    fresh = encode_documents(load_student("minilm-l6"), texts[:20])
+    fresh = encode_documents(load_student("minilm-l6", runtime=TEST_RUNTIME), texts[:20])
     # the same vectors up to precision: under bf16 autocast a text's embedding moves by ~1e-3 with the
     # padding of the batch it was encoded in (472 texts there, 20 here); a different model is far off
     assert np.min(np.sum(reused[:20] * fresh, axis=1)) > 0.9995

@@ -16,6 +16,7 @@ from reldistill.recipe.retrieval import SearchConfig
 from reldistill.retrieval.pipeline import SearchPipeline
 from reldistill.retrieval.serving import read_serving
 from tests.retrieval_testkit import build_tiny_student, judged_esci, torch_threads
+from tests.conftest import TEST_RUNTIME
 
 pytestmark = pytest.mark.slow  # every test shares a fixture that builds, indexes and evaluates a tiny run
 
@@ -41,7 +42,7 @@ def run(small, tmp_path_factory):
         write_manifest(root / sub, "student", base_student=str(base))
     cfg = DataConfig(path=str(small), dev_fraction=0.5)
     with torch_threads(1):
-        build_index(root, str(root / "student"), cfg, kind="hnsw", config=IndexConfig(kind="hnsw"))
+        build_index(root, str(root / "student"), cfg, kind="hnsw", config=IndexConfig(kind="hnsw"), runtime=TEST_RUNTIME)
     write_manifest(root / "data", "data-check", data={"path": str(small)})
     return root, cfg
 
@@ -58,7 +59,7 @@ def test_eval_ranked_lists_equal_served_search(run):
     cfg = EvalConfig(depth=20, teacher_dtype="float32", weight_grid=[0.5, 1.0], rerank_k_grid=[4], min_gain=0.0,
                      dev_rerank_queries=3)
     with torch_threads(1):
-        ev = Evaluation(root, data_cfg, cfg, search_cfg)
+        ev = Evaluation(root, data_cfg, cfg, search_cfg, runtime=TEST_RUNTIME)
         rep = ev.run_all()
     runs = rep["_runs"]["retrieval"]
     assert rep["details"]["index"]["kind"] == "hnsw"
@@ -66,7 +67,7 @@ def test_eval_ranked_lists_equal_served_search(run):
     from reldistill.teacher.rerank import TeacherReranker
 
     # the served reranker in the dtype eval scored with (auto is bf16 on CPUs with AVX512-BF16)
-    served = SearchPipeline.from_run(root, config=search_cfg, reranker=TeacherReranker.load(root / "teacher", dtype="float32"))
+    served = SearchPipeline.from_run(root, config=search_cfg, reranker=TeacherReranker.load(root / "teacher", dtype="float32", runtime=TEST_RUNTIME), runtime=TEST_RUNTIME)
     assert served.dense.kind == "hnsw"
     others = {s: served.with_student(str(root / sub)) for s, sub in (("dense-human", "student-human"),)}
     others["dense-base"] = served.with_student(str(base_student(root)))
@@ -153,12 +154,12 @@ def test_teacher_score_cache_is_keyed_by_query_and_product_text(run, tmp_path):
 
     root, _ = run
     with torch_threads(1):
-        cache = TeacherScoreCache(root / "teacher", tmp_path, "float32", 4)
+        cache = TeacherScoreCache(root / "teacher", tmp_path, "float32", 4, runtime=TEST_RUNTIME)
         first = cache.scores(["red shoe", "red shoe"], ["leather boot", "garden hose"])
         assert cache.scored == 2
-        again = TeacherScoreCache(root / "teacher", tmp_path, "float32", 4)  # from the parquet on disk
+        again = TeacherScoreCache(root / "teacher", tmp_path, "float32", 4, runtime=TEST_RUNTIME)  # from the parquet on disk
         assert again.scores(["red shoe"], ["garden hose"])[0] == first[1] and again.scored == 0 and again.hits == 1
         again.scores(["red shoe", "blue shoe"], ["garden hose, 50 ft", "garden hose"])
         assert again.scored == 2  # other product text, other query text: both new
-        other_dtype = TeacherScoreCache(root / "teacher", tmp_path, "bfloat16", 4)
+        other_dtype = TeacherScoreCache(root / "teacher", tmp_path, "bfloat16", 4, runtime=TEST_RUNTIME)
         assert other_dtype.path != cache.path and not other_dtype.known

@@ -29,6 +29,7 @@ from reldistill.artifacts import MANIFEST, check_output_file, staged_commit, wri
 from reldistill.errors import UserError
 from reldistill.workflow.cli import app
 from tests.retrieval_testkit import FakeReranker, build_tiny_student, judged_esci, torch_threads
+from tests.conftest import TEST_RUNTIME
 
 
 def dead_pid() -> int:
@@ -67,7 +68,7 @@ def tiny_run(tmp_path_factory, small_esci) -> Path:
     shutil.rmtree(run / "tmp-student")
     write_manifest(run / "student", "student", note="tiny")
     with torch_threads(1):
-        build_index(run, None, DataConfig(path=str(small_esci)))
+        build_index(run, None, DataConfig(path=str(small_esci)), runtime=TEST_RUNTIME)
     (run / "teacher").mkdir()
     (run / "teacher" / "adapter.bin").write_bytes(b"x" * 10)
     write_manifest(run / "teacher", "teacher")
@@ -135,7 +136,7 @@ def tiny_pipe(tiny_run):
     from reldistill.retrieval.pipeline import SearchPipeline
 
     with torch_threads(1):
-        yield SearchPipeline.from_run(tiny_run, reranker=FakeReranker())
+        yield SearchPipeline.from_run(tiny_run, reranker=FakeReranker(), runtime=TEST_RUNTIME)
 
 
 @pytest.mark.slow
@@ -218,19 +219,19 @@ def test_a_copied_run_uses_its_own_student_or_refuses(tiny_run, tmp_path):
     orig = copy_run(tiny_run, tmp_path / "orig")
     copy = copy_run(orig, tmp_path / "copy")
     shutil.rmtree(orig / "student")  # the original's student is gone: the copy still works with its own
-    pipe = SearchPipeline.from_run(copy)
+    pipe = SearchPipeline.from_run(copy, runtime=TEST_RUNTIME)
     assert len(pipe.search("shoes", mode="dense", k=3).results) == 3
     shutil.rmtree(copy / "student")  # the copy's retrained student is another model: a stale index is refused
     from tests.builders.tiny_student import build_tiny_student as tiny
 
     shutil.move(str(tiny(tmp_path / "other", dim=32, seed=7)), copy / "student")
     with pytest.raises(UserError, match="(?i)rebuild|other model|built with"):
-        SearchPipeline.from_run(copy)
+        SearchPipeline.from_run(copy, runtime=TEST_RUNTIME)
     legacy = copy_run(tiny_run, tmp_path / "legacy")  # an index written before: an absolute path into another run
     m["student_path"] = str(tmp_path / "orig" / "student")
     (legacy / "index" / MANIFEST).write_text(json.dumps(m))
     with pytest.raises(UserError, match="copied or moved"):
-        SearchPipeline.from_run(legacy)
+        SearchPipeline.from_run(legacy, runtime=TEST_RUNTIME)
 
 
 # -- item 5 and the low items: one sentence, before any work ---------------------------------------------
@@ -344,7 +345,7 @@ def test_search_finishes_a_half_done_index_or_student_swap(tiny_run, tmp_path):
     pid = dead_pid()
     os.replace(run / "index", run / f".index.old-{pid}")  # killed between the two renames of a swap
     os.replace(run / "student", run / f".student.old-{pid}")
-    pipe = SearchPipeline.from_run(run)
+    pipe = SearchPipeline.from_run(run, runtime=TEST_RUNTIME)
     assert len(pipe.search("shoes", mode="dense", k=3).results) == 3
     assert (run / "index" / MANIFEST).is_file() and (run / "student" / MANIFEST).is_file()
     assert not any(".old-" in p.name for p in run.iterdir())
@@ -426,7 +427,7 @@ def test_eval_alone_keeps_the_demos_dev_rerank_size(tiny_run, tmp_path, monkeypa
     run = copy_run(tiny_run, tmp_path / "run")
     (run / "pipeline.json").write_text(json.dumps({"sizing": {"sizes": {"dev_rerank_queries": 30}}}))
     seen = []
-    monkeypatch.setattr(eval_cli, "evaluate_run", lambda rd, data_cfg, cfg, *a: seen.append(cfg.dev_rerank_queries) or {})
+    monkeypatch.setattr(eval_cli, "evaluate_run", lambda rd, data_cfg, cfg, *a, **k: seen.append(cfg.dev_rerank_queries) or {})
     CliRunner().invoke(app, ["eval", "--run", str(run), "--json"])
     CliRunner().invoke(app, ["eval", "--run", str(run), "--json", "--dev-rerank-queries", "12"])
     assert seen == [30, 12]

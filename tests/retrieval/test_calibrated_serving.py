@@ -16,6 +16,7 @@ from reldistill.recipe.retrieval import ServeConfig
 from reldistill.retrieval.pipeline import SearchPipeline
 from reldistill.retrieval.service import create_app
 from tests.retrieval_testkit import FakeReranker, small_run, torch_threads
+from tests.conftest import TEST_RUNTIME
 
 DOCS = ["red running shoes", "blue tea mug", "red shoes for running fast", "usb cable", "running socks red", "lamp"]
 
@@ -45,7 +46,7 @@ def run(tmp_path_factory, esci_dir):
 @pytest.fixture(scope="module")
 def pipe(run):
     with torch_threads(1):
-        yield SearchPipeline.from_run(run[0], reranker=CalibratedFake())
+        yield SearchPipeline.from_run(run[0], reranker=CalibratedFake(), runtime=TEST_RUNTIME)
 
 
 def _client(pipe, reranker):

@@ -32,6 +32,7 @@ import numpy as np
 import pytest
 
 from tests.retrieval_testkit import small_run
+from tests.conftest import TEST_RUNTIME
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 from serve_util import serve  # noqa: E402
@@ -61,7 +62,7 @@ def expected(served):
     """The teacher's own probabilities for (QUERY, DOCS), in input order."""
     from reldistill.teacher.teacher import Teacher
 
-    return Teacher.load(served[1]).score_pairs([QUERY] * len(DOCS), DOCS)
+    return Teacher.load(served[1], runtime=TEST_RUNTIME).score_pairs([QUERY] * len(DOCS), DOCS)
 
 
 def _post(url: str, path: str, body: dict) -> tuple[dict, str]:
@@ -123,7 +124,7 @@ def test_max_tokens_per_doc_cuts_documents(served):
     url, tdir = served
     long_doc = "red running shoes " + "kitchen knife " * 20
     out, _ = _post(url, "/v2/rerank", {"query": QUERY, "documents": [long_doc, DOCS[1]], "max_tokens_per_doc": 3})
-    teacher = Teacher.load(tdir)
+    teacher = Teacher.load(tdir, runtime=TEST_RUNTIME)
     ids = teacher.tokenizer(long_doc, add_special_tokens=False, return_offsets_mapping=True)
     cut = long_doc[: ids["offset_mapping"][2][1]]
     want = teacher.score_pairs([QUERY, QUERY], [cut, long_doc])

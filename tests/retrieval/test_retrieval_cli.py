@@ -21,6 +21,7 @@ from reldistill.workflow.cli import app
 from reldistill.data.esci import PRODUCTS_FILE
 from reldistill.errors import UserError
 from tests.retrieval_testkit import small_catalog, write_small_esci
+from tests.conftest import TEST_RUNTIME
 
 ENV = {"HF_HUB_OFFLINE": "1"}
 
@@ -138,10 +139,10 @@ def test_kill_9_mid_build_keeps_previous_index(built, small_data, tmp_path):
             proc.kill()
     after = json.loads((run / "index" / "manifest.json").read_text())
     assert after == before and after["index_kind"] == "flat"
-    pipe = SearchPipeline.from_run(run)  # the previous index still loads and answers
+    pipe = SearchPipeline.from_run(run, runtime=TEST_RUNTIME)  # the previous index still loads and answers
     assert pipe.dense.kind == "flat" and len(pipe.search("shoes", mode="dense", k=3).results) == 3
     rerun = run_cli(*args, env=ENV)
     assert rerun.returncode == 0, rerun.stderr
     assert json.loads((run / "index" / "manifest.json").read_text())["index_kind"] == "hnsw"
     assert not list((run / ".index-cache").glob("*")) and not list(run.glob(".index.*"))
-    assert SearchPipeline.from_run(run).dense.kind == "hnsw"
+    assert SearchPipeline.from_run(run, runtime=TEST_RUNTIME).dense.kind == "hnsw"

@@ -7,6 +7,7 @@ from reldistill.errors import UserError
 from reldistill.retrieval.build import build_index
 from reldistill.retrieval.pipeline import SearchPipeline
 from tests.retrieval_testkit import FakeReranker, build_tiny_student, small_run, torch_threads
+from tests.conftest import TEST_RUNTIME
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +18,7 @@ def run(tmp_path_factory, esci_dir):
 @pytest.fixture(scope="module")
 def pipe(run):
     with torch_threads(1):
-        yield SearchPipeline.from_run(run[0], reranker=FakeReranker())
+        yield SearchPipeline.from_run(run[0], reranker=FakeReranker(), runtime=TEST_RUNTIME)
 
 
 @pytest.mark.parametrize("mode", ["bm25", "dense", "hybrid", "rerank"])
@@ -75,7 +76,7 @@ def test_bad_queries_and_arguments(pipe):
 
 def test_add_and_remove_products_without_rebuild(run, tmp_path):
     with torch_threads(1):
-        p = SearchPipeline.from_run(run[0])
+        p = SearchPipeline.from_run(run[0], runtime=TEST_RUNTIME)
         new = pd.DataFrame({"product_id": ["ZNEW000001"], "product_title": ["Zorblax quantum hiking boots"],
                             "product_brand": ["Zorblax"], "text": ["Zorblax quantum hiking boots waterproof"]})
         p.add_products(new)
@@ -98,11 +99,11 @@ def test_similar_items(pipe, run):
 def test_index_from_another_student_refused(run, tmp_path):
     tiny = build_tiny_student(tmp_path / "tiny")
     with pytest.raises(UserError, match="built with student"):
-        SearchPipeline.from_run(run[0], student=str(tiny))
+        SearchPipeline.from_run(run[0], student=str(tiny), runtime=TEST_RUNTIME)
     from reldistill.student import load_student
 
     with pytest.raises(UserError, match="32"):  # a model object: checked by dimension
-        SearchPipeline.from_run(run[0], student=load_student(str(tiny)))
+        SearchPipeline.from_run(run[0], student=load_student(str(tiny), runtime=TEST_RUNTIME), runtime=TEST_RUNTIME)
 
 
 @pytest.mark.slow
@@ -115,7 +116,7 @@ def test_failed_build_keeps_previous_index(run, esci_dir, tmp_path, monkeypatch)
 
     work = tmp_path / "run"
     shutil.copytree(run[0] / "index", work / "index")
-    before = SearchPipeline.from_run(work).search("shoes", mode="bm25", k=5)
+    before = SearchPipeline.from_run(work, runtime=TEST_RUNTIME).search("shoes", mode="bm25", k=5)
 
     def boom(self, directory):
         raise OSError("disk full")
@@ -123,8 +124,8 @@ def test_failed_build_keeps_previous_index(run, esci_dir, tmp_path, monkeypatch)
     monkeypatch.setattr(lexical.BM25Index, "save", boom)
     with pytest.raises(OSError), torch_threads(1):
         build_index(work, "minilm-l6", DataConfig(path=str(esci_dir)), kind="hnsw",
-                    products=run[3].head(20), examples=run[1].examples)
-    after = SearchPipeline.from_run(work)
+                    products=run[3].head(20), examples=run[1].examples, runtime=TEST_RUNTIME)
+    after = SearchPipeline.from_run(work, runtime=TEST_RUNTIME)
     assert after.dense.kind == "flat" and len(after.catalog) == len(run[3])
     assert [h.product_id for h in after.search("shoes", mode="bm25", k=5).results] == [h.product_id for h in before.results]
     assert not [p for p in work.iterdir() if p.name.startswith(".index.")]  # temp dir cleaned
@@ -141,11 +142,11 @@ def test_rerank_with_tiny_teacher(run, tmp_path):
     work = tmp_path / "run"
     shutil.copytree(run[0] / "index", work / "index")
     build_tiny_teacher(work / "teacher")
-    bare = SearchPipeline.from_run(work)
+    bare = SearchPipeline.from_run(work, runtime=TEST_RUNTIME)
     assert bare.teacher_dir == work / "teacher" and not bare.has_reranker and bare.stats()["reranker"] is None
     with pytest.raises(UserError, match="needs a reranker"):
         bare.search("shoes", mode="rerank", k=5)
-    p = run_pipeline(work)
+    p = run_pipeline(work, runtime=TEST_RUNTIME)
     assert p.has_reranker and p.stats()["reranker"] == "teacher (lazy)"
     res = p.search(run[2]["query"].iloc[0], mode="rerank", k=5, rerank_k=8)
     assert [h.rerank_rank for h in res.results] == [1, 2, 3, 4, 5]

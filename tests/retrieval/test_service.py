@@ -8,6 +8,7 @@ from reldistill.recipe.retrieval import ServeConfig
 from reldistill.retrieval.pipeline import SearchPipeline
 from reldistill.retrieval.service import create_app
 from tests.retrieval_testkit import FakeReranker, live_server, small_run, torch_threads
+from tests.conftest import TEST_RUNTIME
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +19,7 @@ def run(tmp_path_factory, esci_dir):
 @pytest.fixture(scope="module")
 def pipe(run):
     with torch_threads(1):
-        yield SearchPipeline.from_run(run[0], reranker=FakeReranker())
+        yield SearchPipeline.from_run(run[0], reranker=FakeReranker(), runtime=TEST_RUNTIME)
 
 
 @pytest.fixture(scope="module")

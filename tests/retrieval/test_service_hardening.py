@@ -10,6 +10,7 @@ import logging
 import socket
 import threading
 import time
+from functools import partial
 
 import httpx
 import pytest
@@ -22,6 +23,7 @@ from reldistill.retrieval.service import create_app
 from reldistill.teacher.rerank import TeacherReranker
 from reldistill.workflow.compose import teacher_reranker
 from tests.retrieval_testkit import FakeReranker, build_tiny_student, live_server, small_run, torch_threads
+from tests.conftest import TEST_RUNTIME
 
 LOCAL = "http://127.0.0.1"
 
@@ -29,7 +31,7 @@ LOCAL = "http://127.0.0.1"
 @pytest.fixture(scope="module")
 def pipe(tmp_path_factory, esci_dir):
     with torch_threads(1):
-        yield SearchPipeline.from_run(small_run(tmp_path_factory, esci_dir)[0], reranker=FakeReranker())
+        yield SearchPipeline.from_run(small_run(tmp_path_factory, esci_dir)[0], reranker=FakeReranker(), runtime=TEST_RUNTIME)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,7 @@ def _bare(pipe, teacher_dir=None) -> SearchPipeline:
     """The shared index pieces with no reranker given (the teacher, if any, loads lazily through the composition
     root's loader, as `reldistill serve` wires it)."""
     return SearchPipeline(pipe.dense, pipe.bm25, pipe.catalog, pipe.student, teacher_dir=teacher_dir, name="main",
-                          reranker_loader=teacher_reranker)
+                          reranker_loader=partial(teacher_reranker, runtime=TEST_RUNTIME), runtime=TEST_RUNTIME)
 
 
 def _count_loads(monkeypatch) -> list:
@@ -75,7 +77,7 @@ def test_rerank_busy_answers_503_at_once(pipe):
 
 
 def test_rerank_work_is_bounded_by_documents_times_tokens(pipe, tiny_teacher):
-    rr = TeacherReranker.load(tiny_teacher)
+    rr = TeacherReranker.load(tiny_teacher, runtime=TEST_RUNTIME)
     c = TestClient(create_app(pipe, ServeConfig(max_rerank_tokens=500), reranker=rr), base_url=LOCAL)
     long_doc = "wireless bluetooth headphones noise cancelling over ear " * 10  # > 64 tokens: capped at max_length
     r = c.post("/rerank", json={"query": "headphones", "documents": [long_doc] * 20})
@@ -86,7 +88,7 @@ def test_rerank_work_is_bounded_by_documents_times_tokens(pipe, tiny_teacher):
 
 @pytest.mark.slow
 def test_timed_out_rerank_stops_between_batches(pipe, tiny_teacher):
-    rr = TeacherReranker.load(tiny_teacher, batch_size=1)
+    rr = TeacherReranker.load(tiny_teacher, batch_size=1, runtime=TEST_RUNTIME)
     calls = []
 
     def slowed(forward):

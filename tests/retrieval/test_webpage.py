@@ -10,6 +10,7 @@ from reldistill.recipe.retrieval import ServeConfig
 from reldistill.retrieval.pipeline import SearchPipeline
 from reldistill.retrieval.service import create_app
 from tests.retrieval_testkit import FakeReranker, live_server, small_run, torch_threads
+from tests.conftest import TEST_RUNTIME
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
@@ -44,7 +45,7 @@ def test_page_searches_and_compares_two_pipelines(browser, tmp_path_factory, esc
 
     run, data, tq, _ = small_run(tmp_path_factory, esci_dir)
     with torch_threads(1):
-        main = SearchPipeline.from_run(run, reranker=FakeReranker(), name="distilled")
+        main = SearchPipeline.from_run(run, reranker=FakeReranker(), name="distilled", runtime=TEST_RUNTIME)
         base = main.with_student("minilm-l6", name="base minilm-l6")
         app = create_app(main, ServeConfig(), compare=base)
         query = tq["query"].iloc[0]

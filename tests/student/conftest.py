@@ -1,10 +1,14 @@
-"""Fixtures of the student tests: a tiny normalised student and fp32 with a private cache."""
+"""Fixtures of the student tests: a tiny normalised student and an fp32 runtime with a private cache."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from reldistill.settings import Runtime
 from tests.builders.tiny_student import build_tiny_student
+from tests.conftest import TEST_RUNTIME
 
 
 @pytest.fixture(scope="module")
@@ -14,7 +18,6 @@ def tiny(tmp_path_factory):
 
 
 @pytest.fixture
-def fp32(monkeypatch, tmp_path):
-    """fp32 everywhere (OpenVINO would otherwise run bf16 on a bf16 CPU) and a private cache."""
-    monkeypatch.setenv("RELDISTILL_STUDENT_PRECISION", "float32")
-    monkeypatch.setenv("RELDISTILL_CACHE", str(tmp_path / "cache"))
+def fp32(tmp_path) -> Runtime:
+    """The tests' runtime in fp32 everywhere (OpenVINO would otherwise run bf16 on a bf16 CPU), with a private cache."""
+    return dataclasses.replace(TEST_RUNTIME, student_precision="float32", cache_dir=tmp_path / "cache")

@@ -10,6 +10,7 @@ import pytest
 
 from reldistill.config import DataConfig
 from tests.retrieval_testkit import torch_threads
+from tests.conftest import TEST_RUNTIME
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +26,8 @@ def test_calibrate_student_fits_on_dev_and_keeps_a_current_fit(student, esci_dir
 
     data_cfg = DataConfig(path=str(esci_dir))
     with torch_threads(1):
-        cal, fitted = calibrate_student(student, data_cfg)
-        again, refitted = calibrate_student(student, data_cfg)
+        cal, fitted = calibrate_student(student, data_cfg, runtime=TEST_RUNTIME)
+        again, refitted = calibrate_student(student, data_cfg, runtime=TEST_RUNTIME)
     assert fitted and not refitted
     saved = load_calibration(student)
     assert saved.transform == "identity" and saved.dev["split"] == "dev" and saved.dev["pairs"] > 100
@@ -43,8 +44,8 @@ def test_pipeline_over_a_calibrated_student_returns_probabilities(student, esci_
     data = load_esci(DataConfig(path=str(esci_dir)))
     products = data.products.head(300)
     with torch_threads(1):
-        calibrate_student(student, DataConfig(path=str(esci_dir)))
-        pipe = SearchPipeline.from_data(products, None, str(student))
+        calibrate_student(student, DataConfig(path=str(esci_dir)), runtime=TEST_RUNTIME)
+        pipe = SearchPipeline.from_data(products, None, str(student), runtime=TEST_RUNTIME)
         res = pipe.search("red running shoes", mode="dense", k=5)
         everything = pipe.search("red running shoes", mode="hybrid", k=10)
         cut = sorted(h.p_exact for h in everything.results)[5]
@@ -75,18 +76,18 @@ def test_calibrate_run_then_eval_reports_ece_brier_and_the_diagram(student, esci
     write_manifest(root / "student", "student", student_base=str(student))
     data_cfg = DataConfig(path=str(esci_dir))
     with torch_threads(1):
-        fitted = calibrate_run(RunDir(root), data_cfg, dtype="float32", batch_size=16)
+        fitted = calibrate_run(RunDir(root), data_cfg, dtype="float32", batch_size=16, runtime=TEST_RUNTIME)
         assert set(fitted) == {"teacher", "student"} and all(f["fitted_now"] for f in fitted.values())
-        assert not calibrate_run(RunDir(root), data_cfg, dtype="float32", batch_size=16)["teacher"]["fitted_now"]
+        assert not calibrate_run(RunDir(root), data_cfg, dtype="float32", batch_size=16, runtime=TEST_RUNTIME)["teacher"]["fitted_now"]
         # a teacher calibrated on part of dev (training fits on the multi-judged queries it ranks) is refit on all of it
         stored = json.loads((root / "teacher" / "calibration.json").read_text())
         whole = stored["dev"]["pairs"]
         stored["dev"]["pairs"] = whole - 1
         (root / "teacher" / "calibration.json").write_text(json.dumps(stored))
-        again = calibrate_run(RunDir(root), data_cfg, dtype="float32", batch_size=16)["teacher"]
+        again = calibrate_run(RunDir(root), data_cfg, dtype="float32", batch_size=16, runtime=TEST_RUNTIME)["teacher"]
         assert again["fitted_now"] and again["dev"]["pairs"] == whole
         cfg = EvalConfig(depth=20, teacher_dtype="float32", systems=["teacher", "dense-distilled"], max_queries=6, choose_on="none")
-        report = write_report(RunDir(root), Evaluation(root, data_cfg, cfg).run_all())
+        report = write_report(RunDir(root), Evaluation(root, data_cfg, cfg, runtime=TEST_RUNTIME).run_all())
     cal = report["calibration"]
     assert set(cal) == {"teacher", "dense-distilled"} and cal["dense-distilled"]["served_student"]
     judged = report["data"]["judged_pairs"]

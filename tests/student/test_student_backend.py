@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -9,8 +10,11 @@ import pytest
 
 from reldistill.errors import UserError
 from reldistill.recipe import load_recipe
+from reldistill.settings import Runtime
 from reldistill.student import backend as rt
-from reldistill.student import encode_documents, encode_queries, load_student
+from reldistill.student import encode as enc
+from reldistill.student.encode import encode_documents, encode_queries, load_student
+from reldistill.student.runtime_choice import BATCH
 from tests.student_testkit import block_runtime, judged_slice
 
 RUNTIMES = [b for b in ("onnx", "openvino") if rt.runtime_installed(b)]
@@ -31,9 +35,9 @@ def test_search_results_equal_across_backends(tiny, fp32, esci_dir, backend):
     products = data.products.head(400)
     ids, texts = products["product_id"].astype(str).tolist(), products["text"].astype(str).tolist()
     queries = list(dict.fromkeys(data.split("test")["query"]))[:12]
-    ref_model = load_student(str(tiny), backend="torch")
+    ref_model = load_student(str(tiny), backend="torch", runtime=fp32)
     assert ref_model.reldistill_backend == "torch"
-    model = load_student(str(tiny), backend=backend)
+    model = load_student(str(tiny), backend=backend, runtime=fp32)
     assert model.reldistill_backend == backend
     ref_docs, docs = encode_documents(ref_model, texts), encode_documents(model, texts)
     assert np.abs(ref_docs - docs).max() < 1e-4  # fp32 tolerance
@@ -41,7 +45,7 @@ def test_search_results_equal_across_backends(tiny, fp32, esci_dir, backend):
     dense = DenseIndex.build(ref_docs, ids)
     bm25, catalog = BM25Index.build(ids, texts), Catalog.from_data(products, data.examples)
     ref_pipe = SearchPipeline(dense, bm25, catalog, ref_model)
-    pipe = SearchPipeline(dense, bm25, catalog, model)
+    pipe = SearchPipeline(dense, bm25, catalog, model)  # the runtime the student was loaded with
     for mode in ("dense", "hybrid"):
         for q in queries:
             a, b = ref_pipe.search(q, mode=mode, k=10).results, pipe.search(q, mode=mode, k=10).results
@@ -58,13 +62,13 @@ def test_search_results_equal_across_backends(tiny, fp32, esci_dir, backend):
 def test_export_is_written_once_beside_the_student_and_reused(tiny, fp32):
     from reldistill.student.identity import weights_digest
 
-    load_student(str(tiny), backend="onnx")
+    load_student(str(tiny), backend="onnx", runtime=fp32)
     d = rt.exports_dir(tiny, weights_digest(tiny))
     assert d.parent == tiny.parent / f"{tiny.name}.exports"
     onnx = d / rt.ONNX_FILE
     stamp = onnx.stat().st_mtime_ns
     assert rt.read_meta(d)["weights"] == weights_digest(tiny)
-    load_student(str(tiny), backend="onnx")
+    load_student(str(tiny), backend="onnx", runtime=fp32)
     assert onnx.stat().st_mtime_ns == stamp  # reused, not exported again
 
 
@@ -73,29 +77,29 @@ def test_missing_runtime_falls_back_to_torch(tiny, fp32, monkeypatch, caplog, ba
     block_runtime(monkeypatch, backend)
     assert backend not in rt.installed_backends()
     with caplog.at_level(logging.WARNING, logger=rt.log.name):
-        model = load_student(str(tiny), backend=backend)
+        model = load_student(str(tiny), backend=backend, runtime=fp32)
     assert model.reldistill_backend == "torch"
     assert "not installed" in caplog.text
-    ref = encode_documents(load_student(str(tiny), backend="torch"), ["red running shoes"])
+    ref = encode_documents(load_student(str(tiny), backend="torch", runtime=fp32), ["red running shoes"])
     assert np.allclose(encode_documents(model, ["red running shoes"]), ref, atol=1e-6)
 
 
 def test_auto_measures_once_and_caches_the_choice(tiny, fp32, monkeypatch):
     calls = []
-    real = rt.time_backend
+    real = enc.time_backend
 
     def counting(model, repeats=15):
         calls.append(model.reldistill_backend)
         return real(model, repeats=3)
 
-    monkeypatch.setattr(rt, "time_backend", counting)
-    first = load_student(str(tiny), backend="auto").reldistill_backend
+    monkeypatch.setattr(enc, "time_backend", counting)
+    first = load_student(str(tiny), backend="auto", runtime=fp32).reldistill_backend
     assert sorted(calls) == sorted(rt.installed_backends())
     assert first in rt.installed_backends()
     n = len(calls)
-    assert load_student(str(tiny), backend="auto").reldistill_backend == first
+    assert load_student(str(tiny), backend="auto", runtime=fp32).reldistill_backend == first
     assert len(calls) == n  # the decision came from the cache
-    table = rt._decision_file().read_text()
+    table = (fp32.cache_dir / BATCH.table).read_text()
     assert rt.cpu_signature().split(" [")[0] in table
 
 
@@ -103,24 +107,21 @@ def test_choose_fastest_prefers_higher_throughput():
     t = {"torch": {"query_p50_ms": 10.0, "docs_per_s": 100.0},
          "onnx": {"query_p50_ms": 2.0, "docs_per_s": 150.0},
          "openvino": {"query_p50_ms": 1.0, "docs_per_s": 90.0}}
-    assert rt.choose_fastest(t) == "onnx"  # one-query latency is the query encoder's choice, not the batch backend's
-    assert rt.choose_fastest({"torch": t["torch"]}) == "torch"
-    assert rt.choose_fastest({"torch": t["torch"], "onnx": {**t["onnx"], "docs_per_s": 100.0}}) == "torch"  # a tie
+    assert enc.choose_fastest(t) == "onnx"  # one-query latency is the query encoder's choice, not the batch backend's
+    assert enc.choose_fastest({"torch": t["torch"]}) == "torch"
+    assert enc.choose_fastest({"torch": t["torch"], "onnx": {**t["onnx"], "docs_per_s": 100.0}}) == "torch"  # a tie
 
 
-def test_bad_backend_setting_is_one_clear_error(monkeypatch, tmp_path):
-    monkeypatch.setenv(rt.BACKEND_ENV, "tensorrt")
+def test_bad_backend_setting_is_one_clear_error(tmp_path):
     with pytest.raises(UserError, match="RELDISTILL_STUDENT_BACKEND must be one of auto, torch, onnx, openvino"):
-        rt.backend_setting()
+        Runtime.from_env({"RELDISTILL_STUDENT_BACKEND": "tensorrt"})
     bad = tmp_path / "recipe.yaml"
     bad.write_text("student:\n  backnd: onnx\n", encoding="utf-8")
     with pytest.raises(UserError, match="student has unknown key.*backnd"):
         load_recipe(bad)
-    from reldistill.student import query_encoder as qe
-
-    monkeypatch.setenv(qe.QUERY_BACKEND_ENV, "tensorrt")  # the one-query runtime: the same words
+    # the one-query runtime: the same words
     with pytest.raises(UserError, match="RELDISTILL_STUDENT_QUERY_BACKEND must be one of auto, torch, onnx, openvino"):
-        qe.query_backend_setting()
+        Runtime.from_env({"RELDISTILL_STUDENT_QUERY_BACKEND": "tensorrt"})
     bad.write_text("student:\n  query_backend: cuda\n", encoding="utf-8")
     with pytest.raises(UserError, match="student.query_backend must be one of"):
         load_recipe(bad)
@@ -130,21 +131,21 @@ def test_bad_backend_setting_is_one_clear_error(monkeypatch, tmp_path):
 def test_int8_used_only_where_the_recorded_dev_gate_passed(tiny, fp32, monkeypatch):
     from reldistill.student.identity import weights_digest
 
-    monkeypatch.setenv(rt.INT8_ENV, "auto")
+    fp32 = dataclasses.replace(fp32, student_int8="auto")
     digest = weights_digest(tiny)
-    assert load_student(str(tiny), backend="onnx").reldistill_backend == "onnx"  # no verdict yet: fp32
-    rt.record_int8_verdict(tiny, digest, fp32_ndcg=0.40, int8_ndcg=0.39, catalog="c")  # lost 0.01: refused
-    assert rt.int8_verdict(tiny, digest)["kept"] is False
-    assert load_student(str(tiny), backend="onnx").reldistill_backend == "onnx"
-    rt.record_int8_verdict(tiny, digest, fp32_ndcg=0.40, int8_ndcg=0.398, catalog="c")  # lost 0.002: kept
-    quant = load_student(str(tiny), backend="onnx")
+    assert load_student(str(tiny), backend="onnx", runtime=fp32).reldistill_backend == "onnx"  # no verdict yet: fp32
+    rt.record_int8_verdict(tiny, digest, fp32_ndcg=0.40, int8_ndcg=0.39, catalog="c", runtime=fp32)  # lost 0.01: refused
+    assert rt.int8_verdict(tiny, digest, runtime=fp32)["kept"] is False
+    assert load_student(str(tiny), backend="onnx", runtime=fp32).reldistill_backend == "onnx"
+    rt.record_int8_verdict(tiny, digest, fp32_ndcg=0.40, int8_ndcg=0.398, catalog="c", runtime=fp32)  # lost 0.002: kept
+    quant = load_student(str(tiny), backend="onnx", runtime=fp32)
     assert quant.reldistill_backend == "onnx-int8"
     texts = ["red running shoes for women", "stainless steel water bottle 1 l", "usb c charger 65 w"]
-    ref = encode_documents(load_student(str(tiny), backend="torch"), texts)
+    ref = encode_documents(load_student(str(tiny), backend="torch", runtime=fp32), texts)
     cos = np.sum(ref * encode_documents(quant, texts), axis=1)
     assert cos.min() > 0.95 and np.abs(ref - encode_documents(quant, texts)).max() > 1e-6  # int8 moved, slightly
-    monkeypatch.setenv(rt.INT8_ENV, "off")
-    assert load_student(str(tiny), backend="onnx").reldistill_backend == "onnx"
+    fp32 = dataclasses.replace(fp32, student_int8="off")
+    assert load_student(str(tiny), backend="onnx", runtime=fp32).reldistill_backend == "onnx"
 
 
 @pytest.mark.slow
@@ -155,12 +156,11 @@ def test_index_build_measures_the_int8_gate_and_records_it(tmp_path, fp32, monke
     from reldistill.retrieval.build import build_index
     from tests.builders.tiny_student import build_tiny_student
 
-    monkeypatch.setenv(rt.BACKEND_ENV, "onnx")
-    monkeypatch.setenv(rt.INT8_ENV, "auto")
+    fp32 = dataclasses.replace(fp32, student_backend="onnx", student_int8="auto")
     student = build_tiny_student(tmp_path / "student", normalize=True, seed=0)  # some random students rank nothing on dev
     ex, products = judged_slice(esci_dir, 150)
     out = build_index(tmp_path / "run", student_path=str(student), data_cfg=DataConfig(path=str(esci_dir)),
-                      products=products, examples=ex)
+                      products=products, examples=ex, runtime=fp32)
     m = read_manifest(out)
     v = m["student_int8"]
     assert v["dev_ndcg10_fp32"] > 0 and v["drop"] == pytest.approx(v["dev_ndcg10_fp32"] - v["dev_ndcg10_int8"])
@@ -180,8 +180,7 @@ def test_index_build_gates_int8_queries_against_the_indexed_catalog(tmp_path, fp
     from reldistill.student.identity import weights_digest
     from tests.builders.tiny_student import build_tiny_student
 
-    monkeypatch.setenv(rt.BACKEND_ENV, "torch")
-    monkeypatch.setenv(rt.INT8_ENV, "auto")
+    runtime = dataclasses.replace(fp32, student_backend="torch", student_int8="auto")
     student = build_tiny_student(tmp_path / "student", normalize=True)
     digest = weights_digest(student)
     ex, products = judged_slice(esci_dir, 150)
@@ -200,7 +199,7 @@ def test_index_build_gates_int8_queries_against_the_indexed_catalog(tmp_path, fp
 
     def build(prods, name):
         out = build_index(tmp_path / name, student_path=str(student), data_cfg=DataConfig(path=str(esci_dir)),
-                          products=prods, examples=ex)
+                          products=prods, examples=ex, runtime=runtime)
         return read_manifest(out)
 
     m = build(products, "run")
@@ -217,5 +216,5 @@ def test_index_build_gates_int8_queries_against_the_indexed_catalog(tmp_path, fp
     lost["by"] = 0.8 * rt.INT8_MAX_DROP
     v = build(products.iloc[2:], "run4")["student_query_int8"]
     assert len(seen) == 6 and v["kept"] is True and rt.query_int8_verdict(student, digest)["kept"] is True
-    monkeypatch.setenv(rt.INT8_ENV, "off")
+    runtime = dataclasses.replace(runtime, student_int8="off")
     assert build(products.iloc[3:], "run5")["student_query_int8"] is None and len(seen) == 6

@@ -8,6 +8,7 @@ import pytest
 from reldistill.errors import UserError
 from tests.conftest import assert_user_error
 from tests.teacher_testkit import one_thread
+from tests.conftest import TEST_RUNTIME
 
 
 def _recipe(tmp_path, text: str):
@@ -20,7 +21,7 @@ def test_a_negative_teacher_batch_size_is_refused_not_scored_as_one_half(tmp_pat
     from reldistill.teacher import Teacher
     from tests.builders.tiny_teacher import build_tiny_teacher
 
-    teacher = Teacher.load(build_tiny_teacher(tmp_path / "t", seed=1), dtype="float32")
+    teacher = Teacher.load(build_tiny_teacher(tmp_path / "t", seed=1), dtype="float32", runtime=TEST_RUNTIME)
     with one_thread():
         probs = teacher.score_pairs(["red shoe", "blue hat"], ["red shoe", "green lamp"], batch_size=1)
         assert not np.allclose(probs, 0.5)

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from tests.teacher_testkit import one_thread, write_recipe
+from tests.conftest import TEST_RUNTIME
 
 pytestmark = pytest.mark.slow  # trains two tiny teachers (~40 s); test_calibration.py holds the fast synthetic version
 
@@ -51,7 +52,7 @@ def teachers(tmp_path_factory):
     with one_thread():
         for seed, epochs in ((1, 1), (2, 3)):
             recipe = write_recipe(root / f"recipe{seed}.yaml", base, data, seed=seed, epochs=epochs, checkpoint_fraction=1.0)
-            out[seed] = train_teacher(load_recipe(recipe), root / f"teacher{seed}", progress=False)
+            out[seed] = train_teacher(load_recipe(recipe), root / f"teacher{seed}", progress=False, runtime=TEST_RUNTIME)
             out[f"recipe{seed}"] = recipe
     return out
 
@@ -84,7 +85,7 @@ def test_two_teachers_at_one_min_score_keep_the_same_precision_of_exact(teachers
     raw, cal = {}, {}
     with one_thread():
         for seed in (1, 2):
-            t = Teacher.load(teachers[seed], dtype="float32")
+            t = Teacher.load(teachers[seed], dtype="float32", runtime=TEST_RUNTIME)
             raw[seed] = t.score_pairs(test["query"].tolist(), test["text"].tolist())
             cal[seed] = t.calibration.p_exact(raw[seed])
     for min_score in (0.3, 0.5, 0.7):
@@ -100,13 +101,13 @@ def test_rerank_and_teacher_score_carry_probabilities(teachers, tmp_path):
 
     test = _test_pairs(teachers["recipe1"]).head(12)
     with one_thread():
-        rr = TeacherReranker.load(teachers[1], dtype="float32")
+        rr = TeacherReranker.load(teachers[1], dtype="float32", runtime=TEST_RUNTIME)
         ranked = rr.rerank(test["query"].iloc[0], list(zip(test["product_id"], test["text"])))
         assert all(r.p_exact is not None and r.p_exact_or_substitute >= r.p_exact for r in ranked)
         assert [r.p_exact for r in ranked] == sorted((r.p_exact for r in ranked), reverse=True)
         pairs = tmp_path / "pairs.parquet"
         test[["query", "product_id", "text"]].to_parquet(pairs)
-        out = pd.read_parquet(score_file(teachers[1], pairs, tmp_path / "scored.parquet", progress=False))
+        out = pd.read_parquet(score_file(teachers[1], pairs, tmp_path / "scored.parquet", progress=False, runtime=TEST_RUNTIME))
     expect = rr.calibration.probabilities(out["teacher_score"].to_numpy())
     assert np.allclose(out["p_exact"], expect["p_exact"], atol=1e-6)
     assert np.allclose(out["p_exact_or_substitute"], expect["p_exact_or_substitute"], atol=1e-6)

@@ -9,6 +9,7 @@ import pytest
 
 from reldistill.errors import UserError
 from reldistill.rerank import Reranker
+from tests.conftest import TEST_RUNTIME
 
 QUERIES = ["red running shoes", "red running shoes", "green tea", "usb c cable"]
 TEXTS = ["nike running shoes | red", "a blue coffee mug " * 20, "organic green tea bags", "usb c charger cable 6ft"]
@@ -25,7 +26,7 @@ def tiny_dir(tmp_path_factory):
 def tiny(tiny_dir):
     from reldistill.teacher import Teacher
 
-    return Teacher.load(tiny_dir, dtype="float32")
+    return Teacher.load(tiny_dir, dtype="float32", runtime=TEST_RUNTIME)
 
 
 def test_score_pairs_are_probabilities_in_input_order(tiny):
@@ -47,7 +48,7 @@ def test_padding_side_and_merge_do_not_change_scores(tiny, tiny_dir):
     finally:
         tiny.encoder.padding_side = "left"
     np.testing.assert_allclose(left, right, atol=1e-5)
-    unmerged = Teacher.load(tiny_dir, dtype="float32", merge_lora=False).score_pairs(QUERIES, TEXTS)
+    unmerged = Teacher.load(tiny_dir, dtype="float32", merge_lora=False, runtime=TEST_RUNTIME).score_pairs(QUERIES, TEXTS)
     np.testing.assert_allclose(left, unmerged, atol=1e-5)
 
 
@@ -102,12 +103,12 @@ def test_missing_adapter_and_truncated_head_are_user_errors(tiny_dir, tmp_path):
     shutil.copytree(tiny_dir, broken)
     (broken / "adapter" / "adapter_model.safetensors").unlink()
     with pytest.raises(UserError, match="adapter"):
-        Teacher.load(broken)
+        Teacher.load(broken, runtime=TEST_RUNTIME)
     shutil.rmtree(broken)
     shutil.copytree(tiny_dir, broken)
     head = broken / "head.safetensors"
     head.write_bytes(head.read_bytes()[:40])
     with pytest.raises(UserError, match="truncated"):
-        Teacher.load(broken)
+        Teacher.load(broken, runtime=TEST_RUNTIME)
     with pytest.raises(UserError, match="does not exist"):
-        Teacher.load(tmp_path / "nope")
+        Teacher.load(tmp_path / "nope", runtime=TEST_RUNTIME)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import assert_user_error
+from tests.conftest import TEST_RUNTIME
 
 pytestmark = pytest.mark.slow  # every test exports a teacher through the CLI
 
@@ -44,7 +45,7 @@ def test_linear_head_export_loads_with_plain_transformers(tmp_path, cli, padding
     got = json.loads(plain.stdout.strip().splitlines()[-1])
     assert got["class"] == "LlamaForSequenceClassification" and not got["reldistill_loaded"]
     assert got["padding_side"] == padding_side
-    teacher = Teacher.load(tdir, dtype="fp32")
+    teacher = Teacher.load(tdir, dtype="fp32", runtime=TEST_RUNTIME)
     q, t = zip(*PAIRS)
     want_logit, want_prob = teacher.score_logits(q, t), teacher.score_pairs(q, t)
     bias = json.loads((tmp_path / "export" / "config.json").read_text())["reldistill"]["score_bias"]
@@ -72,7 +73,7 @@ def test_mlp_head_exports_to_onnx_that_onnxruntime_scores_without_reldistill(tmp
     assert plain.returncode == 0, plain.stderr
     got = json.loads(plain.stdout.strip().splitlines()[-1])
     assert got["imported"] == [], got["imported"]  # neither reldistill nor torch nor transformers
-    teacher = Teacher.load(tdir, dtype="fp32", int8="off")
+    teacher = Teacher.load(tdir, dtype="fp32", int8="off", runtime=TEST_RUNTIME)
     q, t = zip(*PAIRS)
     np.testing.assert_allclose(got["prob"], teacher.score_pairs(q, t), atol=1e-3)
     np.testing.assert_allclose(got["logits"], teacher.score_logits(q, t), atol=1e-3)
@@ -138,7 +139,7 @@ def test_lm_head_exports_as_one_yes_minus_no_row(tmp_path, cli):
     info = json.loads((tmp_path / "export" / "config.json").read_text())["reldistill"]
     assert info["head"] == "lm" and info["answer_tokens"] == ["Y", "N"]
     assert row["max_abs_diff"] < 1e-6  # the score row is exactly embed[Y] − embed[N]
-    teacher = Teacher.load(tdir, dtype="fp32")
+    teacher = Teacher.load(tdir, dtype="fp32", runtime=TEST_RUNTIME)
     q, t = zip(*PAIRS)
     np.testing.assert_allclose(got["prob"], teacher.score_pairs(q, t), atol=1e-4)
 

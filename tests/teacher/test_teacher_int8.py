@@ -3,6 +3,7 @@ Spearman ≥ 0.99 to fp32, no dev Task-1 nDCG@10 drop and a speed-up, measured o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from tests.teacher_testkit import esci_title_pairs, one_thread, tiny_teacher_dir
+from tests.conftest import TEST_RUNTIME
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +38,7 @@ def test_int8_check_measures_speed_and_rank_agreement(tdir, pairs):
     from reldistill.teacher.int8 import INT8_MIN_SPEARMAN, int8_check
 
     q, t = pairs
-    teacher = Teacher.load(tdir, dtype="float32", int8="off")
+    teacher = Teacher.load(tdir, dtype="float32", int8="off", runtime=TEST_RUNTIME)
     ref = teacher.score_logits(q, t)
     v = int8_check(teacher, q, t)
     assert v["pairs"] == len(q) and v["float32_pairs_per_s"] > 0 and v["int8_pairs_per_s"] > 0
@@ -46,18 +48,15 @@ def test_int8_check_measures_speed_and_rank_agreement(tdir, pairs):
     assert v["spearman"] == pytest.approx(spearmanr(ref, quant).statistic, abs=1e-6)
 
 
-def test_auto_is_the_default_only_without_bf16(monkeypatch):
+def test_auto_is_the_default_only_without_bf16():
     from reldistill.errors import UserError
-    from reldistill.teacher.int8 import TEACHER_INT8_ENV, int8_mode
+    from reldistill.settings import TEACHER_INT8_ENV, Runtime
+    from reldistill.teacher.int8 import int8_mode
 
-    monkeypatch.delenv(TEACHER_INT8_ENV, raising=False)
-    monkeypatch.setenv("RELDISTILL_CPU_BF16", "0")
-    assert int8_mode() == "auto"
-    monkeypatch.setenv(TEACHER_INT8_ENV, "off")
-    assert int8_mode() == "off"
-    monkeypatch.setenv(TEACHER_INT8_ENV, "maybe")
-    with pytest.raises(UserError, match="auto or off"):
-        int8_mode()
+    assert int8_mode(Runtime.from_env({"RELDISTILL_CPU_BF16": "0"})) == "auto"
+    assert int8_mode(Runtime.from_env({"RELDISTILL_CPU_BF16": "0", TEACHER_INT8_ENV: "off"})) == "off"
+    with pytest.raises(UserError, match=r"\$RELDISTILL_TEACHER_INT8 must be auto or off, got 'maybe'\."):
+        Runtime.from_env({TEACHER_INT8_ENV: "maybe"})
 
 
 @pytest.mark.slow
@@ -68,8 +67,8 @@ def test_gate_measures_on_dev_once_per_teacher_and_cpu(tdir, data_cfg, pairs):
     q, t = pairs
     (tdir / GATE_FILE).unlink(missing_ok=True)
     with one_thread():
-        ref = Teacher.load(tdir, dtype="float32", int8="off").score_logits(q, t, memo=False)
-        teacher = Teacher.load(tdir, dtype="float32", int8="auto", data_cfg=data_cfg)
+        ref = Teacher.load(tdir, dtype="float32", int8="off", runtime=TEST_RUNTIME).score_logits(q, t, memo=False)
+        teacher = Teacher.load(tdir, dtype="float32", int8="auto", data_cfg=data_cfg, runtime=TEST_RUNTIME)
         v = teacher.int8_verdict
         dev = gate_pairs(data_cfg)
         full = "int8_dev_ndcg10" in v  # else it stopped after a first look at INT8_CHECK_PAIRS pairs
@@ -82,7 +81,7 @@ def test_gate_measures_on_dev_once_per_teacher_and_cpu(tdir, data_cfg, pairs):
         assert np.allclose(scores, ref, atol=1e-5) != teacher.int8  # int8 scores differ; a rejected gate leaves fp32
         book = json.loads((tdir / GATE_FILE).read_text())
         assert book[cpu_key()]["kept"] == v["kept"]
-        again = Teacher.load(tdir, dtype="float32", int8="auto", data_cfg=data_cfg)
+        again = Teacher.load(tdir, dtype="float32", int8="auto", data_cfg=data_cfg, runtime=TEST_RUNTIME)
     assert again.int8_verdict["cached"] and again.int8 == teacher.int8 and again.forward_calls == 0  # not measured again
 
 
@@ -94,8 +93,8 @@ def test_a_failed_gate_leaves_the_fp32_teacher(tdir, data_cfg, pairs, monkeypatc
     (tdir / int8_mod.GATE_FILE).unlink(missing_ok=True)
     monkeypatch.setattr(int8_mod, "INT8_MIN_SPEARMAN", 1.01)  # no int8 score can agree that well
     with one_thread():
-        ref = Teacher.load(tdir, dtype="float32", int8="off").score_logits(q, t, memo=False)
-        teacher = Teacher.load(tdir, dtype="float32", int8="auto", data_cfg=data_cfg)
+        ref = Teacher.load(tdir, dtype="float32", int8="off", runtime=TEST_RUNTIME).score_logits(q, t, memo=False)
+        teacher = Teacher.load(tdir, dtype="float32", int8="auto", data_cfg=data_cfg, runtime=TEST_RUNTIME)
         assert not teacher.int8 and not teacher.int8_verdict["kept"] and "Spearman" in teacher.int8_verdict["reason"]
         np.testing.assert_allclose(teacher.score_logits(q, t, memo=False), ref, atol=1e-6)
     (tdir / int8_mod.GATE_FILE).unlink()
@@ -103,7 +102,7 @@ def test_a_failed_gate_leaves_the_fp32_teacher(tdir, data_cfg, pairs, monkeypatc
 
 @pytest.mark.slow
 def test_score_file_on_a_cpu_without_bf16_uses_the_verdict(tdir, esci_dir, data_cfg, tmp_path, monkeypatch):
-    from reldistill.teacher.int8 import GATE_FILE, TEACHER_INT8_ENV
+    from reldistill.teacher.int8 import GATE_FILE
     from reldistill.teacher.score import score_file_stats
 
     ex = pd.read_parquet(esci_dir / "shopping_queries_dataset_examples.parquet", columns=["query", "product_id", "product_locale"])
@@ -111,10 +110,10 @@ def test_score_file_on_a_cpu_without_bf16_uses_the_verdict(tdir, esci_dir, data_
     ex[ex["product_locale"] == "us"][["query", "product_id"]].head(80).to_parquet(src, index=False)
     (tdir / GATE_FILE).unlink(missing_ok=True)
     with one_thread():
-        fp32 = pd.read_parquet(score_file_stats(tdir, src, tmp_path / "fp32.parquet", data_cfg, dtype="fp32", progress=False)["out"])
-        monkeypatch.delenv(TEACHER_INT8_ENV)
-        monkeypatch.setenv("RELDISTILL_CPU_BF16", "0")  # what an AVX2-only CPU does: auto by default
-        st = score_file_stats(tdir, src, tmp_path / "auto.parquet", data_cfg, dtype="auto", progress=False)
+        fp32 = pd.read_parquet(score_file_stats(tdir, src, tmp_path / "fp32.parquet", data_cfg, dtype="fp32", progress=False, runtime=TEST_RUNTIME)["out"])
+        # what an AVX2-only CPU does: auto by default
+        avx2 = dataclasses.replace(TEST_RUNTIME, teacher_int8=None, cpu_bf16=False)
+        st = score_file_stats(tdir, src, tmp_path / "auto.parquet", data_cfg, dtype="auto", progress=False, runtime=avx2)
     out = pd.read_parquet(st["out"])
     same = np.allclose(out["teacher_logit"], fp32["teacher_logit"], atol=1e-5)
     assert st["int8"] is not None and same != st["int8"]["kept"]

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from tests.retrieval_testkit import small_run, torch_threads
 from tests.teacher_testkit import esci_title_pairs, tiny_teacher_dir
+from tests.conftest import TEST_RUNTIME
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def _teacher(tdir, **kw):
     from reldistill.teacher import Teacher
     from reldistill.teacher.score_memo import ScoreMemo
 
-    t = Teacher.load(tdir, dtype="float32", **kw)
+    t = Teacher.load(tdir, dtype="float32", **{"runtime": TEST_RUNTIME, **kw})
     t.memo = ScoreMemo(1000)
     return t
 
@@ -115,7 +116,7 @@ def test_rerank_endpoint_tokenizes_each_document_once_and_reuses_scores(run, tdi
     rr = TeacherReranker(teacher)
     docs = ["red running shoes for men", "stainless steel water bottle", "kids toys", "running shoes women size 8"]
     with torch_threads(1):
-        pipe = SearchPipeline.from_run(run[0], reranker=rr)
+        pipe = SearchPipeline.from_run(run[0], reranker=rr, runtime=TEST_RUNTIME)
         client = TestClient(create_app(pipe, ServeConfig(), reranker=rr), base_url="http://127.0.0.1")
         first = client.post("/rerank", json={"query": "running shoes", "documents": docs})
         assert first.status_code == 200, first.text

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from tests.conftest import load_script
-from reldistill.teacher.prefix_kv import PREFIX_KV_ENV
+from reldistill.settings import PREFIX_KV_ENV
 from tests.teacher_testkit import tiny_teacher_dir
 
 pytestmark = pytest.mark.slow  # every test runs the script on a teacher and the ESCI sample

@@ -8,6 +8,7 @@ import pytest
 from reldistill.teacher import prefix_kv
 from reldistill.teacher.inputs import balanced_batches
 from tests.teacher_testkit import tiny_teacher_dir
+from tests.conftest import TEST_RUNTIME
 
 QUERIES = ["red running shoes", "usb c cable", "kids water bottle bpa free", "a", "wireless noise cancelling headphones"] * 3
 TEXTS = [f"Brand {i} product title number {i} with {'many ' * (i % 7)}words" for i in range(len(QUERIES))]
@@ -22,17 +23,16 @@ def teacher(tmp_path_factory):
     from reldistill.teacher.inputs import PairEncoder
     from reldistill.teacher.teacher import Teacher
 
-    t = Teacher.load(tiny_teacher_dir(tmp_path_factory, "prefix", seed=3), dtype="float32", int8="off")
+    t = Teacher.load(tiny_teacher_dir(tmp_path_factory, "prefix", seed=3), dtype="float32", int8="off", runtime=TEST_RUNTIME)
     t.encoder = PairEncoder(t.tokenizer, LM_TEMPLATE, 96, "left")  # the demo teacher's template: a long shared instruction
     return t
 
 
 def _full(teacher, queries, texts, monkeypatch, batch_size=4):
-    monkeypatch.setenv(prefix_kv.PREFIX_KV_ENV, "0")
-    try:
+    from reldistill.teacher.teacher import running_with
+
+    with running_with(teacher, teacher_prefix_kv=False):  # the full forward
         return teacher.score_logits(queries, texts, batch_size=batch_size, memo=False)
-    finally:
-        monkeypatch.delenv(prefix_kv.PREFIX_KV_ENV)
 
 
 def test_prefix_scoring_gives_the_full_forwards_logits(teacher, monkeypatch):

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from tests.teacher_testkit import one_thread, tiny_teacher_dir, write_pairs_table, write_recipe
+from tests.conftest import TEST_RUNTIME
 
 
 def _dev(n_queries: int = 6, per_query: int = 4) -> pd.DataFrame:
@@ -27,13 +28,13 @@ def test_fit_prior_keeps_the_weight_that_ranks_dev_best(monkeypatch):
     good = dev["gain"].to_numpy() * 3 + np.tile([0.0, 0.1, 0.2, 0.3], 6) * 0.01  # ranks by gain
     bad = -good  # ranks backwards
     # the LLM ranks well and the bi-encoder backwards: the LLM alone (w = 1) wins
-    monkeypatch.setattr(mod, "cosines", lambda student, q, t: bad)
+    monkeypatch.setattr(mod, "cosines", lambda student, q, t, runtime=None: bad)
     block = mod.fit_prior(dev, good, "st", [0.25, 0.5, 1.0])
     assert block["weight"] == 1.0 and block["dev_queries"] == 6
     assert set(block["dev_ndcg10"]) == {"0.25", "0.5", "1"} and block["dev_ndcg10"]["1"] == 1.0
     assert mod.Prior.from_manifest(block) is None  # w = 1: the teacher is the LLM alone
     # the other way round: the smallest LLM weight in the grid wins, and the blend is kept
-    monkeypatch.setattr(mod, "cosines", lambda student, q, t: good)
+    monkeypatch.setattr(mod, "cosines", lambda student, q, t, runtime=None: good)
     block = mod.fit_prior(dev, bad, "st", [0.25, 0.5, 1.0])
     assert block["weight"] == 0.25 and block["dev_ndcg10"]["0.25"] > block["dev_ndcg10"]["1"]
     p = mod.Prior.from_manifest(block)
@@ -68,18 +69,17 @@ def test_a_teacher_with_a_prior_scores_the_blend_everywhere(tiny_pair, monkeypat
     from reldistill.teacher.rerank import TeacherReranker
     from reldistill.teacher.teacher import Teacher
 
-    monkeypatch.setenv("RELDISTILL_STUDENT_BACKEND", "torch")
     teacher_dir, student_dir = tiny_pair
     queries = ["red shoes", "green tea", "red shoes"]
     texts = ["red running shoes size 9", "green tea bags", "a desk lamp"]
     with one_thread():
-        llm = Teacher.load(teacher_dir, dtype="float32", int8="off").score_logits(queries, texts, memo=False)
+        llm = Teacher.load(teacher_dir, dtype="float32", int8="off", runtime=TEST_RUNTIME).score_logits(queries, texts, memo=False)
         manifest = json.loads((teacher_dir / "manifest.json").read_text())
         manifest["prior"] = {"student": str(student_dir), "weight": 0.5, "llm_mean": 0.1, "llm_std": 2.0,
                              "cos_mean": 0.3, "cos_std": 0.5}
         (teacher_dir / "manifest.json").write_text(json.dumps(manifest))
-        t = Teacher.load(teacher_dir, dtype="float32", int8="off")
-        st = load_student(str(student_dir), backend="torch")
+        t = Teacher.load(teacher_dir, dtype="float32", int8="off", runtime=TEST_RUNTIME)
+        st = load_student(str(student_dir), backend="torch", runtime=TEST_RUNTIME)
         cos = np.sum(encode_queries(st, queries) * encode_documents(st, texts), axis=1)
         want = 0.5 * (llm - 0.1) / 2.0 + 0.5 * (cos - 0.3) / 0.5
         assert isinstance(t.prior, Prior)
@@ -93,8 +93,8 @@ def test_a_teacher_with_a_prior_scores_the_blend_everywhere(tiny_pair, monkeypat
         from reldistill.eval.teacher_scores import TeacherScoreCache
 
         cache_dir = teacher_dir.parent / "eval-cache"
-        blended = TeacherScoreCache(teacher_dir, cache_dir, "float32").scores(queries, texts)
-        alone = TeacherScoreCache(teacher_dir, cache_dir, "float32", prior=False).scores(queries, texts)
+        blended = TeacherScoreCache(teacher_dir, cache_dir, "float32", runtime=TEST_RUNTIME).scores(queries, texts)
+        alone = TeacherScoreCache(teacher_dir, cache_dir, "float32", prior=False, runtime=TEST_RUNTIME).scores(queries, texts)
         np.testing.assert_allclose(alone, 1 / (1 + np.exp(-llm)), rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(blended, 1 / (1 + np.exp(-want)), rtol=1e-4, atol=1e-5)
     del manifest["prior"]
@@ -109,7 +109,6 @@ def test_training_with_a_prior_records_the_dev_choice(tmp_path, tiny_pair, monke
     from tests.builders.tiny_teacher import build_tiny_base
     from reldistill.teacher.train import train_teacher
 
-    monkeypatch.setenv("RELDISTILL_STUDENT_BACKEND", "torch")
     _, student_dir = tiny_pair
     base = build_tiny_base(tmp_path / "base", seed=0, layers=2)
     data = write_pairs_table(tmp_path / "pairs.csv", queries=16, per_query=5)
@@ -118,10 +117,10 @@ def test_training_with_a_prior_records_the_dev_choice(tmp_path, tiny_pair, monke
     r["teacher"].update({"prior_student": str(student_dir), "prior_weights": [0.5, 1.0]})
     path.write_text(yaml.safe_dump(r))
     with one_thread():
-        out = train_teacher(load_recipe(path), tmp_path / "t", progress=False)
+        out = train_teacher(load_recipe(path), tmp_path / "t", progress=False, runtime=TEST_RUNTIME)
     block = json.loads((out / "manifest.json").read_text())["prior"]
     assert block["student"] == str(student_dir) and block["weight"] in (0.5, 1.0)
     assert set(block["dev_ndcg10"]) == {"0.5", "1"} and block["dev_queries"] >= 1
     assert block["dev_ndcg10"][f"{block['weight']:g}"] == max(block["dev_ndcg10"].values())
-    t = Teacher.load(out, dtype="float32", int8="off")
+    t = Teacher.load(out, dtype="float32", int8="off", runtime=TEST_RUNTIME)
     assert (t.prior is None) == (block["weight"] == 1.0)

@@ -12,6 +12,7 @@ import torch
 from tests.conftest import assert_user_error  # noqa: F401 - shared fixtures
 from reldistill.errors import UserError
 from tests.teacher_testkit import one_thread, write_pairs_table, write_recipe
+from tests.conftest import TEST_RUNTIME
 
 
 @pytest.fixture(scope="module")
@@ -76,11 +77,11 @@ def test_lm_teacher_trains_saves_loads_and_scores_through_every_path(tiny, tmp_p
     from reldistill.teacher.train import train_teacher
 
     with one_thread():
-        out = train_teacher(load_recipe(_lm_recipe(tiny, tmp_path / "r.yaml", epochs=1)), tmp_path / "t", progress=False)
+        out = train_teacher(load_recipe(_lm_recipe(tiny, tmp_path / "r.yaml", epochs=1)), tmp_path / "t", progress=False, runtime=TEST_RUNTIME)
     m = json.loads((out / "manifest.json").read_text())
     assert m["score_head"]["kind"] == "lm" and m["score_head"]["answer_tokens"] == ["Y", "N"]
     assert len(m["score_head"]["answer_token_ids"]) == 2 and m["score_head"]["row"] == "net.0.weight"
-    t = Teacher.load(out, dtype="float32")
+    t = Teacher.load(out, dtype="float32", runtime=TEST_RUNTIME)
     s = t.score_pairs(["shoes red", "tea blue"], ["shoes mug item 1", "lamp pen item 2"])
     assert s.shape == (2,) and np.all((0 <= s) & (s <= 1)) and s[0] != s[1]
     ranked = TeacherReranker(t).rerank("shoes red", [("a", "shoes mug item 1"), ("b", "lamp pen item 2")])
@@ -130,8 +131,8 @@ def test_cached_prefix_training_matches_uncached(tiny, tmp_path):
     kw = dict(epochs=2, train_layers=2, loss="listwise", bce_weight=0.5, group_size=4, batch_size=2, grad_accum=1,
               group_negatives=1, lr=5e-3, head_lr=5e-3, checkpoint_fraction=0.5, cache_dir=str(tmp_path / "cache"))
     with one_thread():
-        a = train_teacher(load_recipe(_lm_recipe(tiny, tmp_path / "a.yaml", cache_prefix=True, **kw)), tmp_path / "a", progress=False)
-        b = train_teacher(load_recipe(_lm_recipe(tiny, tmp_path / "b.yaml", cache_prefix=False, **kw)), tmp_path / "b", progress=False)
+        a = train_teacher(load_recipe(_lm_recipe(tiny, tmp_path / "a.yaml", cache_prefix=True, **kw)), tmp_path / "a", progress=False, runtime=TEST_RUNTIME)
+        b = train_teacher(load_recipe(_lm_recipe(tiny, tmp_path / "b.yaml", cache_prefix=False, **kw)), tmp_path / "b", progress=False, runtime=TEST_RUNTIME)
     assert list((tmp_path / "cache").glob("*.safetensors")), "the prefix states were cached"
     la = [json.loads(x) for x in (a / "train_log.jsonl").read_text().splitlines()]
     lb = [json.loads(x) for x in (b / "train_log.jsonl").read_text().splitlines()]
@@ -162,7 +163,7 @@ def test_dev_eval_covers_whole_queries_and_selects_by_ndcg(tiny, tmp_path):
         assert len(g) == (dev_all["query_id"] == q).sum()
     assert capped.equals(cap_queries(dev_all, 2, seed=0))  # seeded
     with one_thread():
-        out = train_teacher(load_recipe(recipe), tmp_path / "t", progress=False)
+        out = train_teacher(load_recipe(recipe), tmp_path / "t", progress=False, runtime=TEST_RUNTIME)
     m = json.loads((out / "manifest.json").read_text())
     assert m["dev_queries"] == 2 and m["dev_pairs"] == len(capped) and m["select_metric"] == "ndcg@10"
     evals = [h for h in m["history"] if h["dev"]]
@@ -181,7 +182,7 @@ def test_bundled_teacher_is_installed_only_for_the_same_data(tiny, tmp_path):
 
     recipe = load_recipe(_lm_recipe(tiny, tmp_path / "r.yaml", epochs=1))
     with one_thread():
-        out = train_teacher(recipe, tmp_path / "t", progress=False)
+        out = train_teacher(recipe, tmp_path / "t", progress=False, runtime=TEST_RUNTIME)
     src = make_bundle(out, tmp_path / "bundle", "python scripts/train_bundled_teacher.py", str(tiny["data"]))
     assert not (src / "checkpoints").exists() and (src / "adapter").is_dir()
     info = json.loads((src / "bundle.json").read_text())
@@ -199,7 +200,7 @@ def test_bundled_teacher_is_installed_only_for_the_same_data(tiny, tmp_path):
     dest = tmp_path / "run" / "teacher"
     install_bundle(src, dest)
     assert {f.name: f.read_bytes() for f in (dest / "tokenizer").iterdir()} == {f.name: f.read_bytes() for f in (out / "tokenizer").iterdir()}
-    s = Teacher.load(dest, dtype="float32").score_pairs(["shoes red"], ["shoes mug item 1"])
+    s = Teacher.load(dest, dtype="float32", runtime=TEST_RUNTIME).score_pairs(["shoes red"], ["shoes mug item 1"])
     assert 0 <= s[0] <= 1
     # a base whose tokenizer differs from the trained one is refused with one sentence, and nothing is installed
     info["tokenizer_sha256"] = {k: "0" * 64 for k in info["tokenizer_sha256"]}

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import yaml
+from tests.conftest import TEST_RUNTIME
 
 pytestmark = pytest.mark.slow
 
@@ -24,12 +25,12 @@ def test_demo_teacher_trains_and_scores(esci_dir, tmp_path):
                                       "max_minutes": None}}
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
-    out = train_teacher(load_recipe(path), tmp_path / "teacher", max_steps=2, progress=False)
+    out = train_teacher(load_recipe(path), tmp_path / "teacher", max_steps=2, progress=False, runtime=TEST_RUNTIME)
     m = json.loads((out / "manifest.json").read_text())
     assert m["steps"] == 2 and m["base_model"] == resolve_model(raw["teacher"]["model"]).hub_id
     assert m["score_head"]["kind"] == raw["teacher"]["head"] and m["dev_queries"] == 1
     assert m["dev_metrics"]["mse"] is not None and m["precision"] in ("bf16", "fp32")
-    teacher = Teacher.load(out)
+    teacher = Teacher.load(out, runtime=TEST_RUNTIME)
     assert teacher.tokenizer.pad_token_id != teacher.tokenizer.eos_token_id
     s = teacher.score_pairs(["wireless headphones", "wireless headphones", "dog food"],
                             ["Sony noise cancelling wireless headphones | Sony | Black", "garden hose 50 ft", "grain free dry dog food"])

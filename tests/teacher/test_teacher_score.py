@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import REPO, assert_user_error
 from tests.teacher_testkit import ONE_THREAD, env, one_thread
+from tests.conftest import TEST_RUNTIME
 
 
 @pytest.fixture(scope="module")
@@ -42,18 +43,18 @@ def test_score_file_with_catalog_text_matches_teacher(tdir, sample_pairs, esci_d
     cfg = DataConfig(path=str(esci_dir))
     with one_thread():
         st = score_file_stats(tdir, sample_pairs, tmp_path / "scores.parquet", cfg, batch_size=16, dtype="fp32",
-                              shard_size=70, progress=False, limit=200)
+                              shard_size=70, progress=False, limit=200, runtime=TEST_RUNTIME)
         out = pd.read_parquet(st["out"])
         assert list(out.columns) == ["query", "product_id", "teacher_score", "teacher_logit"]
         assert len(out) == 200 and st["shards"] == 3 and st["scored_now"] == 200
         np.testing.assert_allclose(out["teacher_score"], 1 / (1 + np.exp(-out["teacher_logit"].astype(np.float64))), atol=1e-6)
         products, _ = load_products(cfg, set(out["product_id"]))
         text = out["product_id"].map(products.set_index("product_id")["text"])
-        direct = Teacher.load(tdir, dtype="float32").score_pairs(out["query"].tolist(), text.tolist())
+        direct = Teacher.load(tdir, dtype="float32", runtime=TEST_RUNTIME).score_pairs(out["query"].tolist(), text.tolist())
         np.testing.assert_allclose(out["teacher_score"], direct, atol=1e-5)
         # rerun: every shard is already done
         again = score_file_stats(tdir, sample_pairs, tmp_path / "scores.parquet", cfg, batch_size=16, dtype="fp32",
-                                 shard_size=70, progress=False, limit=200)
+                                 shard_size=70, progress=False, limit=200, runtime=TEST_RUNTIME)
     assert again["scored_now"] == 0
     pd.testing.assert_frame_equal(pd.read_parquet(again["out"]), out)
 
@@ -83,7 +84,7 @@ def test_kill9_scoring_then_rerun_skips_shards_and_matches(tdir, sample_pairs, e
     assert f"scored 1,500 pairs ({1500 - done * 100:,} now" in " ".join(rerun.stdout.split())
     with one_thread():
         ref = score_file(tdir, sample_pairs, tmp_path / "ref.parquet", DataConfig(path=str(esci_dir)), batch_size=16,
-                         dtype="fp32", shard_size=100, progress=False)
+                         dtype="fp32", shard_size=100, progress=False, runtime=TEST_RUNTIME)
     pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(ref))
 
 
@@ -113,7 +114,7 @@ def test_score_bad_inputs(cli, tdir, tmp_path, esci_dir):
 
     def fails(pairs, match, teacher=tdir, **kw):
         with pytest.raises(UserError, match=match):
-            score_file(teacher, pairs, out, DataConfig(path=str(esci_dir)), progress=False, **kw)
+            score_file(teacher, pairs, out, DataConfig(path=str(esci_dir)), progress=False, runtime=TEST_RUNTIME, **kw)
 
     good = pd.DataFrame({"query": ["a", "b"], "product_id": ["p1", "p2"], "text": ["x", "y"]})
     p = tmp_path / "nocol.parquet"

@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import REPO, assert_user_error
+from tests.conftest import REPO, TEST_RUNTIME, assert_user_error
 from tests.teacher_testkit import ONE_THREAD, env, one_thread, write_pairs_table, write_recipe
 
 
@@ -39,12 +39,12 @@ def test_resume_after_a_checkpoint_equals_uninterrupted_run(tiny, tmp_path):
     from reldistill.teacher.train import train_teacher
 
     with one_thread():
-        full = train_teacher(load_recipe(tiny["recipe"]), tmp_path / "full", progress=False)
-        part = train_teacher(load_recipe(tiny["recipe"]), tmp_path / "part", max_steps=5, progress=False)
+        full = train_teacher(load_recipe(tiny["recipe"]), tmp_path / "full", progress=False, runtime=TEST_RUNTIME)
+        part = train_teacher(load_recipe(tiny["recipe"]), tmp_path / "part", max_steps=5, progress=False, runtime=TEST_RUNTIME)
         m_part = json.loads((part / "manifest.json").read_text())
         assert m_part["steps"] == 5 and not m_part["finished"]
         assert (part / "checkpoints" / "step-0000005").is_dir()
-        resumed = train_teacher(load_recipe(tiny["recipe"]), tmp_path / "part", progress=False)
+        resumed = train_teacher(load_recipe(tiny["recipe"]), tmp_path / "part", progress=False, runtime=TEST_RUNTIME)
     m_full = json.loads((full / "manifest.json").read_text())
     m_res = json.loads((resumed / "manifest.json").read_text())
     assert m_res["steps"] == m_full["steps"] == m_full["total_steps"] == 14 and m_res["finished"]
@@ -57,7 +57,7 @@ def test_resume_after_a_checkpoint_equals_uninterrupted_run(tiny, tmp_path):
     # the trained artifact loads and scores
     from reldistill.teacher import Teacher
 
-    s = Teacher.load(resumed, dtype="float32").score_pairs(["shoes red"], ["shoes mug item 1"])
+    s = Teacher.load(resumed, dtype="float32", runtime=TEST_RUNTIME).score_pairs(["shoes red"], ["shoes mug item 1"])
     assert 0 <= s[0] <= 1
 
 
@@ -148,7 +148,7 @@ def test_truncated_checkpoint_is_a_user_error(tiny, tmp_path, cli):
     from reldistill.teacher.train import train_teacher
 
     with one_thread():
-        out = train_teacher(load_recipe(tiny["recipe"]), tmp_path / "t", max_steps=2, progress=False)
+        out = train_teacher(load_recipe(tiny["recipe"]), tmp_path / "t", max_steps=2, progress=False, runtime=TEST_RUNTIME)
     ck = sorted((out / "checkpoints").glob("step-*"))[-1]
     w = ck / "trainable.safetensors"
     w.write_bytes(w.read_bytes()[:100])
@@ -167,11 +167,11 @@ def test_changed_recipe_refuses_to_resume(tiny, tmp_path):
     from reldistill.teacher.train import train_teacher
 
     with one_thread():
-        out = train_teacher(load_recipe(tiny["recipe"]), tmp_path / "t", max_steps=1, progress=False)
+        out = train_teacher(load_recipe(tiny["recipe"]), tmp_path / "t", max_steps=1, progress=False, runtime=TEST_RUNTIME)
         other = write_recipe(tmp_path / "other.yaml", tiny["base"], tiny["data"], lr=5e-4)
         with pytest.raises(UserError, match="different recipe"):
-            train_teacher(load_recipe(other), out, progress=False)
-        train_teacher(load_recipe(other), out, resume=False, max_steps=1, progress=False)  # --no-resume starts over
+            train_teacher(load_recipe(other), out, progress=False, runtime=TEST_RUNTIME)
+        train_teacher(load_recipe(other), out, resume=False, max_steps=1, progress=False, runtime=TEST_RUNTIME)  # --no-resume starts over
 
 
 def test_budget_options_override_the_recipe_and_are_checked(tiny):

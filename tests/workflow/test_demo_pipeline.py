@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import assert_user_error
+from tests.conftest import TEST_RUNTIME, assert_user_error
 from tests.teacher_testkit import env, one_thread
 from tests.distill_testkit import build_tiny_student, write_tiny_esci
 
@@ -93,7 +93,7 @@ def test_demo_runs_every_stage_and_resumes_after_an_interruption(recipe, tmp_pat
 
     monkeypatch.setattr(pipeline_mod.Pipeline, "index_stage", interrupted)
     with one_thread(), pytest.raises(KeyboardInterrupt):
-        pipeline_mod.Pipeline(recipe, run, budget_minutes=3).run_all()
+        pipeline_mod.Pipeline(recipe, run, budget_minutes=3, runtime=TEST_RUNTIME).run_all()
     state = json.loads((run / "pipeline.json").read_text())
     assert list(state["stages"]) == STAGES[:6] and calls == ["index"]
     assert not (run / "index").exists() and not (run / "report.json").exists()
@@ -101,7 +101,7 @@ def test_demo_runs_every_stage_and_resumes_after_an_interruption(recipe, tmp_pat
 
     monkeypatch.setattr(pipeline_mod.Pipeline, "index_stage", real_index)
     with one_thread():
-        state = pipeline_mod.Pipeline(recipe, run, budget_minutes=3).run_all()
+        state = pipeline_mod.Pipeline(recipe, run, budget_minutes=3, runtime=TEST_RUNTIME).run_all()
     assert list(state["stages"]) == STAGES
     assert _mtimes(run) == before  # finished stages were reused, not redone
     report = json.loads((run / "report.json").read_text())
@@ -151,7 +151,7 @@ def test_demo_reuses_a_bundled_teacher_only_for_its_data_and_says_so(recipe, tmp
 
     cfg = yaml.safe_load(recipe.read_text())
     with one_thread():
-        trained = pipeline_mod.Pipeline(recipe, tmp_path / "first", budget_minutes=3)
+        trained = pipeline_mod.Pipeline(recipe, tmp_path / "first", budget_minutes=3, runtime=TEST_RUNTIME)
         trained.teacher_stage(force=False)
     bundle = make_bundle(trained.run.teacher, tmp_path / "bundle", "python scripts/train_bundled_teacher.py", cfg["data"]["path"])
     cfg["train"]["bundled"] = str(bundle)
@@ -162,7 +162,7 @@ def test_demo_reuses_a_bundled_teacher_only_for_its_data_and_says_so(recipe, tmp
         raise AssertionError("the bundled teacher should have been reused")
 
     monkeypatch.setattr("reldistill.teacher.train.train_teacher", no_training)
-    pipe = pipeline_mod.Pipeline(with_bundle, tmp_path / "run", budget_minutes=3)
+    pipe = pipeline_mod.Pipeline(with_bundle, tmp_path / "run", budget_minutes=3, runtime=TEST_RUNTIME)
     assert pipe.bundle == bundle and pipe.stage_inputs("teacher")["bundle"]
     summary = pipe.teacher_stage(force=False)
     out = " ".join(capsys.readouterr().err.split())  # the console writes to stderr
@@ -170,9 +170,9 @@ def test_demo_reuses_a_bundled_teacher_only_for_its_data_and_says_so(recipe, tmp
     assert (pipe.run.teacher / "bundle.json").is_file()
     assert (pipe.run.teacher / "manifest.json").read_bytes() == (bundle / "manifest.json").read_bytes()
     # --train-teacher, or another dev carve of the same files: the bundle is not used
-    assert pipeline_mod.Pipeline(with_bundle, tmp_path / "r2", budget_minutes=3, train_teacher=True).bundle is None
+    assert pipeline_mod.Pipeline(with_bundle, tmp_path / "r2", budget_minutes=3, train_teacher=True, runtime=TEST_RUNTIME).bundle is None
     cfg["data"]["seed"] = cfg["data"]["seed"] + 1
     other = tmp_path / "other.yaml"
     other.write_text(yaml.safe_dump(cfg), encoding="utf-8")
-    assert pipeline_mod.Pipeline(other, tmp_path / "r3", budget_minutes=3).bundle is None
+    assert pipeline_mod.Pipeline(other, tmp_path / "r3", budget_minutes=3, runtime=TEST_RUNTIME).bundle is None
     assert "was trained with other data.seed settings — training one here" in " ".join(capsys.readouterr().err.split())

@@ -10,6 +10,7 @@ import shlex
 import pytest
 
 from tests.readme_testkit import DOCS, GENERATED, README, build_sandbox, code_blocks, shell_commands
+from tests.conftest import TEST_RUNTIME
 
 JOBS = ("## 1. Train the teacher", "## 2. Distil a student", "## 3. Rerank in your search")
 
@@ -133,7 +134,7 @@ def _replay_curl(root):
     url = next(w for w in words if w.startswith("http"))
     headers = dict(words[i + 1].replace("$KEY", "readme-key").split(": ", 1) for i, w in enumerate(words) if w == "-H")
     body = json.loads(words[words.index("-d") + 1])
-    app = create_app(run_pipeline(root / "runs/demo"), ServeConfig(api_key="readme-key"))  # as `reldistill serve`
+    app = create_app(run_pipeline(root / "runs/demo", runtime=TEST_RUNTIME), ServeConfig(api_key="readme-key"))  # as `reldistill serve`
     with TestClient(app, base_url="http://127.0.0.1") as client:
         resp = client.post(url.removeprefix("http://127.0.0.1:8000"), headers=headers, json=body)
     assert resp.status_code == 200, resp.text

@@ -11,6 +11,7 @@ import yaml
 
 from reldistill.recipe.retrieval import IndexConfig
 from tests.conftest import REPO, load_script
+from tests.conftest import TEST_RUNTIME
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +85,7 @@ def test_standin_encoder_is_a_static_embedding_student_the_project_loads(scale, 
     from reldistill.student import encode_documents, encode_queries, load_student
     from reldistill.student.encode import set_max_seq_length
 
-    model = load_student(str(standin), backend="torch")
+    model = load_student(str(standin), backend="torch", runtime=TEST_RUNTIME)
     set_max_seq_length(model, 64)  # static embeddings have no sequence cap: a no-op, not an error
     docs = encode_documents(model, ["red running shoes", "blue kettle", "red running shoes"])
     assert docs.shape == (3, 12) and np.allclose(np.linalg.norm(docs, axis=1), 1, atol=1e-5)
@@ -103,7 +104,7 @@ def test_mining_runs_with_a_static_embedding_student(standin, esci_dir):
 
     cfg = DistillConfig(student=str(standin), bm25_depth=0, dense_depth=3, unlabeled_depth=1, max_unlabeled_queries=5,
                         max_seq_length=32, drop_near_duplicates=False)
-    cands = mine_candidates(load_esci(DataConfig(path=str(esci_dir))), cfg)
+    cands = mine_candidates(load_esci(DataConfig(path=str(esci_dir))), cfg, runtime=TEST_RUNTIME)
     dense = cands[cands["source"] == "dense"]
     assert len(dense) > 0 and set(cands["split"]) == {"train"}
     assert dense.groupby("query_id").size().max() <= 3

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from reldistill.workflow import sizing as sz
+from tests.conftest import TEST_RUNTIME
 
 # what work_of counted on the sample before judged train queries became a sized knob: 5,491 teacher pairs whatever
 # the sizes = 1,776 of test Task-1 and rerank pools + 70 fully judged train queries x 53.09 pairs
@@ -67,7 +68,7 @@ def test_the_prediction_matches_the_measured_no_bf16_demo():
     student-human 82.1, index 6.5 — the student's saved vectors, no encode — eval 199.7). The old count
     (an index encode and an int8-gate encode through ONNX at 107 docs/s) predicted 1,088.9 s."""
     docs = {"torch": 198.8, "onnx": 106.7}  # the probe's catalog docs/s per backend
-    from reldistill.student.backend import choose_fastest
+    from reldistill.student.encode import choose_fastest
 
     backend = choose_fastest({b: {"docs_per_s": d, "query_p50_ms": 1.0} for b, d in docs.items()})
     assert backend == "torch"  # auto picks by throughput: the index reuses the student's vectors, no int8 gate
@@ -105,13 +106,13 @@ def test_mining_keeps_a_seeded_sample_of_judged_queries(esci_dir):
 
     data = load_esci(DataConfig(path=str(esci_dir)))
     cfg = DistillConfig(bm25_depth=2, dense_depth=0, unlabeled_depth=0, max_unlabeled_queries=0, drop_near_duplicates=False)
-    full = mine_candidates(data, cfg)
-    capped = mine_candidates(data, DistillConfig(**{**cfg.__dict__, "max_judged_queries": 20}))
+    full = mine_candidates(data, cfg, runtime=TEST_RUNTIME)
+    capped = mine_candidates(data, DistillConfig(**{**cfg.__dict__, "max_judged_queries": 20}), runtime=TEST_RUNTIME)
     assert capped["query_id"].nunique() == 20 < full["query_id"].nunique()
     assert set(capped["query_id"]) <= set(full["query_id"])  # a sample of the same queries, each with all its pairs
     for qid, rows in capped.groupby("query_id"):
         assert len(rows) == (full["query_id"] == qid).sum()
-    again = mine_candidates(data, DistillConfig(**{**cfg.__dict__, "max_judged_queries": 20}))
+    again = mine_candidates(data, DistillConfig(**{**cfg.__dict__, "max_judged_queries": 20}), runtime=TEST_RUNTIME)
     assert set(again["query_id"]) == set(capped["query_id"])  # seeded
     with pytest.raises(Exception, match="max_judged_queries"):
         DistillConfig(max_judged_queries=0)
@@ -139,7 +140,7 @@ def test_the_pipeline_sizes_from_the_probe_once_and_records_it(tmp_path, esci_di
     path.write_text(yaml.safe_dump(recipe))
     calls = []
 
-    def fake_measure(teacher_recipe, distill_cfg, data, demo):
+    def fake_measure(teacher_recipe, distill_cfg, data, demo, runtime=None):
         calls.append(demo)
         return sz.Speeds(6.0, 0.5, 80.0, 200.0, {"fake": True})
 

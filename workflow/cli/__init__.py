@@ -12,7 +12,6 @@ import importlib
 import importlib.util
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -22,6 +21,7 @@ from rich.table import Table
 
 from reldistill.errors import UserError
 from reldistill.progress import console
+from reldistill.settings import log_level
 
 app = typer.Typer(help="Distil an LLM's judgement of search relevance into fast search.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -108,7 +108,7 @@ def _not_library_chatter(record: logging.LogRecord) -> bool:
 
 def main() -> None:
     """Entry point: run the app; UserError → one red line on stderr, exit 2."""
-    logging.basicConfig(level=os.environ.get("RELDISTILL_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=log_level(), format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         handler.addFilter(_not_library_chatter)
     try:

@@ -9,11 +9,16 @@ from typing import Annotated, Optional
 
 import typer
 
+from reldistill.artifacts import check_output_file, read_json, write_json
 from reldistill.config import DataConfig, require_int
+from reldistill.errors import UserError
+from reldistill.precision import parse_dtype
+from reldistill.progress import console
 from reldistill.recipe import Recipe, load_recipe, option_help, override
 from reldistill.recipe.distill import DistillConfig
-from reldistill.precision import parse_dtype
 from reldistill.recipe.teacher import ScoreConfig
+from reldistill.run_layout import RunDir
+from reldistill.settings import Runtime
 
 distill_app = typer.Typer(help="Distil teacher scores into a bi-encoder student: mine candidates, label them, train.",
                           no_args_is_help=True)
@@ -44,12 +49,11 @@ def mine_cmd(
 ) -> None:
     """Mine candidates for train queries (judged + BM25 + dense + unlabeled) → RUN/candidates/candidates.parquet + manifest."""
     from reldistill.distill.mine import mine_to
-    from reldistill.run_layout import RunDir
 
     r = _recipe(config, data, queries_path=str(queries) if queries else None)
     cfg, data_cfg = r.distill, r.data
     rd = RunDir.for_output(run)
-    m = mine_to(rd.candidates, cfg, data_cfg)
+    m = mine_to(rd.candidates, cfg, data_cfg, runtime=Runtime.from_env(student=r.student))
     typer.echo(json.dumps({"candidates": str(rd.candidates_file), **{k: m[k] for k in ("pairs", "queries", "by_source")}}, indent=2))
 
 
@@ -67,8 +71,6 @@ def label_cmd(
     import pandas as pd
 
     from reldistill.distill.label import label_candidates
-    from reldistill.errors import UserError
-    from reldistill.run_layout import RunDir
 
     if batch_size is not None:
         require_int(batch_size, "--batch-size")
@@ -79,7 +81,8 @@ def label_cmd(
     cands = candidates or rd.candidates_file
     if not Path(cands).is_file():
         raise UserError(f"candidates file {cands} does not exist — run `reldistill distill mine --run {run}` first.")
-    out = label_candidates(cands, teacher or rd.teacher, rd.scores_file, data_cfg, score)
+    out = label_candidates(cands, teacher or rd.teacher, rd.scores_file, data_cfg, score,
+                           runtime=Runtime.from_env(student=r.student))
     df = pd.read_parquet(out)
     typer.echo(json.dumps({"scores": str(out), "pairs": len(df),
                            "mean_teacher_score_by_label": {str(k): round(float(v), 4) for k, v in
@@ -103,19 +106,19 @@ def train_cmd(
     force: Annotated[bool, typer.Option("--force", help="Replace --output even when it is not a student directory.")] = False,
 ) -> None:
     """Train the student (distilled, or --human-only) → a sentence-transformers folder + manifest.json."""
-    from reldistill.artifacts import read_json
     from reldistill.distill.train import train_human_student, train_student
-    from reldistill.run_layout import RunDir
 
     r = _recipe(config, data, loss=loss, student=student, epochs=epochs, max_steps=max_steps, mnrl_weight=mnrl_weight)
     cfg, data_cfg = r.distill, r.data
+    runtime = Runtime.from_env(student=r.student)
     rd = RunDir(run, create=True)
     if human_only:
-        out = train_human_student(output or rd.student_human, cfg, data_cfg, resume=resume, force=force)
+        out = train_human_student(output or rd.student_human, cfg, data_cfg, resume=resume, force=force, runtime=runtime)
     else:
         scores_path = scores or rd.scores_file
         teacher_dir = rd.teacher if rd.teacher.is_dir() else None
-        out = train_student(scores_path, output or rd.student, cfg, data_cfg, teacher_dir=teacher_dir, resume=resume, force=force)
+        out = train_student(scores_path, output or rd.student, cfg, data_cfg, teacher_dir=teacher_dir, resume=resume, force=force,
+                            runtime=runtime)
     m = read_json(Path(out) / "manifest.json")
     typer.echo(json.dumps({"student": str(out), "loss": m["loss"], "steps": m["steps"], "dev": {k: m["dev"][k] for k in ("base", "best")}}, indent=2))
 
@@ -130,7 +133,6 @@ def export_cmd(
 ) -> None:
     """Teacher-labelled train candidates → OUT/flagembedding.jsonl (FlagEmbedding) + OUT/margin-mse/ (sentence-transformers)."""
     from reldistill.distill.export import export_labelled
-    from reldistill.run_layout import RunDir
 
     r = _recipe(config, data)
     cfg, data_cfg = r.distill, r.data
@@ -154,17 +156,14 @@ def eval_cmd(
     """Full-catalog nDCG@10 / Recall@100 of students on the given splits (ESCI gains)."""
     from rich.table import Table
 
-    from reldistill.artifacts import check_output_file, write_json
-    from reldistill.errors import UserError
-    from reldistill.run_layout import RunDir
     from reldistill.data import load_esci
-    from reldistill.student.dev_eval import evaluate_student
     from reldistill.distill.mine import with_dev_split
-    from reldistill.progress import console
+    from reldistill.student.dev_eval import evaluate_student  # sentence-transformers (its evaluator base class)
     from reldistill.student.encode import encode_documents, load_student, set_max_seq_length
 
     r = _recipe(config, data)
     cfg, data_cfg = r.distill, r.data
+    runtime = Runtime.from_env(student=r.student)
     RunDir(run)
     if out is not None:
         check_output_file(out, "student-eval", force=force)
@@ -178,7 +177,7 @@ def eval_cmd(
         raise UserError(f"--split {missing[0]!r} is not a split of the data (it has {', '.join(sorted(examples['split'].astype(str).unique()))}).")
     results = {}
     for name in names:
-        model = load_student(name)
+        model = load_student(name, runtime=runtime)
         set_max_seq_length(model, cfg.max_seq_length)
         docs = encode_documents(model, data_obj.products["text"].tolist(), show_progress=True)
         results[name] = {s: evaluate_student(model, examples, data_obj.products, s, doc_embeddings=docs) for s in split}

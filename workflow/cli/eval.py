@@ -19,17 +19,15 @@ from reldistill.recipe import Recipe, load_recipe, option_help, override
 from reldistill.recipe.eval import BenchConfig, EvalConfig
 from reldistill.recipe.retrieval import SearchConfig
 from reldistill.run_layout import RunDir
+from reldistill.settings import Runtime
 from reldistill.workflow.pages import write_pages
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Recipe YAML (its data: and eval:/bench: sections).")]
 
 
 def _recipe(config: Path | None, data: Path | None) -> Recipe:
-    """The recipe (defaults without ``--config``) with ``--data``; its student: section applied to this process."""
-    from reldistill.student.backend import configure_backend  # loads torch: not at `reldistill --help`
-
+    """The recipe (defaults without ``--config``) with ``--data``."""
     recipe = load_recipe(config)
-    configure_backend(recipe.student)  # student.backend of every encode (and of the path bench times as "new")
     if data is None:
         return recipe
     if not data.exists():
@@ -66,7 +64,8 @@ def eval_cmd(
     # the demo's sized choice is kept: eval alone re-decides on as many dev rerank queries as the demo did
     rerank_queries = dev_rerank_queries or rd.recorded_sizes().get("dev_rerank_queries")
     cfg = override(recipe.eval, split=split, max_queries=max_queries, systems=chosen, dev_rerank_queries=rerank_queries)
-    report = evaluate_run(rd, recipe.data, cfg, override(recipe.search, rerank_k=rerank_k), recipe.index)
+    report = evaluate_run(rd, recipe.data, cfg, override(recipe.search, rerank_k=rerank_k), recipe.index,
+                          runtime=Runtime.from_env(student=recipe.student))  # student: and env: every encode
     if as_json:
         typer.echo(json.dumps(report, indent=2, ensure_ascii=False, default=str))
     else:
@@ -95,7 +94,7 @@ def bench_cmd(
                    index_docs=index_docs)
     if run is not None and not run.is_dir():
         raise UserError(f"run directory {run} does not exist — pass an existing --run or leave it out.")
-    result = run_bench(cfg, recipe.data, run)
+    result = run_bench(cfg, recipe.data, run, runtime=Runtime.from_env(student=recipe.student))
     target = out or (RunDir(run).eval if run is not None else None)
     if target is not None:
         write_bench(target, result)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+from reldistill.progress import console
+from reldistill.settings import pin_threads
 
 
 def demo_cmd(
@@ -17,17 +22,13 @@ def demo_cmd(
     train_teacher: Annotated[bool, typer.Option("--train-teacher", help="Train the teacher here instead of reusing the recipe's bundled one.")] = False,
 ) -> None:
     """Run data check → teacher → candidates → scoring → students → index → eval → report into --run."""
-    import os
-    import time
-
     # The demo owns the machine: use every core (the stages' "auto" thread choice follows the load
     # average, which the set-up's pip install leaves high). Set OMP_NUM_THREADS to choose otherwise.
-    os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    pin_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
     from rich.markdown import Markdown
 
-    from reldistill.workflow.pipeline import Pipeline
-    from reldistill.progress import console
+    from reldistill.workflow.pipeline import Pipeline  # torch, transformers
 
     t0 = time.perf_counter()
     pipe = Pipeline(config, run, budget_minutes=budget_minutes, data_path=str(data) if data else None, train_teacher=train_teacher)

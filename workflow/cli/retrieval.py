@@ -14,6 +14,7 @@ from reldistill.recipe import Recipe, load_recipe, option_help, override
 from reldistill.recipe.retrieval import LOOPBACK_HOSTS, MODES, IndexConfig, SearchConfig, ServeConfig
 from reldistill.retrieval.connections import check_port_free, uvicorn_config
 from reldistill.run_layout import RunDir, index_dir_of
+from reldistill.settings import Runtime
 
 index_app = typer.Typer(help="Build the FAISS + BM25 product index of a run.", no_args_is_help=True)
 
@@ -22,12 +23,10 @@ ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="Recipe YAML
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", min=1, help="torch CPU threads (1 is fastest for single queries on a busy machine).")]
 
 
-def _recipe(config: Path | None) -> Recipe:
-    from reldistill.student.backend import configure_backend
-
+def _recipe(config: Path | None) -> tuple[Recipe, Runtime]:
+    """The recipe and the runtime settings its student: section and the environment give (index build, search, serve)."""
     recipe = load_recipe(config)
-    configure_backend(recipe.student)  # student.backend for index build, search and serve
-    return recipe
+    return recipe, Runtime.from_env(student=recipe.student)
 
 
 def _threads(n: int | None) -> None:
@@ -50,12 +49,12 @@ def index_build_cmd(
     """Encode the catalog with the student and write <run>/index/ (FAISS + BM25 + products + manifest), atomically."""
     from reldistill.retrieval.build import build_index
 
-    recipe = _recipe(config)
+    recipe, runtime = _recipe(config)
     icfg = override(recipe.index, kind=kind)
     RunDir.for_output(run)  # a file or an artifact as --run is refused; a new run appears only with its index
     _threads(threads)
     data_cfg = override(recipe.data, path=str(data) if data is not None else None)
-    out = build_index(run, student, data_cfg, kind=icfg.kind, config=icfg, force=force)
+    out = build_index(run, student, data_cfg, kind=icfg.kind, config=icfg, force=force, runtime=runtime)
     typer.echo(str(out))
 
 
@@ -76,7 +75,8 @@ def search_cmd(
     check_query(query)
     if mode is not None and mode not in MODES:
         raise UserError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}.")
-    search = _recipe(config).search
+    recipe, runtime = _recipe(config)
+    search = recipe.search
     max_k = search.max_k
     if not 1 <= k <= max_k:
         raise UserError(f"--k must be between 1 and {max_k}, got {k}.")
@@ -85,7 +85,7 @@ def search_cmd(
     from reldistill.workflow.compose import run_pipeline
 
     _threads(threads)
-    pipe = run_pipeline(run, search)
+    pipe = run_pipeline(run, search, runtime=runtime)
     mode = mode or pipe.default_mode
     res = pipe.search(query, mode=mode, k=k, rerank_k=rerank_k, min_score=min_score)
     if as_json:
@@ -125,7 +125,7 @@ def serve_cmd(
     from reldistill.retrieval.service.app import create_app
     from reldistill.workflow.compose import run_pipeline
 
-    recipe = _recipe(config)
+    recipe, runtime = _recipe(config)
     if trusted_host is not None and any(not h.strip() for h in trusted_host):
         raise UserError("--trusted-host must name a host (\"*\" accepts any), not an empty string.")
     scfg = override(recipe.serve, host=host or None, port=port, api_key=_api_key(api_key, api_key_file),
@@ -135,12 +135,12 @@ def serve_cmd(
     if not scfg.loopback and scfg.trusted_hosts == list(LOOPBACK_HOSTS):  # clients name the bound address (any, for 0.0.0.0)
         scfg.trusted_hosts = ["*"] if scfg.host in ("0.0.0.0", "::") else [*LOOPBACK_HOSTS, scfg.host]
     _threads(threads)
-    pipe = run_pipeline(run, recipe.search)
+    pipe = run_pipeline(run, recipe.search, runtime=runtime)
     other = None
     if compare:
         cpath = Path(compare)
         if cpath.is_dir() and index_dir_of(cpath).is_dir():
-            other = run_pipeline(cpath, recipe.search)
+            other = run_pipeline(cpath, recipe.search, runtime=runtime)
         else:
             other = pipe.with_student(compare, name=compare)
     app = create_app(pipe, scfg, compare=other)

@@ -9,10 +9,18 @@ from typing import Annotated, Optional
 
 import typer
 
+from reldistill.artifacts import check_output_file, write_parquet
+from reldistill.bench.teacher_dtypes import compare_dtypes as bench
 from reldistill.config import DataConfig, require_int
+from reldistill.errors import UserError
+from reldistill.precision import parse_dtype, resolve_dtype
 from reldistill.recipe import load_recipe, option_help, override
-from reldistill.precision import parse_dtype
 from reldistill.recipe.teacher import ScoreConfig, TrainConfig
+from reldistill.run_layout import RunDir
+from reldistill.settings import Runtime
+from reldistill.teacher.evaluate import evaluate_teacher
+from reldistill.teacher.plan import plan_teacher
+from reldistill.teacher.score import SCORES_KIND, read_pairs, score_file_stats
 
 teacher_app = typer.Typer(help="LoRA LLM cross-encoder teacher: train, score pairs, evaluate, plan.", no_args_is_help=True)
 
@@ -47,13 +55,13 @@ def train_cmd(
     data: DataOpt = None,
 ) -> None:
     """Train the teacher (BCEWithLogits on soft labels). Works under `accelerate launch -m reldistill.workflow.cli`."""
-    from reldistill.run_layout import RunDir
-    from reldistill.teacher.train import train_teacher
+    from reldistill.teacher.train import train_teacher  # torch, transformers
 
     recipe = load_recipe(config)
     recipe = dataclasses.replace(recipe, data=override(recipe.data, path=str(data) if data else None))
     out = output or RunDir(Path("runs") / config.stem, check=False).teacher
-    path = train_teacher(recipe, out, resume=resume, max_steps=max_steps, max_minutes=max_minutes)
+    path = train_teacher(recipe, out, resume=resume, max_steps=max_steps, max_minutes=max_minutes,
+                         runtime=Runtime.from_env(student=recipe.student))
     from accelerate import PartialState
 
     if PartialState().is_main_process:  # already initialised by train_teacher
@@ -76,38 +84,29 @@ def score_cmd(
     config: ScoreConfigOpt = None,
 ) -> None:
     """Score (query, product) pairs with the teacher: sharded, resumable, multi-process under accelerate."""
-    from reldistill.errors import UserError
-    from reldistill.teacher.score import read_pairs, score_file_stats
-
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be >= 1, got {limit}.")
-    from reldistill.artifacts import check_output_file
-    from reldistill.teacher.score import SCORES_KIND
-
     check_output_file(out, SCORES_KIND, inputs=(pairs,))
     recipe = load_recipe(config)
+    runtime = Runtime.from_env(student=recipe.student)
     score = _score_settings(recipe.score, dtype=dtype, batch_size=batch_size, shard_size=shard_size)
     dtype, batch_size, shard_size = score.dtype, score.batch_size, score.shard_size
     data_cfg = override(recipe.data, path=str(data) if data else None) if data or config else None
     if compare_dtypes:
-        from reldistill.teacher.artifact import open_artifact
-        from reldistill.bench.teacher_dtypes import compare_dtypes as bench
+        from reldistill.teacher.artifact import open_artifact  # torch (safetensors)
 
         open_artifact(teacher)
         df, texts = read_pairs(pairs, data_cfg)
         n = min(limit or len(df), len(df))
-        rows, logits = bench(teacher, df["query"].astype(str).tolist()[:n], texts[:n], batch_size=batch_size)
+        rows, logits = bench(teacher, df["query"].astype(str).tolist()[:n], texts[:n], batch_size=batch_size,
+                             runtime=runtime)
         for r in rows:
             typer.echo(f"{r['dtype']:>9}: {r['pairs']:,} pairs in {r['seconds']:.1f} s = {r['pairs_per_s']:.1f} pairs/s"
                        + (f"  (max |Δscore| vs fp32 {r['max_abs_diff']:.4f}, Spearman {r['spearman_vs_first']:.4f})" if "max_abs_diff" in r else ""))
         typer.echo("BENCH " + json.dumps(rows))
-        from reldistill.precision import resolve_dtype
-
-        chosen = str(resolve_dtype(dtype, "--dtype")).removeprefix("torch.")
+        chosen = str(resolve_dtype(dtype, "--dtype", runtime)).removeprefix("torch.")
         if chosen in logits:  # the timed run of the chosen dtype already scored every pair: write it
             import numpy as np
-
-            from reldistill.artifacts import write_parquet
 
             result = df.iloc[:n].copy()
             lg = logits[chosen]
@@ -116,7 +115,8 @@ def score_cmd(
             write_parquet(out, result, kind=SCORES_KIND)
             typer.echo(f"scored {n:,} pairs ({chosen}) → {out}")
             return
-    stats = score_file_stats(teacher, pairs, out, data_cfg, batch_size, dtype, shard_size, progress=True, limit=limit)
+    stats = score_file_stats(teacher, pairs, out, data_cfg, batch_size, dtype, shard_size, progress=True, limit=limit,
+                             runtime=runtime)
     rate = f"{stats['pairs_per_s']:.1f} pairs/s" if stats["pairs_per_s"] else "all shards were already done"
     typer.echo(f"scored {stats['pairs']:,} pairs ({stats['scored_now']:,} now, {stats['dtype']}, {rate}) → {stats['out']}")
 
@@ -131,11 +131,10 @@ def eval_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """MSE of sigmoid(logit) vs soft label, graded nDCG of each query's judged candidates, per-label score distributions."""
-    from reldistill.teacher.evaluate import evaluate_teacher
-
     score = _score_settings(ScoreConfig(), dtype=dtype, batch_size=batch_size)
     dtype, batch_size = score.dtype, score.batch_size
-    res = evaluate_teacher(teacher, split=split, data_path=str(data) if data else None, dtype=dtype, batch_size=batch_size)
+    res = evaluate_teacher(teacher, split=split, data_path=str(data) if data else None, dtype=dtype, batch_size=batch_size,
+                           runtime=Runtime.from_env())
     if as_json:
         _print(res)
         return
@@ -157,9 +156,8 @@ def eval_cmd(
 def plan_cmd(config: ConfigOpt, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
              device: Annotated[str, typer.Option(help="gpu (CUDA memory) | cpu (peak RSS per training process).")] = "gpu") -> None:
     """Backbone, LoRA/head/total parameters and estimated training memory — offline, no weights."""
-    from reldistill.teacher.plan import plan_teacher
-
-    p = plan_teacher(load_recipe(config), device=device)  # bad recipes fail before the heavy imports
+    recipe = load_recipe(config)  # bad recipes fail before the heavy imports
+    p = plan_teacher(recipe, device=device, runtime=Runtime.from_env(student=recipe.student))
     if as_json:
         _print(p)
         return
