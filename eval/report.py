@@ -68,7 +68,7 @@ def render_markdown(report: dict) -> str:
         t = report["teacher_mse"]
         by = ", ".join(f"{k} {v:.3f}" for k, v in t["mean_score_by_label"].items())
         out += [f"Teacher MSE vs soft labels: **{t['mse']:.4f}** on {t['pairs']:,} pairs (mean teacher score by label: {by}).", ""]
-    out += _calibration_markdown(report)
+    out += calibration_markdown(report)
     if report["absent"]:
         out += ["## Absent systems", ""] + [f"- `{s}`: {why}" for s, why in report["absent"].items()] + [""]
     rows = []
@@ -84,7 +84,7 @@ def render_markdown(report: dict) -> str:
     return "\n".join(out)
 
 
-def _calibration_markdown(report: dict) -> list[str]:
+def calibration_markdown(report: dict) -> list[str]:
     """The calibration table: ECE (10 bins) and Brier of P(Exact) and P(E or S) per calibrated model on this split."""
     cal = report.get("calibration")
     if not cal:

@@ -12,8 +12,7 @@ Inside the project, code imports from the home module.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from reldistill.exports import lazy_exports
 
 _EXPORTS = {
     "BM25Index": "reldistill.index.lexical",
@@ -23,8 +22,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

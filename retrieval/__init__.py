@@ -12,8 +12,7 @@ importing one submodule loads nothing else. Inside the project, code imports fro
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from reldistill.exports import lazy_exports
 
 _EXPORTS = {
     "BM25Index": "reldistill.index.lexical",
@@ -28,8 +27,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -6,14 +6,9 @@ they are imported on first use: the package's light modules (identity, catalog_v
 
 from __future__ import annotations
 
-from typing import Any
+from reldistill.exports import lazy_exports
 
-__all__ = ["encode_documents", "encode_queries", "load_student"]
+_EXPORTS = {name: "reldistill.student.encode" for name in ("encode_documents", "encode_queries", "load_student")}
+__all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from reldistill.student import encode
-
-        return getattr(encode, name)
-    raise AttributeError(name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -8,14 +8,9 @@ Heavy libraries are imported lazily.
 
 from __future__ import annotations
 
-from typing import Any
+from reldistill.exports import lazy_exports
 
-__all__ = ["Teacher"]
+_EXPORTS = {"Teacher": "reldistill.teacher.teacher"}
+__all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name == "Teacher":
-        from reldistill.teacher.teacher import Teacher
-
-        return Teacher
-    raise AttributeError(name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -22,14 +22,9 @@ Public API (the package's lazy map, as every package's ``__init__``): ``create_a
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from reldistill.exports import lazy_exports
 
 _EXPORTS = {"create_app": "reldistill.retrieval.service.app"}
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -128,7 +128,7 @@ def test_saved_file_round_trips_and_bad_files_are_user_errors(tmp_path):
 def test_eval_block_report_table_and_reliability_diagram(tmp_path):
     from reldistill.eval.calibration import calibration_block, precision_at
     from reldistill.eval.plots import plot_reliability
-    from reldistill.eval.report import _calibration_markdown
+    from reldistill.eval.report import calibration_markdown
 
     s, _, labels, qids = _synthetic(600, 8)
     raw = 1 / (1 + np.exp(-(0.4 * s + 1.0)))
@@ -142,7 +142,7 @@ def test_eval_block_report_table_and_reliability_diagram(tmp_path):
     kept = precision_at(cal, raw[2400:], labels[2400:], 0.6)
     assert kept["kept"] > 0 and kept["precision_exact"] == pytest.approx(exact[cal.p_exact(raw[2400:]) >= 0.6].mean())
     report = {"split": "test", "calibration": {"teacher": block, "dense-distilled": {**block, "served_student": True}}}
-    md = "\n".join(_calibration_markdown(report))
+    md = "\n".join(calibration_markdown(report))
     assert "dense-distilled (served student)" in md and f"{block['p_exact']['ece']:.4f}" in md and "Task 2 micro-F1" in md
     png = plot_reliability(report, tmp_path / "reliability.png")
     assert png.read_bytes()[:4] == b"\x89PNG"

@@ -48,6 +48,13 @@ def global_state(sources: dict[str, str]) -> list[str]:
     return out
 
 
+def private_imports(sources: dict[str, str]) -> list[str]:
+    """``from reldistill.x import _name``: a module reaching into another's private names."""
+    return [f"{module}:{node.lineno} imports {a.name} from {node.module}" for module, source in sources.items()
+            for node in ast.walk(ast.parse(source)) if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("reldistill")
+            for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+
+
 @pytest.fixture(scope="module")
 def sources() -> dict[str, str]:
     return project_sources()
@@ -65,8 +72,14 @@ def test_no_module_level_mutable_state(sources):
     assert global_state(sources) == []
 
 
+def test_no_private_names_imported_across_modules(sources):
+    assert private_imports(sources) == []
+
+
 def test_the_shape_checks_can_fail(sources):
     body = "\n".join(f"    x{i} = {i}" for i in range(MAX_LINES))
     bad = {"reldistill.probe": f'"""probe"""\n\ndef f():\n{body}\n\n_cache = {{}}\n\ndef g():\n    global _cache\n'}
+    assert private_imports({"reldistill.probe": "from reldistill.index.dense import _x"}) == [
+        "reldistill.probe:1 imports _x from reldistill.index.dense"]
     assert long_functions(bad) == ["reldistill.probe:3 f has 81 lines"]
     assert global_state(bad) == ["reldistill.probe:85 module-level mutable _cache", "reldistill.probe:88 global _cache"]

@@ -33,6 +33,7 @@ class Edge:
     dst: str
     line: int
     in_function: bool
+    export: bool = False  # a lazy package export (checked for direction only)
 
 
 def package_dirs() -> dict[str, Path]:
@@ -78,6 +79,10 @@ def imports_of(module: str, source: str, known: set[str]) -> tuple[list[Edge], s
     typing_only = {id(n) for f in ast.walk(tree) if isinstance(f, ast.If) and "TYPE_CHECKING" in ast.unparse(f.test)
                    for stmt in f.body for n in ast.walk(stmt)}  # annotations only: nothing is imported at run time
     edges, third = [], set()
+    for node in tree.body:  # lazy package exports (reldistill.exports): a name → home-module map is a deferred import
+        if isinstance(node, ast.Assign) and any(getattr(x, "id", "") == "_EXPORTS" for x in node.targets):
+            edges += [Edge(module, c.value, node.lineno, True, True) for c in ast.walk(node.value)
+                      if isinstance(c, ast.Constant) and isinstance(c.value, str) and c.value in known]
     for node in ast.walk(tree):
         if id(node) in typing_only:
             continue
@@ -184,7 +189,7 @@ def unjustified_lazy(edges: list[Edge], third: dict[str, set[str]]) -> list[str]
     heavy = heavy_closure(edges, third)
     return [f"{e.src}:{e.line} imports {e.dst} inside a function, but {e.dst} loads nothing heavy that "
             f"{e.src} does not already load" for e in edges
-            if e.in_function and not (heavy.get(e.dst, set()) - heavy.get(e.src, set()))]
+            if e.in_function and not e.export and not (heavy.get(e.dst, set()) - heavy.get(e.src, set()))]
 
 
 @pytest.fixture(scope="module")
@@ -213,6 +218,9 @@ def test_the_checks_catch_a_deliberate_upward_import_a_cycle_and_a_needless_lazy
     up = dict(sources)
     up["reldistill.student.encode"] += "\n\ndef _probe():\n    from reldistill.retrieval.pipeline import SearchPipeline\n"
     assert any(v.startswith("reldistill.student.encode:") and "student → retrieval" in v for v in upward(graph(up)[0]))
+    exp = dict(sources)
+    exp["reldistill.index"] += '\n_EXPORTS = {"SearchPipeline": "reldistill.retrieval.pipeline"}\n'
+    assert any(v.startswith("reldistill.index:") and "index → retrieval" in v for v in upward(graph(exp)[0]))
     cyc = dict(sources)
     cyc["reldistill.artifacts"] += "\nfrom reldistill.run_layout import RunDir\n"
     cyc["reldistill.run_layout"] += "\nfrom reldistill.artifacts import write_json\n"
@@ -228,7 +236,7 @@ def deferred(edges: list[Edge], third: dict[str, set[str]]) -> list[str]:
     rows: dict[str, set[str]] = {}
     libs: dict[str, set[str]] = {}
     for e in edges:
-        if e.in_function and heavy.get(e.dst, set()) - heavy.get(e.src, set()):
+        if e.in_function and not e.export and heavy.get(e.dst, set()) - heavy.get(e.src, set()):
             rows.setdefault(e.src, set()).add(e.dst)
             libs.setdefault(e.src, set()).update(heavy[e.dst] - heavy.get(e.src, set()))
     return [f"{m}: {', '.join(sorted(rows[m]))} (defers {', '.join(sorted(libs[m]))})" for m in sorted(rows)]

@@ -281,11 +281,11 @@ def test_a_port_in_use_is_refused_before_the_models_load(tiny_run, monkeypatch):
 
 
 def test_api_key_from_a_file_or_the_environment(tmp_path):
-    from reldistill.workflow.cli.retrieval import _api_key
+    from reldistill.workflow.cli.retrieval import resolve_api_key
 
     key = tmp_path / "key"
     key.write_text("s3cret-key-123\n")
-    assert _api_key(None, key) == "s3cret-key-123" and _api_key("from-env-12", None) == "from-env-12"
+    assert resolve_api_key(None, key) == "s3cret-key-123" and resolve_api_key("from-env-12", None) == "from-env-12"
 
 
 def test_rerank_refuses_a_whitespace_query_as_search_does(tiny_pipe):
@@ -436,11 +436,11 @@ def test_eval_alone_keeps_the_demos_dev_rerank_size(tiny_run, tmp_path, monkeypa
 def test_library_chatter_is_dropped_at_the_cli_edge():
     import logging
 
-    from reldistill.workflow.cli import _not_library_chatter
+    from reldistill.workflow.cli import not_library_chatter
 
     def rec(name, level):
         return logging.LogRecord(name, level, __file__, 1, "x", None, None)
 
-    assert not _not_library_chatter(rec("bm25s", logging.DEBUG))
-    assert not _not_library_chatter(rec("bitsandbytes.cextension", logging.WARNING))
-    assert _not_library_chatter(rec("bm25s", logging.WARNING)) and _not_library_chatter(rec("reldistill.artifacts", logging.WARNING))
+    assert not not_library_chatter(rec("bm25s", logging.DEBUG))
+    assert not not_library_chatter(rec("bitsandbytes.cextension", logging.WARNING))
+    assert not_library_chatter(rec("bm25s", logging.WARNING)) and not_library_chatter(rec("reldistill.artifacts", logging.WARNING))

@@ -15,7 +15,7 @@ from reldistill.rerank import RankedResult
 from reldistill.recipe.retrieval import ServeConfig
 from reldistill.retrieval.pipeline import SearchPipeline
 from reldistill.retrieval.service import create_app
-from tests.retrieval_testkit import FakeReranker, small_run, torch_threads
+from tests.retrieval_testkit import FakeReranker, torch_threads
 from tests.conftest import TEST_RUNTIME
 
 DOCS = ["red running shoes", "blue tea mug", "red shoes for running fast", "usb cable", "running socks red", "lamp"]
@@ -36,11 +36,6 @@ class CalibratedFake(FakeReranker):
         probs = self.calibration.probabilities([r.score for r in out])
         return [RankedResult(r.id, r.score, r.rank, r.index, float(probs["p_exact"][i]), float(probs["p_exact_or_substitute"][i]))
                 for i, r in enumerate(out)]
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory, esci_dir):
-    return small_run(tmp_path_factory, esci_dir)
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,8 @@ import pytest
 from reldistill.errors import UserError
 from reldistill.retrieval.build import build_index
 from reldistill.retrieval.pipeline import SearchPipeline
-from tests.retrieval_testkit import FakeReranker, build_tiny_student, small_run, torch_threads
+from tests.retrieval_testkit import FakeReranker, build_tiny_student, torch_threads
 from tests.conftest import TEST_RUNTIME
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory, esci_dir):
-    return small_run(tmp_path_factory, esci_dir)
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,8 @@ from fastapi.testclient import TestClient
 from reldistill.recipe.retrieval import ServeConfig
 from reldistill.retrieval.pipeline import SearchPipeline
 from reldistill.retrieval.service import create_app
-from tests.retrieval_testkit import FakeReranker, live_server, small_run, torch_threads
+from tests.retrieval_testkit import FakeReranker, live_server, torch_threads
 from tests.conftest import TEST_RUNTIME
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory, esci_dir):
-    return small_run(tmp_path_factory, esci_dir)
 
 
 @pytest.fixture(scope="module")

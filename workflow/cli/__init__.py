@@ -99,7 +99,7 @@ def _register_stages() -> None:
 _register_stages()
 
 
-def _not_library_chatter(record: logging.LogRecord) -> bool:
+def not_library_chatter(record: logging.LogRecord) -> bool:
     """Drop what a user cannot act on: bm25s's debug lines (it sets its own logger to DEBUG on import) and
     bitsandbytes' CUDA-library warnings on CPU machines (QLoRA is optional)."""
     lib = record.name.split(".", 1)[0]
@@ -110,7 +110,7 @@ def main() -> None:
     """Entry point: run the app; UserError → one red line on stderr, exit 2."""
     logging.basicConfig(level=log_level(), format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
-        handler.addFilter(_not_library_chatter)
+        handler.addFilter(not_library_chatter)
     try:
         app()
     except UserError as e:

@@ -111,7 +111,7 @@ def serve_cmd(
     run: RunOpt,
     host: Annotated[Optional[str], typer.Option(help=option_help(ServeConfig, "host"))] = None,
     port: Annotated[Optional[int], typer.Option(help=option_help(ServeConfig, "port"))] = None,
-    api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="RELDISTILL_API_KEY", help=option_help(ServeConfig, "api_key") + " Prefer $RELDISTILL_API_KEY or --api-key-file: a command line is visible to every user in `ps`.")] = None,
+    api_key: Annotated[Optional[str], typer.Option("--api-key", help=option_help(ServeConfig, "api_key") + " Prefer $RELDISTILL_API_KEY or --api-key-file: a command line is visible to every user in `ps`.")] = None,
     api_key_file: Annotated[Optional[Path], typer.Option("--api-key-file", help="Read the API key from this file (its first line).")] = None,
     compare: Annotated[Optional[str], typer.Option(help="Second pipeline for the side-by-side page: a run directory with an index, or a student (e.g. minilm-l6, indexed in memory).")] = None,
     allow_remote_without_key: Annotated[bool, typer.Option("--allow-remote-without-key", help=option_help(ServeConfig, "allow_remote_without_key"))] = False,
@@ -128,7 +128,7 @@ def serve_cmd(
     recipe, runtime = _recipe(config)
     if trusted_host is not None and any(not h.strip() for h in trusted_host):
         raise UserError("--trusted-host must name a host (\"*\" accepts any), not an empty string.")
-    scfg = override(recipe.serve, host=host or None, port=port, api_key=_api_key(api_key, api_key_file),
+    scfg = override(recipe.serve, host=host or None, port=port, api_key=resolve_api_key(api_key or runtime.api_key, api_key_file),
                     trusted_hosts=trusted_host or None, allow_remote_without_key=allow_remote_without_key or None)
     scfg.check_exposure()
     check_port_free(scfg.host, scfg.port)  # before the models load
@@ -147,7 +147,7 @@ def serve_cmd(
     uvicorn.Server(uvicorn_config(app, scfg)).run()
 
 
-def _api_key(given: str | None, key_file: Path | None) -> str | None:
+def resolve_api_key(given: str | None, key_file: Path | None) -> str | None:
     """The key from --api-key / $RELDISTILL_API_KEY, or the first line of --api-key-file (not both)."""
     if key_file is None:
         return given or None
