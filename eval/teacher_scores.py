@@ -19,7 +19,8 @@ import pandas as pd
 from reldistill.artifacts import MANIFEST, read_json, write_parquet
 from reldistill.calibration import load_calibration
 from reldistill.settings import Runtime
-from reldistill.teacher import Teacher
+from reldistill.teacher.rerank import TeacherReranker
+from reldistill.teacher.teacher import Teacher
 from reldistill.teacher.int8 import cpu_key, int8_mode
 
 
@@ -86,6 +87,4 @@ class _CachedTeacher:
 
 def cached_reranker(cache: TeacherScoreCache):
     """The served `TeacherReranker`, scoring through ``cache``."""
-    from reldistill.teacher.rerank import TeacherReranker
-
     return TeacherReranker(_CachedTeacher(cache))

@@ -15,7 +15,6 @@ import typer
 
 from reldistill.calibration import summary
 from reldistill.config import DataConfig
-from reldistill.eval.teacher_scores import TeacherScoreCache
 from reldistill.recipe import load_recipe, override
 from reldistill.run_layout import RunDir
 from reldistill.settings import Runtime
@@ -33,6 +32,8 @@ def calibrate_run(run: RunDir, data_cfg: DataConfig, dtype: str = "auto", batch_
     """
     out: dict[str, Any] = {}
     if run.done("teacher"):
+        from reldistill.eval.teacher_scores import TeacherScoreCache  # loads torch: `reldistill --help` must not wait for it
+
         cache = TeacherScoreCache(run.teacher, run.eval_cache, dtype, batch_size, runtime=runtime)
         cal, now = calibrate_teacher(run.teacher, data_cfg, scorer=lambda q, t: cache.scores(q, t, progress=True),
                                      max_pairs=max_teacher_pairs, force=force)

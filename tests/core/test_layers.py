@@ -70,9 +70,12 @@ def _target(module: str, node: ast.ImportFrom, is_package: bool) -> str:
     return ".".join(base + ([node.module] if node.module else []))
 
 
-def imports_of(module: str, source: str, known: set[str]) -> tuple[list[Edge], set[str]]:
-    """The project edges of one module (``from pkg import submodule`` resolves to the submodule) and the top-level
-    names of the third-party modules it imports at module level."""
+def imports_of(module: str, source: str, known: set[str],
+               exports: dict[str, dict[str, str]] | None = None) -> tuple[list[Edge], set[str]]:
+    """The project edges of one module (``from pkg import submodule`` resolves to the submodule, ``from pkg import
+    Name`` to the home module of a lazy package export, which is what runs) and the top-level names of the
+    third-party modules it imports at module level."""
+    exports = exports or {}
     tree = ast.parse(source)
     in_fn = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
              for n in ast.walk(f)}
@@ -91,7 +94,8 @@ def imports_of(module: str, source: str, known: set[str]) -> tuple[list[Edge], s
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = _target(module, node, module + ".__init__" in known or _is_package(module, known))
-            names = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
+            names = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else exports.get(base, {}).get(a.name, base)
+                     for a in node.names]
         for name in names:
             if name.split(".")[0] == "reldistill":
                 dst = name
@@ -107,11 +111,27 @@ def _is_package(module: str, known: set[str]) -> bool:
     return any(k.startswith(module + ".") for k in known)
 
 
+def export_maps(sources: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Per package: its lazy ``_EXPORTS`` map (public name → home module), read from the source."""
+    maps = {}
+    for module, source in sources.items():
+        for node in ast.parse(source).body:
+            if isinstance(node, ast.Assign) and any(getattr(x, "id", "") == "_EXPORTS" for x in node.targets):
+                try:
+                    maps[module] = dict(ast.literal_eval(node.value))
+                except ValueError:  # a comprehension: {name: home for name in (...)}
+                    comp = node.value
+                    home = ast.literal_eval(comp.value)
+                    maps[module] = {n: home for n in ast.literal_eval(comp.generators[0].iter)}
+    return maps
+
+
 def graph(sources: dict[str, str]) -> tuple[list[Edge], dict[str, set[str]]]:
     known = set(sources)
+    exports = export_maps(sources)
     edges, third = [], {}
     for module, source in sources.items():
-        e, t = imports_of(module, source, known)
+        e, t = imports_of(module, source, known, exports)
         edges += e
         third[module] = t
     return edges, third

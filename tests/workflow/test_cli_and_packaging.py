@@ -36,6 +36,19 @@ def test_namespaced_imports_only(tmp_path):
     assert out.stdout.strip() == "[]"
 
 
+HEAVY = ("torch", "transformers", "sentence_transformers", "faiss", "fastapi", "uvicorn", "peft", "accelerate",
+         "datasets", "onnxruntime", "openvino", "matplotlib", "sklearn", "bm25s", "ranx")
+
+
+def test_cli_start_loads_no_heavy_library(tmp_path):
+    """Every CLI call (a bad flag, --help, a refused input) pays for what the CLI imports before it parses the command
+    line: the stage modules it registers must leave torch, transformers, FAISS, FastAPI, … to the commands that run them."""
+    code = ("import sys, reldistill.workflow.cli; "
+            f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", f"the CLI loads {out.stdout.strip()} at start"
+
+
 @pytest.mark.slow
 def test_wheel_installs_only_reldistill(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
