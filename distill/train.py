@@ -28,7 +28,7 @@ from reldistill.recipe.distill import DistillConfig
 from reldistill.settings import Runtime
 from reldistill.student.calibrate import fit_student_calibration
 from reldistill.student.catalog_vectors import save_vectors
-from reldistill.student.dev_eval import DevRetrievalEvaluator, evaluate_student
+from reldistill.student.dev_eval import evaluate_student
 from reldistill.student.encode import load_student, set_max_seq_length
 
 from .examples import blended_targets, build_rows
@@ -137,6 +137,8 @@ def fit(rows: dict[str, dict[str, list]], out_dir: str | Path, cfg: DistillConfi
     from datasets import Dataset, DatasetDict
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
+
+    from reldistill.student.dev_evaluator import DevRetrievalEvaluator  # sentence-transformers, as above
 
     out_dir, runtime = Path(out_dir), runtime or Runtime()
     torch.manual_seed(cfg.seed)

@@ -66,35 +66,3 @@ def evaluate_student(model, examples: pd.DataFrame, products: pd.DataFrame, spli
     ndcg = mean_metrics(qrels, run, ["ndcg@10"])["ndcg@10"]
     recall = mean_metrics(exact, run, ["recall@100"])["recall@100"] if exact else 0.0
     return {"ndcg@10": float(ndcg), "recall@100": float(recall), "queries": len(qids)}
-
-
-def _base_evaluator():
-    from sentence_transformers.sentence_transformer.evaluation import BaseEvaluator
-
-    return BaseEvaluator
-
-
-class DevRetrievalEvaluator(_base_evaluator()):
-    """sentence-transformers evaluator: full-catalog nDCG@10 / Recall@100 on one split (primary: nDCG@10).
-
-    Used by SentenceTransformerTrainer each epoch to keep the best checkpoint; every result is also
-    kept in ``history`` (epoch, steps, metrics) for the manifest.
-    """
-
-    def __init__(self, examples: pd.DataFrame, products: pd.DataFrame, split: str = "dev", batch_size: int = 64):
-        super().__init__()
-        self.examples, self.products, self.split, self.batch_size = examples, products, split, batch_size
-        self.name = split
-        self.primary_metric = "ndcg@10"
-        self.history: list[dict] = []
-        self.best: tuple[float, int, np.ndarray] | None = None  # (nDCG@10, step, catalog vectors) of the best eval
-
-    def __call__(self, model, output_path=None, epoch: int = -1, steps: int = -1) -> dict[str, float]:
-        docs = encode_documents(model, self.products["text"].astype(str).tolist(), self.batch_size)
-        res = evaluate_student(model, self.examples, self.products, self.split, batch_size=self.batch_size, doc_embeddings=docs)
-        self.history.append({"epoch": epoch, "steps": steps, **res})
-        if self.best is None or res["ndcg@10"] > self.best[0]:
-            self.best = (res["ndcg@10"], steps, docs)
-        metrics = self.prefix_name_to_metrics({m: res[m] for m in METRICS}, self.name)
-        self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
-        return metrics

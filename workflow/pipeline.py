@@ -33,11 +33,10 @@ from reldistill.data import check_data, load_esci
 from reldistill.distill.label import label_candidates
 from reldistill.distill.mine import mine_to
 from reldistill.distill.train import train_human_student, train_student
-from reldistill.errors import UserError
 from reldistill.eval import evaluate_run
 from reldistill.progress import console
-from reldistill.recipe import load_recipe, override
 from reldistill.retrieval.build import build_index
+from reldistill.workflow.demo_inputs import demo_recipe
 from reldistill.run_layout import RunDir
 from reldistill.settings import Runtime
 from reldistill.teacher import train as teacher_train
@@ -64,10 +63,7 @@ class Pipeline:
     runtime: Runtime | None = None  # default: resolved from the recipe's student: section and the environment
 
     def __post_init__(self) -> None:
-        if self.budget_minutes is not None and self.budget_minutes < 3:
-            raise UserError(f"--budget-minutes must be at least 3, got {self.budget_minutes:g}.")
-        recipe = load_recipe(self.config)  # every section, validated before any stage runs
-        self.recipe = dataclasses.replace(recipe, data=override(recipe.data, path=self.data_path or None))
+        self.recipe = demo_recipe(self.config, self.budget_minutes, self.data_path)
         self.runtime = self.runtime or Runtime.from_env(student=self.recipe.student)  # for every stage of the run
         self.data_cfg = self.recipe.data
         self.run = RunDir(self.run_root, create=True)

@@ -151,13 +151,22 @@ def _finish(examples: pd.DataFrame, products: pd.DataFrame, cfg: DataConfig, whe
     return EsciData(examples[cols], products, source, dropped_empty_text=len(dropped_ids))
 
 
+def check_data_path(cfg: DataConfig) -> None:
+    """One sentence when ``cfg.path`` names no ESCI directory and no table file (before anything reads it)."""
+    root = Path(cfg.path)
+    if root.suffix.lower() in TABLE_SUFFIXES:
+        if not root.is_file():
+            raise UserError(f"data file {root} does not exist — pass an existing CSV, JSONL or parquet file.")
+    elif not root.is_dir():
+        raise UserError(f"data path {root} does not exist — pass an ESCI directory or a CSV/JSONL/parquet table.")
+
+
 def load_esci(cfg: DataConfig) -> EsciData:
     """Load an ESCI-layout directory or a generic table (CSV/JSONL/parquet), depending on ``cfg.path``."""
+    check_data_path(cfg)
     root = Path(cfg.path)
     if root.suffix.lower() in TABLE_SUFFIXES:
         return load_table(cfg)
-    if not root.is_dir():
-        raise UserError(f"data path {root} does not exist — pass an ESCI directory or a CSV/JSONL/parquet table.")
     ex_path = root / EXAMPLES_FILE
     dset = _dataset(ex_path, "examples")
     _require(dset.schema, EXAMPLE_COLUMNS, ex_path)

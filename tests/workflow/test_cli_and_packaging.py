@@ -50,6 +50,19 @@ def test_cli_start_loads_no_heavy_library(tmp_path):
 
 
 @pytest.mark.slow
+def test_commands_check_their_input_before_transformers_loads(tmp_path):
+    """The modules a command imports before it checks its flags and files (search, index build, distill train, demo)
+    load torch at most; transformers, sentence-transformers and datasets wait for a model to load (~10 s on 2 cores)."""
+    mods = ("reldistill.retrieval.pipeline", "reldistill.workflow.compose", "reldistill.distill.train",
+            "reldistill.workflow.pipeline")
+    late = ("transformers", "sentence_transformers", "datasets", "peft", "accelerate")
+    code = (f"import importlib, sys; [importlib.import_module(m) for m in {mods!r}]; "
+            f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({late!r})))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", f"importing the command modules loads {out.stdout.strip()}"
+
+
+@pytest.mark.slow
 def test_wheel_installs_only_reldistill(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
                    check=True, capture_output=True)

@@ -158,7 +158,7 @@ def eval_cmd(
 
     from reldistill.data import load_esci
     from reldistill.distill.mine import with_dev_split
-    from reldistill.student.dev_eval import evaluate_student  # sentence-transformers (its evaluator base class)
+    from reldistill.student.dev_eval import evaluate_student  # torch (the student encoder)
     from reldistill.student.encode import encode_documents, load_student, set_max_seq_length
 
     r = _recipe(config, data)

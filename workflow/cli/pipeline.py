@@ -11,6 +11,7 @@ import typer
 
 from reldistill.progress import console
 from reldistill.settings import pin_threads
+from reldistill.workflow.demo_inputs import demo_recipe
 
 
 def demo_cmd(
@@ -28,6 +29,7 @@ def demo_cmd(
 
     from rich.markdown import Markdown
 
+    demo_recipe(config, budget_minutes, str(data) if data else None)  # bad input: one sentence before the imports below
     from reldistill.workflow.pipeline import Pipeline  # torch, transformers
 
     t0 = time.perf_counter()
