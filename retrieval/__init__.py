@@ -12,18 +12,16 @@ importing one submodule loads nothing else. Inside the project, code imports fro
 
 from __future__ import annotations
 
+from reldistill import index
 from reldistill.exports import lazy_exports
 
 _EXPORTS = {
-    "BM25Index": "reldistill.index.lexical",
-    "Catalog": "reldistill.index.catalog",
-    "DenseIndex": "reldistill.index.dense",
+    **{name: "reldistill.index" for name in index.__all__},  # the index layer's objects, through its own exports
     "SearchHit": "reldistill.retrieval.pipeline",
     "SearchPipeline": "reldistill.retrieval.pipeline",
     "SearchResponse": "reldistill.retrieval.pipeline",
     "build_index": "reldistill.retrieval.build",
     "create_app": "reldistill.retrieval.service.app",
-    "rrf_fuse": "reldistill.index.fusion",
 }
 __all__ = sorted(_EXPORTS)
 

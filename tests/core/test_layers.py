@@ -119,11 +119,22 @@ def export_maps(sources: dict[str, str]) -> dict[str, dict[str, str]]:
             if isinstance(node, ast.Assign) and any(getattr(x, "id", "") == "_EXPORTS" for x in node.targets):
                 try:
                     maps[module] = dict(ast.literal_eval(node.value))
-                except ValueError:  # a comprehension: {name: home for name in (...)}
-                    comp = node.value
-                    home = ast.literal_eval(comp.value)
-                    maps[module] = {n: home for n in ast.literal_eval(comp.generators[0].iter)}
+                except ValueError:  # a comprehension {name: home for name in (...)}, or one unpacked into a dict
+                    maps[module] = _literal_entries(node.value)
     return maps
+
+
+def _literal_entries(node: ast.expr) -> dict[str, str]:
+    """The literal name → home pairs of an ``_EXPORTS`` value; names computed at run time are left out."""
+    if isinstance(node, ast.DictComp):
+        try:
+            return {n: ast.literal_eval(node.value) for n in ast.literal_eval(node.generators[0].iter)}
+        except ValueError:
+            return {}
+    out = {}
+    for k, v in zip(node.keys, node.values) if isinstance(node, ast.Dict) else ():
+        out.update(_literal_entries(v) if k is None else {ast.literal_eval(k): ast.literal_eval(v)})
+    return out
 
 
 def graph(sources: dict[str, str]) -> tuple[list[Edge], dict[str, set[str]]]:
