@@ -186,8 +186,7 @@ def load_esci(cfg: DataConfig) -> EsciData:
 
 
 def _read_table(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise UserError(f"data file {path} does not exist — pass an existing CSV, JSONL or parquet file.")
+    """The table at ``path`` (its existence checked by `check_data_path`), or one sentence when it cannot be parsed."""
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
