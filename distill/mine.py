@@ -11,6 +11,9 @@ and they look like false negatives to in-batch losses).
 sentence-transformers' ``mine_hard_negatives`` needs an (anchor, positive) pair per row and embeds the
 corpus itself; here unlabeled queries have no positive and the catalog embeddings are reused for the
 near-duplicate filter, so the dense side is one shared catalog encode + a FAISS flat search instead.
+That encode is the base student's, as loaded (its own max_seq_length): given a ``catalog_cache`` (the run's
+eval cache) it is saved there under eval's cache key, and eval's base-student row reuses it instead of
+encoding the catalog again.
 """
 
 from __future__ import annotations
@@ -32,7 +35,10 @@ from reldistill.index.lexical import BM25Index
 from reldistill.recipe.distill import DistillConfig
 from reldistill.run_layout import CANDIDATES_FILE
 from reldistill.settings import Runtime
-from reldistill.student.encode import encode_documents, encode_queries, load_student, set_max_seq_length
+from reldistill.models import resolve_model
+from reldistill.student.catalog_encode import encode_catalog
+from reldistill.student.catalog_vectors import cache_key
+from reldistill.student.encode import encode_queries, load_student
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +106,12 @@ def dense_top(query_emb: np.ndarray, doc_emb: np.ndarray, k: int) -> list[list[i
 
 def mine_candidates(data: EsciData, cfg: DistillConfig, student=None, dev_fraction: float = 0.15,
                     seed: int = 13, extra_queries: list[str] | None = None, *,
-                    runtime: Runtime | None = None) -> pd.DataFrame:
+                    runtime: Runtime | None = None, catalog_cache: Path | None = None) -> pd.DataFrame:
     """Candidate pairs for teacher labelling, train queries only; columns ``CANDIDATE_COLUMNS``.
 
     ``student``: a SentenceTransformer for the dense side (loaded from ``cfg.student`` when None and
     ``cfg.dense_depth`` > 0, on ``runtime``'s backend). ``extra_queries``: unlabeled queries (``cfg.queries_path`` is read when None).
+    ``catalog_cache``: a folder where the loaded student's catalog encode is kept for eval (see the module docstring).
     Each (query_id, product_id) appears once; judged rows win over mined ones.
     """
     ex = with_dev_split(data, dev_fraction, seed)
@@ -147,10 +154,11 @@ def mine_candidates(data: EsciData, cfg: DistillConfig, student=None, dev_fracti
     doc_emb = None
     dense_hits: list[list[int]] = [[] for _ in qtexts]
     if cfg.dense_depth > 0 or cfg.drop_near_duplicates:
+        cache = None
         if student is None:
             student = load_student(cfg.student, runtime=runtime)
-            set_max_seq_length(student, cfg.max_seq_length)
-        doc_emb = encode_documents(student, texts, show_progress=False)
+            cache = _catalog_cache(catalog_cache, cfg.student, student, products, texts, runtime)
+        doc_emb = encode_catalog(student, products["product_id"].astype(str).tolist(), texts, cache=cache)
         if cfg.dense_depth > 0:
             dense_hits = dense_top(encode_queries(student, qtexts), doc_emb, int(depth_dense.max(initial=0)))
 
@@ -173,13 +181,14 @@ def mine_candidates(data: EsciData, cfg: DistillConfig, student=None, dev_fracti
 
 
 def mine_to(out_dir: str | Path, cfg: DistillConfig, data_cfg: DataConfig, student=None, *,
-            runtime: Runtime | None = None) -> dict:
+            runtime: Runtime | None = None, catalog_cache: Path | None = None) -> dict:
     """Mine candidates for ``data_cfg``'s train queries → ``out_dir/candidates.parquet`` + manifest (kind
-    "candidates", written last); returns the manifest (pairs, queries, by_source, data, distill settings)."""
+    "candidates", written last); returns the manifest (pairs, queries, by_source, data, distill settings).
+    ``catalog_cache``: see :func:`mine_candidates`."""
     out_dir = Path(out_dir)
     (out_dir / MANIFEST).unlink(missing_ok=True)  # a stale manifest never vouches for a new file
     cands = mine_candidates(load_esci(data_cfg), cfg, student=student, dev_fraction=data_cfg.dev_fraction, seed=data_cfg.seed,
-                            runtime=runtime)
+                            runtime=runtime, catalog_cache=catalog_cache)
     write_parquet(out_dir / CANDIDATES_FILE, cands)
     return write_manifest(out_dir, "candidates", candidates=CANDIDATES_FILE, pairs=len(cands),
                           queries=int(cands["query_id"].nunique()),
@@ -187,6 +196,16 @@ def mine_to(out_dir: str | Path, cfg: DistillConfig, data_cfg: DataConfig, stude
                           data={"path": data_cfg.path, "fingerprint": data_fingerprint(data_cfg.path),
                                 "dev_fraction": data_cfg.dev_fraction, "seed": data_cfg.seed},
                           distill=to_dict(cfg))
+
+
+def _catalog_cache(root: Path | None, name: str, student, products: pd.DataFrame, texts: list[str],
+                   runtime: Runtime | None) -> Path | None:
+    """Where eval would look for ``name``'s catalog encode (its cache key: model, backend, catalog, precision)."""
+    if root is None:
+        return None
+    ids = products["product_id"].astype(str).tolist()
+    return Path(root) / cache_key(resolve_model(name, runtime).path, ids, texts,
+                                  getattr(student, "reldistill_backend", "torch"), runtime=getattr(student, "reldistill_runtime", runtime))
 
 
 def _drop_near_duplicates(mined: pd.DataFrame, judged: pd.DataFrame, products: pd.DataFrame,

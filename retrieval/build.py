@@ -21,7 +21,7 @@ from reldistill.index.catalog import Catalog
 from reldistill.index.dense import DenseIndex
 from reldistill.index.lexical import BM25Index
 from reldistill.recipe.retrieval import IndexConfig
-from reldistill.retrieval.encoding import encode_catalog
+from reldistill.student.catalog_encode import encode_catalog
 from reldistill.retrieval.gates import int8_gate, query_int8_gate
 from reldistill.run_layout import RunDir, index_dir_of, run_relative
 from reldistill.settings import Runtime

@@ -16,7 +16,7 @@ import pandas as pd
 from reldistill.config import DataConfig
 from reldistill.data.split import carve_dev
 from reldistill.models import resolve_model
-from reldistill.retrieval.encoding import encode_catalog
+from reldistill.student.catalog_encode import encode_catalog
 from reldistill.settings import Runtime
 from reldistill.student import backend as rt
 from reldistill.student import dev_eval

@@ -211,7 +211,8 @@ class Pipeline:
         return cfg
 
     def candidates_stage(self) -> str:
-        m = mine_to(self.run.candidates, self._distill_cfg(), self.data_cfg, runtime=self.runtime)
+        m = mine_to(self.run.candidates, self._distill_cfg(), self.data_cfg, runtime=self.runtime,
+                    catalog_cache=self.run.eval_cache)  # eval's base student reuses the catalog encode
         by = m["by_source"]
         return f"{m['pairs']:,} pairs over {m['queries']:,} train queries ({', '.join(f'{k} {v:,}' for k, v in by.items())})"
 

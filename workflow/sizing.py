@@ -44,7 +44,7 @@ class Work:
     """What the data and recipe cost in model work, apart from the sized knobs."""
 
     catalog: int  # products encoded per catalog encode
-    catalog_encodes: int  # through the inference backend: mining, eval's base student (the index reuses the student's saved vectors)
+    catalog_encodes: int  # through the inference backend: mining, eval's base student when another model (the index reuses the student's saved vectors)
     training_encodes: int  # through torch: each student's dev evaluation
     fixed_pairs: int  # teacher pairs whatever the sizes (test Task-1 and rerank pools)
     pairs_per_unlabeled: float
@@ -229,7 +229,8 @@ def work_of(data, data_cfg, distill_cfg, eval_cfg, search_cfg, int8_check: bool 
     dev = ex[ex["split"] == "dev"]
     dev_n = dev.groupby("query_id")["product_id"].transform("size")
     trains_with_dev = d.eval_split != "none"  # a student evaluated on dev saves its catalog vectors: the index reuses them
-    encodes = int(d.dense_depth > 0 or d.drop_near_duplicates) + int(not trains_with_dev) + 1
+    mining = d.dense_depth > 0 or d.drop_near_duplicates  # its encode is eval's base student's when they are one model
+    encodes = int(mining) + int(not trains_with_dev) + int(not (mining and d.student == eval_cfg.base_student))
     return Work(catalog=len(data.products), catalog_encodes=encodes, training_encodes=2 * int(trains_with_dev),
                 int8_check_encodes=int(int8_check),
                 fixed_pairs=fixed, pairs_per_unlabeled=1 + mined_sparse, pairs_per_dev_rerank_query=int(round(rerank_k * POOL_NEW)),

@@ -67,6 +67,30 @@ def test_mining_drops_near_duplicates_of_positives(tiny):
     assert len(drop[drop["source"] == "judged"]) == len(keep[keep["source"] == "judged"])
 
 
+def test_mining_catalog_encode_is_eval_base_students(tiny, tmp_path, monkeypatch):
+    """Mining keeps its catalog encode where eval looks for the base student's: eval encodes nothing again."""
+    from reldistill.eval import retrievers
+    from reldistill.models import resolve_model
+    from reldistill.student import catalog_encode, load_student
+
+    cache = tmp_path / "eval-cache"
+    cands = mine_candidates(tiny["data"], tiny_cfg(tiny, bm25_depth=0), dev_fraction=0.2, seed=3, runtime=TEST_RUNTIME,
+                            catalog_cache=cache)
+    assert (cands["source"] == "dense").any() and len(list(cache.glob("*/shard-*.npy"))) == 1
+    products = tiny["data"].products
+    ids, texts = products["product_id"].astype(str).tolist(), products["text"].astype(str).tolist()
+    model = load_student(tiny["student"], runtime=TEST_RUNTIME)
+    fresh = retrievers.catalog_vectors("dense-base", model, resolve_model(tiny["student"], TEST_RUNTIME).path, ids, texts)[0]
+
+    def no_encoding(*a, **k):
+        raise AssertionError("the catalog was encoded again")
+
+    monkeypatch.setattr(catalog_encode, "encode_documents", no_encoding)
+    emb, source = retrievers.catalog_vectors("dense-base", model, resolve_model(tiny["student"], TEST_RUNTIME).path, ids, texts,
+                                             cache_dir=cache)
+    assert source == "eval cache" and np.allclose(emb, fresh, atol=1e-5)
+
+
 def test_mining_real_sample_bm25_never_leaks(esci_dir):
     data = load_esci(DataConfig(path=str(esci_dir)))
     cfg = DistillConfig(bm25_depth=3, dense_depth=0, drop_near_duplicates=False, max_unlabeled_queries=100)

@@ -53,7 +53,7 @@ def mine_cmd(
     r = _recipe(config, data, queries_path=str(queries) if queries else None)
     cfg, data_cfg = r.distill, r.data
     rd = RunDir.for_output(run)
-    m = mine_to(rd.candidates, cfg, data_cfg, runtime=Runtime.from_env(student=r.student))
+    m = mine_to(rd.candidates, cfg, data_cfg, runtime=Runtime.from_env(student=r.student), catalog_cache=rd.eval_cache)
     typer.echo(json.dumps({"candidates": str(rd.candidates_file), **{k: m[k] for k in ("pairs", "queries", "by_source")}}, indent=2))
 
 
