@@ -43,7 +43,7 @@ class DistillConfig:
     lr: float = 3e-5  # AdamW learning rate
     warmup_ratio: float = 0.1  # share of the steps with a linear warm-up
     weight_decay: float = 0.01  # AdamW weight decay
-    max_seq_length: int = 96  # student tokens per text (longer texts are cut)
+    max_seq_length: int = 96  # student tokens per text in training (longer texts are cut); mining encodes as the base model does
     precision: str = "auto"  # auto (bf16 autocast where the CPU/GPU runs bf16 natively) | float32 | bfloat16
     eval_split: str = "dev"  # split used to select the best epoch
     eval_each: str = "epoch"  # "epoch" or "steps"
