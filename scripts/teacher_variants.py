@@ -237,6 +237,7 @@ def zeroshot_row(model: str, base: dict, out_root: Path) -> dict:
            "test_ndcg10": res["test"]["ndcg@10"], "test_queries": res["test"]["ndcg_queries"], "train_wall_min": 0.0,
            "score_seconds": secs, "pairs": {k: res[k]["pairs"] for k in res}, "precision": str(next(net.parameters()).dtype),
            "threads": _threads(), "total_wall_min": round((time.monotonic() - t0) / 60, 2),
+           "conditions": f"1-min load average {os.getloadavg()[0]:.2f} at the end (2 cores: above ~2.2 the seconds are not a speed figure)",
            "command": f"python scripts/teacher_variants.py --zeroshot {model}",
            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     with (out_root / "results.jsonl").open("a", encoding="utf-8") as f:
@@ -359,7 +360,8 @@ def table(out_root: Path) -> str:
                          f"{f(r['test_ndcg10'])} ({r['test_queries']}) | {r['train_wall_min']} |")
     cmds = "\n".join(f"- {r['variant'].split('@')[0]}: `{r['command']}`"
                      + (f" (scoring: dev {r['score_seconds']['dev']} s / {r['pairs']['dev']} pairs, test {r['score_seconds']['test']} s / "
-                        f"{r['pairs']['test']} pairs)" if r.get("score_seconds") else "") for r in rows.values())
+                        f"{r['pairs']['test']} pairs)" if r.get("score_seconds") else "")
+                     + (f"; {r['conditions']}" if r.get("conditions") else "") for r in rows.values())
     text = head + "\n".join(lines) + "\n\nCommands (each row's, from results.jsonl):\n\n" + cmds + "\n"
     (out_root / "table.md").write_text(text, encoding="utf-8")
     return text
