@@ -118,6 +118,25 @@ def test_mining_keeps_a_seeded_sample_of_judged_queries(esci_dir):
         DistillConfig(max_judged_queries=0)
 
 
+def test_mining_and_the_base_student_row_share_one_catalog_encode(esci_dir):
+    """Mining's catalog encode is eval's base-student one when both name one model (see distill.mine)."""
+    import dataclasses
+
+    from reldistill.config import DataConfig
+    from reldistill.data import load_esci
+    from reldistill.recipe.distill import DistillConfig
+    from reldistill.recipe.eval import EvalConfig
+    from reldistill.recipe.retrieval import SearchConfig
+
+    data_cfg = DataConfig(path=str(esci_dir))
+    data, d = load_esci(data_cfg), DistillConfig(student="minilm-l6", eval_split="dev")
+    same = sz.work_of(data, data_cfg, d, EvalConfig(base_student="minilm-l6"), SearchConfig())
+    other = sz.work_of(data, data_cfg, d, EvalConfig(base_student="bge-small"), SearchConfig())
+    no_mining = sz.work_of(data, data_cfg, dataclasses.replace(d, dense_depth=0, drop_near_duplicates=False),
+                           EvalConfig(base_student="minilm-l6"), SearchConfig())
+    assert (same.catalog_encodes, other.catalog_encodes, no_mining.catalog_encodes) == (1, 2, 1)
+
+
 def test_bad_demo_settings_and_speeds_are_one_sentence():
     from reldistill.errors import UserError
 
