@@ -37,7 +37,7 @@ from reldistill.run_layout import CANDIDATES_FILE
 from reldistill.settings import Runtime
 from reldistill.models import resolve_model
 from reldistill.student.catalog_encode import encode_catalog
-from reldistill.student.catalog_vectors import cache_key
+from reldistill.student.catalog_vectors import loaded_cache_key
 from reldistill.student.encode import encode_queries, load_student
 
 log = logging.getLogger(__name__)
@@ -154,11 +154,12 @@ def mine_candidates(data: EsciData, cfg: DistillConfig, student=None, dev_fracti
     doc_emb = None
     dense_hits: list[list[int]] = [[] for _ in qtexts]
     if cfg.dense_depth > 0 or cfg.drop_near_duplicates:
-        cache = None
+        ids, cache = products["product_id"].astype(str).tolist(), None
         if student is None:
             student = load_student(cfg.student, runtime=runtime)
-            cache = _catalog_cache(catalog_cache, cfg.student, student, products, texts, runtime)
-        doc_emb = encode_catalog(student, products["product_id"].astype(str).tolist(), texts, cache=cache)
+            if catalog_cache is not None:  # where eval looks for this model's catalog encode
+                cache = Path(catalog_cache) / loaded_cache_key(resolve_model(cfg.student, runtime).path, student, ids, texts)
+        doc_emb = encode_catalog(student, ids, texts, cache=cache)
         if cfg.dense_depth > 0:
             dense_hits = dense_top(encode_queries(student, qtexts), doc_emb, int(depth_dense.max(initial=0)))
 
@@ -196,16 +197,6 @@ def mine_to(out_dir: str | Path, cfg: DistillConfig, data_cfg: DataConfig, stude
                           data={"path": data_cfg.path, "fingerprint": data_fingerprint(data_cfg.path),
                                 "dev_fraction": data_cfg.dev_fraction, "seed": data_cfg.seed},
                           distill=to_dict(cfg))
-
-
-def _catalog_cache(root: Path | None, name: str, student, products: pd.DataFrame, texts: list[str],
-                   runtime: Runtime | None) -> Path | None:
-    """Where eval would look for ``name``'s catalog encode (its cache key: model, backend, catalog, precision)."""
-    if root is None:
-        return None
-    ids = products["product_id"].astype(str).tolist()
-    return Path(root) / cache_key(resolve_model(name, runtime).path, ids, texts,
-                                  getattr(student, "reldistill_backend", "torch"), runtime=getattr(student, "reldistill_runtime", runtime))
 
 
 def _drop_near_duplicates(mined: pd.DataFrame, judged: pd.DataFrame, products: pd.DataFrame,

@@ -17,7 +17,7 @@ from reldistill.artifacts import read_json
 from reldistill.index.catalog import Catalog
 from reldistill.index.dense import DenseIndex
 from reldistill.retrieval.build import encode_catalog
-from reldistill.student.catalog_vectors import cache_key, load_vectors
+from reldistill.student.catalog_vectors import load_vectors, loaded_cache_key
 from reldistill.student.identity import model_identity
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,7 @@ def catalog_vectors(name: str, model, model_path: str, product_ids: Sequence[str
     ``encode_catalog`` under the same ``cache_key`` (model identity, backend, catalog, precision), so
     students with identical weights share one encoding."""
     runtime = getattr(model, "reldistill_runtime", None)  # the one the student was loaded with (its precision)
-    cached = cache_dir / cache_key(model_path, list(product_ids), list(texts), getattr(model, "reldistill_backend", "torch"),
-                                   runtime=runtime) if cache_dir else None
+    cached = cache_dir / loaded_cache_key(model_path, model, list(product_ids), list(texts)) if cache_dir else None
     emb, source = None, "encoded"
     if cached is not None and any(cached.glob("shard-*.npy")):
         emb, source = encode_catalog(model, list(product_ids), list(texts), cache=cached, batch_size=batch_size), "eval cache"

@@ -49,6 +49,12 @@ def cache_key(model: str | Path, ids: Sequence[str], texts: Sequence[str], backe
             f"{encode_precision(runtime)}")
 
 
+def loaded_cache_key(model_path: str | Path, model, ids: Sequence[str], texts: Sequence[str]) -> str:
+    """``cache_key`` of a loaded student: its backend and the runtime it was loaded with (the key eval and mining share)."""
+    return cache_key(model_path, ids, texts, getattr(model, "reldistill_backend", "torch"),
+                     runtime=getattr(model, "reldistill_runtime", None))
+
+
 def save_vectors(model_dir: str | Path, ids: Sequence[str], texts: Sequence[str], vectors: np.ndarray, *,
                  runtime: Runtime | None = None) -> None:
     """Write ``vectors`` (one row per product, in ``ids`` order) beside the weights in ``model_dir``."""
