@@ -76,7 +76,8 @@ def test_gguf_cache_falls_back_to_the_gguf_file_when_it_cannot_convert(tmp_path,
 
 
 @pytest.mark.slow
-def test_gguf_cache_loads_the_same_smollm2_without_the_gguf(tmp_path):
+def test_gguf_cache_loads_the_same_smollm2_without_the_gguf(tmp_path, monkeypatch):
+    import gguf
     import torch
 
     from reldistill.teacher.backbone import load_backbone, load_tokenizer
@@ -85,7 +86,10 @@ def test_gguf_cache_loads_the_same_smollm2_without_the_gguf(tmp_path):
     cached = Runtime.from_env({"RELDISTILL_CACHE": str(tmp_path)})
     uncached = Runtime.from_env({"RELDISTILL_CACHE": str(tmp_path), "RELDISTILL_NO_GGUF_CACHE": "1"})
     tok0, m0 = load_tokenizer(r, uncached), load_backbone(r, torch.float32, runtime=uncached)
+    parses, real = [], gguf.GGUFReader
+    monkeypatch.setattr(gguf, "GGUFReader", lambda path, mode="r": parses.append(path) or real(path, mode))
     tok, m = load_tokenizer(r, cached), load_backbone(r, torch.float32, runtime=cached)
+    assert len(parses) == 1  # the conversion's config, weights and tokenizer loads shared one parse of the file
     folder = next((tmp_path / "gguf").iterdir())
     assert (folder / ".complete").is_file() and (folder / "model.safetensors").is_file()
     text = "Query: usb c cable\nProduct: Anker USB-C to USB-C, 6 ft, black\nRelevant:"
