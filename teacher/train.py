@@ -30,6 +30,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,7 @@ STATE_FILE = "state.json"
 TRAINABLE_FILE = "trainable.safetensors"
 OPTIM_FILE = "optimizer.pt"
 LOG_FILE = "train_log.jsonl"
+FIT_AFTER = 5  # steps timed before a time budget fits the LR schedule (train.max_minutes)
 # Recipe fields that may change between a run and its resume (budgets and eval cadence only).
 RESUME_FREE = {"max_steps", "max_minutes", "log_every", "eval_max_pairs", "eval_max_queries", "eval_batch_size",
                "keep_checkpoints", "cpu_threads", "cache_dir", "cache_prefix", "bundled"}
@@ -273,7 +275,7 @@ def already_trained(start: Launch, out: Path, tr) -> bool:
     if not (start.restored and (out / "manifest.json").is_file()):
         return False
     st = start.restored[0]
-    target = min(st["total_steps"], tr.max_steps if tr.max_steps is not None else st["total_steps"])
+    target = min(st.get("schedule_steps") or st["total_steps"], tr.max_steps if tr.max_steps is not None else st["total_steps"])
     spent = tr.max_minutes is not None and st.get("elapsed_s", 0.0) >= tr.max_minutes * 60
     if st["step"] >= target or spent:  # finished (or its budget is spent): nothing to do
         if start.main:
@@ -320,18 +322,40 @@ def build_model(tc, tr, dtype: torch.dtype, runtime: Runtime | None = None):
     return model, tokenizer, resolved
 
 
-def make_optimizer(model, tr, total_steps: int):
-    """(trainable params, AdamW with the head at train.head_lr, the LR schedule over ``total_steps``)."""
+def make_scheduler(optimizer, tr, total_steps: int, step: int = 0):
+    """train.lr_schedule over ``total_steps`` (warm-up train.warmup_ratio of them), advanced to ``step``."""
     from transformers import get_scheduler
 
+    scheduler = get_scheduler(tr.lr_schedule, optimizer, num_warmup_steps=round(tr.warmup_ratio * total_steps),
+                              num_training_steps=total_steps)
+    with warnings.catch_warnings():  # stepping a fresh schedule to where the run is: no optimizer step between
+        warnings.simplefilter("ignore")
+        for _ in range(step):
+            scheduler.step()
+    return scheduler
+
+
+def steps_in_budget(step: int, stop_at: int, per_step_s: float, left_s: float, eval_s: float, ckpt_every: int) -> int:
+    """The step a run at ``step`` reaches (at most ``stop_at``) in ``left_s`` seconds at ``per_step_s`` a step, with a
+    dev evaluation of ``eval_s`` at every ``ckpt_every``-th step and one at the end."""
+    budget = left_s - eval_s
+    while step < stop_at:
+        cost = per_step_s + (eval_s if (step + 1) % ckpt_every == 0 else 0.0)
+        if budget < cost:
+            break
+        budget -= cost
+        step += 1
+    return step
+
+
+def make_optimizer(model, tr, total_steps: int):
+    """(trainable params, AdamW with the head at train.head_lr, the LR schedule over ``total_steps``)."""
     params = [p for p in model.parameters() if p.requires_grad]
     head_ids = {id(p) for p in model.head.parameters()}
     groups = [{"params": [p for p in params if id(p) not in head_ids], "lr": tr.lr},
               {"params": [p for p in params if id(p) in head_ids], "lr": tr.head_lr or tr.lr}]
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=tr.lr, weight_decay=tr.weight_decay)
-    scheduler = get_scheduler(tr.lr_schedule, optimizer, num_warmup_steps=round(tr.warmup_ratio * total_steps),
-                              num_training_steps=total_steps)
-    return params, optimizer, scheduler
+    return params, optimizer, make_scheduler(optimizer, tr, total_steps)
 
 
 @dataclasses.dataclass
@@ -342,6 +366,7 @@ class RunState:
     history: list[dict] = dataclasses.field(default_factory=list)  # one record per checkpoint: step, epoch, dev
     best: dict | None = None  # the best checkpoint by train.select_metric
     elapsed_before: float = 0.0  # training seconds before this resume
+    horizon: int | None = None  # the LR schedule's length when fitted to the time budget (else the plan's)
     dev_logits: dict[int, np.ndarray] = dataclasses.field(default_factory=dict)  # per checkpoint step (not saved)
 
 
@@ -358,7 +383,8 @@ def restore(start: Launch, model, optimizer, scheduler, total_steps: int) -> Run
     scheduler.load_state_dict(optim["scheduler"])
     if start.main:
         log.warning("resuming from %s (step %d of %d)", start.checkpoint.name, state["step"], total_steps)
-    return RunState(state["step"], state.get("history", []), state.get("best"), float(state.get("elapsed_s", 0.0)))
+    return RunState(state["step"], state.get("history", []), state.get("best"), float(state.get("elapsed_s", 0.0)),
+                    horizon=state.get("schedule_steps"))
 
 
 class TeacherTraining:
@@ -384,8 +410,12 @@ class TeacherTraining:
         n_units = len(self.data.groups) if self.data.groups is not None else len(self.train_ids)
         self.plan = plan = make_plan(n_units, self.world, tr.batch_size, tr.grad_accum, tr.epochs, tr.checkpoint_fraction)
         self.stop_at = plan.total_steps if tr.max_steps is None else min(plan.total_steps, tr.max_steps)
-        self.params, optimizer, self.scheduler = make_optimizer(model, tr, plan.total_steps)
+        horizon = start.restored[0].get("schedule_steps") if start.restored else None  # fitted to the budget before a resume
+        self.params, optimizer, self.scheduler = make_optimizer(model, tr, horizon or plan.total_steps)
+        self.raw_optimizer, self.eval_s = optimizer, 0.0
         self.state = restore(start, model, optimizer, self.scheduler, plan.total_steps)
+        if horizon:
+            self.stop_at = min(self.stop_at, horizon)
         self.model, self.optimizer = acc.prepare(model, optimizer)
         self.raw_model = acc.unwrap_model(self.model)
         from accelerate.utils import DistributedType
@@ -426,7 +456,9 @@ class TeacherTraining:
         start_metrics = {}
         if self.state.step == 0 and not self.state.history:
             (self.out / LOG_FILE).unlink(missing_ok=True)
+            t_eval = time.monotonic()
             start_metrics = self.evaluator(self.raw_model, self.accelerator) if self.tr.eval_at_start and not self.is_fsdp else {}
+            self.eval_s = time.monotonic() - t_eval if start_metrics else 0.0
         print(self.summary(), flush=True)
         return start_metrics
 
@@ -467,11 +499,14 @@ class TeacherTraining:
         with (progress_bar((self.stop_at - st.step) * pairs_per_step, "teacher train", "pairs") if shown
               else contextlib.nullcontext()) as bar:
             running, n_logged = 0.0, 0
+            first, t_loop = st.step, time.monotonic()
             while st.step < self.stop_at:
                 for loss in self.optimizer_step():
                     running += loss
                     n_logged += 1
                 st.step += 1
+                if st.step - first == FIT_AFTER and st.horizon is None:
+                    self.fit_schedule((time.monotonic() - t_loop) / FIT_AFTER)
                 if bar:
                     bar(pairs_per_step)
                 if self.main and st.step % tr.log_every == 0:
@@ -528,6 +563,26 @@ class TeacherTraining:
         self.optimizer.zero_grad(set_to_none=True)
         return losses
 
+    def fit_schedule(self, per_step_s: float) -> None:
+        """With a time budget (train.max_minutes, one process), shorten the LR schedule to the steps that fit it at
+        ``per_step_s`` (the run's first steps), so the budget's last step is the schedule's last: a run stopped by
+        the clock otherwise ends at a high learning rate (measured: a 15-minute run of the demo recipe stopped at step
+        242 of 550 with the LR at 65 % of its peak, its dev nDCG@10 0.641 below the untrained model's 0.655)."""
+        tr, st = self.tr, self.state
+        if not tr.max_minutes or self.world > 1:
+            return
+        fit = steps_in_budget(st.step, self.stop_at, per_step_s, tr.max_minutes * 60 - self.elapsed(), self.eval_s,
+                              self.plan.ckpt_every)
+        if fit >= self.stop_at:
+            return
+        st.horizon = self.stop_at = max(st.step + 1, fit)
+        self.scheduler = make_scheduler(self.raw_optimizer, tr, st.horizon, st.step)
+        if self.main:
+            log.info("time budget of %.1f min: %d steps fit at %.2f s/step; the LR schedule now ends at step %d",
+                     tr.max_minutes, st.horizon, per_step_s, st.horizon)
+            append_log(self.out, {"event": "schedule", "step": st.step, "steps": st.horizon, "s_per_step": round(per_step_s, 3),
+                                  "of_planned": self.plan.total_steps})
+
     def over_budget(self) -> bool:
         """Has the wall-clock budget (train.max_minutes) run out on any process?"""
         budget_s = self.tr.max_minutes * 60 if self.tr.max_minutes else None
@@ -574,7 +629,8 @@ class TeacherTraining:
             save_file(weights, str(tmp / TRAINABLE_FILE))
             torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}, tmp / OPTIM_FILE)
             (tmp / STATE_FILE).write_text(json.dumps({"step": st.step, "total_steps": self.plan.total_steps, "recipe": self.start.key,
-                                                      "history": st.history, "best": st.best, "elapsed_s": self.elapsed()}, indent=1))
+                                                      "history": st.history, "best": st.best, "elapsed_s": self.elapsed(),
+                                                      "schedule_steps": st.horizon}, indent=1))
 
     # the artifact (main process)
 

@@ -100,7 +100,9 @@ class TrainConfig:
     select_best: bool = True  # the artifact gets the checkpoint with the best dev select_metric
     max_steps: int | None = dataclasses.field(default=None, metadata={
         "help": "Stop after this many optimizer steps (0: write the untrained model); overrides epochs when smaller."})
-    max_minutes: float | None = dataclasses.field(default=None, metadata={"help": "Wall-clock budget; stops after a checkpoint."})
+    max_minutes: float | None = dataclasses.field(default=None, metadata={
+        "help": "Wall-clock budget; stops after a checkpoint. A one-process run times its first steps and ends its LR "
+                "schedule at the last step that fits."})
     seed: int = 0  # training seed (order of batches, initial weights, dropout)
     log_every: int = 10  # optimizer steps between log lines
     cpu_threads: int | str | None = "auto"  # CPU only: "auto" = cores not busy (shared machines), N, or None (torch default)

@@ -234,3 +234,43 @@ def test_a_finished_or_spent_run_is_already_trained(tmp_path):
     assert not done() and not done(max_steps=6) and not done(max_minutes=2)
     assert done(max_steps=5) and done(max_minutes=1.5)
     assert not already_trained(Launch(start.accelerator, torch.float32, 1, {}), tmp_path, SimpleNamespace(max_steps=0, max_minutes=None))
+    state["schedule_steps"] = 5  # its LR schedule was fitted to the budget and ended at this step
+    assert done() and done(max_minutes=2)
+
+
+def test_steps_in_budget_counts_steps_and_the_dev_evaluations():
+    from reldistill.teacher.train import steps_in_budget
+
+    assert steps_in_budget(0, 100, 1.0, 10.0, 0.0, 50) == 10
+    assert steps_in_budget(3, 8, 0.1, 1e6, 0.0, 5) == 8  # never past the plan
+    # 2 s per evaluation: one at the end, one at every 5th step — 14 steps cost 14 + 2 x 2 = 18 s of 20
+    assert steps_in_budget(0, 100, 1.0, 20.0, 2.0, 5) == 14
+    assert steps_in_budget(7, 100, 1.0, 1.0, 2.0, 5) == 7  # not even the final evaluation fits: no more steps
+
+
+def test_a_time_budget_fits_the_lr_schedule_to_the_steps_that_fit(tiny, tmp_path, monkeypatch):
+    import reldistill.teacher.train as tt
+    from reldistill.recipe import load_recipe
+
+    seen = {}
+
+    def three_more(step, stop_at, per_step_s, left_s, eval_s, ckpt_every):
+        seen.update(step=step, stop_at=stop_at, per_step_s=per_step_s, left_s=left_s, eval_s=eval_s)
+        return step + 3
+
+    monkeypatch.setattr(tt, "steps_in_budget", three_more)
+    with one_thread():
+        out = tt.train_teacher(load_recipe(tiny["recipe"]), tmp_path / "t", max_minutes=30, progress=False, runtime=TEST_RUNTIME)
+    assert seen["step"] == tt.FIT_AFTER and seen["stop_at"] == 14
+    assert seen["per_step_s"] > 0 and 0 < seen["left_s"] < 30 * 60 and seen["eval_s"] > 0  # the untrained dev eval was timed
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["steps"] == tt.FIT_AFTER + 3
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["steps"], r["of_planned"]) for r in log if r["event"] == "schedule"] == [(tt.FIT_AFTER, tt.FIT_AFTER + 3, 14)]
+    lrs = [r["lr"] for r in log if r["event"] == "train"]
+    assert len(lrs) == tt.FIT_AFTER + 3 and lrs[-1] == pytest.approx(0.0, abs=1e-12) and min(lrs[:-1]) > 0  # the schedule ends at the fitted step
+    state = json.loads((out / "checkpoints" / f"step-{tt.FIT_AFTER + 3:07d}" / "state.json").read_text())
+    assert state["schedule_steps"] == tt.FIT_AFTER + 3
+    with one_thread():  # a rerun finds it finished (the fitted schedule is its length), not 6 steps short
+        again = tt.train_teacher(load_recipe(tiny["recipe"]), tmp_path / "t", max_minutes=30, progress=False, runtime=TEST_RUNTIME)
+    assert json.loads((again / "manifest.json").read_text())["steps"] == tt.FIT_AFTER + 3
