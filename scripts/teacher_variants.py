@@ -353,12 +353,14 @@ def table(out_root: Path) -> str:
                          f"{f(r['test_ndcg10'])} ({r['test_queries']}) | – |")
         else:
             untrained = not r["epochs"]
-            lines.append(f"| {r['variant'].split('@')[0]} | {Path(str(r['backbone'])).name} | {r['head']} | "
+            kept = r.get("chosen_step")
+            epochs = f"{r['epochs']}" + (f" (kept step {kept} of {r['steps']})" if kept is not None and r.get("steps") and kept != r["steps"] else "")
+            lines.append(f"| {r['variant'].replace(',', ', ')} | {Path(str(r['backbone'])).name} | {r['head']} | "
                          f"{'– (untrained)' if untrained else r['loss']} | {r['group_size'] or '–'} | "
-                         f"{'none' if untrained else r['train_layers']} | {r['epochs']} | {f(r['dev_ndcg10'])} ({r['dev_queries']}"
+                         f"{'none' if untrained else r['train_layers']} | {epochs} | {f(r['dev_ndcg10'])} ({r['dev_queries']}"
                          f"{'' if untrained or r.get('dev_ndcg10_untrained') is None else '; untrained ' + f(r['dev_ndcg10_untrained'])}) | "
                          f"{f(r['test_ndcg10'])} ({r['test_queries']}) | {r['train_wall_min']} |")
-    cmds = "\n".join(f"- {r['variant'].split('@')[0]}: `{r['command']}`"
+    cmds = "\n".join(f"- {r['variant']}: `{r['command']}`"
                      + (f" (scoring: dev {r['score_seconds']['dev']} s / {r['pairs']['dev']} pairs, test {r['score_seconds']['test']} s / "
                         f"{r['pairs']['test']} pairs)" if r.get("score_seconds") else "")
                      + (f"; {r['conditions']}" if r.get("conditions") else "") for r in rows.values())
