@@ -119,7 +119,7 @@ def main() -> None:
     rpath, _ = artifact_recipe(tdir, REPO / "runs" / "calibration-teachers" / "recipe.yaml")
     first = cached_model(tdir, rpath)
     data_cfg = first[2].data
-    dev = dev_pairs(data_cfg)  # the whole dev split: what `teacher calibrate` fits on
+    dev = dev_pairs(data_cfg)  # the whole dev split: what `reldistill calibrate` fits on
     test = split_pairs(data_cfg)["test"].reset_index(drop=True)
     rows = [teacher_rows(f"{first_name(tdir)}", first, dev, test, load_calibration(tdir))]
     del first
