@@ -59,8 +59,10 @@ def stable_view(report: dict, path: tuple[str, ...] = ()) -> dict:
 
 
 def assert_same_results(expected, actual, where: str = "report") -> None:
-    """The same keys, texts and flags, and every number within 1e-6 (relative, or absolute near zero): the
-    float32 training leaves ~1e-7 of noise from run to run, a real change moves a figure far more."""
+    """The same keys, texts and flags, and every number within 1e-3 relative (1e-5 absolute near zero): the
+    float32 training leaves ~1e-7 of noise from run to run on one CPU and up to ~5e-4 between CPUs (the reference was
+    written on an AVX2 CPU; an AVX-512 one gives the human-only student's dev log-loss 0.516155 vs 0.516172); a real
+    change moves a figure far more."""
     if isinstance(expected, dict):
         assert isinstance(actual, dict) and set(actual) == set(expected), (where, set(actual) ^ set(expected))
         for key in expected:
@@ -70,7 +72,7 @@ def assert_same_results(expected, actual, where: str = "report") -> None:
         for i, (e, a) in enumerate(zip(expected, actual)):
             assert_same_results(e, a, f"{where}[{i}]")
     elif isinstance(expected, float) and not isinstance(actual, bool):
-        assert actual == pytest.approx(expected, rel=1e-6, abs=1e-6), (where, actual, expected)
+        assert actual == pytest.approx(expected, rel=1e-3, abs=1e-5), (where, actual, expected)
     else:
         assert actual == expected, (where, actual, expected)
 
