@@ -83,10 +83,10 @@ def _convert(r: ResolvedModel, target: Path) -> None:
 
 
 @contextmanager
-def one_parse_per_file() -> Iterator[dict]:
+def one_parse_per_file() -> Iterator[None]:
     """Within the block, ``gguf.GGUFReader(path)`` (which transformers' GGUF loader calls for the config, the weights
     and the tokenizer in turn) parses each file once and hands the same read-only reader back; the class is restored
-    on leaving. Yields the readers made, by (path, mode)."""
+    on leaving."""
     import gguf
 
     made: dict[tuple[str, str], object] = {}
@@ -100,6 +100,6 @@ def one_parse_per_file() -> Iterator[dict]:
 
     gguf.GGUFReader = reader
     try:
-        yield made
+        yield
     finally:
         gguf.GGUFReader = real
