@@ -72,8 +72,33 @@ def check_4bit(device_type: str) -> None:
                         "the 4-bit figure) or train on a device it supports (CUDA).")
 
 
+def busy_cores(cores: list[int], window_s: float = 0.5) -> float:
+    """How many of ``cores`` other processes keep busy now: their CPU use over the next ``window_s`` seconds (psutil),
+    less this process's own.
+
+    Not the 1-min load average: it stays high for about a minute after a job ends (and counts this process's
+    previous work), so a teacher trained right after another job got 1 thread of 2 for its whole run. Where
+    per-core use is not readable, the load average is the fallback."""
+    try:
+        import psutil
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        try:
+            me = psutil.Process()
+            me.cpu_percent(None)  # starts this process's count over the same window
+            use = psutil.cpu_percent(interval=window_s, percpu=True)
+            return max(0.0, sum(use[c] for c in cores if c < len(use)) / 100.0 - me.cpu_percent(None) / 100.0)
+        except (psutil.Error, OSError):
+            pass
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return 0.0
+
+
 def set_cpu_threads(setting: int | str | None = "auto", runtime: Runtime | None = None) -> int:
-    """Pick torch's CPU thread count. ``auto``: the cores not already busy (by 1-min load), at least 1 — or torch's
+    """Pick torch's CPU thread count. ``auto``: the cores not busy now (:func:`busy_cores`), at least 1 — or torch's
     own count where the user pinned it (``runtime.threads_pinned``: $OMP_NUM_THREADS).
 
     On a shared CPU, OpenMP threads that outnumber free cores spin-wait and run several times
@@ -85,12 +110,8 @@ def set_cpu_threads(setting: int | str | None = "auto", runtime: Runtime | None 
     if setting == "auto":
         if (runtime or Runtime()).threads_pinned:
             return torch.get_num_threads()
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        try:
-            busy = os.getloadavg()[0]
-        except OSError:
-            busy = 0.0
-        n = max(1, min(cores, int(cores - busy + 0.5)))
+        cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+        n = max(1, min(len(cores), int(len(cores) - busy_cores(cores) + 0.5)))
     else:
         n = max(1, int(setting))
     torch.set_num_threads(n)
