@@ -110,6 +110,11 @@ def test_choose_fastest_prefers_higher_throughput():
     assert enc.choose_fastest(t) == "onnx"  # one-query latency is the query encoder's choice, not the batch backend's
     assert enc.choose_fastest({"torch": t["torch"]}) == "torch"
     assert enc.choose_fastest({"torch": t["torch"], "onnx": {**t["onnx"], "docs_per_s": 100.0}}) == "torch"  # a tie
+    # a near tie (timing noise) keeps PyTorch, so two runs on one CPU serve the same way; a clear win does not
+    assert enc.choose_fastest({"torch": t["torch"], "onnx": {**t["onnx"], "docs_per_s": 109.0}}) == "torch"
+    assert enc.choose_fastest({"torch": t["torch"], "onnx": {**t["onnx"], "docs_per_s": 111.0}}) == "onnx"
+    assert enc.choose_fastest({"torch": t["torch"], "onnx": {**t["onnx"], "docs_per_s": 105.0},
+                               "openvino": {**t["openvino"], "docs_per_s": 120.0}}) == "openvino"
 
 
 def test_bad_backend_setting_is_one_clear_error(tmp_path):

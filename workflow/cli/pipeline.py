@@ -23,8 +23,8 @@ def demo_cmd(
     train_teacher: Annotated[bool, typer.Option("--train-teacher", help="Train the teacher here instead of reusing the recipe's bundled one.")] = False,
 ) -> None:
     """Run data check → teacher → candidates → scoring → students → index → eval → report into --run."""
-    # The demo owns the machine: use every core (the stages' "auto" thread choice follows the load
-    # average, which the set-up's pip install leaves high). Set OMP_NUM_THREADS to choose otherwise.
+    # The demo owns the machine: use every core, one thread count for every stage (so its figures repeat), whatever
+    # else the "auto" rule would find busy at a stage's start. Set OMP_NUM_THREADS to choose otherwise.
     pin_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
     from rich.markdown import Markdown
