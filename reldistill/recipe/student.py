@@ -10,7 +10,7 @@ from reldistill.settings import check_backend, check_int8
 @dataclasses.dataclass
 class StudentConfig:
     """Which runtime encodes with the student: auto = the fastest of torch / onnx / openvino measured once on
-    this CPU (cached); ``$RELDISTILL_STUDENT_BACKEND`` and ``$RELDISTILL_STUDENT_INT8`` still win (reldistill.settings)."""
+    this CPU (cached; torch unless another is 10% faster); ``$RELDISTILL_STUDENT_BACKEND`` and ``$RELDISTILL_STUDENT_INT8`` still win (reldistill.settings)."""
 
     backend: str = "auto"  # auto | torch | onnx | openvino
     # the runtime of one-query encoding (search, serve, eval queries): auto = the lowest single-query p50 measured here
