@@ -148,7 +148,7 @@ def auto_backend(load_torch, model_dir: Path, digest: str, runtime: Runtime | No
             rt.attach_runtime(m, b, model_dir, digest, runtime=runtime)
         return time_backend(m)
 
-    key = choice_key("throughput+10%", rt.cpu_signature(), digest, ",".join(installed))  # rule + CPU + weights
+    key = choice_key(f"throughput+{FASTER_BY:.0%}", rt.cpu_signature(), digest, ",".join(installed))  # rule + CPU + weights
     return measured_choice(BATCH, key, digest, installed, measure, choose_fastest, runtime)[0]
 
 
