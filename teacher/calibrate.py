@@ -52,8 +52,8 @@ def calibrate_teacher(teacher_dir: str | Path, data_cfg: DataConfig, scorer: Sco
     open_artifact(teacher_dir)
     have = load_calibration(teacher_dir)
     dev = dev_pairs(data_cfg, max_pairs)
-    # kept only when fitted on these very pairs: training fits on the dev queries it ranks (multi-judged ones),
-    # and the whole dev split (single-judged queries too) is both larger and closer to test's label mix
+    # kept only when fitted on these very pairs: training fits on the dev queries it ranks (multi-judged ones);
+    # offered the whole dev split, each target is fitted on all of it or on the ranked queries (fit_calibration chooses)
     if have is not None and not force and dev_matches(have, data_cfg) and have.dev.get("pairs") == len(dev):
         return have, False
     if scorer is None:

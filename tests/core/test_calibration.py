@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from reldistill.calibration import (Calibration, choose_calibrator, fit_calibration, fit_isotonic, fit_platt,
-                                    load_calibration, save_calibration)
+                                    load_calibration, query_folds, ranked_rows, save_calibration, summary)
 from reldistill.errors import UserError
 from reldistill.metrics import brier, expected_calibration_error, reliability
 
@@ -64,6 +64,48 @@ def test_choice_platt_for_a_logistic_truth_isotonic_for_a_step():
     step = np.where(np.abs(z) > 1.5, 0.5 < rng.random(len(z)), step).astype(float)  # non-monotone tails break Platt
     chosen = choose_calibrator(z, step, qids, "identity")
     assert chosen.method == "isotonic" and set(chosen.dev_log_loss) == {"platt", "isotonic"}
+
+
+def _mixed(seed: int, ranked_shift: float):
+    """400 ranked queries of 6 pairs (P(E) = sigmoid(2z + ranked_shift)) and 800 single-judged ones (sigmoid(2z + 1.5))."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=400 * 6 + 800)
+    shift = np.r_[np.full(400 * 6, ranked_shift), np.full(800, 1.5)]
+    y = (rng.random(len(z)) < 1 / (1 + np.exp(-(2 * z + shift)))).astype(float)
+    qids = np.r_[np.repeat([f"r{i}" for i in range(400)], 6), [f"s{i}" for i in range(800)]]
+    return z, y, qids
+
+
+def test_fit_set_follows_the_ranked_queries_when_single_judged_ones_differ():
+    z, y, qids = _mixed(5, -1.0)  # single-judged queries are Exact far more often at the same score
+    cal = choose_calibrator(z, y, qids, "identity")
+    assert cal.fit_pairs == "ranked" and cal.fitted == {"queries": 400, "pairs": 2400}
+    assert set(cal.dev_log_loss) == {"platt", "isotonic", "platt (ranked)", "isotonic (ranked)"}
+    ranked = ranked_rows(qids)
+    p = cal(z[ranked], "identity")
+    assert abs(p.mean() - y[ranked].mean()) < 0.02  # calibrated where it is judged: the ranked queries
+    same = choose_calibrator(*_mixed(6, 1.5), "identity")  # one relation for both: the larger set is as good or better
+    assert same.dev_log_loss[same.method if same.fit_pairs == "all" else f"{same.method} (ranked)"] == min(same.dev_log_loss.values())
+    whole = choose_calibrator(z[ranked], y[ranked], qids[ranked], "identity")  # only ranked queries: one fit set
+    assert whole.fit_pairs == "all" and set(whole.dev_log_loss) == {"platt", "isotonic"}
+
+
+def test_query_folds_keep_queries_whole_and_share_ranked_ones():
+    _, _, qids = _mixed(7, 0.0)
+    fold = query_folds(qids, 5)
+    for q in np.unique(qids):
+        assert len(set(fold[qids == q])) == 1
+    ranked = ranked_rows(qids)
+    per_fold = [len(set(qids[ranked & (fold == f)])) for f in range(5)]
+    assert per_fold == [80] * 5 and [len(set(qids[~ranked & (fold == f)])) for f in range(5)] == [160] * 5
+
+
+def test_summary_names_each_targets_fit_set():
+    z, y, qids = _mixed(8, -1.0)
+    labels = np.where(y > 0, "E", "I")
+    fitted = summary(fit_calibration(z, labels, qids, "identity"))["fitted_on"]
+    assert fitted["p_exact"] == {"set": "ranked", "queries": 400, "pairs": 2400}
+    assert set(fitted) == {"p_exact", "p_exact_or_substitute"}
 
 
 def test_ece_and_brier_on_synthetic_data():
@@ -144,6 +186,11 @@ def test_eval_block_report_table_and_reliability_diagram(tmp_path):
     report = {"split": "test", "calibration": {"teacher": block, "dense-distilled": {**block, "served_student": True}}}
     md = "\n".join(calibration_markdown(report))
     assert "dense-distilled (served student)" in md and f"{block['p_exact']['ece']:.4f}" in md and "Task 2 micro-F1" in md
+    assert f"on 2,400 dev pairs of 300 queries" in md  # every dev query ranks 8 pairs: one fit set
+    z, y, mq = _mixed(9, -1.0)
+    mixed = fit_calibration(z, np.where(y > 0, "E", "I"), mq, "identity", split="dev")
+    ranked_block = calibration_block(mixed, z[:600], np.where(y[:600] > 0, "E", "I"), raw_is_probability=False)
+    assert "on 2,400 dev pairs of 400 ranked queries" in "\n".join(calibration_markdown({"split": "test", "calibration": {"x": ranked_block}}))
     png = plot_reliability(report, tmp_path / "reliability.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
 
