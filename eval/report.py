@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from reldistill.artifacts import MANIFEST, atomic_path, read_json, write_json, write_manifest, write_text
+from reldistill.calibration import fitted_text
 from reldistill.eval.findings import findings
 from reldistill.eval.metrics import to_run
 from reldistill.eval.order import ordered
@@ -84,13 +85,6 @@ def render_markdown(report: dict) -> str:
     return "\n".join(out)
 
 
-def _fitted(fit: dict, target: str) -> str:
-    """'platt on 1,077 dev pairs of 64 ranked queries': one target's method and the dev pairs it was fitted on."""
-    on = (fit.get("fitted_on") or {}).get(target) or {"set": "all", "pairs": fit["dev"].get("pairs"), "queries": fit["dev"].get("queries")}
-    which = " ranked" if on["set"] == "ranked" else ""
-    return f"{fit['methods'][target]} on {on['pairs']:,} dev pairs of {on['queries']:,}{which} queries"
-
-
 def calibration_markdown(report: dict) -> list[str]:
     """The calibration table: ECE (10 bins) and Brier of P(Exact) and P(E or S) per calibrated model on this split."""
     cal = report.get("calibration")
@@ -102,7 +96,8 @@ def calibration_markdown(report: dict) -> list[str]:
         raw = f" (raw {e['raw_ece']:.4f})" if "raw_ece" in e else ""
         who = f"{system} (served student)" if b.get("served_student") else system
         rows.append(f"| {who} | {e['ece']:.4f}{raw} | {e['brier']:.4f} | {es['ece']:.4f} | {es['brier']:.4f} | {b['pairs']:,} | "
-                    f"{_fitted(fit, 'p_exact')} / {_fitted(fit, 'p_exact_or_substitute')} |")
+                    f"{fit['methods']['p_exact']} on {fitted_text(fit, 'p_exact')} / "
+                    f"{fit['methods']['p_exact_or_substitute']} on {fitted_text(fit, 'p_exact_or_substitute')} |")
     tasks = [f"| {s} | {b['esci_tasks']['task2_micro_f1']:.4f} | {b['esci_tasks']['task3_micro_f1']:.4f} | "
              f"{b['esci_tasks']['task3_substitute_f1']:.4f} |" for s, b in cal.items() if b.get("esci_tasks")]
     return [f"## Calibration — judged pairs of `{report['split']}`", "",

@@ -126,14 +126,12 @@ def ranked_rows(query_ids: Sequence[str]) -> np.ndarray:
     return counts[inv] >= 2
 
 
-def query_folds(query_ids: Sequence[str], folds: int, seed: int | None = None) -> np.ndarray:
-    """A fold number per row; a query's rows share one fold. Queries are dealt round the folds in order of first
-    appearance (or in a ``seed``-shuffled order), ranked queries and single-judged ones each on their own, so
-    every fold holds its share of both."""
+def query_folds(query_ids: Sequence[str], folds: int, seed: int) -> np.ndarray:
+    """A fold number per row; a query's rows share one fold. Queries are dealt round the folds in a ``seed``-shuffled
+    order, ranked queries and single-judged ones each on their own, so every fold holds its share of both."""
     ranked = dict(zip(map(str, query_ids), ranked_rows(query_ids)))
     order = list(dict.fromkeys(map(str, query_ids)))
-    if seed is not None:
-        order = [order[i] for i in np.random.default_rng(seed).permutation(len(order))]
+    order = [order[i] for i in np.random.default_rng(seed).permutation(len(order))]
     dealt = {True: 0, False: 0}
     codes = {}
     for q in order:
@@ -275,6 +273,14 @@ def load_calibration(directory: str | Path | None) -> Calibration | None:
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise UserError(f"{p} is not valid JSON — refit it with `reldistill calibrate`.") from None
     return Calibration.from_dict(raw, str(p))
+
+
+def fitted_text(fitted: dict[str, Any], target: str) -> str:
+    """'1,077 dev pairs of 64 ranked queries': the dev pairs one target was fitted on, from a :func:`summary` (one
+    written before fit sets existed was fitted on all of its dev pairs)."""
+    on = (fitted.get("fitted_on") or {}).get(target) or {"set": "all", "pairs": fitted["dev"].get("pairs"),
+                                                           "queries": fitted["dev"].get("queries")}
+    return f"{on['pairs']:,} dev pairs of {on['queries']:,}{' ranked' if on['set'] == 'ranked' else ''} queries"
 
 
 def summary(cal: Calibration | None) -> dict[str, Any] | None:

@@ -33,6 +33,7 @@ MAX_GAP = 0.05
 
 def teacher_rows(name: str, loaded, dev, test, stored=None) -> dict:
     """Dev-fitted calibration (or ``stored``), and on test: ECE/Brier of P(Exact), precision of Exact at each threshold."""
+    from reldistill.calibration import fitted_text, summary
     from reldistill.eval.calibration import calibration_block, precision_at
     from reldistill.teacher.calibrate import fit_teacher_calibration
     from teacher_variants import cached_probs
@@ -44,18 +45,12 @@ def teacher_rows(name: str, loaded, dev, test, stored=None) -> dict:
     s, lab = np.asarray(test_ev.last_probs, dtype=np.float64), test["esci_label"].astype(str).to_numpy()
     block = calibration_block(cal, s, lab, raw_is_probability=True)
     return {"teacher": name, "dev_ndcg10": dev_ev.metrics.get("ndcg@10"), "test_ndcg10": test_ev.metrics.get("ndcg@10"),
-            "method": cal.targets["p_exact"].method, "fitted_on": fitted_on(cal.targets["p_exact"], cal.dev),
+            "method": cal.targets["p_exact"].method, "fitted_on": fitted_text(summary(cal), "p_exact"),
             "ece_p_exact": block["p_exact"]["ece"], "raw_ece": block["p_exact"].get("raw_ece"), "brier_p_exact": block["p_exact"]["brier"],
             "at": [precision_at(cal, s, lab, m) for m in THRESHOLDS],
             "raw_at": [{"min_score": m, "kept": int((s >= m).sum()),
                         "precision_exact": float((lab[s >= m] == "E").mean()) if (s >= m).any() else None} for m in THRESHOLDS],
             "raw_mean": float(s.mean())}
-
-
-def fitted_on(target, dev: dict) -> str:
-    """'1,077 dev pairs of 64 ranked queries': the pairs one calibrated target was fitted on."""
-    on = target.fitted or {"pairs": dev.get("pairs"), "queries": dev.get("queries")}
-    return f"{on['pairs']:,} dev pairs of {on['queries']}{' ranked' if target.fit_pairs == 'ranked' else ''} queries"
 
 
 def first_name(tdir: Path) -> str:

@@ -44,7 +44,7 @@ def main() -> None:
         sys.exit(f"{a.config} has no train.bundled folder to write")
     runtime = Runtime.from_env()  # resolved once, here at the edge: training and calibration share it
     out = train_teacher(recipe, a.output, resume=a.resume, max_minutes=a.minutes, runtime=runtime)
-    # training calibrates on the dev queries it ranks; the demo calibrates offered the whole dev split and would rescore it
+    # training calibrates on the dev queries it ranks; the demo's calibration is offered the whole dev split and would rescore it
     # (~2 min on 2 cores) unless the bundle already holds that fit, in float32 as the demo scores on a CPU without bf16
     calibrate_teacher(out, recipe.data, dtype="float32", runtime=runtime)
     dest = make_bundle(Path(out), bundle_dir(recipe.train.bundled), " ".join(["python", *sys.argv]), recipe.data.path)
