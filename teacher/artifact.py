@@ -69,13 +69,15 @@ class ArtifactFiles:
     base: str  # model name for resolve_model, or a folder
 
 
-def open_artifact(directory: str | Path) -> ArtifactFiles:
-    """Check a teacher directory is complete; each missing or broken part is a UserError."""
+def open_artifact(directory: str | Path, tokenizer: bool = True) -> ArtifactFiles:
+    """Check a teacher directory is complete; each missing or broken part is a UserError.
+
+    ``tokenizer=False``: the weights alone (a bundle, whose tokenizer is rebuilt at install, will do)."""
     d = Path(directory)
     if not d.is_dir():
         raise UserError(f"teacher directory {d} does not exist — train one with `reldistill teacher train` or pass --teacher.")
     m = read_manifest(d, KIND)
-    for rel in (HEAD_FILE, RECIPE_FILE, TOKENIZER_DIR):
+    for rel in (HEAD_FILE, RECIPE_FILE) + ((TOKENIZER_DIR,) if tokenizer else ()):
         if not (d / rel).exists():
             raise UserError(f"teacher {d} is missing {rel} — the artifact is incomplete; retrain or copy it again.")
     if m.get("teacher", {}).get("lora_r", 0) and not (d / ADAPTER_DIR / "adapter_model.safetensors").is_file():
@@ -89,7 +91,8 @@ def open_artifact(directory: str | Path) -> ArtifactFiles:
     return ArtifactFiles(d, m, cfg, base)
 
 
-def load_head_state(path: Path) -> dict[str, torch.Tensor]:
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file of the artifact (head, adapter); unreadable is a UserError."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -97,3 +100,36 @@ def load_head_state(path: Path) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise UserError(f"{path} cannot be read ({str(e)[:100]}) — the file is truncated or corrupted; retrain or copy it again.") from None
+
+
+# Recipe fields a warm start must share with the artifact it starts from (the LoRA's layer set may grow).
+INIT_FIELDS = ("model", "head", "answer_tokens", "lora_r", "lora_alpha", "template", "head_hidden", "load_in_4bit")
+
+
+def load_init_weights(model, cfg: TeacherConfig, directory: str | Path) -> int:
+    """Start ``model`` (a fresh cross-encoder of ``cfg``) from a teacher artifact's LoRA and head (train.init_from).
+
+    The artifact must share ``INIT_FIELDS`` with ``cfg``; every LoRA tensor it holds must land in the model (LoRA
+    on layers the artifact did not train starts from PEFT's init, B = 0, so the start scores as the artifact).
+    Returns the number of LoRA tensors loaded."""
+    from peft import set_peft_model_state_dict
+
+    art = open_artifact(directory, tokenizer=False)
+    for f in INIT_FIELDS:
+        if getattr(art.cfg, f, None) != getattr(cfg, f, None):
+            raise UserError(f"train.init_from {art.root} has teacher.{f} = {getattr(art.cfg, f, None)!r}, this recipe "
+                            f"{getattr(cfg, f, None)!r} — start from a teacher of the same recipe or drop train.init_from.")
+    loaded = 0
+    if cfg.lora_r > 0:
+        state = read_tensors(art.root / ADAPTER_DIR / "adapter_model.safetensors")
+        result = set_peft_model_state_dict(model.backbone, state)
+        missing = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
+        if missing:
+            raise UserError(f"train.init_from {art.root} has LoRA weights this run does not train ({missing[0]}) — "
+                            "widen train.train_layers / teacher.target_modules to cover the artifact's.")
+        loaded = len(state)
+    try:
+        model.head.load_state_dict(read_tensors(art.root / HEAD_FILE))
+    except RuntimeError as e:
+        raise UserError(f"train.init_from {art.root / HEAD_FILE} does not match the recipe's head ({str(e).splitlines()[0][:100]}).") from None
+    return loaded

@@ -48,7 +48,7 @@ from reldistill.precision import reset_accelerate_state, resolve_dtype
 from reldistill.progress import progress_bar
 from reldistill.recipe import Recipe, override
 from reldistill.settings import Runtime
-from reldistill.teacher.artifact import KIND, save_trainables
+from reldistill.teacher.artifact import KIND, load_init_weights, save_trainables
 from reldistill.teacher.backbone import set_cpu_threads
 from reldistill.teacher.calibrate import fit_teacher_calibration
 from reldistill.teacher.inputs import PairEncoder, choose_pad_token, length_buckets
@@ -314,6 +314,8 @@ def build_model(tc, tr, dtype: torch.dtype, runtime: Runtime | None = None):
     torch.manual_seed(tr.seed)
     model, tokenizer, resolved = build_cross_encoder(tc, dtype, train_layers=tr.train_layers, runtime=runtime)
     choose_pad_token(tokenizer)
+    if tr.init_from:  # a warm start: the artifact's LoRA and head (before trainables go fp32: both are kept fp32)
+        log.info("teacher train: starting from %s (%d LoRA tensors)", tr.init_from, load_init_weights(model, tc, tr.init_from))
     for p in model.parameters():  # trainable params stay fp32 (bf16 autocast runs the maths)
         if p.requires_grad and p.dtype != torch.float32:
             p.data = p.data.float()

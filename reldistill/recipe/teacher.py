@@ -95,6 +95,8 @@ class TrainConfig:
     cache_prefix: bool = True  # train_layers: run the frozen lower layers once per pair (False: every step, same result)
     cache_dir: str | None = None  # prefix cache home (default: $RELDISTILL_CACHE/teacher-prefix)
     bundled: str | None = None  # a shipped trained teacher `reldistill demo` reuses (see teacher/bundle.py)
+    init_from: str | None = dataclasses.field(default=None, metadata={
+        "help": "A trained teacher (run artifact or bundle) whose LoRA and head start this run; its LoRA layers must be among this run's."})
     eval_batch_size: int = 32  # pairs per forward in dev evaluation
     eval_at_start: bool = True  # score the untrained model first (the baseline in the manifest)
     select_best: bool = True  # the artifact gets the checkpoint with the best dev select_metric

@@ -226,3 +226,41 @@ def test_bundle_tokenizer_digest_ignores_how_it_was_loaded_not_what_it_does(tmp_
     assert folder("plain") == online
     # a different pad token is a different tokenizer
     assert folder("other-pad", pad_token="<eos>")["tokenizer_config.json"] != online["tokenizer_config.json"]
+
+
+@pytest.mark.slow
+def test_training_can_start_from_a_trained_teacher_and_widen_its_lora(tiny, tmp_path):
+    """train.init_from: the start scores as the artifact (bundle or run), LoRA on more layers grows from B = 0,
+    and an artifact this run cannot hold (LoRA outside its layers, another rank) is refused with one sentence."""
+    from safetensors.torch import load_file
+
+    from reldistill.recipe import load_recipe
+    from reldistill.teacher import Teacher
+    from reldistill.teacher.bundle import make_bundle
+    from reldistill.teacher.train import train_teacher
+
+    kw = dict(loss="listwise", bce_weight=0.5, group_size=4, batch_size=2, grad_accum=1, lr=5e-3, head_lr=5e-3,
+              cache_dir=str(tmp_path / "cache"))
+    pairs = (["shoes red", "tea big", "mug small"], ["shoes mug item 1", "tea lamp item 2", "pen hat item 0"])
+    with one_thread():
+        a = train_teacher(load_recipe(_lm_recipe(tiny, tmp_path / "a.yaml", epochs=1, train_layers=2, **kw)), tmp_path / "a",
+                          progress=False, runtime=TEST_RUNTIME)
+        src = make_bundle(a, tmp_path / "bundle", "python scripts/train_bundled_teacher.py", str(tiny["data"]))
+        start = train_teacher(load_recipe(_lm_recipe(tiny, tmp_path / "s.yaml", max_steps=0, init_from=str(src), **kw)),
+                              tmp_path / "s", progress=False, runtime=TEST_RUNTIME)
+        more = train_teacher(load_recipe(_lm_recipe(tiny, tmp_path / "m.yaml", epochs=1, init_from=str(a), **kw)),
+                             tmp_path / "m", progress=False, runtime=TEST_RUNTIME)
+        score = {k: Teacher.load(d, dtype="float32", runtime=TEST_RUNTIME).score_pairs(*pairs) for k, d in
+                 (("a", a), ("start", start), ("more", more))}
+    np.testing.assert_allclose(score["start"], score["a"], rtol=1e-5, atol=1e-6)  # the start is the artifact
+    ma, ms = (json.loads((d / "manifest.json").read_text()) for d in (a, start))
+    assert ms["dev_metrics"]["ndcg@10"] == pytest.approx(ma["dev_metrics"]["ndcg@10"])
+    lora = load_file(str(more / "adapter" / "adapter_model.safetensors"))
+    low = [v for k, v in lora.items() if ".layers.0." in k and "lora_B" in k]
+    assert low and any(v.abs().max() > 0 for v in low), "the layers the artifact did not train learned from B = 0"
+    assert not np.allclose(score["more"], score["a"])
+    for change, why in (({"train_layers": 1}, "does not train"), ({}, "teacher.lora_r")):
+        teacher = {"lora_r": 8} if not change else None
+        bad = load_recipe(_lm_recipe(tiny, tmp_path / "bad.yaml", teacher=teacher, init_from=str(a), **{**kw, **change}))
+        with pytest.raises(UserError, match=why), one_thread():
+            train_teacher(bad, tmp_path / "bad", progress=False, runtime=TEST_RUNTIME)

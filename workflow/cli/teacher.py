@@ -53,12 +53,14 @@ def train_cmd(
     max_steps: Annotated[Optional[int], typer.Option(help=option_help(TrainConfig, "max_steps"))] = None,
     max_minutes: Annotated[Optional[float], typer.Option(help=option_help(TrainConfig, "max_minutes"))] = None,
     data: DataOpt = None,
+    init_from: Annotated[Optional[Path], typer.Option("--init-from", help=option_help(TrainConfig, "init_from"))] = None,
 ) -> None:
     """Train the teacher (BCEWithLogits on soft labels). Works under `accelerate launch -m reldistill.workflow.cli`."""
     from reldistill.teacher.train import train_teacher  # torch, transformers
 
     recipe = load_recipe(config)
-    recipe = dataclasses.replace(recipe, data=override(recipe.data, path=str(data) if data else None))
+    recipe = dataclasses.replace(recipe, data=override(recipe.data, path=str(data) if data else None),
+                                 train=override(recipe.train, init_from=str(init_from) if init_from else None))
     out = output or RunDir(Path("runs") / config.stem, check=False).teacher
     path = train_teacher(recipe, out, resume=resume, max_steps=max_steps, max_minutes=max_minutes,
                          runtime=Runtime.from_env(student=recipe.student))
