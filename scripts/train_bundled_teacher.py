@@ -26,6 +26,9 @@ def main() -> None:
     ap.add_argument("--output", default="runs/bundled-teacher/teacher")
     ap.add_argument("--epochs", type=float, default=None, help="override train.epochs (the schedule's length)")
     ap.add_argument("--cpu-threads", type=int, default=None, help="override train.cpu_threads (default: the recipe's)")
+    ap.add_argument("--train-layers", type=int, default=None, help="override train.train_layers (0: LoRA on every layer)")
+    ap.add_argument("--init-from", default=None, help="train.init_from: start from this trained teacher (e.g. the bundle "
+                    "a previous commit shipped; copy it out first, as this command replaces the bundle folder)")
     ap.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
     a = ap.parse_args()
     os.chdir(REPO)
@@ -38,7 +41,9 @@ def main() -> None:
     recipe = load_recipe(a.config)
     train = dataclasses.replace(recipe.train, max_minutes=None,
                                 **({"epochs": a.epochs} if a.epochs else {}),
-                                **({"cpu_threads": a.cpu_threads} if a.cpu_threads else {}))
+                                **({"cpu_threads": a.cpu_threads} if a.cpu_threads else {}),
+                                **({"train_layers": a.train_layers} if a.train_layers is not None else {}),
+                                **({"init_from": a.init_from} if a.init_from else {}))
     recipe = dataclasses.replace(recipe, train=train)
     if not recipe.train.bundled:
         sys.exit(f"{a.config} has no train.bundled folder to write")

@@ -58,12 +58,23 @@ def make_bundle(teacher_dir: Path, dest: Path, command: str, data_path: str) -> 
                 shutil.copytree(src, tmp / name)
             elif src.is_file():
                 shutil.copy2(src, tmp / name)
-        _copy_terms(read_json(teacher_dir / "manifest.json").get("base_model"), tmp)
-        (tmp / BUNDLE_FILE).write_text(json.dumps({"command": command, "data_path": data_path,
-                                                   "data_fingerprint": data_fingerprint(data_path), "commit": commit,
-                                                   "tokenizer_sha256": tokenizer_digests(teacher_dir / TOKENIZER)},
-                                                  indent=1) + "\n", encoding="utf-8")
+        manifest = read_json(teacher_dir / "manifest.json")
+        _copy_terms(manifest.get("base_model"), tmp)
+        info = {"command": command, "data_path": data_path, "data_fingerprint": data_fingerprint(data_path), "commit": commit,
+                "tokenizer_sha256": tokenizer_digests(teacher_dir / TOKENIZER)}
+        started = started_from(manifest.get("train", {}).get("init_from"))
+        (tmp / BUNDLE_FILE).write_text(json.dumps({**info, **({"started_from": started} if started else {})}, indent=1) + "\n",
+                                       encoding="utf-8")
     return dest
+
+
+def started_from(init_from: str | None) -> dict | None:
+    """Provenance of a warm start (train.init_from): the path and, for a bundle, its bundle.json (command, commit, chain)."""
+    if not init_from:
+        return None
+    src = Path(init_from) / BUNDLE_FILE
+    info = read_json(src) if src.is_file() else {}
+    return {"path": init_from, **{k: v for k, v in info.items() if k in ("command", "commit", "started_from")}}
 
 
 def _copy_terms(base_model: str | None, dest: Path) -> None:

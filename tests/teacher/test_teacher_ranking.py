@@ -255,6 +255,10 @@ def test_training_can_start_from_a_trained_teacher_and_widen_its_lora(tiny, tmp_
     np.testing.assert_allclose(score["start"], score["a"], rtol=1e-5, atol=1e-6)  # the start is the artifact
     ma, ms = (json.loads((d / "manifest.json").read_text()) for d in (a, start))
     assert ms["dev_metrics"]["ndcg@10"] == pytest.approx(ma["dev_metrics"]["ndcg@10"])
+    # a bundle of a warm-started teacher names the bundle it started from (its command and commit)
+    again = json.loads((make_bundle(start, tmp_path / "bundle2", "python x.py", str(tiny["data"])) / "bundle.json").read_text())
+    assert again["started_from"] == {"path": str(src), "command": "python scripts/train_bundled_teacher.py",
+                                     "commit": json.loads((src / "bundle.json").read_text())["commit"]}
     lora = load_file(str(more / "adapter" / "adapter_model.safetensors"))
     low = [v for k, v in lora.items() if ".layers.0." in k and "lora_B" in k]
     assert low and any(v.abs().max() > 0 for v in low), "the layers the artifact did not train learned from B = 0"

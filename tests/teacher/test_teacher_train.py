@@ -274,3 +274,27 @@ def test_a_time_budget_fits_the_lr_schedule_to_the_steps_that_fit(tiny, tmp_path
     with one_thread():  # a rerun finds it finished (the fitted schedule is its length), not 6 steps short
         again = tt.train_teacher(load_recipe(tiny["recipe"]), tmp_path / "t", max_minutes=30, progress=False, runtime=TEST_RUNTIME)
     assert json.loads((again / "manifest.json").read_text())["steps"] == tt.FIT_AFTER + 3
+
+
+def test_the_schedule_is_refitted_on_the_steady_pace_after_the_first_steps(tiny, tmp_path, monkeypatch):
+    """The first steps run slow (new shapes): the fit at FIT_AFTER is redone at REFIT_AFTER on the steps between."""
+    import reldistill.teacher.train as tt
+    from reldistill.recipe import load_recipe
+
+    calls = []
+
+    def budget(step, stop_at, per_step_s, left_s, eval_s, ckpt_every):
+        calls.append((step, stop_at, per_step_s))
+        return step + 5 if len(calls) == 1 else stop_at  # first: 5 more steps fit; refitted: the whole plan
+
+    monkeypatch.setattr(tt, "steps_in_budget", budget)
+    monkeypatch.setattr(tt, "REFIT_AFTER", 8)
+    with one_thread():
+        out = tt.train_teacher(load_recipe(tiny["recipe"]), tmp_path / "t", max_minutes=30, progress=False, runtime=TEST_RUNTIME)
+    assert [(c[0], c[1]) for c in calls] == [(tt.FIT_AFTER, 14), (8, 14)]  # both fits see the plan's end, not the first fit's
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["steps"]) for r in log if r["event"] == "schedule"] == [(tt.FIT_AFTER, tt.FIT_AFTER + 5), (8, 14)]
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["steps"] == 14
+    lrs = [r["lr"] for r in log if r["event"] == "train"]
+    assert lrs[-1] == pytest.approx(0.0, abs=1e-12) and min(lrs[:-1]) > 0  # the refitted schedule ends at the plan's last step
