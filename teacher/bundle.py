@@ -62,19 +62,28 @@ def make_bundle(teacher_dir: Path, dest: Path, command: str, data_path: str) -> 
         _copy_terms(manifest.get("base_model"), tmp)
         info = {"command": command, "data_path": data_path, "data_fingerprint": data_fingerprint(data_path), "commit": commit,
                 "tokenizer_sha256": tokenizer_digests(teacher_dir / TOKENIZER)}
-        started = started_from(manifest.get("train", {}).get("init_from"))
+        started = started_from(manifest.get("train", {}).get("init_from"), commit)
         (tmp / BUNDLE_FILE).write_text(json.dumps({**info, **({"started_from": started} if started else {})}, indent=1) + "\n",
                                        encoding="utf-8")
     return dest
 
 
-def started_from(init_from: str | None) -> dict | None:
-    """Provenance of a warm start (train.init_from): the path and, for a bundle, its bundle.json (command, commit, chain)."""
+def started_from(init_from: str | None, commit: str | None) -> dict | None:
+    """Provenance of a warm start (train.init_from): the path, for a bundle its bundle.json (command, commit, chain),
+    and ``files_at``: ``commit`` when the folder is committed unchanged there (``git show COMMIT:PATH`` restores it)."""
     if not init_from:
         return None
     src = Path(init_from) / BUNDLE_FILE
     info = read_json(src) if src.is_file() else {}
-    return {"path": init_from, **{k: v for k, v in info.items() if k in ("command", "commit", "started_from")}}
+    out = {"path": init_from, **{k: v for k, v in info.items() if k in ("command", "commit", "started_from")}}
+    try:
+        rel = str(Path(init_from).resolve().relative_to(REPO))
+        git = ["git", "-C", str(REPO)]
+        tracked = subprocess.run([*git, "ls-files", "--error-unmatch", rel], capture_output=True).returncode == 0
+        clean = not subprocess.run([*git, "status", "--porcelain", "--", rel], capture_output=True, text=True).stdout.strip()
+    except (ValueError, OSError):
+        tracked = clean = False
+    return {**out, "files_at": commit} if commit and tracked and clean else out
 
 
 def _copy_terms(base_model: str | None, dest: Path) -> None:
