@@ -10,8 +10,9 @@ dev split). The second is either another artifact of the same recipe family (``-
 or the same run's checkpoint after fewer steps (``--checkpoint``), loaded over the same base. Every calibration is
 fitted as `reldistill calibrate` fits it (offered the whole dev split; P(Exact) and P(E or S) each fitted on all of
 its pairs or on its ranked queries' pairs, whichever has the lower out-of-fold log-loss on the ranked queries)
-with the same code (`reldistill.teacher.calibrate.fit_teacher_calibration`). Both are scored through the cached
-frozen prefix (the recipe trains the top layers only), which gives the scores `Teacher.score_pairs` gives.
+with the same code (`reldistill.teacher.calibrate.fit_teacher_calibration`). A teacher whose recipe trains the top
+layers only is scored through the cached frozen prefix, which gives the scores `Teacher.score_pairs` gives; one with
+LoRA on every layer (train.train_layers 0) runs whole.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def render(rows: list[dict], meta: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--teacher", required=True, help="a trained teacher artifact (top-layer recipe: train.train_layers > 0)")
+    ap.add_argument("--teacher", required=True, help="a trained teacher artifact (a top-layer recipe is scored through its cached frozen prefix)")
     second = ap.add_mutually_exclusive_group(required=True)
     second.add_argument("--second", help="another teacher artifact of the same recipe family (another seed or budget)")
     second.add_argument("--checkpoint", help="a checkpoint folder of the first teacher's run (checkpoints/step-N)")

@@ -96,12 +96,12 @@ def cached_model(tdir: Path, rpath: Path, trainables: Path | None = None):
     path; ``trainables``: a training checkpoint's trainable.safetensors loaded over it (another budget, same run)."""
     import torch
     from accelerate import Accelerator
-    from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
     from reldistill.precision import reset_accelerate_state
     from reldistill.precision import resolve_dtype
     from reldistill.recipe import load_recipe
+    from reldistill.teacher.artifact import load_init_weights
     from reldistill.teacher.inputs import PairEncoder
     from reldistill.teacher.teacher import build_cross_encoder
 
@@ -111,9 +111,7 @@ def cached_model(tdir: Path, rpath: Path, trainables: Path | None = None):
     reset_accelerate_state(runtime=Runtime.from_env())
     acc = Accelerator(mixed_precision="bf16" if dtype == torch.bfloat16 else "no", cpu=True)
     model, tok, resolved = build_cross_encoder(tc, dtype, train_layers=tr.train_layers, runtime=Runtime.from_env())
-    model.head.load_state_dict(load_file(str(tdir / "head.safetensors")))
-    if tc.lora_r > 0:
-        set_peft_model_state_dict(model.backbone, load_file(str(tdir / "adapter" / "adapter_model.safetensors")))
+    load_init_weights(model, tc, tdir)  # the artifact's LoRA and head, as train.init_from loads them
     if trainables is not None:
         state = load_file(str(trainables))
         missing = set(state) - {n for n, _ in model.named_parameters()}
@@ -127,7 +125,7 @@ def cached_model(tdir: Path, rpath: Path, trainables: Path | None = None):
 
 def cached_probs(loaded, df):
     """The dev evaluator run on ``df``'s judged pairs (``.last_probs``: the teacher's probabilities, ``.metrics``:
-    Task-1 metrics) through the cached frozen prefix (the lower layers carry no
+    Task-1 metrics) through the cached frozen prefix where the recipe has one (train.train_layers > 0: the lower layers carry no
     LoRA, so their states are the same for every variant with the same split; tests/test_teacher_ranking.py checks
     cached == uncached)."""
     from reldistill.gguf_cache import cache_root
@@ -137,11 +135,12 @@ def cached_probs(loaded, df):
 
     model, enc, r, acc, base_id = loaded
     ev = DevEvaluator(df, enc, r.train.eval_batch_size)
-    split = num_layers(model.backbone) - r.train.train_layers
-    pdtype = next(model.backbone.parameters()).dtype
-    key = cache_key(base_id, split, pdtype, ev.ids)
-    ev.use_prefix(prefix_states(model, enc, ev.ids, split, r.train.eval_batch_size, cache_root(runtime=Runtime.from_env()) / "teacher-prefix" / f"{key}.safetensors",
-                                acc.autocast), split)
+    if r.train.train_layers:  # train_layers 0: LoRA on every layer, nothing frozen to cache (a cache keyed by the base would be wrong)
+        split = num_layers(model.backbone) - r.train.train_layers
+        pdtype = next(model.backbone.parameters()).dtype
+        key = cache_key(base_id, split, pdtype, ev.ids)
+        ev.use_prefix(prefix_states(model, enc, ev.ids, split, r.train.eval_batch_size,
+                                    cache_root(runtime=Runtime.from_env()) / "teacher-prefix" / f"{key}.safetensors", acc.autocast), split)
     ev.metrics = ev(model, acc)
     return ev
 
