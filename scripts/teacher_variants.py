@@ -34,7 +34,8 @@ judged count), test = the 130 test queries (chooses nothing). nDCG@10 with the E
 I=0). Dev figures and the baselines use `teacher/metrics.py` (ties broken pessimistically, which lowers BM25's
 many tied zero scores); a row whose test figure comes from an eval report (`test_source` in results.jsonl)
 uses `reldistill eval`'s Task-1 table for the same teacher and queries. "train wall min" is the training's
-wall time on the CPU named below (model load and dev evaluations included).
+wall time on the CPU named below (model load and dev evaluations included). A row that started from a trained
+teacher (`train.init_from`) shows that teacher's dev figure as "start" where others show the untrained model's.
 """
 LM = {"model": "smollm2-135m", "head": "lm", "template": None, "lora_r": 16, "lora_alpha": 32, "max_length": 96}
 VARIANTS: dict[str, dict] = {
@@ -196,7 +197,7 @@ def row_for_artifact(tdir: Path, name: str, out_root: Path, command: str, report
         "variant": name, "backbone": tc.get("model"), "head": tc.get("head"),
         "loss": tr.get("loss", "bce") + (f"+{tr['bce_weight']}bce" if tr.get("loss", "bce") != "bce" and tr.get("bce_weight") else ""),
         "group_size": tr.get("group_size", 0), "train_layers": tr.get("train_layers", 0) or "all",
-        "epochs": m["epochs_done"], "steps": m["steps"], "chosen_step": m["chosen_step"],
+        "init_from": tr.get("init_from"), "epochs": m["epochs_done"], "steps": m["steps"], "chosen_step": m["chosen_step"],
         "dev_ndcg10": (m.get("dev_metrics") or {}).get("ndcg@10"), "dev_ndcg10_untrained": (m.get("dev_metrics_untrained") or {}).get("ndcg@10"),
         "dev_queries": m.get("dev_queries"), "test_ndcg10": test["metrics"]["ndcg@10"], "test_queries": test["metrics"]["ndcg_queries"],
         "train_wall_min": m.get("train_minutes"), "prefix_cache_s": m.get("prefix_cache_s"),
@@ -357,7 +358,7 @@ def table(out_root: Path) -> str:
             lines.append(f"| {r['variant'].replace(',', ', ')} | {Path(str(r['backbone'])).name} | {r['head']} | "
                          f"{'– (untrained)' if untrained else r['loss']} | {r['group_size'] or '–'} | "
                          f"{'none' if untrained else r['train_layers']} | {epochs} | {f(r['dev_ndcg10'])} ({r['dev_queries']}"
-                         f"{'' if untrained or r.get('dev_ndcg10_untrained') is None else '; untrained ' + f(r['dev_ndcg10_untrained'])}) | "
+                         f"{'' if untrained or r.get('dev_ndcg10_untrained') is None else ('; start ' if r.get('init_from') else '; untrained ') + f(r['dev_ndcg10_untrained'])}) | "
                          f"{f(r['test_ndcg10'])} ({r['test_queries']}) | {r['train_wall_min']} |")
     cmds = "\n".join(f"- {r['variant']}: `{r['command']}`"
                      + (f" (scoring: dev {r['score_seconds']['dev']} s / {r['pairs']['dev']} pairs, test {r['score_seconds']['test']} s / "
