@@ -2,7 +2,8 @@
 
 Each finding compares two systems measured in the same run (never a figure typed in by hand): whether
 distillation beat the base student, whether it added anything over the human labels alone, and whether
-the teacher is good enough to label and rerank (it must rank ESCI Task-1 candidates better than BM25).
+the teacher is good enough to label and rerank (it must rank ESCI Task-1 candidates better than BM25, and better
+than the base student it teaches).
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ def findings(report: dict[str, Any]) -> list[str]:
     if teacher is not None and bm25 is not None and teacher <= bm25:
         out.append(f"The teacher ranks judged candidates no better than BM25 (ESCI Task 1 {t1_metric} {teacher:.4f} vs "
                    f"{bm25:.4f}): its scores add noise to distillation. Train it longer, or with the GPU recipe.")
+    elif teacher is not None and (tbase := _get(task1, "dense-base", t1_metric)) is not None and teacher <= tbase:
+        out.append(f"The teacher ranks judged candidates above BM25 but below the base student it teaches (ESCI Task 1 "
+                   f"{t1_metric} {teacher:.4f} vs {tbase:.4f}; BM25 {bm25:.4f}): it adds little beyond the human labels. "
+                   "Train it longer, or with the GPU recipe.")
     served = report.get("served") or {}
     if served.get("below_best_part"):
         out.append(f"The served configuration does not hold up on {report['split']}: {served['below_best_part']}.")

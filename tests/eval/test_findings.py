@@ -46,3 +46,16 @@ def test_absent_systems_give_no_findings():
     r["systems"] = {"bm25": {"nDCG@10": 0.4, "MAP": 0.2}}
     r["task1"] = {"bm25": {"nDCG@10": 0.54}}
     assert findings(r) == []
+
+
+def test_a_teacher_above_bm25_but_below_the_base_student_is_called_out():
+    r = report(dist=0.51, teacher=0.60, rerank=0.53)
+    r["task1"]["dense-base"] = {"nDCG@10": 0.62}
+    out = " ".join(findings(r))
+    assert "above BM25 but below the base student it teaches (ESCI Task 1 nDCG@10 0.6000 vs 0.6200; BM25 0.5400)" in out
+    assert "no better than BM25" not in out
+    r["task1"]["dense-base"] = {"nDCG@10": 0.58}  # above both: no teacher warning
+    assert not any("teacher ranks" in f.lower() for f in findings(r))
+    r["task1"]["teacher"] = {"nDCG@10": 0.50}  # below both: the BM25 warning alone
+    out = " ".join(findings(r))
+    assert "no better than BM25" in out and "below the base student" not in out
