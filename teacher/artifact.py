@@ -102,6 +102,14 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise UserError(f"{path} cannot be read ({str(e)[:100]}) — the file is truncated or corrupted; retrain or copy it again.") from None
 
 
+def load_head(head, root: Path, where: str = "", fix: str = " — retrain") -> None:
+    """Load the artifact in ``root``'s head weights into ``head``; a shape or name mismatch is a UserError."""
+    try:
+        head.load_state_dict(read_tensors(root / HEAD_FILE))
+    except RuntimeError as e:
+        raise UserError(f"{where}{root / HEAD_FILE} does not match the recipe's head ({str(e).splitlines()[0][:100]}){fix}.") from None
+
+
 # Recipe fields a warm start must share with the artifact it starts from (the LoRA's layer set may grow).
 INIT_FIELDS = ("model", "head", "answer_tokens", "lora_r", "lora_alpha", "template", "head_hidden", "load_in_4bit")
 
@@ -128,8 +136,5 @@ def load_init_weights(model, cfg: TeacherConfig, directory: str | Path) -> int:
             raise UserError(f"train.init_from {art.root} has LoRA weights this run does not train ({missing[0]}) — "
                             "widen train.train_layers / teacher.target_modules to cover the artifact's.")
         loaded = len(state)
-    try:
-        model.head.load_state_dict(read_tensors(art.root / HEAD_FILE))
-    except RuntimeError as e:
-        raise UserError(f"train.init_from {art.root / HEAD_FILE} does not match the recipe's head ({str(e).splitlines()[0][:100]}).") from None
+    load_head(model.head, art.root, "train.init_from ", "")
     return loaded

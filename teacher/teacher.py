@@ -23,7 +23,7 @@ from reldistill.progress import progress_bar
 from reldistill.recipe.teacher import TeacherConfig
 from reldistill.settings import Runtime
 from reldistill.teacher import prefix_kv
-from reldistill.teacher.artifact import ADAPTER_DIR, HEAD_FILE, TOKENIZER_DIR, read_tensors, open_artifact
+from reldistill.teacher.artifact import ADAPTER_DIR, TOKENIZER_DIR, load_head, open_artifact
 from reldistill.teacher.backbone import load_backbone, load_tokenizer, resolve_base
 from reldistill.teacher.inputs import PairEncoder, length_buckets
 from reldistill.teacher.int8 import apply_int8
@@ -176,10 +176,7 @@ class Teacher:
             if merge_lora:
                 backbone = backbone.merge_and_unload()
         head = build_head(backbone.config, art.cfg)
-        try:
-            head.load_state_dict(read_tensors(art.root / HEAD_FILE))
-        except RuntimeError as e:
-            raise UserError(f"{art.root / HEAD_FILE} does not match the recipe's head ({str(e).splitlines()[0][:100]}) — retrain.") from None
+        load_head(head, art.root)
         model = CrossEncoder(backbone, head)
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         model.to(dev)

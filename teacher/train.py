@@ -315,7 +315,7 @@ def build_model(tc, tr, dtype: torch.dtype, runtime: Runtime | None = None):
     torch.manual_seed(tr.seed)
     model, tokenizer, resolved = build_cross_encoder(tc, dtype, train_layers=tr.train_layers, runtime=runtime)
     choose_pad_token(tokenizer)
-    if tr.init_from:  # a warm start: the artifact's LoRA and head (before trainables go fp32: both are kept fp32)
+    if tr.init_from:  # a warm start: the artifact's LoRA and head, loaded before the trainables are cast to fp32 below
         log.info("teacher train: starting from %s (%d LoRA tensors)", tr.init_from, load_init_weights(model, tc, tr.init_from))
     for p in model.parameters():  # trainable params stay fp32 (bf16 autocast runs the maths)
         if p.requires_grad and p.dtype != torch.float32:
