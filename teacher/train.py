@@ -68,7 +68,8 @@ TRAINABLE_FILE = "trainable.safetensors"
 OPTIM_FILE = "optimizer.pt"
 LOG_FILE = "train_log.jsonl"
 FIT_AFTER = 5  # steps timed before a time budget fits the LR schedule (train.max_minutes)
-REFIT_AFTER = 25  # ... and fitted again on steps FIT_AFTER+1..REFIT_AFTER (the first steps run slow: new shapes, allocator)
+REFIT_AFTER = 25  # ... fitted again on steps FIT_AFTER+1..REFIT_AFTER (the first steps run slow: new shapes, allocator),
+# and at each checkpoint after it on every step since FIT_AFTER (the pace drifts)
 # Recipe fields that may change between a run and its resume (budgets and eval cadence only).
 RESUME_FREE = {"max_steps", "max_minutes", "log_every", "eval_max_pairs", "eval_max_queries", "eval_batch_size",
                "keep_checkpoints", "cpu_threads", "cache_dir", "cache_prefix", "bundled"}
@@ -523,6 +524,8 @@ class TeacherTraining:
                     running, n_logged = 0.0, 0
                 over_budget = self.over_budget()
                 if st.step % plan.ckpt_every == 0 or st.step == self.stop_at or over_budget:
+                    if fitted_here and st.step - first > REFIT_AFTER and st.step < self.stop_at and not over_budget:
+                        self.fit_schedule(float(np.mean(step_s[FIT_AFTER:])), evals_due=1)  # the pace drifts: refit here too
                     self.save_checkpoint(self.evaluate_now())
                     self.accelerator.wait_for_everyone()
                 if over_budget:
@@ -571,18 +574,21 @@ class TeacherTraining:
         self.optimizer.zero_grad(set_to_none=True)
         return losses
 
-    def fit_schedule(self, per_step_s: float) -> None:
+    def fit_schedule(self, per_step_s: float, evals_due: int = 0) -> None:
         """With a time budget (train.max_minutes, one process), shorten the LR schedule to the steps that fit it at
         ``per_step_s`` (the run's first FIT_AFTER steps; at REFIT_AFTER refitted on the steps after them, since the first
         steps run slower: measured 4.76 s/step over the first 5 steps of an all-layer Gemma 3 270M run that then ran at
-        ~3.2 s/step, which fitted 1,034 steps to an 88-minute budget that held ~1,500), so the budget's last step is the schedule's last: a run stopped by
+        ~3.2 s/step, which fitted 1,034 steps to an 88-minute budget that held ~1,500; and at each later checkpoint on
+        every step since FIT_AFTER, ``evals_due`` = the evaluation about to run there, since the pace drifts: the next such
+        run ran 3.05 s/step over steps 6-25 and ~4 s/step after them, so the schedule fitted at step 25 outlasted its
+        budget), so the budget's last step is the schedule's last: a run stopped by
         the clock otherwise ends at a high learning rate (measured: a 15-minute run of the demo recipe stopped at step
         242 of 550 with the LR at 65 % of its peak, its dev nDCG@10 0.641 below the untrained model's 0.655)."""
         tr, st = self.tr, self.state
         if not tr.max_minutes or self.world > 1:
             return
-        fit = max(st.step + 1, steps_in_budget(st.step, self.planned_stop, per_step_s, tr.max_minutes * 60 - self.elapsed(),
-                                               self.eval_s, self.plan.ckpt_every))
+        left_s = tr.max_minutes * 60 - self.elapsed() - evals_due * self.eval_s
+        fit = max(st.step + 1, steps_in_budget(st.step, self.planned_stop, per_step_s, left_s, self.eval_s, self.plan.ckpt_every))
         if fit == self.stop_at or (st.horizon is None and fit >= self.planned_stop):
             return
         st.horizon = self.stop_at = fit

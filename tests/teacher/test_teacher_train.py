@@ -289,8 +289,9 @@ def test_the_schedule_is_refitted_on_the_steady_pace_after_the_first_steps(tiny,
 
     monkeypatch.setattr(tt, "steps_in_budget", budget)
     monkeypatch.setattr(tt, "REFIT_AFTER", 8)
+    recipe = write_recipe(tmp_path / "r.yaml", tiny["base"], tiny["data"], checkpoint_fraction=1.0)  # checkpoints at 7 and 14 only
     with one_thread():
-        out = tt.train_teacher(load_recipe(tiny["recipe"]), tmp_path / "t", max_minutes=30, progress=False, runtime=TEST_RUNTIME)
+        out = tt.train_teacher(load_recipe(recipe), tmp_path / "t", max_minutes=30, progress=False, runtime=TEST_RUNTIME)
     assert [(c[0], c[1]) for c in calls] == [(tt.FIT_AFTER, 14), (8, 14)]  # both fits see the plan's end, not the first fit's
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [(r["step"], r["steps"]) for r in log if r["event"] == "schedule"] == [(tt.FIT_AFTER, tt.FIT_AFTER + 5), (8, 14)]
@@ -298,3 +299,32 @@ def test_the_schedule_is_refitted_on_the_steady_pace_after_the_first_steps(tiny,
     assert m["steps"] == 14
     lrs = [r["lr"] for r in log if r["event"] == "train"]
     assert lrs[-1] == pytest.approx(0.0, abs=1e-12) and min(lrs[:-1]) > 0  # the refitted schedule ends at the plan's last step
+
+
+def test_the_schedule_is_refitted_at_each_checkpoint_when_the_pace_drifts(tiny, tmp_path, monkeypatch):
+    """A run's pace drifts after the early fits (measured: 3.05 s/step over steps 6-25, ~4 s/step after): each
+    checkpoint refits the schedule on the pace so far, counting the evaluation it is about to run."""
+    import reldistill.teacher.train as tt
+    from reldistill.recipe import load_recipe
+
+    calls = []
+
+    def budget(step, stop_at, per_step_s, left_s, eval_s, ckpt_every):
+        calls.append((step, stop_at, left_s, eval_s))
+        return {2: 9, 4: 10, 7: 12}[step]
+
+    monkeypatch.setattr(tt, "steps_in_budget", budget)
+    monkeypatch.setattr(tt, "FIT_AFTER", 2)
+    monkeypatch.setattr(tt, "REFIT_AFTER", 4)
+    recipe = write_recipe(tmp_path / "r.yaml", tiny["base"], tiny["data"], checkpoint_fraction=1.0)  # a checkpoint every 7 steps
+    with one_thread():
+        out = tt.train_teacher(load_recipe(recipe), tmp_path / "t", max_minutes=30, progress=False, runtime=TEST_RUNTIME)
+    assert [(c[0], c[1]) for c in calls] == [(2, 14), (4, 14), (7, 14)]  # the checkpoint at step 7 refits; the last (12) does not
+    assert calls[2][2] < calls[1][2] - calls[2][3] + 1e-6  # the refit at step 7 leaves out the evaluation due there
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["steps"]) for r in log if r["event"] == "schedule"] == [(2, 9), (4, 10), (7, 12)]
+    assert json.loads((out / "manifest.json").read_text())["steps"] == 12
+    lrs = [r["lr"] for r in log if r["event"] == "train"]
+    assert lrs[-1] == pytest.approx(0.0, abs=1e-12) and min(lrs[:-1]) > 0  # the refitted schedule ends at the step the budget holds
+    state = json.loads((out / "checkpoints" / f"step-{7:07d}" / "state.json").read_text())
+    assert state["schedule_steps"] == 12  # the checkpoint at the refit holds the new schedule: a resume keeps it
