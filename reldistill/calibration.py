@@ -3,8 +3,8 @@
 Teacher and students both fit a :class:`Calibration` on their dev split (judged pairs of dev
 queries) and store it beside the model as ``calibration.json`` (the manifest names the file when the
 model is made; a refit rewrites the file alone, so raw scores and everything computed from them stay
-current). Each target gets the better of two monotone maps, chosen by log-loss out of fold (folds are
-whole queries) on dev:
+current). Each target gets the simpler of two monotone maps unless the other has a lower log-loss out of fold
+(folds are whole queries) on dev by more than its standard error:
 
 - ``platt``: p = sigmoid(a · f(s) + b), f the model's score transform (``logit`` for a probability
   such as the teacher's sigmoid score, ``identity`` for a cosine);
@@ -16,7 +16,8 @@ Each map is also fitted on one of two sets of dev pairs: ``all`` of them, or onl
 (those with >= 2 judged candidates: the lists a reranker orders and thresholds, as test's fully judged
 queries are). The out-of-fold log-loss is judged on the ranked queries when dev has enough of them, so the
 choice of method and of fit set is made for the queries the probabilities will be used on; the folds are
-drawn 10 times, as one draw's noise is larger than the differences between choices. (Single-judged
+drawn 10 times, as one draw's noise is larger than the differences between choices, and a more complex choice
+(isotonic, or the ranked set's fewer pairs) must beat the simpler one by more than one standard error over queries. (Single-judged
 queries carry another label mix and another score → Exact relation; docs/calibration.md has the demo's figures.)
 numpy (and scikit-learn's PAV); :func:`load_calibration` returns None for a model that has none.
 """
@@ -93,6 +94,7 @@ class Calibrator:
     method: str
     params: dict[str, Any]
     dev_log_loss: dict[str, float] = dataclasses.field(default_factory=dict)  # out-of-fold, per method (and fit set) tried
+    dev_log_loss_se: dict[str, float] = dataclasses.field(default_factory=dict)  # paired standard error against the lowest
     fit_pairs: str = "all"  # which dev pairs it was fitted on: FIT_SETS
     fitted: dict[str, int] = dataclasses.field(default_factory=dict)  # queries and pairs it was fitted on
 
@@ -141,24 +143,36 @@ def query_folds(query_ids: Sequence[str], folds: int, seed: int) -> np.ndarray:
 
 
 def _out_of_fold(method: str, scores: np.ndarray, y: np.ndarray, fold: np.ndarray, fit_rows: np.ndarray,
-                 judged: np.ndarray, transform: str) -> float:
-    """Log-loss on the ``judged`` rows, each predicted by a map fitted on the other folds' ``fit_rows``."""
-    oof = np.empty(len(y))
+                 judged: np.ndarray, transform: str) -> np.ndarray:
+    """Per-row log-loss on the ``judged`` rows (NaN elsewhere), each predicted by a map fitted on the other folds' ``fit_rows``."""
+    oof = np.full(len(y), np.nan)
     for f in np.unique(fold[judged]):
         test, train = judged & (fold == f), fit_rows & (fold != f)
         if not train.any() or y[train].min() == y[train].max():
             oof[test] = np.clip(y[train].mean() if train.any() else 0.5, EPS, 1 - EPS)
             continue
         oof[test] = _fit_one(method, scores[train], y[train], transform)(scores[test], transform)
-    return round(log_loss(oof[judged], y[judged]), 6)
+    p = np.clip(oof, EPS, 1 - EPS)
+    return -(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+
+def _paired_se(diff: np.ndarray, qids: np.ndarray) -> float:
+    """Standard error of the mean of the per-row ``diff`` when whole queries are the sampled unit."""
+    _, inv = np.unique(qids, return_inverse=True)
+    per_query = np.bincount(inv, weights=diff)
+    return float(np.sqrt(len(per_query)) * per_query.std(ddof=1) / len(diff)) if len(per_query) > 1 else 0.0
 
 
 def choose_calibrator(scores: np.ndarray, y: np.ndarray, query_ids: Sequence[str], transform: str,
                       folds: int = 5, methods: Sequence[str] = METHODS, repeats: int = 10) -> Calibrator:
-    """The method and fit set (:data:`FIT_SETS`) with the lowest out-of-fold log-loss on dev, refitted on all of its set.
+    """The simplest method and fit set (:data:`FIT_SETS`) whose out-of-fold log-loss on dev is within one standard
+    error of the lowest, refitted on all of its set.
 
-    Folds keep queries whole and are drawn ``repeats`` times (seeded): one draw's log-losses differ by more than the
-    choices do. The loss is judged on the ranked queries when there are at least ``folds`` of them."""
+    Simplest first: Platt before isotonic, all dev pairs before the ranked queries' alone (fewer parameters, more
+    pairs). Folds keep queries whole and are drawn ``repeats`` times (seeded); each pair's loss is averaged over the
+    draws, and the standard error of a choice's loss minus the lowest is taken over queries (paired): on a dev of 64
+    ranked queries the choices often differ by less than that, and the lowest alone flips with the draw of dev. The
+    loss is judged on the ranked queries when there are at least ``folds`` of them."""
     scores, y = np.asarray(scores, dtype=np.float64), np.asarray(y, dtype=np.float64)
     qids = np.asarray([str(q) for q in query_ids])
     ranked = ranked_rows(qids)
@@ -168,16 +182,20 @@ def choose_calibrator(scores: np.ndarray, y: np.ndarray, query_ids: Sequence[str
     if n_ranked >= folds and not ranked.all():
         sets["ranked"] = ranked
     draws = [query_folds(qids, folds, seed) for seed in range(repeats)]
-    losses, keys = {}, {}
-    for m in methods:
+    row_loss, keys = {}, {}
+    for m in methods:  # simplest first (the dict keeps this order)
         for name, rows in sets.items():
             key = m if name == "all" else f"{m} ({name})"
             keys[key] = (m, name)
-            losses[key] = round(float(np.mean([_out_of_fold(m, scores, y, f, rows, judged, transform) for f in draws])), 6)
-    method, fit_set = keys[min(losses, key=losses.get)]
+            row_loss[key] = np.mean([_out_of_fold(m, scores, y, f, rows, judged, transform) for f in draws], axis=0)[judged]
+    losses = {k: round(float(v.mean()), 6) for k, v in row_loss.items()}
+    best = min(losses, key=losses.get)
+    se = {k: round(_paired_se(v - row_loss[best], qids[judged]), 6) for k, v in row_loss.items()}
+    chosen = next(k for k in losses if losses[k] - losses[best] <= se[k])
+    method, fit_set = keys[chosen]
     rows = sets[fit_set]
     cal = _fit_one(method, scores[rows], y[rows], transform)
-    cal.dev_log_loss, cal.fit_pairs = losses, fit_set
+    cal.dev_log_loss, cal.dev_log_loss_se, cal.fit_pairs = losses, se, fit_set
     cal.fitted = {"queries": len(set(qids[rows])), "pairs": int(rows.sum())}
     return cal
 

@@ -17,6 +17,7 @@ import argparse
 import copy
 import json
 import os
+import re
 import platform
 import sys
 import time
@@ -71,7 +72,7 @@ VARIANTS: dict[str, dict] = {
 def recipe_for(base: dict, name: str, extra: dict | None = None) -> dict:
     r = copy.deepcopy(base)
     v = VARIANTS[name]
-    for sec in ("teacher", "train"):
+    for sec in ("data", "teacher", "train"):
         r[sec] = {**r.get(sec, {}), **v.get(sec, {}), **((extra or {}).get(sec, {}))}
     r["train"].setdefault("eval_max_queries", None)
     r["train"]["eval_max_pairs"] = None  # dev: every whole dev query that nDCG can rank
@@ -406,7 +407,7 @@ def main() -> None:
     out_root.mkdir(parents=True, exist_ok=True)
     base = yaml.safe_load(Path(a.config).read_text())
     extra: dict = {}
-    for kv in filter(None, a.set.split(",")):
+    for kv in filter(None, re.split(r",(?![^\[]*\])", a.set)):  # commas inside [..] belong to a list value
         k, v = kv.split("=", 1)
         sec, key = k.split(".", 1)
         extra.setdefault(sec, {})[key] = yaml.safe_load(v)
