@@ -108,7 +108,8 @@ def test_demo_runs_every_stage_and_resumes_after_an_interruption(recipe, tmp_pat
     assert _mtimes(run) == before  # finished stages were reused, not redone
     report = json.loads((run / "report.json").read_text())
     # every metric, calibration figure, served choice and finding as the demo gave them before the layers refactor;
-    # the calibration fits' records (`fitted`: fit sets, out-of-fold log-losses over 10 fold draws) as of 7616426
+    # the calibration fits' records (`fitted`: fit sets, out-of-fold log-losses over 10 fold draws) as of 7616426; the
+    # students' P(Exact) maps as of a3d5d0c (Platt, not isotonic: isotonic's lower loss is within one standard error)
     assert_same_results(json.loads(BEFORE_LAYERS.read_text()), stable_view(report))
     assert SYSTEMS <= set(report["systems"]), set(report["systems"])
     assert (run / "report.md").is_file() and (run / "student" / "catalog-vectors.npy").is_file()
