@@ -115,10 +115,15 @@ def _fit_one(method: str, scores: np.ndarray, y: np.ndarray, transform: str) -> 
     return Calibrator("isotonic", {"knots": knots, "values": values})
 
 
-def log_loss(p: np.ndarray, y: np.ndarray) -> float:
+def row_log_loss(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Each row's log-loss of probability ``p`` against 0/1 ``y`` (``p`` kept in [EPS, 1 - EPS])."""
     p = np.clip(np.asarray(p, dtype=np.float64), EPS, 1 - EPS)
     y = np.asarray(y, dtype=np.float64)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    return -(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+
+def log_loss(p: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(row_log_loss(p, y)))
 
 
 def ranked_rows(query_ids: Sequence[str]) -> np.ndarray:
@@ -152,8 +157,7 @@ def _out_of_fold(method: str, scores: np.ndarray, y: np.ndarray, fold: np.ndarra
             oof[test] = np.clip(y[train].mean() if train.any() else 0.5, EPS, 1 - EPS)
             continue
         oof[test] = _fit_one(method, scores[train], y[train], transform)(scores[test], transform)
-    p = np.clip(oof, EPS, 1 - EPS)
-    return -(y * np.log(p) + (1 - y) * np.log(1 - p))
+    return row_log_loss(oof, y)
 
 
 def _paired_se(diff: np.ndarray, qids: np.ndarray) -> float:
