@@ -26,6 +26,8 @@ from reldistill.teacher.int8 import INT8_MIN_SPEARMAN, int8_mode, quantize_linea
 from reldistill.teacher.score_memo import ScoreMemo
 from reldistill.teacher.teacher import Teacher, build_cross_encoder
 
+TEACHER_PROBE_QUERIES, TEACHER_PROBE_PER_QUERY = 2, 12  # the teacher's probe: 24 pairs, in lists like its real work
+ENCODE_PROBE_DOCS = 512  # catalog products the encode probe runs (a larger sample batches like the full catalog)
 MINED_KEPT = 0.56  # mined rows that are new pairs (not judged, not near-duplicates): 694 of 1,240 in the sample demo
 POOL_NEW = 0.67  # rerank-pool pairs eval has not scored already (Task 1, the other pools): 940 of 1,400 in the sample demo
 
@@ -116,6 +118,17 @@ def _rate(fn, units: int, seconds: float, at_least: int = 1) -> tuple[float, Any
     return n * units / (time.perf_counter() - t0), out
 
 
+def grouped_pairs(train, queries: int, per_query: int) -> tuple[list[str], list[str]]:
+    """``per_query`` judged pairs of each of ``queries`` seeded train queries that have that many: the teacher's work comes
+    in such lists (a test query's judged candidates, a train query's judged and mined ones, a rerank pool), whose
+    template and query tokens run once (``teacher/prefix_kv.py``). Too few such queries: the pairs of the largest lists."""
+    sizes = train.groupby("query_id")["product_id"].size()
+    big = sizes[sizes >= per_query]
+    ids = big.sample(n=min(len(big), queries), random_state=0).index if len(big) else sizes.nlargest(queries).index
+    rows = train[train["query_id"].isin(set(ids))].groupby("query_id", sort=False).head(per_query)
+    return rows["query"].astype(str).tolist(), rows["text"].astype(str).tolist()
+
+
 def probe_teacher(recipe, queries: list[str], texts: list[str], runtime: Runtime | None = None) -> dict[str, Any]:
     """pairs/s of the recipe's teacher (base weights, no LoRA: the same compute once merged) in its scoring dtype,
     and in int8 where ``runtime.teacher_int8`` ($RELDISTILL_TEACHER_INT8) would consider it, on the same real pairs
@@ -151,9 +164,10 @@ def probe_teacher(recipe, queries: list[str], texts: list[str], runtime: Runtime
 
 
 def probe_student(name: str, max_seq_length: int, batch_size: int, lr: float, queries: list[str], docs: list[str],
-                  seconds: float, runtime: Runtime | None = None) -> dict[str, Any]:
+                  seconds: float, runtime: Runtime | None = None, catalog: list[str] | None = None) -> dict[str, Any]:
     """Training steps/s (a query, positive, negative batch: forward, in-batch contrastive + margin loss, backward,
-    AdamW) and encode docs/s of the base student, in the precision the students train and encode in."""
+    AdamW) and encode docs/s of the base student, in the precision the students train and encode in, on ``catalog``
+    (a sample of the products the catalog encodes run over; default: the first 128 of ``docs``)."""
     import torch
 
     runtime = runtime or Runtime()
@@ -181,7 +195,7 @@ def probe_student(name: str, max_seq_length: int, batch_size: int, lr: float, qu
 
     steps, _ = _rate(step, 1, seconds)
     model.eval()
-    chunk = docs[:128]
+    chunk = catalog or docs[:128]
     encode = lambda m: _rate(lambda: encode_documents(m, chunk), len(chunk), 0.0)[0]  # noqa: E731
     with torch.inference_mode():
         docs_s = encode(model)
@@ -202,10 +216,13 @@ def measure(recipe, distill_cfg, data, demo: DemoConfig, *, runtime: Runtime | N
                         f"judged on products that have a title or description.")
     sample = train.sample(n=min(len(train), 96), random_state=0)
     q, t = sample["query"].astype(str).tolist(), sample["text"].astype(str).tolist()
+    tq, tt = grouped_pairs(train, TEACHER_PROBE_QUERIES, TEACHER_PROBE_PER_QUERY)
+    docs = data.products["text"].astype(str)
+    docs = docs[docs.str.strip() != ""].sample(n=min(int((docs.str.strip() != "").sum()), ENCODE_PROBE_DOCS), random_state=0).tolist()
     t0 = time.perf_counter()
-    teacher = probe_teacher(recipe, q[:24], t[:24], runtime)
+    teacher = probe_teacher(recipe, tq, tt, runtime)
     student = probe_student(distill_cfg.student, distill_cfg.max_seq_length, distill_cfg.batch_size, distill_cfg.lr,
-                            q, t, demo.probe_seconds, runtime)
+                            q, t, demo.probe_seconds, runtime, catalog=docs or None)
     return Speeds(teacher["pairs_per_s"], student["steps_per_s"], student["docs_per_s"], student["backend_docs_per_s"],
                   {"teacher": teacher, "student": student, "probe_s": round(time.perf_counter() - t0, 1)})
 

@@ -12,14 +12,14 @@ from reldistill.errors import UserError
 class DemoConfig:
     """The recipe's ``demo:`` section: what the pipeline is sized to."""
 
-    target_minutes: float = 15.5  # pipeline wall time; `make demo` adds ~3.5 min of set-up
+    target_minutes: float = 15.5  # pipeline wall time; `make demo` adds ~1 min of set-up
     min_teacher_minutes: float = 1.0  # the teacher trains at least this long
     max_teacher_minutes: float = 8.0  # and at most this long
-    min_student_steps: int = 30  # fewest training steps per student when the budget is tight
+    min_student_steps: int = 25  # fewest training steps per student when the budget is tight
     max_student_steps: int = 110  # each student (distilled and human-labels-only)
     min_unlabeled_queries: int = 50  # the cap is distill.max_unlabeled_queries
     min_dev_rerank_queries: int = 10  # the cap is eval.dev_rerank_queries
-    min_judged_queries: int = 60  # fully judged train queries the teacher labels; the cap is distill.max_judged_queries (else all)
+    min_judged_queries: int = 30  # fully judged train queries the teacher labels; the cap is distill.max_judged_queries (else all)
     overhead_s: float = 30.0  # what the parts below leave out (BM25, FAISS, writes, process start): not proportional to work
     probe_seconds: float = 4.0  # student training steps are timed this long (at least one); the teacher scores one pass
 
