@@ -217,8 +217,9 @@ def measure(recipe, distill_cfg, data, demo: DemoConfig, *, runtime: Runtime | N
     sample = train.sample(n=min(len(train), 96), random_state=0)
     q, t = sample["query"].astype(str).tolist(), sample["text"].astype(str).tolist()
     tq, tt = grouped_pairs(train, TEACHER_PROBE_QUERIES, TEACHER_PROBE_PER_QUERY)
-    docs = data.products["text"].astype(str)
-    docs = docs[docs.str.strip() != ""].sample(n=min(int((docs.str.strip() != "").sum()), ENCODE_PROBE_DOCS), random_state=0).tolist()
+    catalog = data.products["text"].astype(str)
+    catalog = catalog[catalog.str.strip() != ""]
+    docs = catalog.sample(n=min(len(catalog), ENCODE_PROBE_DOCS), random_state=0).tolist()
     t0 = time.perf_counter()
     teacher = probe_teacher(recipe, tq, tt, runtime)
     student = probe_student(distill_cfg.student, distill_cfg.max_seq_length, distill_cfg.batch_size, distill_cfg.lr,
