@@ -12,7 +12,7 @@ from reldistill.errors import UserError
 class DemoConfig:
     """The recipe's ``demo:`` section: what the pipeline is sized to."""
 
-    target_minutes: float = 15.0  # pipeline wall time; `make demo` adds ~1 min of set-up
+    target_minutes: float = 15.0  # pipeline wall time; `make demo` adds ~2 min of set-up
     min_teacher_minutes: float = 1.0  # the teacher trains at least this long
     max_teacher_minutes: float = 8.0  # and at most this long
     min_student_steps: int = 25  # fewest training steps per student when the budget is tight
