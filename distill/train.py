@@ -316,6 +316,18 @@ def train_student(scores_path: str | Path, out_dir: str | Path, cfg: DistillConf
         "data_path": data_cfg.path}, data_cfg=data_cfg, runtime=runtime)
 
 
+def training_summary(manifest: dict) -> dict | None:
+    """What a trained student saw, from its manifest: its labels (``teacher`` scores or ``human`` labels), the labelled
+    pairs and train queries it was offered, its steps and the rows they drew (steps × batch size); None for a model
+    this toolkit did not train."""
+    sc, steps = manifest.get("scores") or {}, manifest.get("steps")
+    if "pairs" not in sc or steps is None:
+        return None
+    return {"labels": "human" if sc.get("human_labels_only") else "teacher", "pairs": int(sc["pairs"]),
+            "queries": int(sc.get("queries", 0)), "steps": int(steps),
+            "rows_seen": int(steps) * int((manifest.get("config") or {}).get("batch_size", 0))}
+
+
 def train_human_student(out_dir: str | Path, cfg: DistillConfig, data_cfg: DataConfig, resume: bool = True,
                         force: bool = False, *, runtime: Runtime | None = None) -> Path:
     """The same student and loss trained on judged train pairs only, targets = soft labels (no teacher)."""

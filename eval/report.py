@@ -69,6 +69,7 @@ def render_markdown(report: dict) -> str:
         t = report["teacher_mse"]
         by = ", ".join(f"{k} {v:.3f}" for k, v in t["mean_score_by_label"].items())
         out += [f"Teacher MSE vs soft labels: **{t['mse']:.4f}** on {t['pairs']:,} pairs (mean teacher score by label: {by}).", ""]
+    out += students_markdown(report)
     out += calibration_markdown(report)
     if report["absent"]:
         out += ["## Absent systems", ""] + [f"- `{s}`: {why}" for s, why in report["absent"].items()] + [""]
@@ -83,6 +84,18 @@ def render_markdown(report: dict) -> str:
     out += ["Plots: `eval/metrics.png`, `eval/ndcg_delta.png`. TREC runs: `eval/*.trec`.", "",
             "Timings (s): " + ", ".join(f"{k} {v}" for k, v in report["timings_s"].items()), ""]
     return "\n".join(out)
+
+
+def students_markdown(report: dict) -> list[str]:
+    """What each trained student saw: its labels, the labelled pairs and train queries offered, steps and rows drawn."""
+    students = (report.get("details") or {}).get("students") or {}
+    rows = [f"| {system} | {t['labels']} | {t['pairs']:,} | {t['queries']:,} | {t['steps']:,} | {t['rows_seen']:,} |"
+            for system, s in students.items() if (t := s.get("trained"))]
+    if not rows:
+        return []
+    return ["## Students: what each one trained on", "",
+            "| student | labels | labelled pairs offered | train queries | steps | rows seen (steps × batch) |",
+            "|---|---|---:|---:|---:|---:|", *rows, ""]
 
 
 def calibration_markdown(report: dict) -> list[str]:

@@ -14,6 +14,7 @@ import pandas as pd
 from reldistill.artifacts import MANIFEST, read_json
 from reldistill.calibration import load_calibration
 from reldistill.config import DataConfig
+from reldistill.distill.train import training_summary
 from reldistill.errors import UserError
 from reldistill.eval.calibration import calibration_block
 from reldistill.eval.inputs import EvalInputs, RunDict
@@ -48,6 +49,12 @@ def base_student_name(run: RunDir, cfg: EvalConfig) -> str:
             if isinstance(v, dict) and isinstance(v.get("name"), str):
                 return v["name"]
     return cfg.base_student
+
+
+def _trained(path: str | Path) -> dict | None:
+    """What the student at ``path`` trained on (its manifest's :func:`training_summary`); None for a base model."""
+    manifest = Path(path) / MANIFEST
+    return training_summary(read_json(manifest)) if manifest.is_file() else None
 
 
 @dataclasses.dataclass
@@ -178,7 +185,7 @@ class SystemRuns:
             self.record.notes.setdefault("students", {})[system] = {
                 "model": name, "catalog_embeddings_cached": source != "encoded", "catalog_embeddings_from": source,
                 "index": "saved index" if pipe is main and main.index_dir is not None else f"in memory ({pipe.dense.kind})",
-                "index_kind": pipe.dense.kind}
+                "index_kind": pipe.dense.kind, "trained": _trained(resolve_model(name, self.runtime).path)}
             self.record.add_time(f"{system}_s", t0)
 
     def search(self, system: str, inp: EvalInputs, mode: str, weights: dict[str, float] | None = None,

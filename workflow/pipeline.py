@@ -32,7 +32,7 @@ from reldistill.artifacts import MANIFEST, data_fingerprint, file_fingerprint, r
 from reldistill.data import check_data, load_esci
 from reldistill.distill.label import label_candidates
 from reldistill.distill.mine import mine_to
-from reldistill.distill.train import train_human_student, train_student
+from reldistill.distill.train import train_human_student, train_student, training_summary
 from reldistill.eval import evaluate_run
 from reldistill.progress import console
 from reldistill.retrieval.build import build_index
@@ -303,10 +303,10 @@ def _teacher_summary(m: dict[str, Any]) -> str:
 
 def _student_summary(m: dict[str, Any]) -> str:
     best = m.get("best") or m.get("dev") or {}
-    sc = m.get("scores") or {}
-    labelled = "" if sc.get("human_labels_only") or "pairs" not in sc else (
-        f"; {sc['pairs']:,} teacher-labelled pairs of {sc.get('queries', 0):,} train queries, "
-        f"{m.get('steps', 0) * (m.get('config') or {}).get('batch_size', 0):,} rows seen in {m.get('steps', 0)} steps")
+    seen = training_summary(m)
+    labelled = "" if seen is None or seen["labels"] != "teacher" else (
+        f"; {seen['pairs']:,} teacher-labelled pairs of {seen['queries']:,} train queries, "
+        f"{seen['rows_seen']:,} rows seen in {seen['steps']} steps")
     if isinstance(best, dict) and best:
         shown = ", ".join(f"{k} {v:.4f}" for k, v in best.items() if isinstance(v, (int, float)))
         return f"{m.get('loss', '')}; dev {shown}{labelled}"

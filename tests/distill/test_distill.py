@@ -12,6 +12,7 @@ from reldistill.artifacts import file_fingerprint
 from reldistill.config import DataConfig
 from reldistill.data import load_esci
 from reldistill.distill.mine import mine_candidates, with_dev_split
+from reldistill.distill.train import training_summary
 from reldistill.recipe.distill import DistillConfig
 from tests.conftest import TEST_RUNTIME
 from tests.distill_testkit import fake_scores, tiny, tiny_cfg  # noqa: F401 - tiny is a fixture
@@ -173,6 +174,16 @@ def test_human_only_student(tiny, tmp_path):
     assert m["teacher"] is None and "human" in m["loss"] and m["scores"]["human_labels_only"]
     assert (out / "calibration.json").is_file() and m["calibration"]["dev"]["split"] == "dev"  # fitted where it is made
     SentenceTransformer(str(out), device="cpu")
+    assert training_summary(m) == {"labels": "human", "pairs": m["scores"]["pairs"], "queries": m["scores"]["queries"],
+                                   "steps": m["steps"], "rows_seen": m["steps"] * 4}
+
+
+def test_training_summary_reads_what_a_student_saw_and_nothing_for_a_base_model():
+    teacher = {"steps": 110, "config": {"batch_size": 32}, "scores": {"path": "s.parquet", "pairs": 8048, "queries": 490}}
+    assert training_summary(teacher) == {"labels": "teacher", "pairs": 8048, "queries": 490, "steps": 110, "rows_seen": 3520}
+    human = {"steps": 25, "config": {"batch_size": 32}, "scores": {"human_labels_only": True, "pairs": 8627, "queries": 2070}}
+    assert training_summary(human)["labels"] == "human" and training_summary(human)["rows_seen"] == 800
+    assert training_summary({"kind": "student"}) is None and training_summary({"scores": {"pairs": 3}}) is None
 
 
 @pytest.mark.slow

@@ -59,3 +59,14 @@ def test_a_teacher_above_bm25_but_below_the_base_student_is_called_out():
     r["task1"]["teacher"] = {"nDCG@10": 0.50}  # below both: the BM25 warning alone
     out = " ".join(findings(r))
     assert "no better than BM25" in out and "below the base student" not in out
+
+
+def test_the_students_table_shows_what_each_trained_student_saw_and_skips_base_models():
+    from reldistill.eval.report import students_markdown
+
+    seen = {"labels": "teacher", "pairs": 8048, "queries": 490, "steps": 110, "rows_seen": 3520}
+    rows = students_markdown({"details": {"students": {"dense-base": {"trained": None}, "dense-distilled": {"trained": seen}}}})
+    assert "| dense-distilled | teacher | 8,048 | 490 | 110 | 3,520 |" in rows
+    assert not any(r.startswith("| dense-base") for r in rows)
+    assert students_markdown({"details": {"students": {"dense-base": {"trained": None}}}}) == []
+    assert students_markdown({}) == []  # a report written before the table existed

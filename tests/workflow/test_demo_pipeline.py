@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -116,6 +117,13 @@ def test_demo_runs_every_stage_and_resumes_after_an_interruption(recipe, tmp_pat
     weak = report["task1"]["teacher"]["nDCG@10"] <= report["task1"]["bm25"]["nDCG@10"]
     assert any("no better than BM25" in f for f in report["findings"]) == weak
     assert ("## Findings" in (run / "report.md").read_text()) and report["findings"]
+    # the report says what each student trained on: the distilled one on the teacher's pairs, the other on human labels
+    trained = {s: v["trained"] for s, v in report["details"]["students"].items()}
+    assert trained["dense-base"] is None and trained["dense-human"]["labels"] == "human"
+    seen = trained["dense-distilled"]
+    assert seen["labels"] == "teacher" and seen["rows_seen"] == seen["steps"] * 4  # distill.batch_size 4
+    assert seen["pairs"] == len(pd.read_parquet(run / "scores" / "scores.parquet"))
+    assert f"| dense-distilled | teacher | {seen['pairs']:,} | {seen['queries']:,} | {seen['steps']:,} |" in (run / "report.md").read_text()
     for name in STAGES:
         assert state["stages"][name]["summary"] and state["stages"][name]["seconds"] >= 0
     # the recipe's index kind is what was built and what eval evaluated
