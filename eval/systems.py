@@ -166,7 +166,8 @@ class SystemRuns:
             except UserError as e:
                 self.record.absent[system] = f"{desc} {name!r} cannot be loaded: {e}"
                 continue
-            emb, source = catalog_vectors(system, model, resolve_model(name, self.runtime).path, inp.product_ids, inp.texts,
+            path = resolve_model(name, self.runtime).path
+            emb, source = catalog_vectors(system, model, path, inp.product_ids, inp.texts,
                                           self.run.eval_cache, self.cfg.batch_size, index_dir_of(self.run.root), name)
             self.vectors[system] = emb
             if reuse:
@@ -185,7 +186,7 @@ class SystemRuns:
             self.record.notes.setdefault("students", {})[system] = {
                 "model": name, "catalog_embeddings_cached": source != "encoded", "catalog_embeddings_from": source,
                 "index": "saved index" if pipe is main and main.index_dir is not None else f"in memory ({pipe.dense.kind})",
-                "index_kind": pipe.dense.kind, "trained": _trained(resolve_model(name, self.runtime).path)}
+                "index_kind": pipe.dense.kind, "trained": _trained(path)}
             self.record.add_time(f"{system}_s", t0)
 
     def search(self, system: str, inp: EvalInputs, mode: str, weights: dict[str, float] | None = None,
