@@ -7,7 +7,7 @@ report shows what calibration changed. The models are fitted on dev (reldistill.
 
 ESCI Task 2 (E/S/C/I) and Task 3 (substitute or not) are answered from the two probabilities alone —
 P(E), P(S) = P(E or S) − P(E), P(C or I) = 1 − P(E or S), the most probable class, C or I reported as I
-(reldistill has no 4-way class head): micro-F1 (which is accuracy for one label per pair) and the
+(the teacher has no 4-way class head: docs/teacher-class-head.md measured one on dev, and it did not beat these maps): micro-F1 (which is accuracy for one label per pair) and the
 Substitute class's F1.
 """
 

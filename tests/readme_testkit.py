@@ -16,7 +16,8 @@ README = REPO / "README.md"
 DOCS = REPO / "docs"
 # written by `reldistill report`, scripts/production_dryrun.py --doc and scripts/teacher_variants.py --docs: they name the
 # commit and CPU of the run they render, so the hand-written pages' rules (no commit hashes, no run talk) do not apply
-GENERATED = ("results.md", "benchmarks.md", "recipe.md", "production.md", "teacher-variants.md", "calibration-teachers.md")
+GENERATED = ("results.md", "benchmarks.md", "recipe.md", "production.md", "teacher-variants.md", "calibration-teachers.md",
+             "teacher-class-head.md")
 EX = "shopping_queries_dataset_examples.parquet"
 PR = "shopping_queries_dataset_products.parquet"
 
