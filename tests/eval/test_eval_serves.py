@@ -3,7 +3,6 @@ index kind the run built (HNSW here); the served configuration is chosen on dev 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 
@@ -14,6 +13,7 @@ from reldistill.artifacts import write_manifest
 from reldistill.config import DataConfig
 from reldistill.recipe.eval import EvalConfig
 from reldistill.recipe.retrieval import SearchConfig
+from reldistill.eval.teacher_scores import cached_reranker
 from reldistill.retrieval.pipeline import SearchPipeline
 from reldistill.retrieval.serving import read_serving
 from tests.retrieval_testkit import build_tiny_student, judged_esci, torch_threads
@@ -59,11 +59,7 @@ def test_eval_ranked_lists_equal_served_search(run):
     search_cfg = SearchConfig(depth=30, weights={"bm25": 1.0, "dense": 2.0}, rerank_k=6)
     cfg = EvalConfig(depth=20, teacher_dtype="float32", weight_grid=[0.5, 1.0], rerank_k_grid=[4], min_gain=0.0,
                      dev_rerank_queries=3)
-    # the teacher's full forward on both sides: eval scores many queries in one call, where a query with >= 8 rows
-    # gets its own KV prefix, and a served rerank scores one query's few documents with the template prefix only.
-    # The two paths agree up to fp32 rounding (tests/teacher/test_teacher_prefix_kv.py), and on an AVX-512 CPU that
-    # rounding flips near-ties of this tiny random teacher's scores.
-    rt = dataclasses.replace(TEST_RUNTIME, teacher_prefix_kv=False)
+    rt = TEST_RUNTIME  # as served: the teacher's shared-prefix scoring on
     with torch_threads(1):
         ev = Evaluation(root, data_cfg, cfg, search_cfg, runtime=rt)
         rep = ev.run_all()
@@ -81,6 +77,22 @@ def test_eval_ranked_lists_equal_served_search(run):
     # `search --mode rerank` on the run gets the serving's rerank settings (the dev-best rerank unless rerank is served)
     s = ev.serving
     as_searched = served.with_config(s.search_config(search_cfg))
+    # The teacher's scores agree to fp32 rounding only: eval scores many queries' pairs per batch (a query with >= 8
+    # rows gets its own KV prefix), a served rerank one query's pool, and the kernels sum in another order (~1e-6 on
+    # this tiny random teacher: enough to swap two of its near-tied scores on an AVX2 CPU, and on an AVX-512 one with
+    # prefix sharing). So: (1) the teacher as served scores every pool eval reranked within rounding of eval's
+    # scores (another artifact or dtype would not: bf16 alone moves them ~1e-3); (2) on eval's teacher scores, every
+    # list `search` gives equals eval's exactly.
+    cache = ev.systems.teacher_cache
+    pool_k, known = max(as_searched.config.rerank_k, 10), len(cache.known)
+    with torch_threads(1):
+        for q in qtext.values():
+            pool = [(h.product_id, served.catalog.text(h.product_id)) for h in as_searched.search(q, mode="hybrid", k=pool_k).results]
+            as_served = {r.id: r.score for r in served.reranker.rerank(q, pool)}
+            in_eval = dict(zip([p for p, _ in pool], cache.scores([q] * len(pool), [t for _, t in pool])))
+            assert len(pool) >= 4 and as_served == pytest.approx(in_eval, abs=1e-4), q
+    assert len(cache.known) == known  # each pool is one eval scored (no pair new to it)
+    as_searched = as_searched.with_config(reranker=cached_reranker(cache))
     cases = [("bm25", served, "bm25", 20), ("dense-distilled", served, "dense", 20), ("hybrid-distilled", served, "hybrid", 20),
              ("hybrid-distilled+rerank", as_searched, "rerank", 10), ("dense-base", others["dense-base"], "dense", 20),
              ("hybrid-base", others["dense-base"], "hybrid", 20), ("dense-human", others["dense-human"], "dense", 20)]
@@ -94,7 +106,7 @@ def test_eval_ranked_lists_equal_served_search(run):
         # the served configuration chosen on dev, measured on test, is what search gives with its settings
         s = ev.serving
         assert s is not None and rep["served"]["system"] == f"served: {s.name}"
-        pipe = served.with_config(s.search_config(search_cfg))
+        pipe = served.with_config(s.search_config(search_cfg), reranker=cached_reranker(cache) if s.mode == "rerank" else None)
         for qid, q in qtext.items():
             k = 10 if s.mode == "rerank" else 20
             assert list(runs[f"served: {s.name}"][qid]) == [h.product_id for h in pipe.search(q, mode=s.mode, k=k).results]
