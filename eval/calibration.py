@@ -48,12 +48,18 @@ def esci_tasks(p_exact: np.ndarray, p_exact_or_sub: np.ndarray, labels: np.ndarr
         return {}
     classes = np.array(["E", "S", "I"])
     pred = classes[np.argmax(np.stack([p_exact, p_exact_or_sub - p_exact, 1.0 - p_exact_or_sub]), axis=0)]
+    return {**esci_task_scores(pred, labels), "predicted": {c: int((pred == c).sum()) for c in classes},
+            "how": "argmax of P(E), P(S) = P(E or S) - P(E), P(C or I) = 1 - P(E or S); C or I counted as I (no class head)"}
+
+
+def esci_task_scores(pred: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Task 2 micro-F1, Task 3 (substitute vs not) micro-F1 and Substitute F1 of predicted ESCI classes ``pred``."""
+    pred, labels = np.asarray(pred), np.asarray(labels)
     sub_true, sub_pred = labels == "S", pred == "S"
     tp = float((sub_true & sub_pred).sum())
     f1_s = 2 * tp / (sub_true.sum() + sub_pred.sum()) if sub_true.sum() + sub_pred.sum() else 0.0
     return {"task2_micro_f1": float((pred == labels).mean()), "task3_micro_f1": float((sub_true == sub_pred).mean()),
-            "task3_substitute_f1": float(f1_s), "predicted": {c: int((pred == c).sum()) for c in classes},
-            "how": "argmax of P(E), P(S) = P(E or S) - P(E), P(C or I) = 1 - P(E or S); C or I counted as I (no class head)"}
+            "task3_substitute_f1": float(f1_s)}
 
 
 def precision_at(cal: Calibration, scores: np.ndarray, labels: np.ndarray, min_score: float) -> dict[str, Any]:

@@ -107,7 +107,7 @@ def compare(name: str, dev_y: np.ndarray, probs_by_draw: list[dict[str, np.ndarr
 
 def task_figures(dev, dev_y: np.ndarray, p4: np.ndarray | None, pe: np.ndarray, pes: np.ndarray) -> dict:
     """Task 2 micro-F1, Task 3 Substitute F1 (all dev pairs) and Task 1 nDCG@10 (ranked dev queries)."""
-    from reldistill.eval.calibration import esci_tasks
+    from reldistill.eval.calibration import esci_task_scores, esci_tasks
     from reldistill.teacher.metrics import mean_ndcg
 
     labels = np.array(CLASSES)[dev_y]
@@ -115,11 +115,7 @@ def task_figures(dev, dev_y: np.ndarray, p4: np.ndarray | None, pe: np.ndarray, 
         t = esci_tasks(pe, pes, labels)
         rank = pe
     else:
-        pred = np.array(CLASSES)[p4.argmax(1)]
-        s_true, s_pred = labels == "S", pred == "S"
-        tp = float((s_true & s_pred).sum())
-        t = {"task2_micro_f1": float((pred == labels).mean()),
-             "task3_substitute_f1": 2 * tp / (s_true.sum() + s_pred.sum()) if s_true.sum() + s_pred.sum() else 0.0}
+        t = esci_task_scores(np.array(CLASSES)[p4.argmax(1)], labels)
         rank = p4 @ np.array([1.0, 0.1, 0.01, 0.0])  # expected ESCI gain
     ndcg, n = mean_ndcg(dev.assign(score=rank), "score", k=10)
     return {"task2_micro_f1": round(t["task2_micro_f1"], 4), "task3_substitute_f1": round(t["task3_substitute_f1"], 4),
