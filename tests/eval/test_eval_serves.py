@@ -52,6 +52,21 @@ def base_student(root):
     return next((root / "tiny" / "base").glob("st"))
 
 
+class _Recording:
+    """A reranker that keeps every (query, pool, results) it is asked for; the rest is the wrapped reranker's."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, []
+
+    def rerank(self, query, candidates, top_k=None):
+        results = self.inner.rerank(query, candidates, top_k)
+        self.calls.append((query, list(candidates), results))
+        return results
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
 def test_eval_ranked_lists_equal_served_search(run):
     from reldistill.eval.compare import Evaluation
 
@@ -59,9 +74,8 @@ def test_eval_ranked_lists_equal_served_search(run):
     search_cfg = SearchConfig(depth=30, weights={"bm25": 1.0, "dense": 2.0}, rerank_k=6)
     cfg = EvalConfig(depth=20, teacher_dtype="float32", weight_grid=[0.5, 1.0], rerank_k_grid=[4], min_gain=0.0,
                      dev_rerank_queries=3)
-    rt = TEST_RUNTIME  # as served: the teacher's shared-prefix scoring on
     with torch_threads(1):
-        ev = Evaluation(root, data_cfg, cfg, search_cfg, runtime=rt)
+        ev = Evaluation(root, data_cfg, cfg, search_cfg, runtime=TEST_RUNTIME)
         rep = ev.run_all()
     runs = rep["_runs"]["retrieval"]
     assert rep["details"]["index"]["kind"] == "hnsw"
@@ -69,7 +83,7 @@ def test_eval_ranked_lists_equal_served_search(run):
     from reldistill.teacher.rerank import TeacherReranker
 
     # the served reranker in the dtype eval scored with (auto is bf16 on CPUs with AVX512-BF16)
-    served = SearchPipeline.from_run(root, config=search_cfg, reranker=TeacherReranker.load(root / "teacher", dtype="float32", runtime=rt), runtime=rt)
+    served = SearchPipeline.from_run(root, config=search_cfg, reranker=TeacherReranker.load(root / "teacher", dtype="float32", runtime=TEST_RUNTIME), runtime=TEST_RUNTIME)
     assert served.dense.kind == "hnsw"
     others = {s: served.with_student(str(root / sub)) for s, sub in (("dense-human", "student-human"),)}
     others["dense-base"] = served.with_student(str(base_student(root)))
@@ -83,15 +97,15 @@ def test_eval_ranked_lists_equal_served_search(run):
     # prefix sharing). So: (1) the teacher as served scores every pool eval reranked within rounding of eval's
     # scores (another artifact or dtype would not: bf16 alone moves them ~1e-3); (2) on eval's teacher scores, every
     # list `search` gives equals eval's exactly.
-    cache = ev.systems.teacher_cache
-    pool_k, known = max(as_searched.config.rerank_k, 10), len(cache.known)
+    cache, known, reranked = ev.systems.teacher_cache, len(ev.systems.teacher_cache.known), _Recording(served.reranker)
+    recorded = as_searched.with_config(reranker=reranked)
     with torch_threads(1):
         for q in qtext.values():
-            pool = [(h.product_id, served.catalog.text(h.product_id)) for h in as_searched.search(q, mode="hybrid", k=pool_k).results]
-            as_served = {r.id: r.score for r in served.reranker.rerank(q, pool)}
-            in_eval = dict(zip([p for p, _ in pool], cache.scores([q] * len(pool), [t for _, t in pool])))
-            assert len(pool) >= 4 and as_served == pytest.approx(in_eval, abs=1e-4), q
-    assert len(cache.known) == known  # each pool is one eval scored (no pair new to it)
+            recorded.search(q, mode="rerank", k=10)
+    for q, pool, results in reranked.calls:  # each pool exactly as `search --mode rerank` handed it to the teacher
+        in_eval = dict(zip([p for p, _ in pool], cache.scores([q] * len(pool), [t for _, t in pool])))
+        assert len(pool) >= 4 and {r.id: r.score for r in results} == pytest.approx(in_eval, abs=1e-4), q
+    assert len(reranked.calls) == len(qtext) and len(cache.known) == known  # each pool is one eval scored (no pair new to it)
     as_searched = as_searched.with_config(reranker=cached_reranker(cache))
     cases = [("bm25", served, "bm25", 20), ("dense-distilled", served, "dense", 20), ("hybrid-distilled", served, "hybrid", 20),
              ("hybrid-distilled+rerank", as_searched, "rerank", 10), ("dense-base", others["dense-base"], "dense", 20),
