@@ -18,13 +18,14 @@ import copy
 import json
 import os
 import re
-import platform
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import yaml
 
+from reldistill.recipe.teacher import LM_TEMPLATE
 from reldistill.settings import Runtime
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,6 +39,7 @@ uses `reldistill eval`'s Task-1 table for the same teacher and queries. "train w
 wall time on the CPU named below (model load and dev evaluations included). A row that started from a trained
 teacher (`train.init_from`) shows that teacher's dev figure as "start" where others show the untrained model's.
 """
+ABLATE = {"epochs": 0.5, "include_sparse": True, "cpu_threads": 2, "max_minutes": None, "seed": 0}
 LM = {"model": "smollm2-135m", "head": "lm", "template": None, "lora_r": 16, "lora_alpha": 32, "max_length": 96}
 VARIANTS: dict[str, dict] = {
     # configs/demo-cpu.yaml's teacher exactly as `reldistill demo` trains it (its own minutes budget)
@@ -66,6 +68,18 @@ VARIANTS: dict[str, dict] = {
     "mlp-listwise-top4": {"teacher": {"max_length": 96}, "train": {"train_layers": 4, "epochs": 4, "max_minutes": 14,
                                                                   "loss": "listwise", "bce_weight": 0.5, "group_size": 8,
                                                                   "batch_size": 4, "include_sparse": False, "checkpoint_fraction": 0.5}},
+    # one-axis ablations of the demo recipe (Gemma 3 270M, top 8 layers on the cached prefix, single-judged queries
+    # in the BCE term), each the same 0.5 epoch from the untrained model with the same seed and the same query-group
+    # batches, so only the named axis differs; the cached prefix (train, dev, test) is shared by all of them
+    **{f"ablate-{axis}": {"teacher": t, "train": {**ABLATE, **tr}} for axis, t, tr in (
+        ("untrained", {}, {"max_steps": 0}),
+        ("demo", {}, {}),                                              # LM yes/no head, listwise + 0.5 BCE, LoRA on all linear modules
+        ("bce", {}, {"loss": "bce"}),                                  # pointwise BCE on the soft labels only
+        ("listwise", {}, {"bce_weight": 0.0}),                         # listwise softmax CE only
+        ("mlp-head", {"head": "mlp", "template": LM_TEMPLATE}, {}),    # MLP score head on the last token (same prompt)
+        ("qv", {"target_modules": ["q_proj", "v_proj"]}, {}),          # LoRA on q_proj / v_proj only
+        ("smollm2", {"model": "smollm2-135m"}, {}),                     # SmolLM2-135M as the backbone (top 8 of 30 layers)
+    )},
 }
 
 
@@ -147,16 +161,28 @@ def cached_probs(loaded, df):
     return ev
 
 
-def cached_test_eval(tdir: Path, recipe: dict, rpath: Path) -> dict:
-    """Test Task-1 metrics of the trained teacher through the cached frozen prefix: the same numbers as
-    `evaluate_teacher`, minus the repeated prefix forward."""
+def cached_test_eval(loaded, rpath: Path) -> dict:
+    """Test Task-1 metrics of the loaded teacher (:func:`cached_model`) through the cached frozen prefix: the same
+    numbers as `evaluate_teacher`, minus the repeated prefix forward."""
     from reldistill.recipe import load_recipe
     from reldistill.teacher.metrics import label_distributions
     from reldistill.teacher.pairs import split_pairs
 
     df = split_pairs(load_recipe(rpath).data)["test"]
-    ev = cached_probs(cached_model(tdir, rpath), df)
+    ev = cached_probs(loaded, df)
     return {"metrics": ev.metrics, "by_label": label_distributions(df.assign(teacher_score=ev.last_probs))}
+
+
+def cached_dev_per_query(loaded, rpath: Path) -> dict[str, float]:
+    """{dev query id: nDCG@10} of the loaded teacher on the dev queries its training chose on (the paired
+    comparisons of the ablation table)."""
+    from reldistill.recipe import load_recipe
+    from reldistill.teacher.metrics import per_query_ndcg
+    from reldistill.teacher.train import load_train_data
+
+    df = load_train_data(load_recipe(rpath)).dev
+    ev = cached_probs(loaded, df)
+    return {q: round(v, 6) for q, v in per_query_ndcg(df.assign(teacher_score=ev.last_probs), k=10).items()}
 
 
 def artifact_recipe(tdir: Path, path: Path) -> tuple[Path, dict]:
@@ -185,10 +211,12 @@ def row_for_artifact(tdir: Path, name: str, out_root: Path, command: str, report
     m = json.loads((tdir / "manifest.json").read_text())
     rpath, recipe = artifact_recipe(tdir, out_root / name / "artifact-recipe.yaml")
     t1 = time.monotonic()
+    dev_per_query = None
     if report_run is not None:
         test = test_from_report(tdir, report_run)
     elif recipe["train"].get("train_layers"):
-        test = cached_test_eval(tdir, recipe, rpath)
+        loaded = cached_model(tdir, rpath)
+        test, dev_per_query = cached_test_eval(loaded, rpath), cached_dev_per_query(loaded, rpath)
     else:
         from reldistill.teacher.evaluate import evaluate_teacher
 
@@ -206,10 +234,11 @@ def row_for_artifact(tdir: Path, name: str, out_root: Path, command: str, report
         "by_label_test_mean": {k: round(v["mean"], 4) for k, v in test["by_label"].items()}, "command": command,
         "test_source": test.get("source", "evaluate_teacher"), "cpu": _cpu_name(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cpu_flags": _cpu_flags(), "dev_log": _dev_log(tdir), "dev_per_query": dev_per_query,
     }
     with (out_root / "results.jsonl").open("a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")
-    print("ROW " + json.dumps(row), flush=True)
+    print("ROW " + json.dumps({k: v for k, v in row.items() if k != "dev_per_query"}), flush=True)
     return row
 
 
@@ -250,8 +279,6 @@ def zeroshot_row(model: str, base: dict, out_root: Path) -> dict:
 def ensemble_rows(model: str, base: dict, out_root: Path, weights=(0.0, 0.25, 0.5, 0.75, 1.0)) -> None:
     """The untrained ``head: lm`` teacher blended with the base MiniLM on the same judged pairs: per query, each
     score z-normalised, then w x LLM + (1 - w) x MiniLM. Dev picks w (test chooses nothing); every w is a row."""
-    import numpy as np
-
     from reldistill.config import DataConfig, from_dict
     from reldistill.precision import resolve_dtype
     from reldistill.teacher.metrics import mean_ndcg
@@ -294,10 +321,23 @@ def _zeroshot_config(model: str):
 
 def _cpu_name() -> str:
     """The CPU's model name (what `lscpu` prints as "Model name")."""
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
+    from reldistill.precision import cpu_info
+
+    return cpu_info()["model"]
+
+
+def _cpu_flags() -> list[str]:
+    """The SIMD / matrix flags of this CPU that change the kernels (reldistill.precision.cpu_info)."""
+    from reldistill.precision import cpu_info
+
+    return cpu_info()["flags"]
+
+
+def _dev_log(tdir: Path) -> list[list]:
+    """[[step, dev nDCG@10], ...] of every dev evaluation in the artifact's training log (the untrained model at step 0)."""
+    log = tdir / "train_log.jsonl"
+    rows = [json.loads(x) for x in log.read_text().splitlines()] if log.is_file() else []
+    return [[r["step"], round(r["dev_ndcg@10"], 4)] for r in rows if r.get("event") == "eval" and r.get("dev_ndcg@10") is not None]
 
 
 def _threads() -> int:
@@ -308,8 +348,6 @@ def _threads() -> int:
 
 def baselines(base: dict, out_root: Path) -> None:
     """BM25 (catalog index) and the base MiniLM (cosine) on the same dev/test judged pairs, same nDCG@10."""
-    import numpy as np
-
     from reldistill.config import DataConfig, from_dict
     from reldistill.data import load_esci
     from reldistill.index.lexical import BM25Index
@@ -365,9 +403,35 @@ def table(out_root: Path) -> str:
                      + (f" (scoring: dev {r['score_seconds']['dev']} s / {r['pairs']['dev']} pairs, test {r['score_seconds']['test']} s / "
                         f"{r['pairs']['test']} pairs)" if r.get("score_seconds") else "")
                      + (f"; {r['conditions']}" if r.get("conditions") else "") for r in rows.values())
-    text = head + "\n".join(lines) + "\n\nCommands (each row's, from results.jsonl):\n\n" + cmds + "\n"
+    text = head + "\n".join(lines) + ablation_table(rows) + "\n\nCommands (each row's, from results.jsonl):\n\n" + cmds + "\n"
     (out_root / "table.md").write_text(text, encoding="utf-8")
     return text
+
+
+def ablation_table(rows: dict[str, dict], base: str = "ablate-demo") -> str:
+    """The one-axis ablations (variants ablate-*) against ``base``, paired over the same dev queries (t-test)."""
+    from reldistill.eval.significance import paired_test
+
+    abl = {k: r for k, r in rows.items() if k.startswith("ablate-") and r.get("dev_per_query")}
+    if base not in abl:
+        return ""
+    ref, f = abl[base], (lambda v: "–" if v is None else f"{v:.4f}")  # noqa: E731
+    out = [f"\n\n**One-axis ablations** (`--variants ablate-...`): the demo recipe from the untrained model for "
+           f"{ref['epochs']} epoch, the same seed and query-group batches, one axis changed; every run on "
+           f"{ref['cpu']} ({', '.join(ref.get('cpu_flags') or []) or 'no SIMD flags read'}), {ref['precision']}, "
+           f"{ref['threads']} threads. Δ is against `{base}` over the same dev queries (paired t-test); the "
+           "kept checkpoint is the one dev chose (step 0 = the untrained model). Test chooses nothing.\n",
+           "| variant | dev nDCG@10 by step | kept | Δ dev (p, queries) | test nDCG@10 | Δ test | train wall min |",
+           "|---|---|---|---|---|---|---|"]
+    for k, r in abl.items():
+        qs = sorted(set(r["dev_per_query"]) & set(ref["dev_per_query"]))
+        t = paired_test(np.array([ref["dev_per_query"][q] for q in qs]), np.array([r["dev_per_query"][q] for q in qs]))
+        curve = ", ".join(f"{st}: {v:.4f}" for st, v in r.get("dev_log") or [])
+        delta = "–" if k == base else f"{t['delta']:+.4f} (p {t['p_value']:.2f}, {len(qs)})"
+        dtest = "–" if k == base else f"{r['test_ndcg10'] - ref['test_ndcg10']:+.4f}"
+        out.append(f"| {k} | {curve} | {r.get('chosen_step')} | {delta} | {f(r['test_ndcg10'])} ({r['test_queries']}) | "
+                   f"{dtest} | {r['train_wall_min']} |")
+    return "\n".join(out)
 
 
 def write_docs(path: Path, text: str, command: str, out_root: Path) -> None:

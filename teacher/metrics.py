@@ -22,15 +22,22 @@ def ndcg(scores: Sequence[float], gains: Sequence[float], k: int | None = None) 
     return ndcg_of_scores(scores, gains, k)
 
 
-def mean_ndcg(df: pd.DataFrame, score_col: str = "teacher_score", k: int | None = None, min_judged: int = 2) -> tuple[float, int]:
-    """Mean nDCG over queries with at least ``min_judged`` judged candidates and a positive gain; (mean, n_queries)."""
-    vals = []
-    for _, g in df.groupby("query_id", sort=False):
+def per_query_ndcg(df: pd.DataFrame, score_col: str = "teacher_score", k: int | None = None,
+                   min_judged: int = 2) -> dict[str, float]:
+    """{query_id: nDCG} of the queries with at least ``min_judged`` judged candidates and a positive gain."""
+    out = {}
+    for qid, g in df.groupby("query_id", sort=False):
         if len(g) < min_judged:
             continue
         v = ndcg(g[score_col].to_numpy(), g["gain"].to_numpy(), k)
         if v is not None:
-            vals.append(v)
+            out[str(qid)] = v
+    return out
+
+
+def mean_ndcg(df: pd.DataFrame, score_col: str = "teacher_score", k: int | None = None, min_judged: int = 2) -> tuple[float, int]:
+    """Mean nDCG over queries with at least ``min_judged`` judged candidates and a positive gain; (mean, n_queries)."""
+    vals = list(per_query_ndcg(df, score_col, k, min_judged).values())
     return (float(np.mean(vals)) if vals else float("nan")), len(vals)
 
 
