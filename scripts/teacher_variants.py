@@ -417,7 +417,7 @@ def ablation_table(rows: dict[str, dict], base: str = "ablate-demo") -> str:
         return ""
     ref, f = abl[base], (lambda v: "–" if v is None else f"{v:.4f}")  # noqa: E731
     out = [f"\n\n**One-axis ablations** (`--variants ablate-...`): the demo recipe from the untrained model for "
-           f"{ref['epochs']} epoch, the same seed and query-group batches, one axis changed; every run on "
+           f"{ref['epochs']} epoch ({ref.get('steps')} steps), the same seed and query-group batches, one axis changed; every run on "
            f"{ref['cpu']} ({', '.join(ref.get('cpu_flags') or []) or 'no SIMD flags read'}), {ref['precision']}, "
            f"{ref['threads']} threads. Δ is against `{base}` over the same dev queries (paired t-test); the "
            "kept checkpoint is the one dev chose (step 0 = the untrained model). Test chooses nothing.\n",
@@ -429,8 +429,10 @@ def ablation_table(rows: dict[str, dict], base: str = "ablate-demo") -> str:
         curve = ", ".join(f"{st}: {v:.4f}" for st, v in r.get("dev_log") or [])
         delta = "–" if k == base else f"{t['delta']:+.4f} (p {t['p_value']:.2f}, {len(qs)})"
         dtest = "–" if k == base else f"{r['test_ndcg10'] - ref['test_ndcg10']:+.4f}"
+        wall = (f"0 steps ({r['train_wall_min']}: model load, the shared prefix cache built in {r['prefix_cache_s'] / 60:.1f}, "
+                "dev eval)" if not r.get("steps") and r.get("prefix_cache_s") else r["train_wall_min"])
         out.append(f"| {k} | {curve} | {r.get('chosen_step')} | {delta} | {f(r['test_ndcg10'])} ({r['test_queries']}) | "
-                   f"{dtest} | {r['train_wall_min']} |")
+                   f"{dtest} | {wall} |")
     return "\n".join(out)
 
 
