@@ -384,7 +384,7 @@ def table(out_root: Path) -> str:
         rows[r["variant"]] = r  # the latest run of each variant
     head = ("| variant | backbone | head | loss | group | trained layers | epochs | dev nDCG@10 (queries) | "
             "test nDCG@10 (queries) | train wall min |\n|---|---|---|---|---|---|---|---|---|---|\n")
-    f = lambda v: "–" if v is None else f"{v:.4f}"  # noqa: E731
+    f = _f4
     lines = []
     for r in rows.values():
         if r["variant"].startswith("baseline:"):
@@ -408,6 +408,11 @@ def table(out_root: Path) -> str:
     return text
 
 
+def _f4(v: float | None) -> str:
+    """A figure to 4 decimals for the tables ("–" where there is none)."""
+    return "–" if v is None else f"{v:.4f}"
+
+
 def ablation_table(rows: dict[str, dict], base: str = "ablate-demo") -> str:
     """The one-axis ablations (variants ablate-*) against ``base``, paired over the same dev queries (t-test)."""
     from reldistill.eval.significance import paired_test
@@ -415,7 +420,7 @@ def ablation_table(rows: dict[str, dict], base: str = "ablate-demo") -> str:
     abl = {k: r for k, r in rows.items() if k.startswith("ablate-") and r.get("dev_per_query")}
     if base not in abl:
         return ""
-    ref, f = abl[base], (lambda v: "–" if v is None else f"{v:.4f}")  # noqa: E731
+    ref, f = abl[base], _f4
     out = [f"\n\n**One-axis ablations** (`--variants ablate-...`): the demo recipe from the untrained model for "
            f"{ref['epochs']} epoch ({ref.get('steps')} steps), the same seed and query-group batches, one axis changed; every run on "
            f"{ref['cpu']} ({', '.join(ref.get('cpu_flags') or []) or 'no SIMD flags read'}), {ref['precision']}, "
