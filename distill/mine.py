@@ -118,67 +118,92 @@ def mine_candidates(data: EsciData, cfg: DistillConfig, student=None, dev_fracti
     products = data.products.reset_index(drop=True)
     if products.empty:
         raise UserError("the products catalog is empty — check data.path and data.locale.")
-    held_out = set(normalise_queries(ex.loc[ex["split"] != "train", "query"]))
-    train = ex[(ex["split"] == "train") & ~normalise_queries(ex["query"]).isin(held_out)]
-    if train.empty:
-        raise UserError("there are no train queries to mine candidates for — check the data's split column and data.dev_fraction.")
-
-    n_judged = train.groupby("query_id")["product_id"].transform("size")
-    full_ids = pd.Series(pd.unique(train.loc[n_judged >= cfg.min_judged, "query_id"]))
-    if cfg.max_judged_queries is not None and len(full_ids) > cfg.max_judged_queries:
-        full_ids = full_ids.iloc[np.argsort(query_unit(full_ids, seed, "judged"), kind="stable")[: cfg.max_judged_queries]]
-    sparse_ids = pd.Series(pd.unique(train.loc[n_judged < cfg.min_judged, "query_id"]))
-    if cfg.max_unlabeled_queries is not None and len(sparse_ids) > cfg.max_unlabeled_queries:
-        u = query_unit(sparse_ids, seed, "unlabeled")
-        sparse_ids = sparse_ids.iloc[np.argsort(u, kind="stable")[: cfg.max_unlabeled_queries]]
-    keep = set(full_ids) | set(sparse_ids)
-    judged = train[train["query_id"].isin(keep)].assign(source="judged")
-
-    qtab = judged.drop_duplicates("query_id")[["query_id", "query"]].assign(full=lambda d: d["query_id"].isin(set(full_ids)))
+    train = _train_rows(ex)
+    full_ids, sparse_ids = _chosen_queries(train, cfg, seed)
+    judged = train[train["query_id"].isin(full_ids | sparse_ids)].assign(source="judged")
+    qtab = judged.drop_duplicates("query_id")[["query_id", "query"]].assign(full=lambda d: d["query_id"].isin(full_ids))
     queries_extra = extra_queries if extra_queries is not None else (read_query_list(cfg.queries_path) if cfg.queries_path else [])
-    if queries_extra:
-        known = set(normalise_queries(ex["query"]))
-        extra = pd.DataFrame({"query": queries_extra})
-        extra = extra[~normalise_queries(extra["query"]).isin(known)].drop_duplicates("query")
-        extra["query_id"] = query_ids(extra["query"], prefix="u:")
-        extra["full"] = False
-        qtab = pd.concat([qtab, extra[["query_id", "query", "full"]]], ignore_index=True)
-        log.info("added %d unlabeled user queries", len(extra))
-
-    texts = products["text"].astype(str).tolist()
-    qtexts = qtab["query"].astype(str).tolist()
-    depth_bm25 = np.where(qtab["full"], cfg.bm25_depth, min(cfg.unlabeled_depth, cfg.bm25_depth))
-    depth_dense = np.where(qtab["full"], cfg.dense_depth, min(cfg.unlabeled_depth, cfg.dense_depth))
-    bm25_hits = bm25_top(qtexts, texts, int(depth_bm25.max(initial=0)))
-
-    doc_emb = None
-    dense_hits: list[list[int]] = [[] for _ in qtexts]
-    if cfg.dense_depth > 0 or cfg.drop_near_duplicates:
-        ids, cache = products["product_id"].astype(str).tolist(), None
-        if student is None:
-            student = load_student(cfg.student, runtime=runtime)
-            if catalog_cache is not None:  # where eval looks for this model's catalog encode
-                cache = Path(catalog_cache) / loaded_cache_key(resolve_model(cfg.student, runtime).path, student, ids, texts)
-        doc_emb = encode_catalog(student, ids, texts, cache=cache)
-        if cfg.dense_depth > 0:
-            dense_hits = dense_top(encode_queries(student, qtexts), doc_emb, int(depth_dense.max(initial=0)))
-
-    rows = []
-    for i, (qid, q) in enumerate(zip(qtab["query_id"], qtab["query"])):
-        for src, hits, depth in (("bm25", bm25_hits[i], depth_bm25[i]), ("dense", dense_hits[i], depth_dense[i])):
-            rows.extend((qid, q, int(j), src) for j in hits[: int(depth)])
-    mined = pd.DataFrame(rows, columns=["query_id", "query", "row", "source"])
-    mined["product_id"] = products["product_id"].astype(str).to_numpy()[mined["row"].to_numpy()] if len(mined) else []
-
+    qtab = _with_extra_queries(qtab, ex, queries_extra)
+    mined, doc_emb = _mined(qtab, products, cfg, student, runtime, catalog_cache)
     if cfg.drop_near_duplicates and doc_emb is not None and len(mined):
         mined = _drop_near_duplicates(mined, judged, products, doc_emb, cfg.near_duplicate_threshold)
-
     mined = mined.assign(esci_label=None, soft_label=np.nan, split="train")
     mined["text"] = products["text"].astype(str).to_numpy()[mined["row"].to_numpy()] if len(mined) else []
     out = pd.concat([judged[CANDIDATE_COLUMNS], mined[CANDIDATE_COLUMNS]], ignore_index=True)
     out = out.drop_duplicates(["query_id", "product_id"], keep="first").reset_index(drop=True)
     out["soft_label"] = out["soft_label"].astype(float)
     return out
+
+
+def _train_rows(ex: pd.DataFrame) -> pd.DataFrame:
+    """The train split's judged rows, less any query whose text is also a dev or test query."""
+    held_out = set(normalise_queries(ex.loc[ex["split"] != "train", "query"]))
+    train = ex[(ex["split"] == "train") & ~normalise_queries(ex["query"]).isin(held_out)]
+    if train.empty:
+        raise UserError("there are no train queries to mine candidates for — check the data's split column and data.dev_fraction.")
+    return train
+
+
+def _chosen_queries(train: pd.DataFrame, cfg: DistillConfig, seed: int) -> tuple[set, set]:
+    """(multi-judged query ids, sparsely judged query ids) to mine for, each capped by its ``cfg`` maximum
+    (a seeded, order-free choice: `query_unit`)."""
+    n_judged = train.groupby("query_id")["product_id"].transform("size")
+    chosen = []
+    for ids, cap, salt in ((train.loc[n_judged >= cfg.min_judged, "query_id"], cfg.max_judged_queries, "judged"),
+                           (train.loc[n_judged < cfg.min_judged, "query_id"], cfg.max_unlabeled_queries, "unlabeled")):
+        ids = pd.Series(pd.unique(ids))
+        if cap is not None and len(ids) > cap:
+            ids = ids.iloc[np.argsort(query_unit(ids, seed, salt), kind="stable")[:cap]]
+        chosen.append(set(ids))
+    return chosen[0], chosen[1]
+
+
+def _with_extra_queries(qtab: pd.DataFrame, ex: pd.DataFrame, queries: list[str]) -> pd.DataFrame:
+    """``qtab`` plus the user's unlabeled queries that are not already in the data (ids ``u:...``, not full)."""
+    if not queries:
+        return qtab
+    known = set(normalise_queries(ex["query"]))
+    extra = pd.DataFrame({"query": queries})
+    extra = extra[~normalise_queries(extra["query"]).isin(known)].drop_duplicates("query")
+    extra["query_id"] = query_ids(extra["query"], prefix="u:")
+    extra["full"] = False
+    log.info("added %d unlabeled user queries", len(extra))
+    return pd.concat([qtab, extra[["query_id", "query", "full"]]], ignore_index=True)
+
+
+def _mined(qtab: pd.DataFrame, products: pd.DataFrame, cfg: DistillConfig, student, runtime: Runtime | None,
+           catalog_cache: Path | None) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """(BM25 and dense hits of every query in ``qtab`` to its depth: query_id, query, row, source, product_id;
+    the catalog's student vectors, or None when nothing needed them)."""
+    texts, qtexts = products["text"].astype(str).tolist(), qtab["query"].astype(str).tolist()
+    depth_bm25 = np.where(qtab["full"], cfg.bm25_depth, min(cfg.unlabeled_depth, cfg.bm25_depth))
+    depth_dense = np.where(qtab["full"], cfg.dense_depth, min(cfg.unlabeled_depth, cfg.dense_depth))
+    bm25_hits = bm25_top(qtexts, texts, int(depth_bm25.max(initial=0)))
+    doc_emb, dense_hits = None, [[] for _ in qtexts]
+    if cfg.dense_depth > 0 or cfg.drop_near_duplicates:
+        ids = products["product_id"].astype(str).tolist()
+        doc_emb, student = _catalog_vectors(student, ids, texts, cfg, runtime, catalog_cache)
+        if cfg.dense_depth > 0:
+            dense_hits = dense_top(encode_queries(student, qtexts), doc_emb, int(depth_dense.max(initial=0)))
+    rows = []
+    for i, (qid, q) in enumerate(zip(qtab["query_id"], qtab["query"])):
+        for src, hits, depth in (("bm25", bm25_hits[i], depth_bm25[i]), ("dense", dense_hits[i], depth_dense[i])):
+            rows.extend((qid, q, int(j), src) for j in hits[: int(depth)])
+    mined = pd.DataFrame(rows, columns=["query_id", "query", "row", "source"])
+    mined["product_id"] = products["product_id"].astype(str).to_numpy()[mined["row"].to_numpy()] if len(mined) else []
+    return mined, doc_emb
+
+
+def _catalog_vectors(student, ids: list[str], texts: list[str], cfg: DistillConfig, runtime: Runtime | None,
+                     catalog_cache: Path | None):
+    """(the catalog's vectors, the student that encoded them): ``cfg.student`` is loaded when ``student`` is None,
+    and its encode is kept in ``catalog_cache`` under eval's key (see the module docstring)."""
+    cache = None
+    if student is None:
+        student = load_student(cfg.student, runtime=runtime)
+        if catalog_cache is not None:  # where eval looks for this model's catalog encode
+            cache = Path(catalog_cache) / loaded_cache_key(resolve_model(cfg.student, runtime).path, student, ids, texts)
+    return encode_catalog(student, ids, texts, cache=cache), student
 
 
 def mine_to(out_dir: str | Path, cfg: DistillConfig, data_cfg: DataConfig, student=None, *,

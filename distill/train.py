@@ -135,10 +135,7 @@ def fit(rows: dict[str, dict[str, list]], out_dir: str | Path, cfg: DistillConfi
     (``runtime``: the student precision when ``cfg.precision`` is auto, and how its dev encodes run)."""
     import torch
     from datasets import Dataset, DatasetDict
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from sentence_transformers.base.sampler import BatchSamplers
-
-    from reldistill.student.dev_evaluator import DevRetrievalEvaluator  # sentence-transformers, as above
+    from sentence_transformers import SentenceTransformerTrainer
 
     out_dir, runtime = Path(out_dir), runtime or Runtime()
     torch.manual_seed(cfg.seed)
@@ -148,41 +145,13 @@ def fit(rows: dict[str, dict[str, list]], out_dir: str | Path, cfg: DistillConfi
     losses = make_losses(model, cfg, list(datasets))
     train_ds = DatasetDict(datasets) if len(datasets) > 1 else datasets["distill"]
     loss = losses if len(datasets) > 1 else losses["distill"]
-
-    evaluator = None
-    base_dev = None
-    if cfg.eval_split != "none":
-        evaluator = DevRetrievalEvaluator(examples, data.products, cfg.eval_split)
-        if cfg.eval_base:
-            base_dev = evaluate_student(model, examples, data.products, cfg.eval_split)
-            log.info("base student on %s: %s", cfg.eval_split, base_dev)
-
-    ckpt_dir = checkpoint_dir(out_dir)
-    run_key = {"config": to_dict(cfg), "rows": {k: len(v["label"] if "label" in v else v["query"]) for k, v in rows.items()},
-               **{k: manifest_fields.get(k) for k in ("teacher", "scores")}}
-    last = last_checkpoint(ckpt_dir, run_key) if resume else None
-    if not resume:
-        _remove_checkpoints(ckpt_dir)
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    write_json(ckpt_dir / "run.json", run_key)
+    evaluator, base_dev = _dev_evaluator(model, cfg, examples, data)
+    ckpt_dir, last = _checkpoints(out_dir, cfg, rows, manifest_fields, resume)
 
     bf16 = student_dtype(cfg.precision, runtime) == torch.bfloat16
     reset_accelerate_state(runtime)  # the teacher (or another student) may have fixed another precision in-process
-    strategy = "no" if evaluator is None else cfg.eval_each
-    every = cfg.eval_steps if cfg.eval_steps < 1 else int(cfg.eval_steps)
-    args = SentenceTransformerTrainingArguments(
-        output_dir=str(ckpt_dir), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps or -1,
-        per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr, warmup_steps=cfg.warmup_ratio,
-        weight_decay=cfg.weight_decay, seed=cfg.seed, data_seed=cfg.seed,
-        eval_strategy=strategy, eval_steps=every if strategy == "steps" else None,
-        save_strategy=strategy if evaluator is not None else "epoch",
-        save_steps=every if strategy == "steps" else None,
-        save_total_limit=cfg.keep_checkpoints, load_best_model_at_end=evaluator is not None,
-        metric_for_best_model=f"eval_{cfg.eval_split}_ndcg@10" if evaluator is not None else None,
-        greater_is_better=True, batch_sampler=BatchSamplers.NO_DUPLICATES, logging_steps=10,
-        report_to="none", dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(), bf16=bf16,
-    )
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_ds, loss=loss, evaluator=evaluator)
+    trainer = SentenceTransformerTrainer(model=model, args=_training_args(cfg, ckpt_dir, evaluator is not None, bf16),
+                                         train_dataset=train_ds, loss=loss, evaluator=evaluator)
     result = trainer.train(resume_from_checkpoint=last)
     best_dev = _best_from_history(evaluator, trainer) if evaluator is not None else None
 
@@ -204,6 +173,58 @@ def fit(rows: dict[str, dict[str, list]], out_dir: str | Path, cfg: DistillConfi
     if base_dev and best_dev and best_dev["ndcg@10"] < base_dev["ndcg@10"]:
         log.warning("the trained student (dev nDCG@10 %.4f) is below the base model (%.4f)", best_dev["ndcg@10"], base_dev["ndcg@10"])
     return out_dir
+
+
+def _dev_evaluator(model, cfg: DistillConfig, examples: pd.DataFrame, data):
+    """(the dev retrieval evaluator that picks the checkpoint, the base model's dev figures): (None, None) when
+    ``cfg.eval_split`` is none; the base figures only with ``cfg.eval_base``."""
+    from reldistill.student.dev_evaluator import DevRetrievalEvaluator  # sentence-transformers, as in fit
+
+    if cfg.eval_split == "none":
+        return None, None
+    evaluator, base_dev = DevRetrievalEvaluator(examples, data.products, cfg.eval_split), None
+    if cfg.eval_base:
+        base_dev = evaluate_student(model, examples, data.products, cfg.eval_split)
+        log.info("base student on %s: %s", cfg.eval_split, base_dev)
+    return evaluator, base_dev
+
+
+def _checkpoints(out_dir: Path, cfg: DistillConfig, rows: dict[str, dict[str, list]], manifest_fields: dict,
+                 resume: bool) -> tuple[Path, str | None]:
+    """(the checkpoint folder, the checkpoint to resume from): a checkpoint resumes only the same run (config,
+    row counts, teacher and scores: ``run.json``); without ``resume`` the old checkpoints go."""
+    ckpt_dir = checkpoint_dir(out_dir)
+    run_key = {"config": to_dict(cfg), "rows": {k: len(v["label"] if "label" in v else v["query"]) for k, v in rows.items()},
+               **{k: manifest_fields.get(k) for k in ("teacher", "scores")}}
+    last = last_checkpoint(ckpt_dir, run_key) if resume else None
+    if not resume:
+        _remove_checkpoints(ckpt_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    write_json(ckpt_dir / "run.json", run_key)
+    return ckpt_dir, last
+
+
+def _training_args(cfg: DistillConfig, ckpt_dir: Path, evaluate: bool, bf16: bool):
+    """SentenceTransformerTrainingArguments of ``cfg``: with a dev evaluator (``evaluate``), evaluate and save on
+    ``cfg.eval_each`` and keep the best checkpoint by dev nDCG@10; without one, save each epoch."""
+    import torch
+    from sentence_transformers import SentenceTransformerTrainingArguments
+    from sentence_transformers.base.sampler import BatchSamplers
+
+    strategy = cfg.eval_each if evaluate else "no"
+    every = cfg.eval_steps if cfg.eval_steps < 1 else int(cfg.eval_steps)
+    return SentenceTransformerTrainingArguments(
+        output_dir=str(ckpt_dir), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps or -1,
+        per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr, warmup_steps=cfg.warmup_ratio,
+        weight_decay=cfg.weight_decay, seed=cfg.seed, data_seed=cfg.seed,
+        eval_strategy=strategy, eval_steps=every if strategy == "steps" else None,
+        save_strategy=strategy if evaluate else "epoch",
+        save_steps=every if strategy == "steps" else None,
+        save_total_limit=cfg.keep_checkpoints, load_best_model_at_end=evaluate,
+        metric_for_best_model=f"eval_{cfg.eval_split}_ndcg@10" if evaluate else None,
+        greater_is_better=True, batch_sampler=BatchSamplers.NO_DUPLICATES, logging_steps=10,
+        report_to="none", dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(), bf16=bf16,
+    )
 
 
 def _calibrate(model_dir: Path, model, examples: pd.DataFrame, data_cfg: DataConfig | None) -> dict | None:

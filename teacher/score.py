@@ -158,57 +158,76 @@ def score_file_stats(teacher_dir, pairs_path, out_path, data_cfg=None, batch_siz
     import torch
 
     state = PartialState(cpu=not torch.cuda.is_available())  # CPU processes use gloo
-    main, rank, world = state.is_main_process, state.process_index, state.num_processes
     sig = _signature(teacher_dir, pairs_path, dtype, batch_size, shard_size, df, texts) | {"limit": limit}
     runtime = runtime or Runtime()
     if int8_mode(runtime) == "auto":
         sig["int8"] = f"auto:{cpu_key(runtime)}"  # shards scored with int8 are not mixed with fp32 ones
     sdir = shard_dir_for(out)
-    _prepare_shards(sdir, sig, main)
+    _prepare_shards(sdir, sig, state.is_main_process)
     state.wait_for_everyone()
 
     n = len(df)
     bounds = [(s, min(s + shard_size, n)) for s in range(0, n, shard_size)]
     paths = [sdir / f"shard-{i:05d}.parquet" for i in range(len(bounds))]
-    todo = [i for i in range(len(bounds)) if i % world == rank and not _shard_ok(paths[i], bounds[i][1] - bounds[i][0])]
-    done_rows = sum(b - a for i, (a, b) in enumerate(bounds) if i % world == rank and i not in todo)
-    scored, t0 = 0, time.monotonic()
-    int8 = None
-    if todo:
-        from reldistill.teacher.backbone import set_cpu_threads
-        from reldistill.teacher.teacher import Teacher
-
-        set_cpu_threads("auto", runtime)
-        teacher = Teacher.load(teacher_dir, dtype=dtype, device=str(state.device) if world > 1 else None,
-                               data_cfg=data_cfg, runtime=runtime)  # int8 where its gate passed (reldistill.teacher.int8)
-        int8 = teacher.int8_verdict
-        queries = df["query"].astype(str).tolist()
-        mine = sum(b - a for i, (a, b) in enumerate(bounds) if i % world == rank)
-        ctx = progress_bar(mine, f"teacher scoring ({str(teacher.dtype).removeprefix('torch.')})", "pairs",
-                           initial=done_rows) if progress and main else contextlib.nullcontext(lambda k=1: None)
-        with ctx as advance:
-            for i in todo:
-                a, b = bounds[i]
-                logits = teacher.score_logits(queries[a:b], texts[a:b], batch_size=batch_size)
-                shard = pd.DataFrame({"row": np.arange(a, b, dtype=np.int64), "teacher_logit": logits})
-                write_parquet(paths[i], shard)
-                scored += b - a
-                advance(b - a)
+    t0 = time.monotonic()
+    scored, int8 = _score_own_shards(state, bounds, paths, df["query"].astype(str).tolist(), texts,
+                                     lambda: _load_for_scoring(teacher_dir, dtype, state, data_cfg, runtime),
+                                     batch_size, progress)
     seconds = time.monotonic() - t0
     state.wait_for_everyone()
-    if main:
-        parts = []
-        for i, p in enumerate(paths):
-            if not _shard_ok(p, bounds[i][1] - bounds[i][0]):
-                raise UserError(f"shard {p} is missing or incomplete after scoring — rerun the same command to finish it.")
-            parts.append(pd.read_parquet(p))
-        logit = pd.concat(parts, ignore_index=True).sort_values("row")["teacher_logit"].to_numpy(np.float32)
-        result = df.copy()
-        result["teacher_score"] = (1.0 / (1.0 + np.exp(-logit.astype(np.float64)))).astype(np.float32)
-        result["teacher_logit"] = logit
-        write_parquet(out, with_probabilities(result, teacher_dir), kind=SCORES_KIND)
+    if state.is_main_process:
+        _gather_shards(paths, bounds, df, out, teacher_dir)
     state.wait_for_everyone()
     return {"out": out, "pairs": n, "scored_now": scored, "seconds": seconds,
             "pairs_per_s": scored / seconds if scored and seconds > 0 else None, "shards": len(bounds), "dtype": dtype,
             "int8": int8,
             "signature": hashlib.sha256(json.dumps(sig, sort_keys=True).encode()).hexdigest()[:12]}
+
+
+def _load_for_scoring(teacher_dir: Path, dtype: str, state, data_cfg: DataConfig | None, runtime: Runtime):
+    """The teacher on this process's device (int8 where its gate passed: reldistill.teacher.int8), after the
+    thread choice."""
+    from reldistill.teacher.backbone import set_cpu_threads
+    from reldistill.teacher.teacher import Teacher
+
+    set_cpu_threads("auto", runtime)
+    return Teacher.load(teacher_dir, dtype=dtype, device=str(state.device) if state.num_processes > 1 else None,
+                        data_cfg=data_cfg, runtime=runtime)
+
+
+def _score_own_shards(state, bounds: list[tuple[int, int]], paths: list[Path], queries: list[str], texts: list[str],
+                      load, batch_size: int | None, progress: bool) -> tuple[int, dict | None]:
+    """Score this process's unfinished shards (shard i belongs to process i % world), each written whole as it
+    finishes; the teacher is loaded (``load()``) only when one is left. (pairs scored now, the int8 verdict)."""
+    rank, world = state.process_index, state.num_processes
+    todo = [i for i in range(len(bounds)) if i % world == rank and not _shard_ok(paths[i], bounds[i][1] - bounds[i][0])]
+    if not todo:
+        return 0, None
+    teacher = load()
+    done_rows = sum(b - a for i, (a, b) in enumerate(bounds) if i % world == rank and i not in todo)
+    mine = sum(b - a for i, (a, b) in enumerate(bounds) if i % world == rank)
+    ctx = progress_bar(mine, f"teacher scoring ({str(teacher.dtype).removeprefix('torch.')})", "pairs",
+                       initial=done_rows) if progress and state.is_main_process else contextlib.nullcontext(lambda k=1: None)
+    scored = 0
+    with ctx as advance:
+        for i in todo:
+            a, b = bounds[i]
+            logits = teacher.score_logits(queries[a:b], texts[a:b], batch_size=batch_size)
+            write_parquet(paths[i], pd.DataFrame({"row": np.arange(a, b, dtype=np.int64), "teacher_logit": logits}))
+            scored += b - a
+            advance(b - a)
+    return scored, teacher.int8_verdict
+
+
+def _gather_shards(paths: list[Path], bounds: list[tuple[int, int]], df: pd.DataFrame, out: Path, teacher_dir: Path) -> None:
+    """Join every shard's logits onto the pairs, in row order, with the score and probabilities, into ``out``."""
+    parts = []
+    for i, p in enumerate(paths):
+        if not _shard_ok(p, bounds[i][1] - bounds[i][0]):
+            raise UserError(f"shard {p} is missing or incomplete after scoring — rerun the same command to finish it.")
+        parts.append(pd.read_parquet(p))
+    logit = pd.concat(parts, ignore_index=True).sort_values("row")["teacher_logit"].to_numpy(np.float32)
+    result = df.copy()
+    result["teacher_score"] = (1.0 / (1.0 + np.exp(-logit.astype(np.float64)))).astype(np.float32)
+    result["teacher_logit"] = logit
+    write_parquet(out, with_probabilities(result, teacher_dir), kind=SCORES_KIND)
