@@ -79,6 +79,9 @@ VARIANTS: dict[str, dict] = {
         ("mlp-head", {"head": "mlp", "template": LM_TEMPLATE}, {}),    # MLP score head on the last token (same prompt)
         ("qv", {"target_modules": ["q_proj", "v_proj"]}, {}),          # LoRA on q_proj / v_proj only
         ("smollm2", {"model": "smollm2-135m"}, {}),                     # SmolLM2-135M as the backbone (top 8 of 30 layers)
+        ("lr-high", {}, {"lr": 6.0e-4}),                               # 3x the recipe's LoRA learning rate (2e-4)
+        ("lr-low", {}, {"lr": 6.7e-5}),                                # 1/3 of it
+        ("top4", {}, {"train_layers": 4}),                             # LoRA on the top 4 layers (a deeper cached prefix)
     )},
 }
 

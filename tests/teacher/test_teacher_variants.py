@@ -23,7 +23,8 @@ def test_each_ablation_changes_only_its_axis_of_the_demo_recipe():
     expected = {"ablate-untrained": {"train.max_steps": 0}, "ablate-bce": {"train.loss": "bce"},
                 "ablate-listwise": {"train.bce_weight": 0.0}, "ablate-smollm2": {"teacher.model": "smollm2-135m"},
                 "ablate-mlp-head": {"teacher.head": "mlp", "teacher.template": mod.LM_TEMPLATE},
-                "ablate-qv": {"teacher.target_modules": ["q_proj", "v_proj"]}}
+                "ablate-qv": {"teacher.target_modules": ["q_proj", "v_proj"]}, "ablate-lr-high": {"train.lr": 6.0e-4},
+                "ablate-lr-low": {"train.lr": 6.7e-5}, "ablate-top4": {"train.train_layers": 4}}
     assert sorted(expected) == sorted(k for k in mod.VARIANTS if k.startswith("ablate-") and k != "ablate-demo")
     for name, axis in expected.items():
         got = _flat(mod.recipe_for(base, name))
