@@ -108,18 +108,28 @@ def calibration_markdown(report: dict) -> list[str]:
         e, es, fit = b["p_exact"], b["p_exact_or_substitute"], b["fitted"]
         raw = f" (raw {e['raw_ece']:.4f})" if "raw_ece" in e else ""
         who = f"{system} (served student)" if b.get("served_student") else system
-        rows.append(f"| {who} | {e['ece']:.4f}{raw} | {e['brier']:.4f} | {es['ece']:.4f} | {es['brier']:.4f} | {b['pairs']:,} | "
+        rows.append(f"| {who} | {_ece(e)}{raw} | {e['brier']:.4f} | {_ece(es)} | {es['brier']:.4f} | {b['pairs']:,} | "
                     f"{fit['methods']['p_exact']} on {fitted_text(fit, 'p_exact')} / "
                     f"{fit['methods']['p_exact_or_substitute']} on {fitted_text(fit, 'p_exact_or_substitute')} |")
     tasks = [f"| {s} | {b['esci_tasks']['task2_micro_f1']:.4f} | {b['esci_tasks']['task3_micro_f1']:.4f} | "
              f"{b['esci_tasks']['task3_substitute_f1']:.4f} |" for s, b in cal.items() if b.get("esci_tasks")]
+    interval = next((b["interval"] for b in cal.values() if b.get("interval")), None)
+    spread = (f" In brackets, its {interval['level']:.0%} interval: a {interval['how'].split(',')[0]} over the split's "
+              f"{interval['queries']:,} queries ({interval['resamples']:,} resamples), so compare models and thresholds on "
+              "it, not on the third decimal." if interval else "")
     return [f"## Calibration — judged pairs of `{report['split']}`", "",
             "Probabilities fitted on dev (`calibration.json` beside each model); expected calibration error over 10 "
-            "equal-width bins. Reliability diagram: `eval/reliability.png`.", "",
+            f"equal-width bins.{spread} Reliability diagram: `eval/reliability.png`.", "",
             "| model | ECE P(Exact) | Brier P(Exact) | ECE P(E or S) | Brier P(E or S) | pairs | fitted (E / E or S) |",
             "|---|---:|---:|---:|---:|---:|---|"] + rows + [
             "", "ESCI Task 2 / Task 3 from the calibrated probabilities (most probable of E, S, C-or-I; no class head):", "",
             "| model | Task 2 micro-F1 | Task 3 micro-F1 | Substitute F1 |", "|---|---:|---:|---:|"] + tasks + [""]
+
+
+def _ece(row: dict) -> str:
+    """ECE to 4 places, with its interval (``ece_ci``) when the report has one."""
+    ci = row.get("ece_ci")
+    return f"{row['ece']:.4f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{row['ece']:.4f}"
 
 
 def _served_markdown(report: dict) -> list[str]:

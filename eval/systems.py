@@ -291,7 +291,8 @@ class SystemRuns:
         cal = load_calibration(model_dir)
         if cal is None:
             return
-        block = calibration_block(cal, scores, self.inputs.judged["esci_label"].to_numpy(), raw_is_probability)
+        judged = self.inputs.judged
+        block = calibration_block(cal, scores, judged["esci_label"].to_numpy(), raw_is_probability, judged["query_id"].to_numpy())
         block["served_student"] = system == self.served_student()
         self.record.notes.setdefault("calibration", {})[system] = block
 

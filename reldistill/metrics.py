@@ -6,8 +6,8 @@ gains, DCG = Σ gain_i / log2(i + 1), which is invariant to that scaling, so eve
 dev eval, student dev eval and `reldistill eval` — reports nDCG on the raw ESCI gains (the official
 ESCI Task-1 metric). Binary metrics use ranx's relevance level ``-l<N>`` on the scaled gains.
 
-Calibration metrics live here too: expected calibration error (equal-width bins), Brier score and the
-reliability table a reliability diagram draws.
+Calibration metrics live here too: expected calibration error (equal-width bins) and its bootstrap interval
+over queries, Brier score and the reliability table a reliability diagram draws.
 """
 
 from __future__ import annotations
@@ -104,6 +104,27 @@ def expected_calibration_error(p: Sequence[float], y: Sequence[float], bins: int
     """ECE: the count-weighted mean |mean prediction − observed rate| over equal-width bins."""
     n = len(p)
     return float(sum(r["count"] * abs(r["mean_p"] - r["rate"]) for r in reliability(p, y, bins)) / n) if n else float("nan")
+
+
+def ece_interval(p: Sequence[float], y: Sequence[float], groups: Sequence[str], bins: int = 10, level: float = 0.95,
+                 resamples: int = 1000, seed: int = 0) -> tuple[float, float] | None:
+    """Percentile-bootstrap interval of :func:`expected_calibration_error` that resamples whole ``groups`` (queries).
+
+    A query's pairs share its difficulty, so resampling pairs would understate the spread. Per bin,
+    count · |mean prediction − rate| = |Σp − Σy|, so each resample's ECE is Σ_bins |Σp − Σy| / n over the drawn
+    queries' per-bin sums. None for fewer than 2 groups."""
+    p, y = np.asarray(p, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    _, g = np.unique(np.asarray([str(x) for x in groups]), return_inverse=True)
+    n_groups = int(g.max()) + 1 if len(g) else 0
+    if n_groups < 2:
+        return None
+    cell = g * bins + np.minimum((p * bins).astype(int), bins - 1)
+    sums = [np.bincount(cell, weights=w, minlength=n_groups * bins).reshape(n_groups, bins) for w in (np.ones_like(p), p, y)]
+    drawn = np.random.default_rng(seed).multinomial(n_groups, np.full(n_groups, 1 / n_groups), size=resamples)
+    count, sum_p, sum_y = (drawn @ s for s in sums)  # (resamples, bins): each query counted as often as it was drawn
+    ece = np.abs(sum_p - sum_y).sum(axis=1) / count.sum(axis=1)
+    lo, hi = np.percentile(ece, [50 * (1 - level), 50 * (1 + level)])
+    return float(lo), float(hi)
 
 
 def brier(p: Sequence[float], y: Sequence[float]) -> float:

@@ -9,7 +9,7 @@ import pytest
 from reldistill.calibration import (Calibration, choose_calibrator, fit_calibration, fit_isotonic, fit_platt,
                                     load_calibration, query_folds, ranked_rows, save_calibration, summary)
 from reldistill.errors import UserError
-from reldistill.metrics import brier, expected_calibration_error, reliability
+from reldistill.metrics import brier, ece_interval, expected_calibration_error, reliability
 
 
 def _labels_from(p_exact: np.ndarray, rng) -> np.ndarray:
@@ -178,6 +178,33 @@ def test_saved_file_round_trips_and_bad_files_are_user_errors(tmp_path):
         fit_calibration([0.1] * 20, ["E"] * 20, ["q"] * 20, "logit")
 
 
+def _query_effects(n_queries: int, seed: int, shift: float = 0.0, per_query: int = 20):
+    """Pairs whose Exact rate is ``p`` plus their query's own offset (±0.3: ESCI's lists differ in how many Exact they
+    hold), so ``p`` is calibrated over many queries but not within one; the map returns ``p + shift``."""
+    rng = np.random.default_rng(seed)
+    p = rng.uniform(0.35, 0.65, n_queries * per_query)
+    rate = p + np.repeat(rng.uniform(-0.3, 0.3, n_queries), per_query)
+    y = (rng.random(len(rate)) < rate).astype(float)
+    return p + shift, y, np.repeat([f"q{i}" for i in range(n_queries)], per_query)
+
+
+def test_ece_interval_resamples_whole_queries_and_brackets_the_error():
+    p, y, q = _query_effects(130, 0)
+    lo, hi = ece_interval(p, y, q)
+    assert lo <= expected_calibration_error(p, y) <= hi and hi < 0.1  # calibrated: small, and the point inside
+    assert ece_interval(p, y, q) == (lo, hi) and ece_interval(p, y, q, seed=1) != (lo, hi)  # seeded
+    # pairs of one query share its offset: resampling pairs (each its own group) would claim a far narrower interval
+    off, y_off, _ = _query_effects(130, 0, shift=0.1)
+    (q_lo, q_hi), (p_lo, p_hi) = ece_interval(off, y_off, q), ece_interval(off, y_off, np.arange(len(off)))
+    assert q_hi - q_lo > 1.4 * (p_hi - p_lo)
+    # the interval narrows as queries are added, and a map off by +0.2 is told apart from a calibrated one
+    w_lo, w_hi = ece_interval(*_query_effects(1300, 0))
+    assert w_hi - w_lo < 0.5 * (hi - lo)
+    off_lo, _ = ece_interval(*_query_effects(130, 0, shift=0.2))
+    assert off_lo > 0.15 > hi
+    assert ece_interval(p[:20], y[:20], q[:20]) is None  # one query: no interval
+
+
 def test_eval_block_report_table_and_reliability_diagram(tmp_path):
     from reldistill.eval.calibration import calibration_block, precision_at
     from reldistill.eval.plots import plot_reliability
@@ -186,7 +213,7 @@ def test_eval_block_report_table_and_reliability_diagram(tmp_path):
     s, _, labels, qids = _synthetic(600, 8)
     raw = 1 / (1 + np.exp(-(0.4 * s + 1.0)))
     cal = fit_calibration(raw[:2400], labels[:2400], qids[:2400], "logit", split="dev")
-    block = calibration_block(cal, raw[2400:], labels[2400:], raw_is_probability=True)
+    block = calibration_block(cal, raw[2400:], labels[2400:], raw_is_probability=True, query_ids=qids[2400:])
     assert block["pairs"] == 2400 and block["p_exact"]["ece"] < 0.05 < block["p_exact"]["raw_ece"]
     assert sum(r["count"] for r in block["p_exact"]["reliability"]) == 2400
     tasks = block["esci_tasks"]
@@ -198,6 +225,10 @@ def test_eval_block_report_table_and_reliability_diagram(tmp_path):
     md = "\n".join(calibration_markdown(report))
     assert "dense-distilled (served student)" in md and f"{block['p_exact']['ece']:.4f}" in md and "Task 2 micro-F1" in md
     assert f"on 2,400 dev pairs of 300 queries" in md  # every dev query ranks 8 pairs: one fit set
+    lo, hi = block["p_exact"]["ece_ci"]
+    assert lo <= block["p_exact"]["ece"] <= hi and block["interval"]["queries"] == 300
+    assert f"{block['p_exact']['ece']:.4f} [{lo:.3f}, {hi:.3f}]" in md and "95% interval" in md and "300 queries" in md
+    assert "ece_ci" not in calibration_block(cal, raw[2400:], labels[2400:], True)["p_exact"]  # no query ids, no interval
     z, y, mq = _mixed(9, -1.0)
     mixed = fit_calibration(z, np.where(y > 0, "E", "I"), mq, "identity", split="dev")
     ranked_block = calibration_block(mixed, z[:600], np.where(y[:600] > 0, "E", "I"), raw_is_probability=False)
