@@ -23,7 +23,7 @@ from reldistill.calibration import TARGETS, Calibration, summary
 from reldistill.metrics import brier, ece_interval, expected_calibration_error, reliability
 
 BINS = 10
-INTERVAL = {"level": 0.95, "resamples": 1000, "unit": "query", "how": "percentile bootstrap, whole queries resampled, seed 0"}
+INTERVAL = {"method": "percentile bootstrap", "unit": "query", "level": 0.95, "resamples": 1000, "seed": 0}  # what ece_interval is given
 
 
 def calibration_block(cal: Calibration, scores: np.ndarray, labels: np.ndarray, raw_is_probability: bool,
@@ -38,7 +38,7 @@ def calibration_block(cal: Calibration, scores: np.ndarray, labels: np.ndarray, 
         p = probs[target]
         row = {"ece": expected_calibration_error(p, y, BINS), "brier": brier(p, y), "base_rate": float(y.mean()) if len(y) else None,
                "reliability": reliability(p, y, BINS)}
-        interval = ece_interval(p, y, query_ids, BINS, INTERVAL["level"], INTERVAL["resamples"]) if query_ids is not None else None
+        interval = ece_interval(p, y, query_ids, BINS, INTERVAL["level"], INTERVAL["resamples"], INTERVAL["seed"]) if query_ids is not None else None
         if interval:
             row["ece_ci"], out["interval"] = list(interval), {**INTERVAL, "queries": len(set(map(str, query_ids)))}
         if raw_is_probability:

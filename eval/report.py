@@ -114,7 +114,7 @@ def calibration_markdown(report: dict) -> list[str]:
     tasks = [f"| {s} | {b['esci_tasks']['task2_micro_f1']:.4f} | {b['esci_tasks']['task3_micro_f1']:.4f} | "
              f"{b['esci_tasks']['task3_substitute_f1']:.4f} |" for s, b in cal.items() if b.get("esci_tasks")]
     interval = next((b["interval"] for b in cal.values() if b.get("interval")), None)
-    spread = (f" In brackets, its {interval['level']:.0%} interval: a {interval['how'].split(',')[0]} over the split's "
+    spread = (f" In brackets, its {interval['level']:.0%} interval: a {interval['method']} over the split's "
               f"{interval['queries']:,} queries ({interval['resamples']:,} resamples), so compare models and thresholds on "
               "it, not on the third decimal." if interval else "")
     return [f"## Calibration — judged pairs of `{report['split']}`", "",

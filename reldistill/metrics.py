@@ -87,10 +87,15 @@ def ndcg_of_scores(scores: Sequence[float], gains: Sequence[float], k: int | Non
     return float(g[order] @ disc / idcg)
 
 
+def _bin_of(p: np.ndarray, bins: int) -> np.ndarray:
+    """Each probability's equal-width bin, 0 .. ``bins`` - 1 (1.0 falls in the top one)."""
+    return np.minimum((p * bins).astype(int), bins - 1)
+
+
 def reliability(p: Sequence[float], y: Sequence[float], bins: int = 10) -> list[dict[str, float]]:
     """Equal-width bins of predicted probability: each non-empty bin's count, mean prediction and observed rate."""
     p, y = np.asarray(p, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    idx = np.minimum((p * bins).astype(int), bins - 1)
+    idx = _bin_of(p, bins)
     out = []
     for b in range(bins):
         m = idx == b
@@ -118,7 +123,7 @@ def ece_interval(p: Sequence[float], y: Sequence[float], groups: Sequence[str], 
     n_groups = int(g.max()) + 1 if len(g) else 0
     if n_groups < 2:
         return None
-    cell = g * bins + np.minimum((p * bins).astype(int), bins - 1)
+    cell = g * bins + _bin_of(p, bins)
     sums = [np.bincount(cell, weights=w, minlength=n_groups * bins).reshape(n_groups, bins) for w in (np.ones_like(p), p, y)]
     drawn = np.random.default_rng(seed).multinomial(n_groups, np.full(n_groups, 1 / n_groups), size=resamples)
     count, sum_p, sum_y = (drawn @ s for s in sums)  # (resamples, bins): each query counted as often as it was drawn
